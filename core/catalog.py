@@ -1,0 +1,104 @@
+"""The catalog: a SQLite file of photos and their tags, through sqlite-utils.
+
+Tables: photos, tags, photo_tags, splits (and downloads and feedback, used by the Flickr
+fetcher and the server). Every write is a transaction, so a crash loses at most the record
+in flight and a rerun continues where it stopped.
+"""
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+import sqlite_utils
+
+from .parts import PhotoRecord
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_tag(tag: str) -> str:
+    """The form a tag is stored and compared in: trimmed, lower case, single spaces."""
+    return _SPACES.sub(" ", tag.strip().lower())
+
+
+class Catalog:
+    def __init__(self, path):
+        self.path = Path(path)
+        self.db = sqlite_utils.Database(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self._create_tables()
+
+    def _create_tables(self):
+        db = self.db
+        if "photos" not in db.table_names():
+            db["photos"].create({
+                "id": int, "key": str, "source": str, "path": str, "url": str, "owner": str,
+                "license": str, "title": str, "status": str,
+            }, pk="id", not_null={"key"})
+            db["photos"].create_index(["key"], unique=True)
+        if "tags" not in db.table_names():
+            db["tags"].create({"id": int, "name": str}, pk="id", not_null={"name"})
+            db["tags"].create_index(["name"], unique=True)
+        if "photo_tags" not in db.table_names():
+            db["photo_tags"].create({"photo_id": int, "tag_id": int}, pk=("photo_id", "tag_id"),
+                                    foreign_keys=[("photo_id", "photos"), ("tag_id", "tags")])
+            db["photo_tags"].create_index(["tag_id"])
+        if "splits" not in db.table_names():
+            db["splits"].create({"photo_id": int, "split": str}, pk="photo_id",
+                                foreign_keys=[("photo_id", "photos")])
+
+    def add(self, records: Iterable[PhotoRecord], source: str) -> int:
+        """Add records not already in the catalog (by key); returns how many were new."""
+        added = 0
+        with self.db.conn:
+            for record in records:
+                if self._add_one(record, source):
+                    added += 1
+        return added
+
+    def _add_one(self, record: PhotoRecord, source: str) -> bool:
+        photos = self.db["photos"]
+        if self.db.execute("select 1 from photos where key = ?", [record.key]).fetchone():
+            return False
+        photo_id = photos.insert({
+            "key": record.key, "source": source, "path": record.path, "url": record.url,
+            "owner": record.owner, "license": record.license, "title": record.title, "status": "ok",
+        }).last_pk
+        names = sorted({normalize_tag(tag) for tag in record.tags if tag.strip()})
+        if names:
+            self.db["tags"].insert_all(({"name": name} for name in names), ignore=True)
+            rows = self.db.execute(
+                f"select id from tags where name in ({','.join('?' * len(names))})", names).fetchall()
+            self.db["photo_tags"].insert_all(({"photo_id": photo_id, "tag_id": tag_id} for (tag_id,) in rows),
+                                             ignore=True)
+        return True
+
+    def mark_broken(self, keys: Iterable[str]):
+        with self.db.conn:
+            for key in keys:
+                self.db.execute("update photos set status = 'broken' where key = ?", [key])
+
+    def photos(self, source: str | None = None):
+        """Every usable photo as dicts with key, path, owner and its list of tags."""
+        where = "where p.status = 'ok'" + (" and p.source = ?" if source else "")
+        rows = self.db.execute(f"""
+            select p.key, p.path, p.owner, group_concat(t.name, char(31))
+            from photos p left join photo_tags pt on pt.photo_id = p.id left join tags t on t.id = pt.tag_id
+            {where} group by p.id order by p.id""", [source] if source else []).fetchall()
+        return [{"key": key, "path": path, "owner": owner, "tags": tags.split("\x1f") if tags else []}
+                for key, path, owner, tags in rows]
+
+    def count(self) -> int:
+        return self.db["photos"].count
+
+    def save_splits(self, split_of_key: dict[str, str]):
+        with self.db.conn:
+            self.db.execute("delete from splits")
+            self.db.execute("create temp table if not exists chosen (key text primary key, split text)")
+            self.db.execute("delete from chosen")
+            self.db.executemany("insert into chosen values (?, ?)", split_of_key.items())
+            self.db.execute("insert into splits select p.id, c.split from photos p join chosen c on c.key = p.key")
+
+    def splits(self) -> dict[str, str]:
+        rows = self.db.execute("select p.key, s.split from splits s join photos p on p.id = s.photo_id")
+        return dict(rows.fetchall())

@@ -1,0 +1,216 @@
+"""The `lablr` command."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import defaults
+from .errors import LablrError
+
+CATALOG_HELP = "The SQLite catalog of photos and tags."
+DEFAULT_CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lablr"
+
+
+class LablrGroup(click.Group):
+    """Prints a LablrError as one line, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except LablrError as error:
+            raise click.ClickException(error.message) from None
+
+
+@click.group(cls=LablrGroup)
+@click.version_option(package_name="lablr")
+def cli():
+    """Lablr suggests the tags that make a photo found on Flickr."""
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def plugins(as_json):
+    """List every registered plugin part: kind, name, and the module that provides it."""
+    from .plugins import all_parts
+
+    rows = [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['kind']:<11} {row['name']:<16} {row['plugin']}")
+
+
+@cli.command("import")
+@click.argument("source")
+@click.argument("location", required=False)
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+def import_(source, location, catalog):
+    """Import tagged images from SOURCE (openclipart, folder DIR, csv FILE)."""
+    from .importing import import_source
+
+    report = import_source(source, location, catalog)
+    click.echo(f"{report['added']} new photos in {catalog} ({report['skipped']} unreadable skipped, "
+               f"{report['known']} already there); {report['total']} in all.")
+
+
+def _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner):
+    from .selection import Rules
+
+    return Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
+                 test_fraction=test_fraction, split_by_owner=split_by_owner)
+
+
+def rules_options(command):
+    for option in reversed([
+        click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True,
+                     help="At most this many photos of one owner or creator."),
+        click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True,
+                     help="Keep tags with at least this many photos (before the cap)."),
+        click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True,
+                     help="Keep tags with at least this many training photos."),
+        click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True,
+                     help="Share of photos held out for evaluation."),
+        click.option("--split-by-owner", is_flag=True, help="Keep all photos of one owner on one side."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command()
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--encoder", default="vae", show_default=True)
+@click.option("--image-size", default=defaults.IMAGE_SIZE, show_default=True)
+@click.option("--latent-dim", default=defaults.LATENT_DIM, show_default=True)
+@click.option("--epochs", default=defaults.EPOCHS, show_default=True)
+@click.option("--tag-model", default="gaussian", show_default=True)
+@click.option("--scorer", default="mahalanobis", show_default=True)
+@click.option("--visualizer", default="pca", show_default=True)
+@click.option("--source", default=None, help="Only photos imported from this source.")
+@rules_options
+def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **rules):
+    """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
+    from .training import train as run
+
+    model = run(catalog, out, encoder=encoder, encoder_settings={"image_size": image_size, "latent_dim": latent_dim},
+                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
+                epochs=epochs, source=source)
+    _print_report(model.manifest["evaluation"])
+    click.echo(f"Saved {out}")
+
+
+@cli.command()
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
+@click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
+@click.option("--source", default=None, help="Only photos imported from this source.")
+@rules_options
+def fit(model, catalog, out, add, source, **rules):
+    """Fit the tag models anew (or --add photos) with a bundle's encoder."""
+    from .fitting import refit
+
+    fitted = refit(model, catalog, out, add=add, rules=_rules(**rules), source=source)
+    if "evaluation" in fitted.manifest:
+        _print_report(fitted.manifest["evaluation"])
+    click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
+
+
+@cli.command()
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@click.option("--catalog", default=None, help="Evaluate on this catalog's held-out photos "
+              "(default: the photos recorded with the bundle).")
+@click.option("--scorer", "scorers", multiple=True, help="Scorers to compare (default: mahalanobis and loglik).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def evaluate(model, catalog, scorers, as_json):
+    """Precision@5, recall@5 and mAP on held-out photos, beside the popularity baseline."""
+    from .fitting import evaluate_bundle
+
+    report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=cache_dir())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+
+
+def _print_report(report):
+    click.echo(f"{'':<14} {'precision@5':>12} {'recall@5':>9} {'mAP':>7} {'tag mAP':>8}")
+    for name, figures in report.items():
+        if isinstance(figures, dict) and "map" in figures:
+            click.echo(f"{name:<14} {figures['precision_at_5']:>12.3f} {figures['recall_at_5']:>9.3f} "
+                       f"{figures['map']:>7.3f} {figures.get('tag_map', float('nan')):>8.3f}")
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
+@click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def suggest(images, k, model, scorer, exclude, as_json):
+    """Suggest tags for each IMAGE, best first."""
+    import numpy as np
+
+    from . import images as imaging
+    from .model import Model
+
+    loaded = Model.load(model)
+    arrays = np.stack([imaging.load(path, loaded.image_size) for path in images])
+    excluded = [t.strip() for t in exclude.split(",") if t.strip()]
+    results = loaded.suggest(arrays, k, scorer=scorer, exclude=excluded)
+    if as_json:
+        click.echo(json.dumps({"model": loaded.name, "results": [
+            {"filename": path, "suggestions": [s.as_dict() for s in found]} for path, found in zip(images, results)
+        ]}, indent=2))
+        return
+    for path, found in zip(images, results):
+        click.echo(f"{path}: " + ", ".join(f"{s.tag} ({s.score:.2f})" for s in found))
+
+
+@cli.command()
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+def plot(image, output, k, model):
+    """Draw where IMAGE falls among the tags."""
+    from . import images as imaging
+    from .model import Model
+
+    picture_format = "svg" if output.lower().endswith(".svg") else "png"
+    loaded = Model.load(model)
+    data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
+    partial = Path(output + ".partial")
+    partial.write_bytes(data)
+    partial.replace(output)
+    click.echo(f"Wrote {output}")
+
+
+@cli.command()
+@click.argument("destination", type=click.Path(dir_okay=False))
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+def export(destination, catalog):
+    """Write the catalog as the original Lablr's path,label CSV."""
+    from lablr.plugins.files import write_csv
+
+    from .catalog import Catalog
+
+    write_csv(Catalog(catalog).photos(), destination)
+    click.echo(f"Wrote {destination}")
+
+
+def main():
+    cli(prog_name="lablr")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Prepared images: decoded once, stored as .npy shards, streamed in batches.
+
+An image set is a directory of `shard-NNNNN.npy` files (uint8, (n, size, size, 3)) and an
+`index.json` naming the photo of every row. Reading memory-maps one shard at a time, so
+training memory does not grow with the number of images.
+"""
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from . import images as imaging
+from .errors import ImageError
+
+SHARD_SIZE = 1024
+INDEX = "index.json"
+
+
+def _decode_one(job):
+    key, path, size = job
+    try:
+        return key, imaging.load(path, size), None
+    except ImageError as error:
+        return key, None, error.message
+    except Exception as error:  # a decoder bug on one odd file must not end a long job
+        return key, None, f"{type(error).__name__}: {error}"
+
+
+def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSet":
+    """Decode photos ({key, path}) into an image set; broken images are skipped and listed.
+
+    The set is written beside its final place and renamed into it, so it is whole or absent.
+    """
+    directory = Path(directory)
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    keys, shards, broken, buffer = [], [], {}, []
+
+    def flush():
+        if buffer:
+            name = f"shard-{len(shards):05d}.npy"
+            np.save(partial / name, np.stack(buffer))
+            shards.append({"file": name, "count": len(buffer)})
+            buffer.clear()
+
+    jobs = [(p["key"], p["path"], size) for p in photos]
+    workers = workers or min(4, os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers) as pool:
+        results = pool.map(_decode_one, jobs, chunksize=32)
+        for key, array, error in tqdm(results, total=len(jobs), desc="Decoding images", unit="img",
+                                      disable=not progress):
+            if array is None:
+                broken[key] = error
+                continue
+            keys.append(key)
+            buffer.append(array)
+            if len(buffer) == SHARD_SIZE:
+                flush()
+    flush()
+    (partial / INDEX).write_text(json.dumps({"image_size": size, "keys": keys, "shards": shards,
+                                             "broken": broken}))
+    if directory.exists():
+        shutil.rmtree(directory)
+    partial.rename(directory)
+    return ImageSet(directory)
+
+
+class ImageSet:
+    def __init__(self, directory, keys=None):
+        self.directory = Path(directory)
+        index = json.loads((self.directory / INDEX).read_text())
+        self.image_size = index["image_size"]
+        self.broken = index.get("broken", {})
+        self._shards = index["shards"]
+        self._all_keys = index["keys"]
+        wanted = None if keys is None else set(keys)
+        self._rows = [[row for row, key in enumerate(self._shard_keys(i)) if wanted is None or key in wanted]
+                      for i in range(len(self._shards))]
+        self.keys = [self._shard_keys(i)[row] for i, rows in enumerate(self._rows) for row in rows]
+        self.count = len(self.keys)
+
+    def _shard_keys(self, shard):
+        start = sum(s["count"] for s in self._shards[:shard])
+        return self._all_keys[start:start + self._shards[shard]["count"]]
+
+    def subset(self, keys) -> "ImageSet":
+        return ImageSet(self.directory, keys)
+
+    def batches(self, batch_size, *, seed=None):
+        """Yield uint8 batches; with a seed, shards and rows come in a shuffled order."""
+        for _, batch in self.keyed_batches(batch_size, seed=seed):
+            yield batch
+
+    def keyed_batches(self, batch_size, *, seed=None):
+        rng = np.random.default_rng(seed) if seed is not None else None
+        order = list(range(len(self._shards)))
+        if rng is not None:
+            rng.shuffle(order)
+        for shard in order:
+            rows = np.asarray(self._rows[shard], dtype=np.int64)
+            if not len(rows):
+                continue
+            if rng is not None:
+                rows = rng.permutation(rows)
+            data = np.load(self.directory / self._shards[shard]["file"], mmap_mode="r")
+            keys = self._shard_keys(shard)
+            for start in range(0, len(rows), batch_size):
+                chosen = rows[start:start + batch_size]
+                yield [keys[r] for r in chosen], np.asarray(data[chosen])
+
+    def arrays(self):
+        """All images of the set in one array (for small sets and tests)."""
+        batches = [batch for batch in self.batches(4096)]
+        return np.concatenate(batches) if batches else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)

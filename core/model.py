@@ -1,0 +1,105 @@
+"""A loaded model: encoder, tag model, scorer and visualizer, ready to suggest tags."""
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle, defaults
+from . import images as imaging
+from .errors import LablrError
+from .plugins import get_part
+
+
+@dataclass
+class Suggestion:
+    tag: str
+    score: float
+    distance: float | None = None
+
+    def as_dict(self):
+        out = {"tag": self.tag, "score": round(self.score, 6)}
+        if self.distance is not None:
+            out["distance"] = round(self.distance, 4)
+        return out
+
+
+class Model:
+    def __init__(self, parts: dict, manifest: dict, path: Path | None = None):
+        self.encoder = parts["encoder"]
+        self.tag_model = parts["tag_model"]
+        self.visualizer = parts["visualizer"]
+        self.plugins = {kind: spec["plugin"] for kind, spec in manifest["parts"].items()}
+        self.default_scorer = self.plugins["scorer"]
+        self.manifest = manifest
+        self.path = path
+        self._scorers = {}
+
+    @classmethod
+    def load(cls, model=defaults.DEFAULT_MODEL) -> "Model":
+        path = bundle.resolve(model)
+        parts, manifest = bundle.load_parts(path)
+        return cls(parts, manifest, path)
+
+    def save(self, directory):
+        stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
+        parts = {kind: {"plugin": self.plugins[kind], "settings": part.settings()} for kind, part in stateful.items()}
+        parts["scorer"] = {"plugin": self.default_scorer}
+        tags = [{"tag": t, "count": int(n)} for t, n in zip(self.tag_model.tags, self.tag_model.counts)]
+        manifest = {**self.manifest, "parts": parts, "image_size": self.image_size, "tags": tags}
+        manifest.pop("files", None)
+        return bundle.save(stateful, manifest, directory)
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or (self.path.name if self.path else "unsaved")
+
+    @property
+    def image_size(self) -> int:
+        return self.encoder.image_size
+
+    @cached_property
+    def tag_index(self):
+        return {tag: k for k, tag in enumerate(self.tag_model.tags)}
+
+    def scorer(self, name=None):
+        name = name or self.default_scorer
+        if name not in self._scorers:
+            self._scorers[name] = get_part("scorer", name)()
+        return self._scorers[name]
+
+    # -- the pipeline -------------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return imaging.decode(data, self.image_size)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        return self.encoder.encode(images)
+
+    def score(self, latents, scorer=None):
+        return self.scorer(scorer).score(latents, self.tag_model)
+
+    def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):
+        """uint8 images (n, s, s, 3) -> for each, the k best tags, best first."""
+        scores = self.score(self.encode(images), scorer)
+        return [self._top(scores, row, k, exclude) for row in range(len(images))]
+
+    def _top(self, scores, row, k, exclude):
+        excluded = {self.tag_index[t] for t in exclude if t in self.tag_index}
+        order = [i for i in np.argsort(-scores.score[row], kind="stable") if i not in excluded][:k]
+        shown = scores.display[row]
+        return [Suggestion(self.tag_model.tags[i], float(shown[i]),
+                           None if scores.distance is None else float(scores.distance[row, i]))
+                for i in order]
+
+    def plot(self, image: np.ndarray, k: int = defaults.DEFAULT_K, *, format="png", scorer=None) -> bytes:
+        if format not in ("png", "svg"):
+            raise LablrError(f"Unknown picture format {format!r}: use png or svg.", status=422, code="bad_parameter")
+        latent = self.encode(image[None])
+        top = self._top(self.score(latent, scorer), 0, k, ())
+        return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
+
+    def summary(self) -> dict:
+        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.plugins["encoder"],
+                "scorer": self.default_scorer, "image_size": self.image_size}

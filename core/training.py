@@ -1,0 +1,83 @@
+"""From a catalog of tagged photos to a model bundle: select, prepare, train, fit, evaluate."""
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from . import defaults
+from .catalog import Catalog
+from .errors import LablrError
+from .evaluation import evaluate
+from .imageset import ImageSet, prepare
+from .model import Model
+from .plugins import get_part
+from .selection import Rules, Selection, select
+
+EVALUATED_SCORERS = ("mahalanobis", "loglik")
+
+
+def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
+    """The photos decoded at this size, from the cache beside the catalog or decoded now."""
+    keys = sorted(p["key"] for p in photos)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    directory = Path(f"{catalog_path}.images") / f"{size}px-{digest}"
+    if (directory / "index.json").exists():
+        return ImageSet(directory)
+    return prepare(photos, directory, size, progress=progress)
+
+
+def encode_set(encoder, images: ImageSet):
+    """(keys, latents) of every image in the set, in the set's order."""
+    keys, latents = [], []
+    for batch_keys, batch in images.keyed_batches(256):
+        keys += batch_keys
+        latents.append(encoder.encode(batch))
+    return keys, (np.concatenate(latents) if latents else np.zeros((0, encoder.latent_dim)))
+
+
+def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *, tag_model="gaussian",
+              scorer="mahalanobis", visualizer="pca", manifest=None) -> Model:
+    """Fit the tag model and the picture on the training photos' latents."""
+    keys, latents = encode_set(encoder, images.subset(p["key"] for p in selection.train))
+    tags_of = {p["key"]: p["tags"] for p in selection.train}
+    fitted = get_part("tag_model", tag_model)().fit(latents, [tags_of[k] for k in keys], selection.tags)
+    picture = get_part("visualizer", visualizer)().fit(fitted)
+    get_part("scorer", scorer)  # fail now, not at serving time, on a scorer nobody registered
+    parts = {"encoder": {"plugin": encoder_name}, "tag_model": {"plugin": tag_model},
+             "scorer": {"plugin": scorer}, "visualizer": {"plugin": visualizer}}
+    return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture},
+                 {**(manifest or {}), "parts": parts})
+
+
+def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=EVALUATED_SCORERS) -> dict:
+    keys, latents = encode_set(model.encoder, images.subset(p["key"] for p in selection.test))
+    tags_of = {p["key"]: p["tags"] for p in selection.test}
+    return evaluate(model, latents, [tags_of[k] for k in keys], scorers)
+
+
+def data_summary(source, rules: Rules, selection: Selection) -> dict:
+    return {"source": source, "rules": rules.as_dict(), "train_photos": len(selection.train),
+            "test_photos": len(selection.test), "test_keys": sorted(p["key"] for p in selection.test)}
+
+
+def train(catalog_path, out, *, encoder="vae", encoder_settings=None, tag_model="gaussian",
+          scorer="mahalanobis", visualizer="pca", rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
+          name=None, source=None, progress=True) -> Model:
+    """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
+    catalog = Catalog(catalog_path)
+    selection = select(catalog.photos(source), rules)
+    if not selection.train or not selection.test:
+        raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
+                         f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
+    part = get_part("encoder", encoder)(**(encoder_settings or {}))
+    images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
+    train_images = images.subset(p["key"] for p in selection.train)
+    work_dir = Path(work_dir or f"{out}.work")
+    part.fit(train_images, work_dir=work_dir, epochs=epochs, verbose="auto" if progress else 0)
+    manifest = {"name": name or Path(out).name, "data": data_summary(source, rules, selection)}
+    model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer,
+                      visualizer=visualizer, manifest=manifest)
+    model.manifest["evaluation"] = held_out_report(model, selection, images)
+    model.save(out)
+    return model

@@ -1,0 +1,1 @@
+"""Lablr's default plugins, one module per part."""

@@ -1,0 +1,159 @@
+"""`gaussian`: one Gaussian per tag over the latent means.
+
+The model keeps exact sufficient statistics per tag (count, sum, sum of outer products), so
+shards merge exactly and more photos can be added later. Covariances are shrunk towards a
+scaled identity with the Oracle Approximating Shrinkage of Chen et al. (2010), a
+Ledoit-Wolf-type estimator that needs nothing but those statistics: a tag with fewer photos
+than latent dimensions still gets an invertible covariance.
+"""
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lablr.core import hookimpl
+from lablr.core.errors import BundleError
+
+FILE = "tag_stats.npz"
+
+
+@hookimpl
+def register_tag_models(register):
+    register("gaussian", GaussianTagModel)
+
+
+class GaussianTagModel:
+    def __init__(self, shrinkage: str = "oas"):
+        if shrinkage not in ("oas", "none"):
+            raise ValueError("shrinkage must be 'oas' or 'none'")
+        self.shrinkage = shrinkage
+        self.tags: list[str] = []
+        self.counts = np.zeros(0)
+        self._sums = None  # (K, d)
+        self._outer_sums = None  # (K, d, d)
+        self._cache = None
+
+    def settings(self):
+        return {"shrinkage": self.shrinkage}
+
+    # -- learning -----------------------------------------------------------------------------
+
+    def fit(self, latents, photo_tags: Sequence[Sequence[str]], tags: Sequence[str]):
+        latents = np.asarray(latents, dtype=np.float64)
+        self.tags = list(tags)
+        dim = latents.shape[1]
+        self.counts = np.zeros(len(self.tags))
+        self._sums = np.zeros((len(self.tags), dim))
+        self._outer_sums = np.zeros((len(self.tags), dim, dim))
+        return self.update(latents, photo_tags)
+
+    def update(self, latents, photo_tags: Sequence[Sequence[str]]):
+        """Add photos to the statistics; tags not seen before are added to the model."""
+        latents = np.asarray(latents, dtype=np.float64)
+        self._add_tags(sorted({t for tags in photo_tags for t in tags} - set(self.tags)), latents.shape[1])
+        index = {tag: k for k, tag in enumerate(self.tags)}
+        members = [[] for _ in self.tags]
+        for row, tags in enumerate(photo_tags):
+            for tag in tags:
+                members[index[tag]].append(row)
+        for k, rows in enumerate(members):
+            if rows:
+                z = latents[rows]
+                self.counts[k] += len(rows)
+                self._sums[k] += z.sum(axis=0)
+                self._outer_sums[k] += z.T @ z
+        self._cache = None
+        return self
+
+    def merge(self, other: "GaussianTagModel"):
+        """Add another model's statistics (e.g. fitted on another shard of the data)."""
+        self._add_tags([t for t in other.tags if t not in self.tags], other._sums.shape[1])
+        rows = [self.tags.index(t) for t in other.tags]
+        self.counts[rows] += other.counts
+        self._sums[rows] += other._sums
+        self._outer_sums[rows] += other._outer_sums
+        self._cache = None
+        return self
+
+    def _add_tags(self, new_tags, dim):
+        if self._sums is None:
+            self.counts, self._sums, self._outer_sums = np.zeros(0), np.zeros((0, dim)), np.zeros((0, dim, dim))
+        if not new_tags:
+            return
+        grow = len(new_tags)
+        self.tags += list(new_tags)
+        self.counts = np.concatenate([self.counts, np.zeros(grow)])
+        self._sums = np.concatenate([self._sums, np.zeros((grow, dim))])
+        self._outer_sums = np.concatenate([self._outer_sums, np.zeros((grow, dim, dim))])
+
+    # -- what scorers and pictures use -----------------------------------------------------------
+
+    def centroids(self):
+        return self._derived()["means"]
+
+    def covariances(self):
+        return self._derived()["covariances"]
+
+    def dispersion(self):
+        """Log-determinant of each tag's covariance (slogdet: det under- or overflows in 32-d)."""
+        return self._derived()["logdet"]
+
+    def whitening(self):
+        """(matrix (d, K*d), offset (K, d)): for every tag k at once, the row k of
+        (z @ matrix).reshape(K, d) - offset has the squared Mahalanobis distance as squared norm."""
+        derived = self._derived()
+        return derived["whitening"], derived["offset"]
+
+    def _derived(self):
+        if self._cache is None:
+            self._cache = self._compute()
+        return self._cache
+
+    def _compute(self):
+        counts = np.maximum(self.counts, 1)[:, None]
+        means = self._sums / counts
+        empirical = self._outer_sums / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
+        covariances = self._shrink(empirical, self.counts)
+        cholesky = np.linalg.cholesky(covariances)
+        # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W| with W = C^-T
+        per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
+        kinds, dim = means.shape
+        whitening = np.ascontiguousarray(per_tag.transpose(1, 0, 2).reshape(dim, kinds * dim))
+        offset = np.einsum("kd,kde->ke", means, per_tag)
+        logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+        return {"means": means, "covariances": covariances, "whitening": whitening, "offset": offset,
+                "logdet": logdet}
+
+    def _shrink(self, empirical, counts):
+        dim = empirical.shape[-1]
+        identity = np.eye(dim)
+        trace = np.trace(empirical, axis1=1, axis2=2)
+        # A floor keeps a tag seen once (zero spread) invertible: a small share of the average spread.
+        floor = 1e-3 * max(float(np.average(trace, weights=np.maximum(counts, 1e-12))) / dim, 1e-12)
+        if self.shrinkage == "none":
+            return empirical + floor * identity
+        trace_of_square = np.einsum("kij,kji->k", empirical, empirical)
+        numerator = (1 - 2 / dim) * trace_of_square + trace**2
+        denominator = (counts + 1 - 2 / dim) * (trace_of_square - trace**2 / dim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(denominator > 0, np.minimum(numerator / denominator, 1.0), 1.0)
+        scale = trace / dim
+        shrunk = (1 - rho)[:, None, None] * empirical + (rho * scale)[:, None, None] * identity
+        return shrunk + floor * identity
+
+    # -- bundle files ---------------------------------------------------------------------------
+
+    def save(self, directory: Path):
+        np.savez_compressed(Path(directory) / FILE, tags=np.array(self.tags, dtype=str), counts=self.counts,
+                            sums=self._sums, outer_sums=self._outer_sums)
+
+    def load(self, directory: Path):
+        try:
+            with np.load(Path(directory) / FILE, allow_pickle=False) as data:
+                self.tags = [str(t) for t in data["tags"]]
+                self.counts, self._sums, self._outer_sums = data["counts"], data["sums"], data["outer_sums"]
+        except (OSError, KeyError, ValueError) as error:
+            raise BundleError(f"The tag statistics in {directory} cannot be read: {error}") from None
+        self._cache = None
+        return self

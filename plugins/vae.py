@@ -1,0 +1,175 @@
+"""`vae`: a convolutional variational autoencoder in Keras 3 on TensorFlow.
+
+Read like Keras' own VAE example: an encoder to (z_mean, z_log_var), a sampling layer, a
+decoder, and a model whose train_step adds the KL term to the reconstruction loss. Photos are
+encoded to z_mean, never to a sample, so the same photo always gets the same tags.
+
+TensorFlow is imported when the encoder is first used, not when Lablr starts.
+"""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lablr.core import defaults, hookimpl
+from lablr.core.errors import BundleError, LablrError
+
+FILE = "encoder.keras"
+_DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
+
+
+@hookimpl
+def register_encoders(register):
+    register("vae", VAEEncoder)
+
+
+def import_keras():
+    """Import Keras on TensorFlow once, quietly."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    return keras
+
+
+class VAEEncoder:
+    def __init__(self, image_size: int = defaults.IMAGE_SIZE, latent_dim: int = defaults.LATENT_DIM,
+                 filters: int = 32, beta: float = 1.0, learning_rate: float = 1e-3):
+        if image_size % 2**_DOWNSAMPLINGS:
+            raise LablrError(f"The VAE's image size must be a multiple of {2**_DOWNSAMPLINGS}, not {image_size}.")
+        self.image_size, self.latent_dim = image_size, latent_dim
+        self.filters, self.beta, self.learning_rate = filters, beta, learning_rate
+        self._encoder = None
+        self._encode_fn = None
+
+    def settings(self):
+        return {"image_size": self.image_size, "latent_dim": self.latent_dim, "filters": self.filters,
+                "beta": self.beta, "learning_rate": self.learning_rate}
+
+    # -- inference --------------------------------------------------------------------------------
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        if self._encoder is None:
+            raise LablrError("The VAE encoder has not been trained or loaded.")
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
+            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
+                             f"got {images.shape}.")
+        out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
+        return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
+
+    def _use(self, encoder):
+        import tensorflow as tf
+
+        self._encoder = encoder
+        shape = (None, self.image_size, self.image_size, 3)
+
+        @tf.function(input_signature=[tf.TensorSpec(shape, tf.uint8)], reduce_retracing=True)
+        def encode_fn(images):
+            return encoder(tf.cast(images, tf.float32) / 255.0, training=False)
+
+        self._encode_fn = encode_fn
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def fit(self, images, *, work_dir: Path, epochs: int = defaults.EPOCHS,
+            batch_size: int = defaults.BATCH_SIZE, seed: int = 0, verbose: int | str = "auto"):
+        """Train on a stream of image batches; checkpoints go to work_dir, and a rerun resumes there."""
+        keras = import_keras()
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(seed)
+        vae = _build_vae(keras, self.image_size, self.latent_dim, self.filters, self.beta, seed)
+        vae.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
+        vae(np.zeros((1, self.image_size, self.image_size, 3), np.float32))  # BackupAndRestore needs it built
+        vae.optimizer.build(vae.trainable_variables)
+        passes = iter(range(1_000_000))
+        shape = (None, self.image_size, self.image_size, 3)
+        dataset = tf.data.Dataset.from_generator(
+            lambda: images.batches(batch_size, seed=seed * 100_003 + next(passes)),
+            output_signature=tf.TensorSpec(shape, tf.uint8),
+        ).repeat().map(lambda batch: tf.cast(batch, tf.float32) / 255.0).prefetch(2)
+        work_dir = Path(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        vae.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(images.count / batch_size), verbose=verbose,
+                callbacks=[keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False)])
+        self._use(vae.encoder_mean)
+        return self
+
+    # -- bundle files -----------------------------------------------------------------------------
+
+    def save(self, directory: Path):
+        self._encoder.save(Path(directory) / FILE)
+
+    def load(self, directory: Path):
+        keras = import_keras()
+        path = Path(directory) / FILE
+        try:
+            encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except (OSError, ValueError, TypeError) as error:
+            raise BundleError(f"The encoder in {path} cannot be loaded: {error}") from None
+        self._use(encoder)
+        return self
+
+
+def _build_vae(keras, image_size, latent_dim, filters, beta, seed):
+    from keras import layers, ops
+
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for i in range(_DOWNSAMPLINGS):
+        x = layers.Conv2D(filters * 2 ** min(i, 2), 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
+    encoder = keras.Model(inputs, [z_mean, z_log_var], name="encoder")
+
+    side = image_size // 2**_DOWNSAMPLINGS
+    latent = keras.Input((latent_dim,))
+    y = layers.Dense(side * side * filters * 4, activation="relu")(latent)
+    y = layers.Reshape((side, side, filters * 4))(y)
+    for i in reversed(range(_DOWNSAMPLINGS - 1)):
+        y = layers.Conv2DTranspose(filters * 2 ** min(i, 2), 3, strides=2, padding="same", activation="relu")(y)
+    outputs = layers.Conv2DTranspose(3, 3, strides=2, padding="same", activation="sigmoid")(y)
+    decoder = keras.Model(latent, outputs, name="decoder")
+
+    class VAE(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.decoder = encoder, decoder
+            self.encoder_mean = keras.Model(inputs, z_mean, name="vae_encoder")
+            self.noise = keras.random.SeedGenerator(seed)
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
+            self.kl_tracker = keras.metrics.Mean(name="kl")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
+
+        def call(self, images):
+            mean, _ = self.encoder(images)
+            return self.decoder(mean)
+
+        def train_step(self, images):
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                mean, log_var = self.encoder(images, training=True)
+                noise = keras.random.normal(ops.shape(mean), seed=self.noise)
+                reconstruction = self.decoder(mean + ops.exp(0.5 * log_var) * noise, training=True)
+                reconstruction_loss = ops.mean(ops.sum(
+                    keras.losses.binary_crossentropy(images, reconstruction), axis=(1, 2)))
+                kl = ops.mean(ops.sum(-0.5 * (1 + log_var - ops.square(mean) - ops.exp(log_var)), axis=1))
+                loss = reconstruction_loss + beta * kl
+            gradients = tape.gradient(loss, self.trainable_weights)
+            self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+            self.loss_tracker.update_state(loss)
+            self.reconstruction_tracker.update_state(reconstruction_loss)
+            self.kl_tracker.update_state(kl)
+            return {m.name: m.result() for m in self.metrics}
+
+    return VAE()
