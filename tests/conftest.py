@@ -1,0 +1,73 @@
+"""Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
+
+import os
+import zlib
+
+os.environ["LABLR_LOAD_PLUGINS"] = ""  # no third-party plugin unless a test installs one
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60)}
+SHAPES = ("circle", "square", "triangle")
+
+
+def draw_shape(colour, shape, size=48, seed=0) -> Image.Image:
+    """A coloured shape on white, placed with a little jitter: tagged by colour and shape."""
+    rng = np.random.default_rng(seed)
+    image = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(image)
+    offset = rng.integers(-4, 5, size=2)
+    low, high = size // 4 + offset, 3 * size // 4 + offset
+    box = [int(low[0]), int(low[1]), int(high[0]), int(high[1])]
+    fill = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in COLOURS[colour])
+    if shape == "circle":
+        draw.ellipse(box, fill=fill)
+    elif shape == "square":
+        draw.rectangle(box, fill=fill)
+    else:
+        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fill)
+    return image
+
+
+def write_shapes(directory, per_kind=12):
+    """PNG files for every colour x shape, and their tags as (path, [colour, shape]) pairs."""
+    directory.mkdir(parents=True, exist_ok=True)
+    labelled = []
+    for colour in COLOURS:
+        for shape in SHAPES:
+            for i in range(per_kind):
+                path = directory / f"{colour}-{shape}-{i:02d}.png"
+                draw_shape(colour, shape, seed=zlib.crc32(path.name.encode())).save(path)
+                labelled.append((path, [colour, shape]))
+    return labelled
+
+
+@pytest.fixture(scope="session")
+def shapes_csv(tmp_path_factory):
+    """The original Lablr's path,label CSV over 108 drawn images, two labels each."""
+    root = tmp_path_factory.mktemp("shapes")
+    labelled = write_shapes(root / "images")
+    csv_path = root / "labels.csv"
+    csv_path.write_text("path,label\n" + "".join(f"images/{p.name},{t}\n" for p, tags in labelled for t in tags))
+    return csv_path
+
+
+TINY_RULES = dict(per_owner_cap=1000, min_tag_photos=5, min_train_photos=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, shapes_csv):
+    """A real model bundle trained for a few seconds: 16x16 images, a 4-d latent space."""
+    from lablr.core.importing import import_source
+    from lablr.core.selection import Rules
+    from lablr.core.training import train
+
+    root = tmp_path_factory.mktemp("tiny")
+    catalog = root / "catalog.db"
+    import_source("csv", str(shapes_csv), catalog, progress=False)
+    train(catalog, root / "tiny-model", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
+          rules=Rules(**TINY_RULES), epochs=3, progress=False)
+    return root / "tiny-model"
