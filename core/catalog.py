@@ -1,8 +1,8 @@
 """The catalog: a SQLite file of photos and their tags, through sqlite-utils.
 
-Tables: photos, tags, photo_tags, splits (and downloads and feedback, used by the Flickr
-fetcher and the server). Every write is a transaction, so a crash loses at most the record
-in flight and a rerun continues where it stopped.
+Tables: photos, tags, photo_tags, splits, downloads and searches (the Flickr fetcher's
+progress; see lablr.plugins.flickr), and feedback (the server). Every write is a transaction,
+so a crash loses at most the record in flight and a rerun continues where it stopped.
 """
 
 import re
@@ -46,23 +46,32 @@ class Catalog:
         if "splits" not in db.table_names():
             db["splits"].create({"photo_id": int, "split": str}, pk="photo_id",
                                 foreign_keys=[("photo_id", "photos")])
+        if "downloads" not in db.table_names():  # one row per image file a fetcher wrote whole
+            db["downloads"].create({"photo_id": int, "path": str, "bytes": int, "sha256": str,
+                                    "downloaded_at": str}, pk="photo_id", foreign_keys=[("photo_id", "photos")])
+        if "searches" not in db.table_names():  # how far a fetcher has paged through each query
+            db["searches"].create({"query": str, "source": str, "tag": str, "page": int, "pages": int,
+                                   "found": int, "done": int, "updated_at": str}, pk="query")
 
-    def add(self, records: Iterable[PhotoRecord], source: str) -> int:
-        """Add records not already in the catalog (by key); returns how many were new."""
+    def add(self, records: Iterable[PhotoRecord], source: str, status: str = "ok") -> int:
+        """Add records not already in the catalog (by key); returns how many were new.
+
+        A fetcher adds photos as "pending" and marks each "ok" once its image is on disk.
+        """
         added = 0
         with self.db.conn:
             for record in records:
-                if self._add_one(record, source):
+                if self._add_one(record, source, status):
                     added += 1
         return added
 
-    def _add_one(self, record: PhotoRecord, source: str) -> bool:
+    def _add_one(self, record: PhotoRecord, source: str, status: str = "ok") -> bool:
         photos = self.db["photos"]
         if self.db.execute("select 1 from photos where key = ?", [record.key]).fetchone():
             return False
         photo_id = photos.insert({
             "key": record.key, "source": source, "path": record.path, "url": record.url,
-            "owner": record.owner, "license": record.license, "title": record.title, "status": "ok",
+            "owner": record.owner, "license": record.license, "title": record.title, "status": status,
         }).last_pk
         names = sorted({normalize_tag(tag) for tag in record.tags if tag.strip()})
         if names:

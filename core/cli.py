@@ -61,11 +61,12 @@ def import_(source, location, catalog):
                f"{report['known']} already there); {report['total']} in all.")
 
 
-def _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner):
+def _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags=None):
+    from .preparing import stop_tag_list
     from .selection import Rules
 
     return Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
-                 test_fraction=test_fraction, split_by_owner=split_by_owner)
+                 test_fraction=test_fraction, split_by_owner=split_by_owner, stop_tags=stop_tag_list(stop_tags))
 
 
 def rules_options(command):
@@ -79,6 +80,8 @@ def rules_options(command):
         click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True,
                      help="Share of photos held out for evaluation."),
         click.option("--split-by-owner", is_flag=True, help="Keep all photos of one owner on one side."),
+        click.option("--stop-tags", default=None, metavar="default|none|FILE",
+                     help="Drop non-visual tags first: 'default' (camera makes, apps, years...), or a file of tags."),
     ]):
         command = option(command)
     return command
@@ -206,6 +209,106 @@ def export(destination, catalog):
 
     write_csv(Catalog(catalog).photos(), destination)
     click.echo(f"Wrote {destination}")
+
+
+@cli.command()
+@click.option("--tags", default="default", show_default=True, metavar="TAG,...|default|hot[:N]",
+              help="Tags to search: a comma-separated list, 'default' (the original Lablr's 45 popular tags), "
+                   "or 'hot' (Flickr's hot list now; hot:N for N of them).")
+@click.option("--per-tag", default=defaults.FLICKR_PER_TAG, show_default=True, type=click.IntRange(1),
+              help="Photos to record per tag (Flickr returns at most 4,000 per search).")
+@click.option("--licenses", default="any", show_default=True, metavar="any|cc|free|ID,NAME,...",
+              help="Only photos under these licences: Flickr's numbers or names (by, by-sa, cc0, ...); "
+                   "'cc' any Creative Commons, 'free' those that allow reuse with credit or none needed.")
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@click.option("--images", type=click.Path(file_okay=False), default=None,
+              help="Where to store the images (default: CATALOG.flickr/ beside the catalog).")
+@click.option("--workers", default=defaults.FLICKR_WORKERS, show_default=True, type=click.IntRange(1, 64),
+              help="Images downloaded at once.")
+@click.option("--calls-per-hour", default=defaults.FLICKR_CALLS_PER_HOUR, show_default=True,
+              type=click.FloatRange(min=1), help="API calls allowed per hour (Flickr's limit is 3,600 per key).")
+@click.option("--timeout", default=defaults.FLICKR_TIMEOUT, show_default=True, type=click.FloatRange(min=0.1),
+              help="Seconds to wait for an answer.")
+@click.option("--attempts", default=defaults.FLICKR_ATTEMPTS, show_default=True, type=click.IntRange(1),
+              help="Tries per request on timeouts, server errors and rate limits.")
+@click.option("--backoff", default=defaults.FLICKR_BACKOFF, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds before the first retry; doubles after each failure.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def fetch(tags, per_tag, licenses, catalog, images, workers, calls_per_hour, timeout, attempts, backoff, quiet):
+    """Search Flickr by tag, record each photo with all its tags, download the images.
+
+    Needs a Flickr API key: $FLICKR_API_KEY and $FLICKR_API_SECRET, or ~/.config/lablr/flickr.json.
+    Safe to interrupt (even kill): run it again and it continues where it stopped.
+    """
+    from lablr.plugins.flickr import FetchSettings, default_images_dir, fetch as run, parse_licenses
+
+    from .fetching import Retry
+
+    settings = FetchSettings(per_tag=per_tag, licenses=parse_licenses(licenses), calls_per_hour=calls_per_hour,
+                             workers=workers, timeout=timeout,
+                             retry=Retry(attempts, backoff, defaults.FLICKR_BACKOFF_CAP))
+    report = run(catalog, tags, images_dir=images, settings=settings, progress=not quiet,
+                 log=lambda message: click.echo(message, err=True))
+    total = _count_by_status(catalog, "flickr")
+    click.echo(f"{report.tags} tags searched: {report.found} photos found, {report.new} new. "
+               f"{report.downloaded} images downloaded ({report.reused} found whole on disk), "
+               f"{report.missing} gone from Flickr; {report.calls} API calls.")
+    click.echo(f"{catalog}: {total.get('ok', 0)} Flickr photos ready, {total.get('pending', 0)} to download; "
+               f"images in {images or default_images_dir(catalog)}.")
+    if report.failed:
+        click.echo(f"{report.failed} downloads still failed after {attempts} attempts each; "
+                   "run `lablr fetch` again to retry them.", err=True)
+        sys.exit(1)
+
+
+def _count_by_status(catalog, source):
+    from .catalog import Catalog
+
+    rows = Catalog(catalog).db.execute("select status, count(*) from photos where source = ? group by status",
+                                       [source]).fetchall()
+    return dict(rows)
+
+
+@cli.command()
+@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@click.option("--size", default=defaults.IMAGE_SIZE, show_default=True, type=click.IntRange(8, 1024),
+              help="Image side in pixels (the encoder's --image-size).")
+@click.option("--source", default=None, help="Only photos from this source (e.g. flickr).")
+@click.option("--stop-tags", default="default", show_default=True, metavar="default|none|FILE",
+              help="Drop non-visual tags (camera makes, apps, years...): Lablr's list, none, or a file of tags.")
+@click.option("--split-by-owner/--split-by-photo", default=True, show_default=True,
+              help="Keep all photos of one owner on one side of the split.")
+@click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True)
+@click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True)
+@click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True)
+@click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def prepare(catalog, size, source, stop_tags, split_by_owner, per_owner_cap, min_tag_photos, min_train_photos,
+            test_fraction, quiet):
+    """Decode the catalog's images into the training set; record broken images and the split."""
+    from .preparing import prepare_catalog
+
+    rules = _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags)
+    summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
+    click.echo(f"Decoded {summary['decoded']} images at {size}x{size} into {summary['images']} "
+               f"({summary['bytes'] / 1e6:.1f} MB); {summary['broken']} broken, marked and skipped.")
+    for key, reason in summary["broken_examples"].items():
+        click.echo(f"  broken: {key}: {reason}")
+    owners = (f"; owners: {summary['train_owners']} training, {summary['test_owners']} held out, "
+              f"{summary['owners_on_both_sides']} on both sides") if split_by_owner else ""
+    click.echo(f"Split: {summary['train']} training and {summary['test']} held-out photos{owners}.")
+    click.echo(f"{len(summary['tags'])} tags kept: {', '.join(summary['tags'][:20])}"
+               f"{' ...' if len(summary['tags']) > 20 else ''}")
+    options = [f"--catalog {catalog}", *([f"--source {source}"] if source else []),
+               *(["--split-by-owner"] if split_by_owner else []), f"--stop-tags {stop_tags}",
+               *([f"--image-size {size}"] if size != defaults.IMAGE_SIZE else [])]
+    for name, value, default in [("per-owner-cap", per_owner_cap, defaults.PER_OWNER_CAP),
+                                 ("min-tag-photos", min_tag_photos, defaults.MIN_TAG_PHOTOS),
+                                 ("min-train-photos", min_train_photos, defaults.MIN_TRAIN_PHOTOS),
+                                 ("test-fraction", test_fraction, defaults.TEST_FRACTION)]:
+        if value != default:
+            options.append(f"--{name} {value}")
+    click.echo("Next: lablr train " + " ".join(options) + " --out MODEL")
 
 
 def main():

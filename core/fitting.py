@@ -41,8 +41,10 @@ def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, sco
     """Evaluate on a catalog's held-out photos, or by default on those recorded in the bundle."""
     model = Model.load(model_name)
     scorers = list(scorers or dict.fromkeys([model.default_scorer, *EVALUATED_SCORERS]))
-    if catalog_path:
-        selection = select(Catalog(catalog_path).photos(), Rules())
+    if catalog_path:  # the held-out side under the rules the model was trained with
+        data = model.manifest.get("data") or {}
+        rules = Rules.from_dict(data["rules"]) if data.get("rules") else Rules()
+        selection = select(Catalog(catalog_path).photos(data.get("source")), rules)
     else:
         catalog_path, selection = _recorded_split(model, cache)
     known = set(model.tag_model.tags)

@@ -19,6 +19,7 @@ DEFAULT_PLUGINS = (
     "lablr.plugins.pca",
     "lablr.plugins.openclipart",
     "lablr.plugins.files",
+    "lablr.plugins.flickr",
 )
 
 # Unset: every installed plugin loads. Set: only the comma-separated entry-point names listed

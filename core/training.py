@@ -24,6 +24,11 @@ def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
     directory = Path(f"{catalog_path}.images") / f"{size}px-{digest}"
     if (directory / "index.json").exists():
         return ImageSet(directory)
+    wanted = set(keys)
+    for index in sorted(directory.parent.glob(f"{size}px-*/index.json")):  # e.g. all photos, by `lablr prepare`
+        found = ImageSet(index.parent)
+        if wanted <= set(found.keys):
+            return found.subset(keys)
     return prepare(photos, directory, size, progress=progress)
 
 
