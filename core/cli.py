@@ -199,6 +199,25 @@ def plot(image, output, k, model):
 
 
 @cli.command()
+@click.option("--host", default=defaults.HOST, show_default=True, help="The address to listen on.")
+@click.option("--port", default=defaults.PORT, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes; each loads the model once.")
+@click.option("--max-body", default=defaults.MAX_BODY_BYTES, show_default=True, type=click.IntRange(1),
+              help="The largest request body accepted, in bytes.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+def serve(host, port, model, workers, max_body, access_log):
+    """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
+    from .bundle import resolve
+
+    path = resolve(model)  # a missing model fails here, in one line, before any worker starts
+    from lablr.server.run import serve as run_server
+
+    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log)
+
+
+@cli.command()
 @click.argument("destination", type=click.Path(dir_okay=False))
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def export(destination, catalog):

@@ -1,0 +1,185 @@
+"""The Starlette app: the JSON API under /api/v1, its OpenAPI description, and the web page.
+
+The model is loaded once per worker, when the app starts. Decoding and inference run in a
+thread pool, so the event loop keeps serving while a photo is scored. Every error a client can
+cause is answered with JSON, {"error": {"code", "message"}}, and the right status.
+"""
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from lablr.core import defaults
+from lablr.core.errors import LablrError
+from lablr.core.model import Model
+from lablr.core.plugins import all_parts
+
+from .openapi import openapi_schema
+from .uploads import read_uploads
+
+log = logging.getLogger("lablr.server")
+STATIC = Path(__file__).parent / "static"
+
+# How `lablr serve` hands its settings to each worker process (see create_app_from_env).
+ENV_MODEL = "LABLR_MODEL"
+ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
+ENV_ADDRESS = "LABLR_ADDRESS"
+
+
+def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
+               address: str | None = None) -> Starlette:
+    """The app for a model bundle (a path or a bundled model's name)."""
+    state = {}
+    plot_lock = threading.Lock()  # matplotlib shares font objects between figures
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        state["model"] = await run_in_threadpool(_load_and_warm, model)
+        summary = state["model"].summary()
+        where = f" at {address}" if address else ""
+        log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
+                 summary["tags"], summary["encoder"], summary["scorer"], os.getpid())
+        yield
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "model": state["model"].summary()})
+
+    async def suggest(request):
+        started = time.perf_counter()
+        loaded = state["model"]
+        uploads = await read_uploads(request, max_body_bytes)
+        k, scorer = _k(request), _scorer(request, loaded)
+        exclude = [t.strip() for t in request.query_params.get("exclude", "").split(",") if t.strip()]
+
+        def work():
+            images = np.stack([loaded.decode(upload.data) for upload in uploads])
+            return loaded.suggest(images, k, scorer=scorer, exclude=exclude)
+
+        found = await run_in_threadpool(work)
+        return JSONResponse({
+            "results": [{"filename": upload.filename, "suggestions": [s.as_dict() for s in suggestions]}
+                        for upload, suggestions in zip(uploads, found)],
+            "model": loaded.name,
+            "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
+        })
+
+    async def plot(request):
+        loaded = state["model"]
+        uploads = await read_uploads(request, max_body_bytes)
+        k, scorer = _k(request), _scorer(request, loaded)
+        picture_format = request.query_params.get("format", "png")
+        if picture_format not in ("png", "svg"):
+            raise LablrError(f"Unknown picture format {picture_format!r}: use png or svg.", code="bad_parameter",
+                             status=422)
+        if len(uploads) != 1:
+            raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
+                             code="bad_parameter", status=422)
+
+        def work():
+            image = loaded.decode(uploads[0].data)
+            with plot_lock:
+                return loaded.plot(image, k, format=picture_format, scorer=scorer)
+
+        data = await run_in_threadpool(work)
+        return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
+
+    async def tags(request):
+        loaded = state["model"]
+        dispersion = loaded.tag_model.dispersion()
+        rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
+                for tag, count, spread in zip(loaded.tag_model.tags, loaded.tag_model.counts, dispersion)]
+        rows.sort(key=lambda row: (-row["count"], row["tag"]))
+        return JSONResponse({"model": loaded.name, "tags": rows})
+
+    async def plugins(request):
+        return JSONResponse({"plugins": [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]})
+
+    async def openapi(request):
+        return JSONResponse(openapi_schema(max_body_bytes))
+
+    async def index(request):
+        return FileResponse(STATIC / "index.html")
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/api/v1/health", health, methods=["GET"]),
+        Route("/api/v1/suggest", suggest, methods=["POST"]),
+        Route("/api/v1/plot", plot, methods=["POST"]),
+        Route("/api/v1/tags", tags, methods=["GET"]),
+        Route("/api/v1/plugins", plugins, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+
+
+def create_app_from_env() -> Starlette:
+    """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
+    return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
+                      max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
+                      address=os.environ.get(ENV_ADDRESS))
+
+
+def _load_and_warm(model) -> Model:
+    loaded = Model.load(model)
+    blank = np.full((1, loaded.image_size, loaded.image_size, 3), 255, np.uint8)
+    loaded.suggest(blank, 1)  # traces the encoder, derives the tag statistics, builds the scorer
+    loaded.plot(blank[0], 1)  # imports matplotlib and loads its fonts
+    all_parts()
+    return loaded
+
+
+def _k(request) -> int:
+    raw = request.query_params.get("k")
+    if raw is None:
+        return defaults.DEFAULT_K
+    try:
+        k = int(raw)
+    except ValueError:
+        k = None
+    if k is None or not 1 <= k <= defaults.MAX_K:
+        raise LablrError(f"k must be a whole number from 1 to {defaults.MAX_K}, not {raw!r}.", code="bad_parameter",
+                         status=422)
+    return k
+
+
+def _scorer(request, loaded) -> str | None:
+    name = request.query_params.get("scorer") or None
+    if name is not None:
+        loaded.scorer(name)  # UnknownPart (422) names the registered scorers
+    return name
+
+
+def _error(status, code, message):
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def _lablr_error(request, error: LablrError):
+    return _error(error.status, error.code, error.message)
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request, error: HTTPException):
+    message = {404: f"Nothing at {request.url.path}. The API is under /api/v1; see /openapi.json.",
+               405: f"{request.method} is not allowed on {request.url.path}."}.get(error.status_code, error.detail)
+    return _error(error.status_code, HTTP_CODES.get(error.status_code, "http_error"), message)
+
+
+async def _unexpected_error(request, error: Exception):
+    log.exception("Unexpected error on %s %s", request.method, request.url.path)
+    return _error(500, "internal_error", f"Lablr failed unexpectedly ({type(error).__name__}); see the server log.")

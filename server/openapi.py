@@ -1,0 +1,123 @@
+"""The OpenAPI description of Lablr's API, written out by hand: it is the contract that the
+browser extension and other programs rely on, so it is kept plain and complete."""
+
+from lablr.core import __version__, defaults
+
+from .uploads import FIELD, MAX_IMAGES
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema, description):
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses):
+    meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image).",
+               404: "No such path.",
+               413: "The body is over the limit, or the image has more pixels than Lablr decodes.",
+               415: "The body is neither multipart/form-data nor an image/* type.",
+               422: "A parameter is out of range or names nothing registered."}
+    return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
+
+
+def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
+    photo_body = {
+        "required": True,
+        "description": f"One or more photos as files in the multipart field `{FIELD}` (at most {MAX_IMAGES}), "
+                       f"or one photo as the raw body with its image/* type. At most {max_body_bytes:,} bytes "
+                       f"in all and {defaults.MAX_IMAGE_PIXELS:,} pixels per image.",
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": [FIELD],
+                "properties": {FIELD: {"type": "array", "items": {"type": "string", "format": "binary"}}},
+            }},
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+    k = {"name": "k", "in": "query", "description": "How many tags.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": defaults.MAX_K, "default": defaults.DEFAULT_K}}
+    scorer = {"name": "scorer", "in": "query", "description": "A registered scorer (default: the model's own).",
+              "schema": {"type": "string"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Lablr", "version": __version__,
+                 "description": "Suggests the tags that make a photo found on Flickr."},
+        "paths": {
+            "/api/v1/health": {"get": {
+                "summary": "Whether the server is up, and its model.", "operationId": "health",
+                "responses": {"200": _json(_ref("Health"), "The server is ready.")},
+            }},
+            "/api/v1/suggest": {"post": {
+                "summary": "Suggest tags for each photo, best first.", "operationId": "suggest",
+                "parameters": [k, scorer, {
+                    "name": "exclude", "in": "query", "schema": {"type": "string"},
+                    "description": "Comma-separated tags the photo already has; they are not suggested."}, {
+                    "name": "filename", "in": "query", "schema": {"type": "string"},
+                    "description": "The photo's name, echoed back, when it is sent as a raw body."}],
+                "requestBody": photo_body,
+                "responses": {"200": _json(_ref("Suggestions"), "One result per photo, in the order sent."),
+                              **_errors(400, 413, 415, 422)},
+            }},
+            "/api/v1/plot": {"post": {
+                "summary": "Where one photo falls among the tags: a 2-D picture of the latent space.",
+                "operationId": "plot",
+                "parameters": [k, scorer, {"name": "format", "in": "query",
+                                           "schema": {"type": "string", "enum": ["png", "svg"], "default": "png"}}],
+                "requestBody": photo_body,
+                "responses": {"200": {"description": "The picture, the k suggested tags highlighted.", "content": {
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "image/svg+xml": {"schema": {"type": "string"}}}},
+                    **_errors(400, 413, 415, 422)},
+            }},
+            "/api/v1/tags": {"get": {
+                "summary": "Every tag the model knows, with its photo count and dispersion.", "operationId": "tags",
+                "responses": {"200": _json(_ref("Tags"), "Most frequent tags first.")},
+            }},
+            "/api/v1/plugins": {"get": {
+                "summary": "Every registered plugin part.", "operationId": "plugins",
+                "responses": {"200": _json(_ref("Plugins"), "Parts by kind and name.")},
+            }},
+            "/openapi.json": {"get": {
+                "summary": "This description.", "operationId": "openapi",
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+            }},
+            "/": {"get": {
+                "summary": "The web page: drop a photo, see its tags and the picture.", "operationId": "page",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+            }},
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                "type": "object", "required": ["code", "message"],
+                "properties": {"code": {"type": "string", "examples": ["bad_image", "body_too_large"]},
+                               "message": {"type": "string"}}}}},
+            "Model": {"type": "object", "required": ["name", "tags", "encoder", "scorer"], "properties": {
+                "name": {"type": "string"}, "tags": {"type": "integer", "description": "How many tags."},
+                "encoder": {"type": "string"}, "scorer": {"type": "string"}, "image_size": {"type": "integer"}}},
+            "Health": {"type": "object", "required": ["status", "model"], "properties": {
+                "status": {"const": "ok"}, "model": _ref("Model")}},
+            "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
+                "tag": {"type": "string"},
+                "score": {"type": "number", "description": "Higher is better; the scorer's own scale."},
+                "distance": {"type": "number", "description": "Mahalanobis distance to the tag, when known."}}},
+            "Suggestions": {"type": "object", "required": ["results", "model", "elapsed_ms"], "properties": {
+                "results": {"type": "array", "items": {"type": "object", "required": ["filename", "suggestions"],
+                                                       "properties": {
+                    "filename": {"type": ["string", "null"]},
+                    "suggestions": {"type": "array", "items": _ref("Suggestion")}}}},
+                "model": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
+            "Tags": {"type": "object", "required": ["model", "tags"], "properties": {
+                "model": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "object", "required": ["tag", "count", "dispersion"],
+                                                    "properties": {
+                    "tag": {"type": "string"}, "count": {"type": "integer"},
+                    "dispersion": {"type": "number", "description": "Log-determinant of the tag's covariance."}}}}}},
+            "Plugins": {"type": "object", "required": ["plugins"], "properties": {"plugins": {
+                "type": "array", "items": {"type": "object", "required": ["kind", "name", "plugin"], "properties": {
+                    "kind": {"type": "string", "enum": ["encoder", "tag_model", "scorer", "visualizer", "source"]},
+                    "name": {"type": "string"}, "plugin": {"type": "string"}}}}}},
+        }},
+    }

@@ -1,0 +1,141 @@
+"""Reading photos out of a request, in memory, within the body limit.
+
+A request carries its photos either as multipart/form-data (one or more files in the field
+`image`) or as a raw body whose Content-Type is image/*. Nothing is written to disk: the body
+is read into memory as it streams in, and refused (413) as soon as it passes the limit.
+Starlette's own form parser is not used because it spools files over 1 MB to temporary files.
+"""
+
+from dataclasses import dataclass
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.exceptions import MultipartParseError
+from starlette.requests import ClientDisconnect, Request
+
+from lablr.core.errors import LablrError
+
+FIELD = "image"
+MAX_IMAGES = 64  # photos in one request
+# A body a little over the limit is read to its end and dropped, so that a client that sends it
+# whole before reading (most do) still gets the 413; a far bigger one is cut off.
+DRAIN_FACTOR = 4
+
+
+@dataclass
+class Upload:
+    filename: str | None
+    data: bytes
+
+
+class _Part:
+    def __init__(self):
+        self.headers = {}
+        self.name = None
+        self.filename = None
+        self.data = bytearray()
+
+
+def too_large(limit: int) -> LablrError:
+    return LablrError(f"The request body is larger than {limit:,} bytes. Send a smaller photo "
+                      "(Lablr looks at a few dozen pixels a side; 2,000 pixels is plenty).",
+                      code="body_too_large", status=413)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, read as it streams in; 413 once it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise LablrError("The Content-Length header is not a number.", code="bad_request", status=400)
+        if int(declared) > limit:
+            await _drain(request, int(declared), limit)
+            raise too_large(limit)
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                await _drain(request, None, limit)
+                raise too_large(limit)
+            body += chunk
+    except ClientDisconnect:
+        raise LablrError("The client went away before the photo arrived.", code="incomplete_body") from None
+    return bytes(body)
+
+
+async def _drain(request: Request, declared: int | None, limit: int):
+    if declared is not None and declared > DRAIN_FACTOR * limit:
+        return
+    seen = 0
+    try:
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_FACTOR * limit:
+                return
+    except (ClientDisconnect, RuntimeError):  # RuntimeError: the stream was already consumed
+        return
+
+
+async def read_uploads(request: Request, limit: int) -> list[Upload]:
+    """The photos in a request, in the order sent. Raises LablrError (400, 413, 415)."""
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    media_type = media_type.decode("latin-1").lower()
+    if media_type == "multipart/form-data":
+        boundary = options.get(b"boundary")
+        if not boundary:
+            raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
+        uploads = parse_multipart(await read_body(request, limit), boundary)
+    elif media_type.startswith("image/"):
+        uploads = [Upload(request.query_params.get("filename"), await read_body(request, limit))]
+    else:
+        shown = media_type or "no Content-Type"
+        raise LablrError(f"Lablr cannot read {shown}. Send multipart/form-data with the photo in the field "
+                         f"'{FIELD}', or the photo itself with an image/* Content-Type.",
+                         code="unsupported_media_type", status=415)
+    if len(uploads) > MAX_IMAGES:
+        raise LablrError(f"At most {MAX_IMAGES} photos in one request; this one has {len(uploads)}.",
+                         code="too_many_images", status=413)
+    return uploads
+
+
+def parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
+    parts: list[_Part] = []
+    header = [b"", b""]
+
+    def on_part_begin():
+        parts.append(_Part())
+
+    def on_header_field(data, start, end):
+        header[0] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header[1] += data[start:end]
+
+    def on_header_end():
+        parts[-1].headers[header[0].lower()] = header[1]
+        header[:] = [b"", b""]
+
+    def on_headers_finished():
+        _, options = parse_options_header(parts[-1].headers.get(b"content-disposition", b""))
+        part = parts[-1]
+        part.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" in options:
+            part.filename = options[b"filename"].decode("utf-8", "replace")
+
+    def on_part_data(data, start, end):
+        parts[-1].data += data[start:end]
+
+    callbacks = {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                 "on_header_value": on_header_value, "on_header_end": on_header_end,
+                 "on_headers_finished": on_headers_finished, "on_part_data": on_part_data}
+    try:
+        parser = MultipartParser(boundary, callbacks)
+        parser.write(body)
+        parser.finalize()
+    except (MultipartParseError, ValueError) as error:
+        raise LablrError(f"The multipart body is malformed ({error}).", code="bad_multipart") from None
+    uploads = [Upload(p.filename, bytes(p.data)) for p in parts if p.name == FIELD]
+    if not uploads:
+        sent = ", ".join(sorted({repr(p.name) for p in parts})) or "nothing"
+        raise LablrError(f"No photo: send it as a file in the form field '{FIELD}' (this request had {sent}).",
+                         code="no_image")
+    return uploads

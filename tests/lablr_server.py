@@ -1,0 +1,53 @@
+"""Runs the real `lablr serve` on a free 127.0.0.1 port for a test module."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+
+READY = "Lablr is serving"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(model, *args, timeout=180):
+    """Start `lablr serve --model MODEL`; yield (base URL, the log lines so far); stop it after."""
+    port = free_port()
+    command = [sys.executable, "-m", "lablr.core.cli", "serve", "--port", str(port), "--model", str(model), *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines, ready = [], threading.Event()
+
+    def read():
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if READY in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("lablr serve did not start:\n" + "\n".join(lines))
+        base = f"http://127.0.0.1:{port}"
+        httpx.get(base + "/api/v1/health", timeout=30).raise_for_status()
+        yield base, lines
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
