@@ -24,9 +24,10 @@ def ranking_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict:
     cumulative = np.cumsum(hits, axis=1)
     ranks = np.arange(1, hits.shape[1] + 1)
     average_precision = (hits * cumulative / ranks).sum(axis=1) / own
+    top = cumulative[:, min(CUTOFF, hits.shape[1]) - 1]
     return {
-        "precision_at_5": float((cumulative[:, CUTOFF - 1] / CUTOFF).mean()),
-        "recall_at_5": float((cumulative[:, CUTOFF - 1] / own).mean()),
+        "precision_at_5": float((top / CUTOFF).mean()),
+        "recall_at_5": float((top / own).mean()),
         "map": float(average_precision.mean()),
         "photos": int(len(scores)),
     }

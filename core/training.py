@@ -68,7 +68,7 @@ def data_summary(source, rules: Rules, selection: Selection) -> dict:
 
 def train(catalog_path, out, *, encoder="vae", encoder_settings=None, tag_model="gaussian",
           scorer="mahalanobis", visualizer="pca", rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
-          name=None, source=None, progress=True) -> Model:
+          name=None, source=None, seed=0, progress=True) -> Model:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
     catalog = Catalog(catalog_path)
     selection = select(catalog.photos(source), rules)
@@ -79,7 +79,7 @@ def train(catalog_path, out, *, encoder="vae", encoder_settings=None, tag_model=
     images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
     train_images = images.subset(p["key"] for p in selection.train)
     work_dir = Path(work_dir or f"{out}.work")
-    part.fit(train_images, work_dir=work_dir, epochs=epochs, verbose="auto" if progress else 0)
+    part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
     manifest = {"name": name or Path(out).name, "data": data_summary(source, rules, selection)}
     model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer,
                       visualizer=visualizer, manifest=manifest)

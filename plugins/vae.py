@@ -7,8 +7,10 @@ encoded to z_mean, never to a sample, so the same photo always gets the same tag
 TensorFlow is imported when the encoder is first used, not when Lablr starts.
 """
 
+import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,10 +93,9 @@ class VAEEncoder:
             lambda: images.batches(batch_size, seed=seed * 100_003 + next(passes)),
             output_signature=tf.TensorSpec(shape, tf.uint8),
         ).repeat().map(lambda batch: tf.cast(batch, tf.float32) / 255.0).prefetch(2)
-        work_dir = Path(work_dir)
-        work_dir.mkdir(parents=True, exist_ok=True)
+        backup = _backup_for(Path(work_dir), {**self.settings(), "seed": seed, "images": images.count})
         vae.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(images.count / batch_size), verbose=verbose,
-                callbacks=[keras.callbacks.BackupAndRestore(str(work_dir / "backup"), delete_checkpoint=False)])
+                callbacks=[keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)])
         self._use(vae.encoder_mean)
         return self
 
@@ -112,6 +113,16 @@ class VAEEncoder:
             raise BundleError(f"The encoder in {path} cannot be loaded: {error}") from None
         self._use(encoder)
         return self
+
+
+def _backup_for(work_dir: Path, run: dict) -> Path:
+    """The checkpoint folder of this run; one left by a run with other settings is set aside."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker, backup = work_dir / "run.json", work_dir / "backup"
+    if backup.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
+        shutil.rmtree(backup)
+    marker.write_text(json.dumps(run))
+    return backup
 
 
 def _build_vae(keras, image_size, latent_dim, filters, beta, seed):

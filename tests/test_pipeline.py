@@ -1,0 +1,124 @@
+"""The command line, from tagged images on disk to suggestions, pictures and figures."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import TINY_RULES, draw_shape
+from lablr.core.catalog import Catalog
+from lablr.core.cli import cli
+
+RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
+         "--min-train-photos", str(TINY_RULES["min_train_photos"])]
+
+
+def lablr(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def test_import_csv_counts_and_skips_unreadable_files(tmp_path, shapes_csv):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    csv_path = tmp_path / "more.csv"
+    csv_path.write_text(shapes_csv.read_text().replace("images/", f"{shapes_csv.parent}/images/")
+                        + f"{broken},red\n{tmp_path / 'missing.jpg'},blue\n")
+    catalog = tmp_path / "c.db"
+    result = lablr("import", "csv", csv_path, "--catalog", catalog)
+    assert result.exit_code == 0
+    assert "108 new photos" in result.output and "2 unreadable skipped" in result.output
+    again = lablr("import", "csv", csv_path, "--catalog", catalog)
+    assert "0 new photos" in again.output and "108 already there" in again.output
+    photos = Catalog(catalog).photos()
+    assert all(sorted(p["tags"]) in ([c, s] for c in ("blue", "green", "red") for s in
+               ("circle", "square", "triangle")) or len(p["tags"]) == 2 for p in photos)
+
+
+def test_import_folder_tags_by_subfolder(tmp_path):
+    for tag in ("cat", "dog"):
+        (tmp_path / "photos" / tag).mkdir(parents=True)
+        for i in range(3):
+            draw_shape("red", "circle", seed=i).save(tmp_path / "photos" / tag / f"{i}.jpg")
+    result = lablr("import", "folder", tmp_path / "photos", "--catalog", tmp_path / "c.db")
+    assert "6 new photos" in result.output
+    assert sorted({t for p in Catalog(tmp_path / "c.db").photos() for t in p["tags"]}) == ["cat", "dog"]
+
+
+def test_bad_source_location_is_a_clear_error(tmp_path):
+    result = lablr("import", "folder", tmp_path / "nowhere", "--catalog", tmp_path / "c.db")
+    assert result.exit_code == 1 and "Not a folder" in result.output and "Traceback" not in result.output
+    result = lablr("import", "flickr-or-so", "--catalog", tmp_path / "c.db")
+    assert result.exit_code == 1 and "Registered:" in result.output
+
+
+def test_suggest_json_ranks_tags_of_the_tiny_model(tiny_bundle, tmp_path):
+    photos = []
+    for colour, shape in [("red", "circle"), ("blue", "square")]:
+        photos.append(tmp_path / f"{colour}-{shape}.png")
+        draw_shape(colour, shape, seed=99).save(photos[-1])
+    result = lablr("suggest", *photos, "--model", tiny_bundle, "--k", 3, "--json", "--exclude", "green")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert [r["filename"] for r in report["results"]] == [str(p) for p in photos]
+    for item in report["results"]:
+        suggestions = item["suggestions"]
+        assert len(suggestions) == 3 and "green" not in [s["tag"] for s in suggestions]
+        assert [s["distance"] for s in suggestions] == sorted(s["distance"] for s in suggestions)
+
+
+def test_same_photo_always_gets_the_same_tags(tiny_bundle, tmp_path):
+    photo = tmp_path / "p.png"
+    draw_shape("green", "triangle", seed=5).save(photo)
+    first = lablr("suggest", photo, "--model", tiny_bundle, "--json").output
+    second = lablr("suggest", photo, "--model", tiny_bundle, "--json").output
+    assert first == second
+
+
+def test_plot_writes_png_and_svg(tiny_bundle, tmp_path):
+    photo = tmp_path / "p.png"
+    draw_shape("blue", "circle").save(photo)
+    assert lablr("plot", photo, "-o", tmp_path / "out.png", "--model", tiny_bundle).exit_code == 0
+    with Image.open(tmp_path / "out.png") as picture:
+        assert picture.format == "PNG" and picture.width > 300
+    assert lablr("plot", photo, "-o", tmp_path / "out.svg", "--model", tiny_bundle).exit_code == 0
+    svg = (tmp_path / "out.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_evaluate_json_reports_both_scorers_and_the_baseline(tiny_bundle, shapes_csv, tmp_path):
+    catalog = tmp_path / "c.db"
+    lablr("import", "csv", shapes_csv, "--catalog", catalog)
+    result = lablr("evaluate", "--model", tiny_bundle, "--catalog", catalog, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    for name in ("mahalanobis", "loglik", "popularity"):
+        assert set(report[name]) >= {"precision_at_5", "recall_at_5", "map"}
+        assert 0 <= report[name]["map"] <= 1
+    assert report["mahalanobis"]["photos"] == report["popularity"]["photos"] > 0
+
+
+def test_fit_refits_and_add_grows_the_statistics(tiny_bundle, tmp_path, shapes_csv):
+    catalog = tmp_path / "c.db"
+    lablr("import", "csv", shapes_csv, "--catalog", catalog)
+    refit = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "refit", *RULES)
+    assert refit.exit_code == 0, refit.output
+    added = lablr("fit", "--model", tmp_path / "refit", "--catalog", catalog, "--out", tmp_path / "added", "--add",
+                  *RULES)
+    assert added.exit_code == 0, added.output
+    before = json.loads((tmp_path / "refit" / "manifest.json").read_text())["tags"]
+    after = json.loads((tmp_path / "added" / "manifest.json").read_text())["tags"]
+    assert {t["tag"]: 2 * t["count"] for t in before} == {t["tag"]: t["count"] for t in after}
+
+
+def test_console_script_prints_errors_without_traceback(tmp_path):
+    missing = tmp_path / "nothing-here"
+    result = subprocess.run([sys.executable, "-m", "lablr.core.cli", "evaluate", "--model", str(missing)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "No model bundle" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,76 @@
+"""The plugin system: default parts, lookups by name, and a real third-party plugin."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lablr.core.errors import UnknownPart
+from lablr.core.plugins import all_parts, get_part
+
+EXAMPLE = Path(__file__).parent / "plugin_example"
+LABLR = [sys.executable, "-m", "lablr.core.cli"]
+
+
+def test_default_parts_are_registered_by_name():
+    names = {(p.kind, p.name): p.plugin for p in all_parts()}
+    for kind, name in [("encoder", "vae"), ("tag_model", "gaussian"), ("scorer", "mahalanobis"),
+                       ("scorer", "loglik"), ("visualizer", "pca"), ("source", "openclipart"),
+                       ("source", "folder"), ("source", "csv")]:
+        assert names[(kind, name)].startswith("lablr.plugins.")
+
+
+def test_unknown_part_names_the_registered_ones():
+    with pytest.raises(UnknownPart) as error:
+        get_part("scorer", "nope")
+    assert "mahalanobis" in error.value.message and "loglik" in error.value.message
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory):
+    """The example plugin pip-installed (wheel built from its pyproject) into its own folder."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(EXAMPLE)], check=True)
+    assert list(target.glob("lablr_cosine-*.dist-info"))
+    return target
+
+
+def run_lablr(args, site, allow):
+    env = {**os.environ, "PYTHONPATH": str(site), "LABLR_LOAD_PLUGINS": allow}
+    return subprocess.run(LABLR + args, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_installed_plugin_is_listed_when_allowed_and_not_otherwise(installed_example):
+    listed = run_lablr(["plugins", "--json"], installed_example, "cosine")
+    assert {"kind": "scorer", "name": "cosine", "plugin": "cosine"} in json.loads(listed.stdout)
+    hidden = run_lablr(["plugins", "--json"], installed_example, "")
+    assert "cosine" not in {p["name"] for p in json.loads(hidden.stdout)}
+
+
+def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bundle, tmp_path):
+    from conftest import draw_shape
+
+    photo = tmp_path / "red-square.png"
+    draw_shape("red", "square", seed=7).save(photo)
+    result = run_lablr(["suggest", str(photo), "--model", str(tiny_bundle), "--scorer", "cosine", "--k", "6",
+                        "--json"], installed_example, "cosine")
+    assert result.returncode == 0, result.stderr
+    suggestions = json.loads(result.stdout)["results"][0]["suggestions"]
+    scores = [s["score"] for s in suggestions]
+    assert len(suggestions) == 6 and scores == sorted(scores, reverse=True)
+    assert all(-1 <= s <= 1 for s in scores) and "distance" not in suggestions[0]
+
+    # the same ranking, computed here from the plugin's definition and the bundle's centroids
+    from lablr.core.model import Model
+    from lablr.core import images
+
+    model = Model.load(tiny_bundle)
+    z = model.encode(images.load(photo, model.image_size)[None])[0]
+    centroids = model.tag_model.centroids()
+    cosine = centroids @ z / (np.linalg.norm(centroids, axis=1) * np.linalg.norm(z))
+    assert [s["tag"] for s in suggestions] == [model.tag_model.tags[i] for i in np.argsort(-cosine)]
