@@ -1,0 +1,110 @@
+"""The web page in a real browser: Debian's chromium, driven by playwright, against the real server."""
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from conftest import COLOURS, SHAPES, draw_shape
+from lablr_server import running_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-page.png"
+TAGS = set(COLOURS) | set(SHAPES)
+
+
+@pytest.fixture(scope="module")
+def base(tiny_bundle):
+    with running_server(tiny_bundle) as (base, _):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(base + "/")
+    yield page
+    context.close()
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def shown_tags(page):
+    page.wait_for_selector("#results:not([hidden]) #tags li")
+    return page.locator("#tags .name").all_inner_texts()
+
+
+def wait_for_picture(page):
+    page.wait_for_function("() => { const p = document.getElementById('plot');"
+                           " return p.complete && p.naturalWidth > 300; }")
+
+
+def test_choose_a_photo_see_its_tags_scores_and_picture(page):
+    page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
+    photo = png_bytes(draw_shape("red", "circle", size=240))
+    page.set_input_files("#photo", files=[{"name": "red-circle.png", "mimeType": "image/png", "buffer": photo}])
+    tags = shown_tags(page)
+    assert len(tags) == len(TAGS) and set(tags) == TAGS  # k=10 asked; the tiny model has 6 tags
+    scores = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    wait_for_picture(page)
+    assert page.locator("#preview").is_visible()
+    assert page.locator("#error").is_hidden()
+
+    page.select_option("#k", "5")  # fewer tags: the same photo is asked again
+    page.wait_for_function("() => document.querySelectorAll('#tags li').length === 5")
+    assert page.locator("#tags .name").all_inner_texts() == tags[:5]
+    page.select_option("#k", "10")
+    page.wait_for_function("() => document.querySelectorAll('#tags li').length === 6")
+    wait_for_picture(page)
+
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+    shot.convert("RGB").quantize(colors=128).save(SCREENSHOT, optimize=True)  # small enough for the README
+    assert SCREENSHOT.stat().st_size < 300_000
+
+
+def test_drop_a_photo(page):
+    photo = base64.b64encode(png_bytes(draw_shape("blue", "square", size=120))).decode()
+    page.evaluate("""async (data) => {
+        const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", { type: "image/png" }));
+        const zone = document.getElementById("drop");
+        zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", photo)
+    assert set(shown_tags(page)) == TAGS
+    wait_for_picture(page)
+    assert page.locator("#drop-text").inner_text() == "dropped.png"
+
+
+def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
+    page.set_input_files("#photo", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a photo"}])
+    page.wait_for_selector("#error:not([hidden])")
+    assert "not an image" in page.locator("#error").inner_text()
+    assert page.locator("#results").is_hidden()
