@@ -94,8 +94,10 @@ class VAEEncoder:
             output_signature=tf.TensorSpec(shape, tf.uint8),
         ).repeat().map(lambda batch: tf.cast(batch, tf.float32) / 255.0).prefetch(2)
         backup = _backup_for(Path(work_dir), {**self.settings(), "seed": seed, "images": images.count})
+        # Two checkpoints: a kill while one is written leaves the other to resume from.
+        resume = keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False, double_checkpoint=True)
         vae.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(images.count / batch_size), verbose=verbose,
-                callbacks=[keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False)])
+                callbacks=[resume])
         self._use(vae.encoder_mean)
         return self
 
