@@ -1,0 +1,135 @@
+/*
+ * Lablr's service worker: the only part of the extension that talks to the Lablr server.
+ *
+ * A page on https://www.flickr.com cannot fetch http://127.0.0.1 itself; the worker can, because
+ * the extension holds a host permission for the local server (and for nothing else on the
+ * network). It reads the server address and the number of tags from storage on every request,
+ * so a change on the options page applies at once.
+ */
+"use strict";
+
+if (typeof LABLR_DEFAULTS === "undefined" && typeof importScripts === "function") {
+  importScripts("settings.js"); // Chrome's service worker; Firefox lists settings.js in the manifest
+}
+
+const api = globalThis.browser ?? globalThis.chrome;
+const HEALTH_TIMEOUT_MS = 4000;
+const SUGGEST_TIMEOUT_MS = 60000;
+
+async function loadSettings() {
+  return lablrNormalizeSettings(await api.storage.local.get(null));
+}
+
+/** Whether the extension may reach this server; unknown answers are treated as yes. */
+async function mayReach(base) {
+  try {
+    return await api.permissions.contains({ origins: [`${base}/*`] });
+  } catch (_) {
+    return true; // e.g. Firefox, which has no ports in match patterns: let the fetch decide
+  }
+}
+
+/** fetch with a timeout, answering {ok, status, body} or {ok:false, kind, message}; never throws. */
+async function call(url, init, timeoutMs) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeoutMs);
+  let response;
+  try {
+    response = await fetch(url, { ...init, signal: controller.signal, credentials: "omit", cache: "no-store" });
+  } catch (err) {
+    clearTimeout(timer);
+    const timedOut = err && err.name === "AbortError";
+    return { ok: false, kind: "unreachable", message: timedOut ? "The server did not answer in time." : "The server is not running." };
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (_) {
+    body = null;
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!response.ok) {
+    const error = body && body.error;
+    return {
+      ok: false,
+      kind: "server",
+      status: response.status,
+      message: (error && error.message) || `The server answered ${response.status}.`,
+    };
+  }
+  if (!body || typeof body !== "object") {
+    return { ok: false, kind: "server", status: response.status, message: "The server's answer was not JSON." };
+  }
+  return { ok: true, status: response.status, body };
+}
+
+async function health() {
+  const settings = await loadSettings();
+  const parsed = lablrParseServer(settings.server);
+  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
+  if (!(await mayReach(parsed.base))) {
+    return { ok: false, kind: "permission", server: parsed.base, message: `Lablr may not reach ${parsed.base} yet.` };
+  }
+  const answer = await call(`${parsed.base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
+  if (!answer.ok) return { ...answer, server: parsed.base };
+  return { ok: true, server: parsed.base, model: answer.body.model || null };
+}
+
+function dataUrlToBlob(dataUrl) {
+  const match = /^data:([^;,]+);base64,(.*)$/.exec(dataUrl || "");
+  if (!match) throw new Error("not a base64 data URL");
+  const bytes = Uint8Array.from(atob(match[2]), (c) => c.charCodeAt(0));
+  return new Blob([bytes], { type: match[1] });
+}
+
+async function suggest(message) {
+  const settings = await loadSettings();
+  const parsed = lablrParseServer(settings.server);
+  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
+  if (!(await mayReach(parsed.base))) {
+    return { ok: false, kind: "permission", server: parsed.base, message: `Lablr may not reach ${parsed.base} yet.` };
+  }
+  let blob;
+  try {
+    blob = dataUrlToBlob(message.image);
+  } catch (_) {
+    return { ok: false, kind: "input", message: "The photo could not be prepared." };
+  }
+  const form = new FormData();
+  form.append("image", blob, String(message.filename || "photo.jpg"));
+  const query = new URLSearchParams({ k: String(settings.count) });
+  const exclude = (Array.isArray(message.exclude) ? message.exclude : [])
+    .map((t) => String(t).trim())
+    .filter((t) => t && !t.includes(","));
+  if (exclude.length) query.set("exclude", exclude.join(","));
+  const answer = await call(`${parsed.base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
+  if (!answer.ok) return { ...answer, server: parsed.base };
+  const result = (answer.body.results || [])[0];
+  if (!result || !Array.isArray(result.suggestions)) {
+    return { ok: false, kind: "server", server: parsed.base, message: "The server's answer had no suggestions." };
+  }
+  const suggestions = result.suggestions
+    .filter((s) => s && typeof s.tag === "string")
+    .map((s) => ({ tag: s.tag, score: Number(s.score), distance: Number(s.distance) }));
+  return { ok: true, server: parsed.base, suggestions, model: answer.body.model || null };
+}
+
+const HANDLERS = {
+  health,
+  suggest,
+  settings: async () => ({ ok: true, settings: await loadSettings() }),
+  openOptions: async () => {
+    await api.runtime.openOptionsPage();
+    return { ok: true };
+  },
+};
+
+api.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  const handler = message && HANDLERS[message.type];
+  if (!handler || sender.id !== api.runtime.id) return false;
+  handler(message).then(sendResponse, (err) =>
+    sendResponse({ ok: false, kind: "internal", message: String((err && err.message) || err) })
+  );
+  return true; // answer asynchronously
+});

@@ -1,0 +1,82 @@
+/* Lablr's options page: server address, number of tags, "add top N", auto-suggest. */
+"use strict";
+
+const api = globalThis.browser ?? globalThis.chrome;
+const form = document.getElementById("options");
+const field = (name) => document.getElementById(name);
+const message = field("message");
+
+function say(text, kind = "") {
+  message.textContent = text;
+  message.className = kind;
+}
+
+function show(settings) {
+  field("server").value = settings.server;
+  field("count").value = settings.count;
+  field("addTop").value = settings.addTop;
+  field("autoSuggest").checked = settings.autoSuggest;
+}
+
+async function load() {
+  show(lablrNormalizeSettings(await api.storage.local.get(null)));
+}
+
+/** Asks for a host permission only when the address is not already covered. */
+async function ensureAccess(parsed) {
+  try {
+    if (await api.permissions.contains({ origins: [parsed.exact] })) return true;
+  } catch (_) {
+    // Firefox has no ports in match patterns: ask for the host itself.
+  }
+  try {
+    return await api.permissions.request({ origins: [parsed.pattern] });
+  } catch (_) {
+    return false;
+  }
+}
+
+async function checkConnection() {
+  say("Checking…");
+  const answer = await api.runtime.sendMessage({ type: "health" });
+  if (answer && answer.ok) {
+    const m = answer.model || {};
+    say(`Connected to ${answer.server}: model ${m.name || "?"} with ${m.tags ?? "?"} tags.`, "ok");
+  } else if (answer && answer.kind === "unreachable") {
+    say(`No Lablr server answers at ${answer.server}. Start it with “lablr serve”.`, "bad");
+  } else {
+    say((answer && answer.message) || "Lablr could not check the connection.", "bad");
+  }
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const parsed = lablrParseServer(field("server").value);
+  if (parsed.error) {
+    say(parsed.error, "bad");
+    field("server").focus();
+    return;
+  }
+  if (!(await ensureAccess(parsed))) {
+    say(`Not saved: Lablr needs your permission to reach ${parsed.base}.`, "bad");
+    return;
+  }
+  const settings = lablrNormalizeSettings({
+    server: parsed.base,
+    count: field("count").value,
+    addTop: field("addTop").value,
+    autoSuggest: field("autoSuggest").checked,
+  });
+  await api.storage.local.set(settings);
+  show(settings);
+  say("Saved.", "ok");
+});
+
+field("check").addEventListener("click", checkConnection);
+field("reset").addEventListener("click", async () => {
+  await api.storage.local.set({ ...LABLR_DEFAULTS });
+  show(lablrNormalizeSettings(LABLR_DEFAULTS));
+  say("Defaults restored.", "ok");
+});
+
+load();

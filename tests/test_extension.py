@@ -1,0 +1,537 @@
+"""The browser extension in a real Chromium, against the real `lablr serve` on 127.0.0.1.
+
+Debian's chromium runs headless through the Python playwright package (no browser download) with
+the unpacked extension loaded. Flickr's upload page is our own copy (tests/fixtures/), served for
+https://www.flickr.com/photos/upload/ through context.route, so nothing leaves this machine. A small
+pass-through proxy in front of the server records what the extension really sent (shrunk JPEGs,
+`exclude`) and what the server answered, so the chips can be checked against the server's own
+ranking for each photo.
+"""
+
+import base64
+import email.parser
+import email.policy
+import http.client
+import io
+import json
+import re
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from PIL import Image
+
+from conftest import draw_shape
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = ROOT / "extension"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+DOCS = ROOT / "docs"
+CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+UPLOAD_URL = "https://www.flickr.com/photos/upload/"
+WAIT_MS = 60_000  # bounded waits for what the user sees; the CPU may be busy training
+
+
+# ------------------------------------------------------------------------------- static checks
+
+
+def _manifest():
+    return json.loads((EXTENSION / "manifest.json").read_text())
+
+
+def test_manifest_asks_for_least_privilege():
+    manifest = _manifest()
+    assert manifest["manifest_version"] == 3
+    assert manifest["permissions"] == ["storage"]
+    # The default local server only; other local ports are optional, asked for on the options page.
+    assert sorted(manifest["host_permissions"]) == ["http://127.0.0.1:8777/*", "http://localhost:8777/*"]
+    assert sorted(manifest["optional_host_permissions"]) == ["http://127.0.0.1/*", "http://localhost/*"]
+    (script,) = manifest["content_scripts"]
+    assert all(m.startswith("https://www.flickr.com/") and "upload" in m for m in script["matches"])
+    assert script["js"][-1] == "content.js" and "selectors.js" in script["js"]
+    assert "https://" not in manifest["content_security_policy"]["extension_pages"]
+    text = json.dumps(manifest)
+    assert "<all_urls>" not in text and "*://*/" not in text
+
+
+def test_no_remote_code_and_selectors_in_one_file():
+    sources = {p.name: p.read_text() for p in EXTENSION.iterdir() if p.suffix in (".js", ".html")}
+    for name, text in sources.items():
+        assert "eval(" not in text and "new Function" not in text, name
+        for url in re.findall(r"https?://[^\s\"'`<>)]+", text):
+            assert url.startswith(("http://127.0.0.1", "http://localhost", "https://www.flickr.com")), (name, url)
+    for page in ("options.html", "popup.html"):
+        for line in sources[page].splitlines():
+            if "<script" in line:
+                src = line.split('src="')[1].split('"')[0]
+                assert (EXTENSION / src).is_file(), src
+    # Flickr's markup is only ever looked up through LABLR_SELECTORS.
+    for name in ("content.js",):
+        text = sources[name]
+        for call in ("querySelector(\"", "querySelector('", "querySelectorAll(\"", "querySelectorAll('",
+                     "closest(\"", "closest('", "getElementsByClassName", "getElementById"):
+            assert call not in text, (name, call)
+
+
+# ------------------------------------------------------------------------------- the real server
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class LablrServer:
+    """`lablr serve --model MODEL --port PORT` as a subprocess that can be stopped and started again."""
+
+    def __init__(self, model, port=None):
+        self.model, self.port = model, port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process = None
+
+    def start(self, timeout=180):
+        command = [sys.executable, "-m", "lablr.core.cli", "serve", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--model", str(self.model)]
+        log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError("lablr serve exited:\n" + log.read().decode(errors="replace"))
+            try:
+                with urllib.request.urlopen(self.base + "/api/v1/health", timeout=5) as answer:
+                    if json.load(answer)["status"] == "ok":
+                        return self
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"lablr serve did not answer on {self.base} within {timeout} s")
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+class Recorder:
+    """A pass-through HTTP proxy on 127.0.0.1 that records each request and the server's answer.
+
+    When the server cannot be reached, it drops the connection without an answer, as a dead server would.
+    """
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.exchanges = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                try:
+                    upstream = http.client.HTTPConnection("127.0.0.1", recorder.upstream_port, timeout=60)
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                except OSError:
+                    self.close_connection = True
+                    return
+                recorder.exchanges.append({"method": self.command, "path": self.path,
+                                           "content_type": self.headers.get("Content-Type", ""),
+                                           "body": body, "status": answer.status, "answer": data})
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("connection", "transfer-encoding", "content-length", "date", "server"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_OPTIONS = _forward
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def suggests(self):
+        """Each POST /api/v1/suggest: its query, the image parts sent, and the server's JSON answer."""
+        found = []
+        for exchange in self.exchanges:
+            if exchange["method"] != "POST" or not exchange["path"].startswith("/api/v1/suggest"):
+                continue
+            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+                b"Content-Type: " + exchange["content_type"].encode() + b"\r\n\r\n" + exchange["body"])
+            parts = [{"name": part.get_param("name", header="content-disposition"), "filename": part.get_filename(),
+                      "type": part.get_content_type(), "data": part.get_payload(decode=True)}
+                     for part in message.iter_parts()]
+            found.append({"query": parse_qs(urlsplit(exchange["path"]).query), "parts": parts,
+                          "status": exchange["status"], "answer": json.loads(exchange["answer"])})
+        return found
+
+    def answer_for(self, filename):
+        for exchange in self.suggests():
+            result = exchange["answer"]["results"][0]
+            if result["filename"] == filename:
+                return [s["tag"] for s in result["suggestions"]]
+        raise AssertionError(f"no suggest request for {filename}")
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle):
+    running = LablrServer(tiny_bundle).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def recorder(server):
+    proxy = Recorder(server.port)
+    yield proxy
+    proxy.close()
+
+
+# ------------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="module")
+def extension_dir(tmp_path_factory):
+    """The unpacked extension as shipped, with the optional loopback permission granted.
+
+    The tests' servers listen on free ports, not 8777; a person gets the same grant by saving
+    such an address on the options page and accepting the browser's prompt, which headless
+    Chromium cannot show.
+    """
+    target = tmp_path_factory.mktemp("extension") / "lablr"
+    shutil.copytree(EXTENSION, target)
+    manifest = _manifest()
+    manifest["host_permissions"] += manifest["optional_host_permissions"]
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+class Browser:
+    def __init__(self, context, worker):
+        self.context, self.worker = context, worker
+        self.id = worker.url.split("/")[2]
+
+    def configure(self, **settings):
+        self.worker.evaluate("settings => chrome.storage.local.set(settings)", settings)
+
+    def open_upload_page(self, variant="flickr_upload.html"):
+        def serve(route):
+            path = urlsplit(route.request.url).path
+            if path.rstrip("/") == "/photos/upload":
+                route.fulfill(path=FIXTURES / variant, content_type="text/html; charset=utf-8")
+            elif path.startswith("/photos/upload/fixture/") and (FIXTURES / Path(path).name).is_file():
+                name = Path(path).name
+                kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
+                route.fulfill(path=FIXTURES / name, content_type=kind)
+            else:
+                route.fulfill(status=404, body="not in the fixture")
+
+        self.context.route("https://www.flickr.com/**", serve)
+        page = self.context.new_page()
+        page.console_messages_seen = []
+        page.on("console", lambda message: page.console_messages_seen.append((message.type, message.text)))
+        page.goto(UPLOAD_URL)
+        return page
+
+    def open_extension_page(self, name):
+        page = self.context.new_page()
+        page.goto(f"chrome-extension://{self.id}/{name}")
+        return page
+
+
+@pytest.fixture
+def browser(playwright_driver, extension_dir, tmp_path):
+    context = playwright_driver.chromium.launch_persistent_context(
+        str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
+        viewport={"width": 960, "height": 560},
+        args=["--no-sandbox", f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}",
+              "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+              "--no-first-run", "--disable-default-apps"])
+    try:
+        worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker", timeout=30_000)
+        yield Browser(context, worker)
+    finally:
+        context.close()
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def write_photo(directory, colour, shape, size=(640, 480), kind="JPEG", name=None):
+    """A real photo file: a drawn shape scaled onto a canvas of the given size."""
+    side = min(size)
+    image = Image.new("RGB", size, "white")
+    image.paste(draw_shape(colour, shape, size=side, seed=7), ((size[0] - side) // 2, (size[1] - side) // 2))
+    path = Path(directory) / (name or f"{colour}-{shape}.{'jpg' if kind == 'JPEG' else kind.lower()}")
+    image.save(path, kind)
+    return path
+
+
+def drop_files(page, paths):
+    """Drops files on the page's drop zone as a drag-and-drop from the desktop does."""
+    files = [{"name": p.name, "type": "image/png" if p.suffix == ".png" else "image/jpeg",
+              "data": base64.b64encode(p.read_bytes()).decode()} for p in paths]
+    page.evaluate("""files => {
+        const transfer = new DataTransfer();
+        for (const f of files) {
+            const bytes = Uint8Array.from(atob(f.data), c => c.charCodeAt(0));
+            transfer.items.add(new File([bytes], f.name, {type: f.type}));
+        }
+        const zone = document.getElementById('uploadr-drop-zone');
+        for (const type of ['dragenter', 'dragover', 'drop'])
+            zone.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: transfer}));
+    }""", files)
+
+
+def chip_texts(page):
+    return [text.strip() for text in page.locator("[data-lablr=chips] .chip").all_inner_texts()]
+
+
+def page_tags(page, name):
+    """The tags the page's own widget holds for a photo."""
+    for photo in page.evaluate("window.__uploadr.photos()"):
+        if photo["name"] == name:
+            return photo["tags"]
+    raise AssertionError(name)
+
+
+def wait_for_requests(recorder, count, timeout=WAIT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while len(recorder.suggests()) < count:
+        assert time.monotonic() < deadline, f"the server saw {len(recorder.suggests())} of {count} suggest requests"
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------------- what a user sees
+
+
+
+@pytest.mark.browser
+def test_chips_appear_and_a_click_adds_the_tag(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, addTop=3)
+    page = browser.open_upload_page()
+    photo = write_photo(tmp_path, "blue", "square")
+    page.locator("#uploadr-choose-input").set_input_files(photo)
+
+    chips = page.locator("[data-lablr=chips] .chip")
+    expect(chips.first).to_be_visible(timeout=WAIT_MS)
+    # The chips sit in the editing panel, right after the tag widget, best first as the server ranked them.
+    expect(page.locator("#uploadr-edit-panel .uploadr-edit-tags + [data-lablr=chips]")).to_have_count(1)
+    ranked = recorder.answer_for("blue-square.jpg")
+    assert chip_texts(page) == ranked
+    (exchange,) = recorder.suggests()
+    scores = {s["tag"]: s["score"] for s in exchange["answer"]["results"][0]["suggestions"]}
+    assert chips.first.get_attribute("title").startswith(f"score {scores[ranked[0]]:.3f}")
+
+    # A click types the tag into Flickr's widget, which turns it into a token of its own.
+    chips.first.click()
+    token = page.locator(f".uploadr-edit-tags .uploadr-tag-token[data-tag='{ranked[0]}']")
+    expect(token).to_be_visible()
+    assert page_tags(page, "blue-square.jpg") == [ranked[0]]
+    expect(chips).to_have_count(len(ranked) - 1)  # an added tag is no longer suggested
+    assert page.locator(".uploadr-edit-tags input[type=text]").input_value() == ""
+
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "extension-chips.png"), clip={"x": 0, "y": 0, "width": 960, "height": 500})
+
+    # "Add top 3" adds the three best remaining suggestions, in order.
+    remaining = chip_texts(page)
+    page.get_by_role("button", name="Add top 3").click()
+    expect(page.locator(".uploadr-edit-tags .uploadr-tag-token")).to_have_count(4)
+    assert remaining == ranked[1:]
+    assert page_tags(page, "blue-square.jpg") == [ranked[0], *remaining[:3]]
+    assert not [m for m in page.console_messages_seen if m[0] in ("error", "warning")]
+
+
+@pytest.mark.browser
+def test_each_photo_gets_its_own_suggestions_from_a_shrunk_copy(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base)
+    page = browser.open_upload_page()
+    big = write_photo(tmp_path, "green", "triangle", size=(2000, 1500))
+    square = write_photo(tmp_path, "blue", "square", size=(700, 900), kind="PNG")
+    page.locator("#uploadr-choose-input").set_input_files([big, square])  # two at once
+    wait_for_requests(recorder, 2)
+    drop_files(page, [write_photo(tmp_path, "red", "circle", size=(1024, 768))])  # one more, later, dropped
+    wait_for_requests(recorder, 3)
+
+    # What crossed to the server: one JPEG per photo, at most 512 px on its longest side.
+    sizes = {}
+    for exchange in recorder.suggests():
+        (part,) = exchange["parts"]
+        assert part["name"] == "image" and part["type"] == "image/jpeg"
+        image = Image.open(io.BytesIO(part["data"]))
+        assert image.format == "JPEG"
+        sizes[part["filename"]] = image.size
+    assert sizes == {"green-triangle.jpg": (512, 384), "blue-square.jpg": (398, 512), "red-circle.jpg": (512, 384)}
+    assert len(recorder.suggests()[0]["parts"][0]["data"]) < big.stat().st_size
+
+    # Selecting each photo shows that photo's own suggestions beside the tag field.
+    shown = {}
+    for name in ("green-triangle", "blue-square", "red-circle"):
+        page.locator(".uploadr-photo-card", has=page.locator(f"input[value='{name}']")).click()
+        expect(page.locator("[data-lablr=chips]")).to_contain_text(f"for {name}.", timeout=WAIT_MS)
+        expected = recorder.answer_for(f"{name}.jpg")
+        expect(page.locator("[data-lablr=chips] .chip").first).to_have_text(expected[0])
+        shown[name] = chip_texts(page)
+        assert shown[name] == expected
+    assert len({tuple(tags) for tags in shown.values()}) > 1, "the photos should not all rank the tags alike"
+
+    # A tag clicked for one photo lands on that photo only.
+    page.locator(".uploadr-photo-card", has=page.locator("input[value='blue-square']")).click()
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(".uploadr-edit-tags .uploadr-tag-token")).to_have_count(1)
+    assert page_tags(page, "blue-square.png") == [shown["blue-square"][0]]
+    assert page_tags(page, "green-triangle.jpg") == [] and page_tags(page, "red-circle.jpg") == []
+
+
+@pytest.mark.browser
+def test_tags_the_photo_has_are_excluded_and_suggest_on_click(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, autoSuggest=False, count=4)
+    page = browser.open_upload_page()
+    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "triangle"))
+    button = page.locator("[data-lablr=chips]").get_by_role("button", name="Suggest tags")
+    expect(button).to_be_visible(timeout=WAIT_MS)
+    assert recorder.suggests() == []  # nothing sent until asked
+
+    tag_input = page.locator(".uploadr-edit-tags input[type=text]")
+    tag_input.click()
+    tag_input.type("triangle")
+    tag_input.press("Enter")
+    expect(page.locator(".uploadr-tag-token[data-tag='triangle']")).to_be_visible()
+    button.click()
+
+    expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+    (exchange,) = recorder.suggests()
+    assert exchange["query"]["exclude"] == ["triangle"] and exchange["query"]["k"] == ["4"]
+    assert chip_texts(page) == recorder.answer_for("red-triangle.jpg")
+    assert "triangle" not in chip_texts(page) and len(chip_texts(page)) == 4
+
+
+@pytest.mark.browser
+def test_notice_while_the_server_is_down_and_recovery(browser, tiny_bundle, tmp_path):
+    from playwright.sync_api import expect
+
+    later = LablrServer(tiny_bundle)  # its port is chosen, nothing listens there yet
+    browser.configure(server=later.base)
+    page = browser.open_upload_page()
+    notice = page.locator("[data-lablr=notice]")
+    expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)  # said at once, before any photo
+    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "green", "circle"))
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(0)
+    try:
+        later.start()
+        # The extension keeps checking quietly; the photo's tags come as soon as the server answers.
+        expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+        expect(notice).to_have_count(0)
+    finally:
+        later.stop()
+    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "square"))
+    expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
+    assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
+
+
+@pytest.mark.browser
+def test_floating_panel_when_the_tag_field_is_missing(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    browser.context.grant_permissions(["clipboard-read", "clipboard-write"], origin="https://www.flickr.com")
+    browser.configure(server=recorder.base, count=3)
+    page = browser.open_upload_page("flickr_upload_redesign.html")
+    photos = [write_photo(tmp_path, "red", "circle"), write_photo(tmp_path, "green", "square")]
+    page.locator("#uploadr-choose-input").set_input_files(photos)
+
+    panel = page.locator("[data-lablr=panel]")
+    for path in photos:
+        section = panel.locator(f"section[data-photo='{path.name}']")
+        expect(section.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+        expect(section.get_by_role("button", name="Copy tags")).to_be_visible()
+        tags = [t.strip() for t in section.locator(".chip").all_inner_texts()]
+        assert tags == recorder.answer_for(path.name)[:3]
+    expect(page.locator("[data-lablr=chips]")).to_have_count(0)
+
+    section = panel.locator(f"section[data-photo='{photos[1].name}']")
+    section.get_by_role("button", name="Copy tags").click()
+    expect(section.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == " ".join(recorder.answer_for(photos[1].name)[:3])
+
+
+@pytest.mark.browser
+def test_options_page_and_popup(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    options = browser.open_extension_page("options.html")
+    expect(options.locator("#server")).to_have_value("http://127.0.0.1:8777")
+    expect(options.locator("#count")).to_have_value("10")
+    expect(options.locator("#autoSuggest")).to_be_checked()
+
+    options.locator("#server").fill("http://example.com:8777")
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_contain_text("only talks to a server on this computer")
+
+    options.locator("#server").fill(recorder.base)
+    options.locator("#count").fill("2")
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_have_text("Saved.")
+    options.get_by_role("button", name="Check connection").click()
+    expect(options.locator("#message")).to_contain_text("model tiny-model with 6 tags", timeout=WAIT_MS)
+
+    popup = browser.open_extension_page("popup.html")
+    expect(popup.locator("#status")).to_have_text(f"Server reachable at {recorder.base}", timeout=WAIT_MS)
+    expect(popup.locator("#model-name")).to_have_text("tiny-model")
+    expect(popup.locator("#model-tags")).to_have_text("6")
+
+    page = browser.open_upload_page()
+    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "blue", "circle"))
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
+
+    options.locator("#server").fill(f"http://localhost:{free_port()}")
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_have_text("Saved.")
+    popup.get_by_role("button", name="Check again").click()
+    expect(popup.locator("#status")).to_contain_text("Server not reachable", timeout=WAIT_MS)
+    expect(popup.locator("#hint")).to_contain_text("lablr serve")
