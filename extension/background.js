@@ -20,14 +20,24 @@ async function loadSettings() {
   return lablrNormalizeSettings(await api.storage.local.get(null));
 }
 
-/** Whether the extension may reach this server; unknown answers are treated as yes. */
-async function mayReach(base) {
-  try {
-    return await api.permissions.contains({ origins: [`${base}/*`] });
-  } catch (_) {
-    return true; // e.g. Firefox, which has no ports in match patterns: let the fetch decide
-  }
+/** Whether the extension holds a host permission covering this server. */
+async function mayReach(parsed) {
+  const holds = async (pattern) => {
+    try {
+      return await api.permissions.contains({ origins: [pattern] });
+    } catch (_) {
+      return false; // e.g. Firefox, which has no ports in match patterns
+    }
+  };
+  return (await holds(parsed.exact)) || (await holds(parsed.pattern));
 }
+
+const needPermission = (parsed) => ({
+  ok: false,
+  kind: "permission",
+  server: parsed.base,
+  message: `Lablr needs your permission to reach ${parsed.base}: open its options and press Save.`,
+});
 
 /** fetch with a timeout, answering {ok, status, body} or {ok:false, kind, message}; never throws. */
 async function call(url, init, timeoutMs) {
@@ -68,9 +78,7 @@ async function health() {
   const settings = await loadSettings();
   const parsed = lablrParseServer(settings.server);
   if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
-  if (!(await mayReach(parsed.base))) {
-    return { ok: false, kind: "permission", server: parsed.base, message: `Lablr may not reach ${parsed.base} yet.` };
-  }
+  if (!(await mayReach(parsed))) return needPermission(parsed);
   const answer = await call(`${parsed.base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: parsed.base };
   return { ok: true, server: parsed.base, model: answer.body.model || null };
@@ -87,9 +95,7 @@ async function suggest(message) {
   const settings = await loadSettings();
   const parsed = lablrParseServer(settings.server);
   if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
-  if (!(await mayReach(parsed.base))) {
-    return { ok: false, kind: "permission", server: parsed.base, message: `Lablr may not reach ${parsed.base} yet.` };
-  }
+  if (!(await mayReach(parsed))) return needPermission(parsed);
   let blob;
   try {
     blob = dataUrlToBlob(message.image);

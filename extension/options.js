@@ -24,10 +24,12 @@ async function load() {
 
 /** Asks for a host permission only when the address is not already covered. */
 async function ensureAccess(parsed) {
-  try {
-    if (await api.permissions.contains({ origins: [parsed.exact] })) return true;
-  } catch (_) {
-    // Firefox has no ports in match patterns: ask for the host itself.
+  for (const pattern of [parsed.exact, parsed.pattern]) {
+    try {
+      if (await api.permissions.contains({ origins: [pattern] })) return true;
+    } catch (_) {
+      // Firefox has no ports in match patterns: the host itself is asked for below.
+    }
   }
   try {
     return await api.permissions.request({ origins: [parsed.pattern] });

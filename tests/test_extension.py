@@ -9,6 +9,7 @@ ranking for each photo.
 """
 
 import base64
+import contextlib
 import email.parser
 import email.policy
 import http.client
@@ -102,8 +103,9 @@ class LablrServer:
         self.process = None
 
     def start(self, timeout=180):
-        command = [sys.executable, "-m", "lablr.core.cli", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--model", str(self.model)]
+        command = [sys.executable, "-m", "lablr.core.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.model is not None:  # None: the bundled default model, as a plain `lablr serve` uses
+            command += ["--model", str(self.model)]
         log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -277,12 +279,11 @@ class Browser:
         return page
 
 
-@pytest.fixture
-def browser(playwright_driver, extension_dir, tmp_path):
-    context = playwright_driver.chromium.launch_persistent_context(
-        str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
-        viewport={"width": 960, "height": 560},
-        args=["--no-sandbox", f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}",
+@contextlib.contextmanager
+def launched(driver, extension, profile):
+    context = driver.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=True, viewport={"width": 960, "height": 560},
+        args=["--no-sandbox", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
               "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
               "--no-first-run", "--disable-default-apps"])
     try:
@@ -290,6 +291,19 @@ def browser(playwright_driver, extension_dir, tmp_path):
         yield Browser(context, worker)
     finally:
         context.close()
+
+
+@pytest.fixture
+def browser(playwright_driver, extension_dir, tmp_path):
+    with launched(playwright_driver, extension_dir, tmp_path / "profile") as running:
+        yield running
+
+
+@pytest.fixture
+def shipped_browser(playwright_driver, tmp_path):
+    """The extension exactly as shipped: it may reach 127.0.0.1:8777 and localhost:8777 only."""
+    with launched(playwright_driver, EXTENSION, tmp_path / "profile") as running:
+        yield running
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -535,3 +549,46 @@ def test_options_page_and_popup(browser, recorder, tmp_path):
     popup.get_by_role("button", name="Check again").click()
     expect(popup.locator("#status")).to_contain_text("Server not reachable", timeout=WAIT_MS)
     expect(popup.locator("#hint")).to_contain_text("lablr serve")
+
+
+@pytest.mark.browser
+def test_shipped_extension_reaches_no_other_port_without_permission(shipped_browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    # A server on another port answers, but the extension as installed holds no permission for it.
+    shipped_browser.configure(server=recorder.base)
+    page = shipped_browser.open_upload_page()
+    notice = page.locator("[data-lablr=notice]")
+    expect(notice).to_contain_text("needs your permission", timeout=WAIT_MS)
+    expect(notice.get_by_role("button", name="Open options")).to_be_visible()
+    popup = shipped_browser.open_extension_page("popup.html")
+    expect(popup.locator("#status")).to_contain_text("needs your permission", timeout=WAIT_MS)
+    assert recorder.exchanges == []
+
+
+def default_bundle():
+    import importlib.resources
+
+    from lablr.core import defaults
+
+    path = Path(str(importlib.resources.files("lablr.core"))) / "bundles" / defaults.DEFAULT_MODEL
+    return path if (path / "manifest.json").is_file() else None
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(default_bundle() is None, reason="the default model bundle is not built yet")
+def test_default_model_on_the_upload_page(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    running = LablrServer(None).start()
+    try:
+        proxy = Recorder(running.port)
+        browser.configure(server=proxy.base)
+        page = browser.open_upload_page()
+        page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "circle", size=(1600, 1200)))
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(10, timeout=WAIT_MS)
+        assert chip_texts(page) == proxy.answer_for("red-circle.jpg")
+        proxy.close()
+    finally:
+        running.stop()
