@@ -3,6 +3,8 @@
 import asyncio
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import httpx
@@ -368,3 +370,10 @@ def test_unknown_paths_and_methods_get_json_errors(client):
 def test_no_request_above_ever_got_a_traceback(server):
     _, log = server
     assert not [line for line in log if "Traceback" in line or "Exception" in line]
+
+
+def test_serve_with_a_missing_model_says_so_in_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "lablr.core.cli", "serve", "--model", str(tmp_path / "nothing")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "No model bundle" in done.stderr and "Traceback" not in done.stderr
