@@ -248,9 +248,26 @@
     ctx.drawImage(bitmap, 0, 0, width, height);
   }
 
+  // Decoding a 24-megapixel photo takes ~100 MB: shrink a few at a time, however many are added.
+  const MAX_SHRINKING = 2;
+  let shrinking = 0;
+  const shrinkWaiters = [];
+
+  async function shrinkInTurn(file) {
+    while (shrinking >= MAX_SHRINKING) await new Promise((resolve) => shrinkWaiters.push(resolve));
+    shrinking++;
+    try {
+      return await shrink(file);
+    } finally {
+      shrinking--;
+      const next = shrinkWaiters.shift();
+      if (next) next();
+    }
+  }
+
   async function prepare(photo, file) {
     try {
-      Object.assign(photo, await shrink(file));
+      Object.assign(photo, await shrinkInTurn(file));
     } catch (_) {
       photo.status = "error";
       photo.message = "This file could not be read as a picture.";

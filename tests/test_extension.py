@@ -407,8 +407,11 @@ def test_each_photo_gets_its_own_suggestions_from_a_shrunk_copy(browser, recorde
     square = write_photo(tmp_path, "blue", "square", size=(700, 900), kind="PNG")
     page.locator("#uploadr-choose-input").set_input_files([big, square])  # two at once
     wait_for_requests(recorder, 2)
-    drop_files(page, [write_photo(tmp_path, "red", "circle", size=(1024, 768))])  # one more, later, dropped
-    wait_for_requests(recorder, 3)
+    # Three more, later, dragged and dropped: one of them smaller than 512 px, which is not enlarged.
+    drop_files(page, [write_photo(tmp_path, "red", "circle", size=(1024, 768)),
+                      write_photo(tmp_path, "green", "square", size=(1200, 1200)),
+                      write_photo(tmp_path, "blue", "triangle", size=(300, 200), kind="PNG")])
+    wait_for_requests(recorder, 5)
 
     # What crossed to the server: one JPEG per photo, at most 512 px on its longest side.
     sizes = {}
@@ -418,12 +421,13 @@ def test_each_photo_gets_its_own_suggestions_from_a_shrunk_copy(browser, recorde
         image = Image.open(io.BytesIO(part["data"]))
         assert image.format == "JPEG"
         sizes[part["filename"]] = image.size
-    assert sizes == {"green-triangle.jpg": (512, 384), "blue-square.jpg": (398, 512), "red-circle.jpg": (512, 384)}
+    assert sizes == {"green-triangle.jpg": (512, 384), "blue-square.jpg": (398, 512), "red-circle.jpg": (512, 384),
+                     "green-square.jpg": (512, 512), "blue-triangle.jpg": (300, 200)}
     assert len(recorder.suggests()[0]["parts"][0]["data"]) < big.stat().st_size
 
     # Selecting each photo shows that photo's own suggestions beside the tag field.
     shown = {}
-    for name in ("green-triangle", "blue-square", "red-circle"):
+    for name in ("green-triangle", "blue-square", "red-circle", "blue-triangle"):
         page.locator(".uploadr-photo-card", has=page.locator(f"input[value='{name}']")).click()
         expect(page.locator("[data-lablr=chips]")).to_contain_text(f"for {name}.", timeout=WAIT_MS)
         expected = recorder.answer_for(f"{name}.jpg")
@@ -484,8 +488,17 @@ def test_notice_while_the_server_is_down_and_recovery(browser, tiny_bundle, tmp_
         expect(notice).to_have_count(0)
     finally:
         later.stop()
+    # Stopped again: the next photo waits, with the notice, and gets its tags once it is restarted.
     page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "square"))
     expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
+    page.locator(".uploadr-photo-card", has=page.locator("input[value='red-square']")).click()
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+    try:
+        later.start()
+        expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+        expect(notice).to_have_count(0)
+    finally:
+        later.stop()
     assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
 
 
