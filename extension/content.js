@@ -17,6 +17,7 @@
   const api = globalThis.browser ?? globalThis.chrome;
   const S = LABLR_SELECTORS;
   const MAX_SIDE = 512;
+  const THUMB_SIDE = 80;
   const JPEG_QUALITY = 0.9;
   const MAX_IN_FLIGHT = 2;
   const RETRY_MIN_MS = 1000;
@@ -228,13 +229,20 @@
         blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
       }
       if (!blob) throw new Error("could not encode");
+      // A small picture for the floating panel, drawn on a canvas: no data: URL for the page's CSP to refuse.
+      const thumbScale = Math.min(1, THUMB_SIDE / Math.max(width, height));
+      const thumb = await createImageBitmap(bitmap, {
+        resizeWidth: Math.max(1, Math.round(width * thumbScale)),
+        resizeHeight: Math.max(1, Math.round(height * thumbScale)),
+        resizeQuality: "medium",
+      }).catch(() => null);
       const dataUrl = await new Promise((resolve, reject) => {
         const reader = new FileReader();
         reader.onload = () => resolve(reader.result);
         reader.onerror = () => reject(reader.error);
         reader.readAsDataURL(blob);
       });
-      return { dataUrl, width, height };
+      return { dataUrl, width, height, thumb };
     } finally {
       bitmap.close();
     }
@@ -401,7 +409,7 @@
     .panel .hint { margin: 8px 12px; color: #656565; font-size: 12px; }
     .panel section { padding: 10px 12px; border-top: 1px solid #f0f0f0; }
     .panel .photo { display: flex; align-items: center; gap: 8px; margin-bottom: 6px; }
-    .panel img { width: 40px; height: 40px; object-fit: cover; border-radius: 3px; background: #eee; }
+    .panel .thumb { width: 40px; height: 40px; border-radius: 3px; background: #eee; flex: none; }
     .panel .name { font-weight: 600; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
     .panel .chips { display: flex; flex-wrap: wrap; gap: 5px; margin-bottom: 8px; }
     .panel.minimised section, .panel.minimised .hint { display: none; }
@@ -411,9 +419,16 @@
     const host = document.createElement("div");
     host.dataset.lablr = kind;
     const root = host.attachShadow({ mode: "open" });
-    const style = document.createElement("style");
-    style.textContent = STYLE;
-    root.append(style);
+    try {
+      // A constructed sheet is not an inline style, so a strict style-src on the page cannot block it.
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(STYLE);
+      root.adoptedStyleSheets = [sheet];
+    } catch (_) {
+      const style = document.createElement("style");
+      style.textContent = STYLE;
+      root.append(style);
+    }
     return { host, root, signature: null, view: null };
   }
 
@@ -515,6 +530,16 @@
     }, 2000);
   }
 
+  function thumbnail(photo) {
+    const canvas = el("canvas", { class: "thumb", width: 40, height: 40 });
+    if (photo.thumb) {
+      const { width, height } = photo.thumb;
+      const side = Math.min(width, height); // centre crop, like the page's own thumbnails
+      canvas.getContext("2d").drawImage(photo.thumb, (width - side) / 2, (height - side) / 2, side, side, 0, 0, 40, 40);
+    }
+    return canvas;
+  }
+
   const flickrTag = (tag) => (/\s/.test(tag) ? `"${tag}"` : tag);
 
   function renderPanel() {
@@ -531,7 +556,7 @@
       for (const photo of state.photos) {
         const shown = photo.suggestions.slice(0, state.settings.count);
         const section = el("section", { "data-photo": photo.name },
-          el("div", { class: "photo" }, photo.dataUrl ? el("img", { src: photo.dataUrl, alt: "" }) : null, el("span", { class: "name", title: photo.name }, photo.name)));
+          el("div", { class: "photo" }, thumbnail(photo), el("span", { class: "name", title: photo.name }, photo.name)));
         if (photo.status === "done" && shown.length) {
           const chips = el("div", { class: "chips" });
           for (const s of shown) {

@@ -41,6 +41,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOCS = ROOT / "docs"
 CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 UPLOAD_URL = "https://www.flickr.com/photos/upload/"
+# The strictest policy Flickr could send: Lablr's chips must neither break nor trip it.
+STRICT_CSP = "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'"
 WAIT_MS = 60_000  # bounded waits for what the user sees; the CPU may be busy training
 
 
@@ -258,7 +260,8 @@ class Browser:
         def serve(route):
             path = urlsplit(route.request.url).path
             if path.rstrip("/") == "/photos/upload":
-                route.fulfill(path=FIXTURES / variant, content_type="text/html; charset=utf-8")
+                route.fulfill(path=FIXTURES / variant, content_type="text/html; charset=utf-8",
+                              headers={"Content-Security-Policy": STRICT_CSP})
             elif path.startswith("/photos/upload/fixture/") and (FIXTURES / Path(path).name).is_file():
                 name = Path(path).name
                 kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
@@ -376,6 +379,7 @@ def test_chips_appear_and_a_click_adds_the_tag(browser, recorder, tmp_path):
     (exchange,) = recorder.suggests()
     scores = {s["tag"]: s["score"] for s in exchange["answer"]["results"][0]["suggestions"]}
     assert chips.first.get_attribute("title").startswith(f"score {scores[ranked[0]]:.3f}")
+    assert chips.first.evaluate("chip => getComputedStyle(chip).borderRadius") == "14px"  # styled, despite the CSP
 
     # A click types the tag into Flickr's widget, which turns it into a token of its own.
     chips.first.click()
@@ -525,6 +529,7 @@ def test_floating_panel_when_the_tag_field_is_missing(browser, recorder, tmp_pat
     section.get_by_role("button", name="Copy tags").click()
     expect(section.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == " ".join(recorder.answer_for(photos[1].name)[:3])
+    assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
 
 
 @pytest.mark.browser
