@@ -22,6 +22,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lablr.core import defaults
+from lablr.core.catalog import normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
@@ -61,7 +62,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         loaded = state["model"]
         uploads = await read_uploads(request, max_body_bytes)
         k, scorer = _k(request), _scorer(request, loaded)
-        exclude = [t.strip() for t in request.query_params.get("exclude", "").split(",") if t.strip()]
+        exclude = [normalize_tag(t) for t in request.query_params.get("exclude", "").split(",") if t.strip()]
 
         def work():
             images = np.stack([loaded.decode(upload.data) for upload in uploads])

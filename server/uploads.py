@@ -80,14 +80,17 @@ async def read_uploads(request: Request, limit: int) -> list[Upload]:
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
     if media_type == "multipart/form-data":
+        body = await read_body(request, limit)
         boundary = options.get(b"boundary")
         if not boundary:
             raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
-        uploads = parse_multipart(await read_body(request, limit), boundary)
+        uploads = parse_multipart(body, boundary)
     elif media_type.startswith("image/"):
         uploads = [Upload(request.query_params.get("filename"), await read_body(request, limit))]
     else:
         shown = media_type or "no Content-Type"
+        declared = request.headers.get("content-length", "")
+        await _drain(request, int(declared) if declared.isdigit() else None, limit)
         raise LablrError(f"Lablr cannot read {shown}. Send multipart/form-data with the photo in the field "
                          f"'{FIELD}', or the photo itself with an image/* Content-Type.",
                          code="unsupported_media_type", status=415)

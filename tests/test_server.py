@@ -137,7 +137,8 @@ def test_suggest_takes_a_raw_image_body(client):
 def test_suggest_leaves_out_excluded_tags(client):
     everything = [s["tag"] for s in suggest(client, photo(), params={"k": 6}).json()["results"][0]["suggestions"]]
     left_out = everything[:2]
-    rest = suggest(client, photo(), params={"k": 6, "exclude": ",".join(left_out) + ",not-a-tag"}).json()
+    typed = f"{left_out[0]}, {left_out[1].upper()} ,not-a-tag"  # as a person types them
+    rest = suggest(client, photo(), params={"k": 6, "exclude": typed}).json()
     assert [s["tag"] for s in rest["results"][0]["suggestions"]] == everything[2:]
 
 
@@ -292,6 +293,12 @@ def test_a_raw_body_that_is_not_an_image_is_refused(client):
 def test_unsupported_media_types_are_refused(client, content_type):
     headers = {"content-type": content_type} if content_type else {}
     answer = client.post("/api/v1/suggest", content=b'{"image": "x"}', headers=headers)
+    assert_error(answer, 415, "unsupported_media_type")
+    still_serving(client)
+
+
+def test_a_big_body_of_the_wrong_type_still_gets_its_answer(client):
+    answer = client.post("/api/v1/suggest", content=b"x" * (12 * 1024 * 1024), headers={"content-type": "text/csv"})
     assert_error(answer, 415, "unsupported_media_type")
     still_serving(client)
 
