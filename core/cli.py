@@ -252,8 +252,10 @@ def export(destination, catalog):
               help="Tries per request on timeouts, server errors and rate limits.")
 @click.option("--backoff", default=defaults.FLICKR_BACKOFF, show_default=True, type=click.FloatRange(min=0),
               help="Seconds before the first retry; doubles after each failure.")
+@click.option("--per-page", default=defaults.FLICKR_PER_PAGE, hidden=True, type=click.IntRange(1, 500))
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def fetch(tags, per_tag, licenses, catalog, images, workers, calls_per_hour, timeout, attempts, backoff, quiet):
+def fetch(tags, per_tag, licenses, catalog, images, workers, calls_per_hour, timeout, attempts, backoff, per_page,
+          quiet):
     """Search Flickr by tag, record each photo with all its tags, download the images.
 
     Needs a Flickr API key: $FLICKR_API_KEY and $FLICKR_API_SECRET, or ~/.config/lablr/flickr.json.
@@ -263,7 +265,8 @@ def fetch(tags, per_tag, licenses, catalog, images, workers, calls_per_hour, tim
 
     from .fetching import Retry
 
-    settings = FetchSettings(per_tag=per_tag, licenses=parse_licenses(licenses), calls_per_hour=calls_per_hour,
+    settings = FetchSettings(per_tag=per_tag, per_page=per_page, licenses=parse_licenses(licenses),
+                             calls_per_hour=calls_per_hour,
                              workers=workers, timeout=timeout,
                              retry=Retry(attempts, backoff, defaults.FLICKR_BACKOFF_CAP))
     report = run(catalog, tags, images_dir=images, settings=settings, progress=not quiet,

@@ -166,7 +166,12 @@ class FlickrClient:
 
     def call(self, method: str, **params):
         """One API method's parsed answer (an ElementTree <rsp>), retried on transient failures."""
-        return self.settings.retry.call(self._call_once, method, params, on_retry=self.on_retry)
+        try:
+            return self.settings.retry.call(self._call_once, method, params, on_retry=self.on_retry)
+        except Transient as error:
+            raise LablrError(f"Flickr did not answer {method} after {self.settings.retry.attempts} attempts "
+                             f"(last: {error}). Run `lablr fetch` again later: it continues where it stopped.",
+                             code="flickr_unavailable", status=503) from None
 
     def _call_once(self, method, params):
         import requests

@@ -14,7 +14,9 @@ nothing was asked twice.
 """
 
 import asyncio
+import base64
 import hashlib
+import hmac
 import io
 import json
 import socket
@@ -23,7 +25,7 @@ import time
 import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 from xml.sax.saxutils import escape, quoteattr
 
 import uvicorn
@@ -141,7 +143,7 @@ class FakeFlickr:
         self.port = sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.base_url}/services/rest/"
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        config = uvicorn.Config(self.app, log_level="critical", lifespan="off", timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self._thread.start()
@@ -199,10 +201,11 @@ class FakeFlickr:
         from oauthlib.oauth1.rfc5849 import signature
 
         pairs = [(k, v) for k, v in params.items()] + [(k, v) for k, v in oauth.items() if k != "oauth_signature"]
-        base = signature.signature_base_string("POST" if request.method == "POST" else request.method,
-                                               signature.base_string_uri(str(request.url).split("?")[0]),
+        base = signature.signature_base_string(request.method, signature.base_string_uri(str(request.url).split("?")[0]),
                                                signature.normalize_parameters(pairs))
-        return signature.sign_hmac_sha1(base, self.secret, "") == oauth.get("oauth_signature")
+        key = f"{quote(self.secret, safe='~')}&".encode()  # the consumer secret, no token secret
+        expected = base64.b64encode(hmac.new(key, base.encode(), hashlib.sha1).digest()).decode()
+        return hmac.compare_digest(expected, oauth.get("oauth_signature", ""))
 
     def _search(self, params, fmt):
         tag = params.get("tags", "").split(",")[0].strip().lower()

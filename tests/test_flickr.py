@@ -1,0 +1,284 @@
+"""The Flickr pipeline against a fake Flickr on 127.0.0.1: fetch, resume after SIGKILL, prepare, train.
+
+No test touches flickr.com: LABLR_FLICKR_API_URL points flickrapi at tests/fake_flickr.py, and
+the image URLs are the ones the fake's answers give.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from fake_flickr import COLOURS, SHAPES, FakeFlickr, make_photos
+from lablr.core.catalog import Catalog
+from lablr.core.cli import cli
+from lablr.core.errors import LablrError
+from lablr.core.fetching import Retry, TokenBucket
+from lablr.plugins.flickr import FetchSettings, fetch, flickr_tag
+
+FAST = FetchSettings(per_tag=1000, per_page=5, calls_per_hour=1e7, burst=100, workers=4, timeout=1.0,
+                     retry=Retry(attempts=5, backoff=0.01, cap=0.05))
+LABLR = [sys.executable, "-m", "lablr.core.cli"]
+
+
+@pytest.fixture
+def flickr(monkeypatch, tmp_path):
+    fake = FakeFlickr(slow_seconds=3.0).start()
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # never the user's own key file
+    yield fake
+    fake.stop()
+
+
+def catalog_rows(path):
+    with sqlite3.connect(path) as db:
+        return db.execute("select key, status, path, owner, license, title, url from photos").fetchall()
+
+
+def tags_of(path):
+    return {p["key"]: set(p["tags"]) for p in Catalog(path).photos()}
+
+
+def expected_tags(photo):
+    return {t for t in (flickr_tag(raw) for raw in photo.tags) if t}
+
+
+def test_fetch_pages_through_every_tag_and_records_each_photo_once_with_all_its_tags(flickr, tmp_path):
+    catalog = tmp_path / "flickr.db"
+    report = fetch(catalog, ["red", "circle", "blue"], settings=FAST, progress=False)
+
+    wanted = {p.id: p for p in flickr.photos if {"red", "circle", "blue"} & set(p.tags)}
+    rows = catalog_rows(catalog)
+    assert sorted(key for key, *_ in rows) == sorted(f"flickr:{i}" for i in wanted)  # red circles: once
+    # Paging: every page of every tag asked once, 5 photos a page
+    for tag in ("red", "circle", "blue"):
+        pages = -(-len(flickr.photos_tagged(tag)) // 5)
+        assert [page for t, page in flickr.searches if t == tag] == list(range(1, pages + 1))
+    assert report.found == sum(len(flickr.photos_tagged(t)) for t in ("red", "circle", "blue"))
+    assert report.new == len(wanted) and report.downloaded == len(wanted)
+    # All of Flickr's tags (machine tags dropped), owner, licence, title, URL
+    assert tags_of(catalog) == {f"flickr:{i}": expected_tags(p) for i, p in wanted.items()}
+    for key, status, path, owner, license, title, url in rows:
+        photo = wanted[key.split(":")[1]]
+        assert (status, owner, license, title, url) == ("ok", photo.owner, str(photo.license), photo.title,
+                                                        flickr.url_of(photo))
+        assert Image.open(path).size == (flickr.image_side, flickr.image_side)
+    assert set(flickr.image_requests) == set(wanted) and max(flickr.image_requests.values()) == 1
+    assert not list(Path(f"{catalog}.flickr").rglob("*.part"))
+
+    # A second run asks Flickr nothing more: every search is done and every image is here
+    calls, images = sum(flickr.calls.values()), sum(flickr.image_requests.values())
+    again = fetch(catalog, ["red", "circle", "blue"], settings=FAST, progress=False)
+    assert (again.new, again.downloaded) == (0, 0)
+    assert (sum(flickr.calls.values()), sum(flickr.image_requests.values())) == (calls, images)
+
+
+def test_per_tag_limit_and_licences(flickr, tmp_path):
+    catalog = tmp_path / "flickr.db"
+    settings = FetchSettings(**{**FAST.__dict__, "per_tag": 3, "licenses": (4, 5, 9)})
+    fetch(catalog, ["green", "square"], settings=settings, progress=False)
+    photos = Catalog(catalog).photos()
+    by_key = {f"flickr:{p.id}": p for p in flickr.photos}
+    assert 3 < len(photos) <= 6
+    assert all(by_key[p["key"]].license in (4, 5, 9) for p in photos)
+    assert sum("green" in p["tags"] for p in photos) >= 3 and sum("square" in p["tags"] for p in photos) >= 3
+
+
+def test_retries_after_server_errors_rate_limits_and_slow_answers(flickr, tmp_path):
+    flickr.fail_next("flickr.photos.search", "503", "429", "slow", "105")
+    red = flickr.photos_tagged("red")
+    flickr.fail_image(red[0].id, "500", "429")
+    flickr.fail_image(red[1].id, "slow", "502")
+    catalog = tmp_path / "flickr.db"
+    report = fetch(catalog, ["red"], settings=FAST, progress=False)
+
+    assert report.downloaded == len(red) and report.failed == 0
+    assert len(report.retries) == 8  # each fault answered once, then retried
+    assert any("rate limited" in r for r in report.retries) and any("Timeout" in r for r in report.retries)
+    assert {p["key"] for p in Catalog(catalog).photos()} == {f"flickr:{p.id}" for p in red}
+    assert flickr.image_requests[red[0].id] == 3 and flickr.image_requests[red[1].id] == 3
+
+
+def test_an_image_that_keeps_failing_stays_pending_and_the_rerun_fetches_only_it(flickr, tmp_path):
+    red = flickr.photos_tagged("red")
+    flickr.fail_image(red[2].id, *["503"] * FAST.retry.attempts)
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--catalog", str(catalog), "--backoff", "0.01",
+                                      "--attempts", str(FAST.retry.attempts), "--quiet"])
+    assert result.exit_code == 1
+    assert "1 downloads still failed" in result.output and "run `lablr fetch` again" in result.output
+    assert f"{len(red) - 1} Flickr photos ready, 1 to download" in result.output
+
+    before = dict(flickr.image_requests)
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--catalog", str(catalog), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(red)} Flickr photos ready, 0 to download" in result.output
+    assert {i: n - before.get(i, 0) for i, n in flickr.image_requests.items() if n != before.get(i, 0)} == {red[2].id: 1}
+
+
+def test_photos_deleted_from_flickr_are_marked_missing(flickr, tmp_path):
+    red = flickr.photos_tagged("red")
+    flickr.missing.add(red[0].id)
+    catalog = tmp_path / "flickr.db"
+    report = fetch(catalog, ["red"], settings=FAST, progress=False)
+    assert (report.missing, report.downloaded) == (1, len(red) - 1)
+    statuses = {key: status for key, status, *_ in catalog_rows(catalog)}
+    assert statuses[f"flickr:{red[0].id}"] == "missing"
+    assert f"flickr:{red[0].id}" not in {p["key"] for p in Catalog(catalog).photos()}
+
+
+def test_missing_key_says_where_to_get_one(flickr, monkeypatch, tmp_path):
+    monkeypatch.delenv("FLICKR_API_KEY")
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--catalog", str(tmp_path / "c.db")])
+    assert result.exit_code == 1
+    assert "No Flickr API key" in result.output and "https://www.flickr.com/services/apps/create/" in result.output
+    assert "FLICKR_API_KEY" in result.output and "Traceback" not in result.output
+    assert flickr.calls.total() == 0
+
+    # The key file outside the repository works as well as the environment
+    monkeypatch.delenv("FLICKR_API_SECRET")
+    key_file = tmp_path / "config" / "lablr" / "flickr.json"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(json.dumps({"api_key": flickr.api_key, "api_secret": flickr.secret}))
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--per-tag", "2", "--catalog",
+                                      str(tmp_path / "c.db"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "2 Flickr photos ready" in result.output
+
+
+def test_a_key_flickr_refuses_is_a_clear_error(flickr, monkeypatch, tmp_path):
+    monkeypatch.setenv("FLICKR_API_KEY", "not-a-key")
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--catalog", str(tmp_path / "c.db")])
+    assert result.exit_code == 1
+    assert "Flickr refused the API key" in result.output and "100" in result.output
+    monkeypatch.setenv("FLICKR_API_KEY", flickr.api_key)
+    monkeypatch.setenv("FLICKR_API_SECRET", "wrong-secret")  # the OAuth signature no longer matches
+    with pytest.raises(LablrError, match="Invalid signature"):
+        fetch(tmp_path / "c.db", ["red"], settings=FAST, progress=False)
+
+
+def test_hot_tags_come_from_flickr(flickr, tmp_path):
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "hot:3", "--per-tag", "2", "--catalog", str(catalog),
+                                      "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert [tag for tag, _ in flickr.searches] == list(flickr.hot[:3])
+    assert flickr.calls["flickr.tags.getHotList"] == 1
+
+
+def test_the_token_bucket_stays_under_the_hourly_limit():
+    now = [0.0]
+    bucket = TokenBucket(3500, burst=10, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    times = []
+    for _ in range(4000):
+        bucket.acquire()
+        times.append(now[0])
+    # in any hour, at most 3,510 calls: under Flickr's 3,600
+    assert max(sum(1 for t in times if start <= t < start + 3600) for start in times[::100]) <= 3510
+
+
+def test_tags_are_normalised_the_flickr_way():
+    assert flickr_tag("New York") == "newyork"
+    assert flickr_tag("Café-au-lait!") == "caféaulait"
+    assert flickr_tag("uploaded:by=flickrmobile") == ""
+
+
+# -- crash safety: a real `lablr fetch`, killed -------------------------------------------------
+
+
+def run_fetch(fake, catalog, *extra, **popen):
+    env = {**os.environ, **fake.env(), "XDG_CONFIG_HOME": str(Path(catalog).parent / "config")}
+    command = [*LABLR, "fetch", "--catalog", str(catalog), "--backoff", "0.01", "--calls-per-hour", "10000000",
+               "--quiet", *extra]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def wait_for(condition, seconds=60):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def final_files(directory):
+    return {p.name for p in Path(directory).rglob("*.jpg")}
+
+
+def check_finished(fake, catalog, tags):
+    """Every photo once, every image whole and recorded, no half-written file anywhere."""
+    wanted = {p.id for p in fake.photos if set(tags) & set(p.tags)}
+    rows = catalog_rows(catalog)
+    assert sorted(key for key, *_ in rows) == sorted(f"flickr:{i}" for i in wanted)
+    assert {status for _, status, *_ in rows} == {"ok"}
+    assert not list(Path(f"{catalog}.flickr").rglob("*.part"))
+    with sqlite3.connect(catalog) as db:
+        downloads = dict(db.execute("select path, bytes from downloads").fetchall())
+    assert len(downloads) == len(wanted)
+    for path, size in downloads.items():
+        assert Path(path).stat().st_size == size
+        with Image.open(path) as image:
+            image.load()  # decodes to the end: not cut short
+
+
+def test_sigkill_mid_download_then_rerun_finishes_without_duplicates_or_repeats(tmp_path):
+    fake = FakeFlickr(image_delay=0.4).start()
+    try:
+        catalog, tags = tmp_path / "flickr.db", ["red", "circle"]
+        images = Path(f"{catalog}.flickr")
+        process = run_fetch(fake, catalog, "--tags", ",".join(tags), "--workers", "3")
+        half_written = lambda: list(images.rglob("*.part"))  # an image arriving as we kill
+        assert wait_for(lambda: len(final_files(images)) >= 4 and half_written()), "no download started"
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        done_at_kill = {name.split(".")[0] for name in final_files(images)}
+        requests_at_kill = dict(fake.image_requests)
+        assert 4 <= len(done_at_kill) < len({p.id for p in fake.photos if set(tags) & set(p.tags)})
+
+        fake.image_delay = 0
+        rerun = run_fetch(fake, catalog, "--tags", ",".join(tags))
+        output, _ = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, output
+        check_finished(fake, catalog, tags)
+        asked_again = {i for i, n in fake.image_requests.items() if n > requests_at_kill.get(i, 0)}
+        assert not asked_again & done_at_kill  # what was on disk whole was not downloaded again
+        assert sum(fake.calls.values()) > 0
+    finally:
+        fake.stop()
+
+
+def test_sigkill_mid_search_then_rerun_continues_with_the_next_page(tmp_path):
+    fake = FakeFlickr(api_delay=0.2).start()
+    try:
+        catalog, tags = tmp_path / "flickr.db", ["blue", "triangle"]
+        pages = {t: -(-len(fake.photos_tagged(t)) // 4) for t in tags}
+        process = run_fetch(fake, catalog, "--tags", ",".join(tags), "--per-page", "4")
+        assert wait_for(lambda: len(fake.searches) >= 3)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        asked_before = list(fake.searches)
+        with sqlite3.connect(catalog) as db:
+            recorded = dict(db.execute("select tag, page from searches").fetchall())
+        assert recorded.get("blue", 0) >= 1  # progress was recorded as it went
+
+        fake.api_delay = 0
+        rerun = run_fetch(fake, catalog, "--tags", ",".join(tags), "--per-page", "4")
+        output, _ = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, output
+        check_finished(fake, catalog, tags)
+        asked_after = fake.searches[len(asked_before):]
+        for tag in tags:  # the rerun continues after the last recorded page, and asks each page once
+            assert [p for t, p in asked_after if t == tag] == list(range(recorded.get(tag, 0) + 1, pages[tag] + 1))
+        assert len(asked_before) + len(asked_after) <= sum(pages.values()) + 1
+    finally:
+        fake.stop()
