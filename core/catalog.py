@@ -105,7 +105,7 @@ class Catalog:
             self.db.execute("delete from splits")
             self.db.execute("create temp table if not exists chosen (key text primary key, split text)")
             self.db.execute("delete from chosen")
-            self.db.executemany("insert into chosen values (?, ?)", split_of_key.items())
+            self.db.conn.executemany("insert into chosen values (?, ?)", split_of_key.items())
             self.db.execute("insert into splits select p.id, c.split from photos p join chosen c on c.key = p.key")
 
     def splits(self) -> dict[str, str]:

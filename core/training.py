@@ -75,6 +75,7 @@ def train(catalog_path, out, *, encoder="vae", encoder_settings=None, tag_model=
     if not selection.train or not selection.test:
         raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
                          f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
+    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test})
     part = get_part("encoder", encoder)(**(encoder_settings or {}))
     images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
     train_images = images.subset(p["key"] for p in selection.train)

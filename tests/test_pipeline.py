@@ -122,3 +122,23 @@ def test_console_script_prints_errors_without_traceback(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "No model bundle" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pictures_leave_no_pyplot_state_and_are_repeatable(tiny_bundle):
+    import matplotlib.pyplot as plt
+
+    from lablr.core.model import Model
+
+    model = Model.load(tiny_bundle)
+    photo = np.asarray(draw_shape("red", "square").resize((16, 16)))
+    first, second = model.plot(photo, 3), model.plot(photo, 3)
+    assert first == second and first.startswith(b"\x89PNG")
+    assert plt.get_fignums() == []
+
+
+def test_training_records_the_split_in_the_catalog(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    catalog = Catalog(tiny_bundle.parent / "catalog.db")
+    splits = catalog.splits()
+    assert sorted(k for k, side in splits.items() if side == "test") == manifest["data"]["test_keys"]
+    assert len(splits) == manifest["data"]["train_photos"] + manifest["data"]["test_photos"]

@@ -1,0 +1,74 @@
+"""The reference data set, Debian's OpenClipart, and the default bundle trained on it."""
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lablr.core import defaults
+from lablr.core.bundle import bundled_root
+from lablr.core.catalog import Catalog
+from lablr.core.importing import import_source
+from lablr.core.selection import Rules, select
+
+pytestmark = pytest.mark.skipif(not Path(defaults.OPENCLIPART_ROOT, "svg").is_dir(),
+                                reason="needs Debian's openclipart-png and openclipart-svg (scripts/test.sh installs them)")
+DEFAULT_BUNDLE = bundled_root() / defaults.DEFAULT_MODEL
+
+
+@pytest.fixture(scope="module")
+def openclipart_catalog(tmp_path_factory):
+    catalog = tmp_path_factory.mktemp("openclipart") / "catalog.db"
+    report = import_source("openclipart", None, catalog, progress=False)
+    assert report["added"] > 7000
+    return catalog
+
+
+def test_import_keeps_authors_tags_and_creators(openclipart_catalog):
+    photos = Catalog(openclipart_catalog).photos()
+    tags = Counter(t for p in photos for t in p["tags"])
+    assert tags["flag"] > 300 and tags["food"] > 100 and "unsorted" not in tags
+    assert sum(len(p["tags"]) > 1 for p in photos) > len(photos) / 2  # multi-label, like Flickr
+    assert Counter(p["owner"] for p in photos).most_common(1)[0] == ("codifiedivining", 1375)
+    assert len({p["key"] for p in photos}) == len(photos)
+    assert all(p["path"].endswith(".png") and Path(p["path"]).exists() for p in photos[:50])
+
+
+def test_selection_caps_creators_and_is_deterministic(openclipart_catalog):
+    photos = Catalog(openclipart_catalog).photos()
+    first, second = select(photos, Rules()), select(list(reversed(photos)), Rules())
+    assert {p["key"] for p in first.test} == {p["key"] for p in second.test} and first.tags == second.tags
+    per_creator = Counter(p["owner"] for p in first.train + first.test)
+    assert max(per_creator.values()) <= 100
+    assert min(first.counts.values()) >= 20
+    assert 0.17 < len(first.test) / (len(first.train) + len(first.test)) < 0.23
+
+
+def run_lablr(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "lablr.core.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def test_default_bundle_evaluation_is_reproducible_and_meets_the_bar(tmp_path):
+    result = run_lablr("evaluate", "--json", env={"XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout)
+    recorded = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["evaluation"]
+    for name in ("mahalanobis", "loglik", "popularity"):
+        assert measured[name]["map"] == pytest.approx(recorded[name]["map"], abs=1e-6)
+        assert measured[name]["photos"] == recorded[name]["photos"]
+    assert measured["mahalanobis"]["map"] >= 0.45
+    assert measured["loglik"]["map"] >= 0.50
+    assert measured["popularity"]["map"] < 0.30
+
+
+def test_default_bundle_suggests_for_a_fresh_photo(tmp_path):
+    flag = next(Path(defaults.OPENCLIPART_ROOT, "png").rglob("*flag*.png"))
+    result = run_lablr("suggest", flag, "--json", "--k", "5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    suggestions = json.loads(result.stdout)["results"][0]["suggestions"]
+    assert len(suggestions) == 5 and all(s["tag"] for s in suggestions)
