@@ -282,3 +282,100 @@ def test_sigkill_mid_search_then_rerun_continues_with_the_next_page(tmp_path):
         assert len(asked_before) + len(asked_after) <= sum(pages.values()) + 1
     finally:
         fake.stop()
+
+
+# -- prepare, and the whole chain ---------------------------------------------------------------
+
+TINY_RULE_OPTIONS = ["--per-owner-cap", "1000", "--min-tag-photos", "5", "--min-train-photos", "3"]
+
+
+def test_prepare_records_broken_images_splits_by_owner_and_drops_non_visual_tags(flickr, tmp_path):
+    broken = flickr.photos_tagged("green")[0]
+    flickr.broken.add(broken.id)
+    catalog = tmp_path / "flickr.db"
+    fetch(catalog, ["red", "blue", "green"], settings=FAST, progress=False)
+    assert len(Catalog(catalog).photos()) == len(flickr.photos)  # the cut-short JPEG downloaded like any other
+
+    result = CliRunner().invoke(cli, ["prepare", "--catalog", str(catalog), "--size", "16", "--quiet",
+                                      *TINY_RULE_OPTIONS])
+    assert result.exit_code == 0, result.output
+    assert f"Decoded {len(flickr.photos) - 1} images at 16x16" in result.output and "1 broken" in result.output
+    assert f"broken: flickr:{broken.id}" in result.output
+    assert "0 on both sides" in result.output and "lablr train" in result.output
+
+    with sqlite3.connect(catalog) as db:
+        statuses = dict(db.execute("select key, status from photos").fetchall())
+        split = db.execute("select p.owner, s.split from splits s join photos p on p.id = s.photo_id").fetchall()
+    assert statuses[f"flickr:{broken.id}"] == "broken"
+    assert {"train", "test"} == {side for _, side in split}
+    sides_of_owner = {}
+    for owner, side in split:
+        sides_of_owner.setdefault(owner, set()).add(side)
+    assert all(len(sides) == 1 for sides in sides_of_owner.values())  # an owner's photos on one side only
+    kept = result.output.split("tags kept: ")[1].splitlines()[0].split(", ")
+    assert set(COLOURS) | set(SHAPES) <= set(kept)
+    assert not {"nikon", "canon", "iphone", "2015", "2019"} & set(kept)  # camera makes and years: stopped
+
+    # Without the stop-list they stay; a stop-list file works too
+    result = CliRunner().invoke(cli, ["prepare", "--catalog", str(catalog), "--size", "16", "--quiet",
+                                      "--stop-tags", "none", *TINY_RULE_OPTIONS])
+    assert {"nikon", "canon", "iphone"} <= set(result.output.split("tags kept: ")[1].splitlines()[0].split(", "))
+    stop_file = tmp_path / "stop.txt"
+    stop_file.write_text("# my stop-list\nNikon\nRed Circle\n")
+    result = CliRunner().invoke(cli, ["prepare", "--catalog", str(catalog), "--size", "16", "--quiet",
+                                      "--stop-tags", str(stop_file), *TINY_RULE_OPTIONS])
+    kept = set(result.output.split("tags kept: ")[1].splitlines()[0].split(", "))
+    assert "canon" in kept and not {"nikon", "redcircle"} & kept
+
+
+@pytest.mark.slow
+def test_fetch_prepare_train_fit_evaluate_serve(tmp_path):
+    """The walkthrough of docs/flickr.md, command by command, against the fake Flickr."""
+    import httpx
+    from lablr_server import running_server
+
+    from fake_flickr import jpeg_bytes
+
+    fake = FakeFlickr(photos=make_photos(per_kind=8)).start()
+    try:
+        catalog, model, refit = tmp_path / "flickr.db", tmp_path / "my-model", tmp_path / "my-model-refit"
+        env = {**os.environ, **fake.env(), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+        def lablr(*args):
+            done = subprocess.run([*LABLR, *map(str, args)], env=env, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done.stdout
+
+        tags = ",".join(COLOURS + SHAPES)
+        lablr("fetch", "--tags", tags, "--per-tag", "100", "--catalog", catalog, "--quiet")
+        assert len(Catalog(catalog).photos("flickr")) == len(fake.photos)
+        prepared = lablr("prepare", "--catalog", catalog, "--size", "16", "--quiet", *TINY_RULE_OPTIONS)
+        assert "0 on both sides" in prepared
+        rules = ["--source", "flickr", "--split-by-owner", "--stop-tags", "default", *TINY_RULE_OPTIONS]
+        trained = lablr("train", "--catalog", catalog, "--out", model, "--image-size", "16", "--latent-dim", "4",
+                        "--epochs", "3", *rules)
+        assert "mahalanobis" in trained and "popularity" in trained.lower()
+        manifest = json.loads((model / "manifest.json").read_text())
+        assert manifest["data"]["source"] == "flickr" and manifest["data"]["rules"]["split_by_owner"]
+        learned = set(model_tags(model))
+        assert set(COLOURS) | set(SHAPES) <= learned and not {"nikon", "canon", "iphone", "2015"} & learned
+        lablr("fit", "--model", model, "--catalog", catalog, "--out", refit, *rules)
+        report = json.loads(lablr("evaluate", "--model", refit, "--catalog", catalog, "--json"))
+        test_keys = set(manifest["data"]["test_keys"])
+        assert report["mahalanobis"]["photos"] == len(test_keys) > 0  # the owner-split held-out photos
+
+        photo = next(p for p in fake.photos if p.colour == "red" and p.shape == "circle")
+        with running_server(refit) as (base, _):
+            answer = httpx.post(base + "/api/v1/suggest", params={"k": 3},
+                                files=[("image", ("photo.jpg", jpeg_bytes(photo, 96), "image/jpeg"))], timeout=60)
+        assert answer.status_code == 200, answer.text
+        suggestions = answer.json()["results"][0]["suggestions"]
+        assert len(suggestions) == 3 and {s["tag"] for s in suggestions} <= set(model_tags(refit))
+    finally:
+        fake.stop()
+
+
+def model_tags(bundle):
+    from lablr.core.model import Model
+
+    return Model.load(bundle).tag_model.tags
