@@ -13,6 +13,7 @@ from .errors import UnknownPart
 
 DEFAULT_PLUGINS = (
     "lablr.plugins.vae",
+    "lablr.plugins.effnet",
     "lablr.plugins.gaussian",
     "lablr.plugins.mahalanobis",
     "lablr.plugins.loglik",

