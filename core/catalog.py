@@ -59,7 +59,7 @@ class Catalog:
         A fetcher adds photos as "pending" and marks each "ok" once its image is on disk.
         """
         added = 0
-        with self.db.conn:
+        with self.db.atomic():
             for record in records:
                 if self._add_one(record, source, status):
                     added += 1
@@ -83,7 +83,7 @@ class Catalog:
         return True
 
     def mark_broken(self, keys: Iterable[str]):
-        with self.db.conn:
+        with self.db.atomic():
             for key in keys:
                 self.db.execute("update photos set status = 'broken' where key = ?", [key])
 
@@ -101,7 +101,7 @@ class Catalog:
         return self.db["photos"].count
 
     def save_splits(self, split_of_key: dict[str, str]):
-        with self.db.conn:
+        with self.db.atomic():
             self.db.execute("delete from splits")
             self.db.execute("create temp table if not exists chosen (key text primary key, split text)")
             self.db.execute("delete from chosen")

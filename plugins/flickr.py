@@ -318,7 +318,9 @@ def _search(catalog, client, tags, settings, report, progress):
             report.tags += 1
             query = _query(tag, settings, per_page)
             row = db.execute("select page, pages, found, done from searches where query = ?", [query]).fetchone()
-            page, pages, found, done = row if row else (0, None, 0, 0)
+            page, pages, found, _ = row if row else (0, None, 0, 0)
+            # done for this run's --per-tag: a later run may ask more of a query an earlier one finished
+            done = found >= settings.per_tag or (pages is not None and page >= min(pages, last_page))
             bar.update(min(found, settings.per_tag))
             while not done:
                 page += 1
@@ -331,7 +333,7 @@ def _search(catalog, client, tags, settings, report, progress):
                 report.new += added
                 done = int(found >= settings.per_tag or page >= min(pages, last_page) or not photos)
                 # After the photos: a crash in between repeats this page, and known keys are skipped.
-                with db.conn:
+                with db.atomic():
                     db.execute("insert or replace into searches values (?, ?, ?, ?, ?, ?, ?, ?)",
                                [query, SOURCE, tag, page, pages, found, done, _now()])
                 bar.update(len(records))
@@ -376,7 +378,7 @@ def _download(catalog, images_dir, settings, report, progress, on_retry):
                         try:
                             size, digest = future.result()
                         except Gone:
-                            with db.conn:
+                            with db.atomic():
                                 db.execute("update photos set status = 'missing' where id = ?", [photo_id])
                             report.missing += 1
                         except (Transient, Stopped):
@@ -401,7 +403,7 @@ def _destination(images_dir: Path, key: str, url: str) -> Path:
 
 
 def _record(db, photo_id, path, size, digest):
-    with db.conn:
+    with db.atomic():
         db.execute("update photos set status = 'ok', path = ? where id = ?", [str(path), photo_id])
         db.execute("insert or replace into downloads values (?, ?, ?, ?, ?)",
                    [photo_id, str(path), size, digest, _now()])

@@ -221,6 +221,7 @@ def check_finished(fake, catalog, tags):
     rows = catalog_rows(catalog)
     assert sorted(key for key, *_ in rows) == sorted(f"flickr:{i}" for i in wanted)
     assert {status for _, status, *_ in rows} == {"ok"}
+    assert tags_of(catalog) == {f"flickr:{p.id}": expected_tags(p) for p in fake.photos if p.id in wanted}
     assert not list(Path(f"{catalog}.flickr").rglob("*.part"))
     with sqlite3.connect(catalog) as db:
         downloads = dict(db.execute("select path, bytes from downloads").fetchall())
@@ -379,3 +380,12 @@ def model_tags(bundle):
     from lablr.core.model import Model
 
     return Model.load(bundle).tag_model.tags
+
+
+def test_a_later_run_with_a_higher_per_tag_continues_the_search(flickr, tmp_path):
+    catalog = tmp_path / "flickr.db"
+    fetch(catalog, ["red"], settings=FetchSettings(**{**FAST.__dict__, "per_tag": 5}), progress=False)
+    assert len(Catalog(catalog).photos()) == 5
+    fetch(catalog, ["red"], settings=FetchSettings(**{**FAST.__dict__, "per_tag": 12}), progress=False)
+    assert len(Catalog(catalog).photos()) == 12
+    assert [page for _, page in flickr.searches] == [1, 2, 3]  # pages of 5: page 1, then 2 and 3
