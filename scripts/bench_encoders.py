@@ -107,6 +107,16 @@ def main():
         print(f"{name:<14} {size:>7} {one:>13.2f} {many:>15.2f}   {note}")
     first, later = start_times()
     print(f"effnet-lite0 weights: {first:.2f} s to convert the .pth (first start), {later:.2f} s from the cache")
+    from lablr.plugins.effnet import network_functions
+
+    network_functions.cache_clear()
+    start = time.perf_counter()
+    network_functions(224)[0](effnet_images[:1])
+    print(f"effnet-lite0 start: {time.perf_counter() - start:.2f} s to build the Keras network and trace it "
+          f"(TensorFlow already imported)")
+    import os
+
+    print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":
