@@ -296,3 +296,70 @@ def test_the_bundle_loads_and_suggests(photos):
     assert len(cat) == 10 and len(set(cat)) == 10
     assert {"cat", "animal"} & set(cat), cat
     assert cat != coffee
+
+
+def reference_forward(state, image):
+    """EfficientNet-Lite0 as the PyTorch port computes it, in plain numpy, from the raw state dict.
+
+    Channels first, PyTorch's (out, in, h, w) kernels, batch normalisation unfolded, and the
+    port's padding spelled out (`Conv2dStaticSamePadding`: the odd pixel right and bottom), so
+    the Keras network's transposes, folding and padding="same" are checked against it.
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from lablr.plugins.effnet import STAGES
+
+    def bn(x, p):
+        mean, var = state[f"{p}.running_mean"], state[f"{p}.running_var"]
+        return (x - mean[:, None, None]) / np.sqrt(var[:, None, None] + 1e-3) * state[f"{p}.weight"][:, None, None] \
+            + state[f"{p}.bias"][:, None, None]
+
+    def windows(x, k, s):
+        side = x.shape[1]
+        out = -(-side // s)
+        pad = max((out - 1) * s + k - side, 0)
+        x = np.pad(x, ((0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
+        return sliding_window_view(x, (k, k), axis=(1, 2))[:, ::s, ::s][:, :out, :out]
+
+    def conv(x, w, s=1):
+        return np.einsum("ihwab,oiab->ohw", windows(x, w.shape[2], s), w, optimize=True)
+
+    def depthwise(x, w, s):
+        return np.einsum("chwab,cab->chw", windows(x, w.shape[2], s), w[:, 0], optimize=True)
+
+    def relu6(x):
+        return np.clip(x, 0, 6)
+
+    state = {k: v.astype(np.float64) for k, v in state.items()}
+    x = (image.astype(np.float64).transpose(2, 0, 1) - 127) / 128
+    x = relu6(bn(conv(x, state["_conv_stem.weight"], 2), "_bn0"))
+    index = 0
+    for repeats, _kernel, stride, _expand, _filters in STAGES:
+        for repeat in range(repeats):
+            p, s, inputs = f"_blocks.{index}", stride if repeat == 0 else 1, x
+            if f"{p}._expand_conv.weight" in state:
+                x = relu6(bn(conv(x, state[f"{p}._expand_conv.weight"]), f"{p}._bn0"))
+            x = relu6(bn(depthwise(x, state[f"{p}._depthwise_conv.weight"], s), f"{p}._bn1"))
+            x = bn(conv(x, state[f"{p}._project_conv.weight"]), f"{p}._bn2")
+            if s == 1 and x.shape == inputs.shape:
+                x = x + inputs
+            index += 1
+    x = relu6(bn(conv(x, state["_conv_head.weight"]), "_bn1"))
+    pooled = x.mean(axis=(1, 2))
+    return pooled, state["_fc.weight"] @ pooled + state["_fc.bias"]
+
+
+@needs_weights
+@pytest.mark.parametrize("size", [96, 75])  # even sides pad one side more than the other; odd sides do not
+def test_the_keras_network_computes_what_the_pytorch_port_does(photos, size):
+    from PIL import Image
+
+    from lablr.plugins.effnet import WEIGHTS_SHA256, EffNetLite0Encoder, weights_path
+    from lablr.plugins.torch_weights import load_state_dict
+
+    state = load_state_dict(weights_path(), sha256=WEIGHTS_SHA256)
+    image = np.asarray(Image.fromarray(photos["chelsea.png"]).resize((size, size), Image.BILINEAR))
+    pooled, logits = reference_forward(state, image)
+    small = EffNetLite0Encoder(latent_dim=4, image_size=size)
+    np.testing.assert_allclose(small.features(image[None])[0], pooled, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(small.logits(image[None])[0], logits, rtol=1e-3, atol=5e-3)
