@@ -84,6 +84,18 @@ def read_manifest(directory) -> dict:
     return manifest
 
 
+def check_parts(directory) -> dict:
+    """The manifest, once every part it names can be built from its settings (cheap: no files read).
+
+    A plugin that is not installed, or one whose optional extra is missing, fails here with its
+    own message, before a server starts workers that would each fail with a traceback.
+    """
+    manifest = read_manifest(directory)
+    for kind, spec in manifest["parts"].items():
+        get_part(kind, spec["plugin"])(**spec.get("settings", {}))
+    return manifest
+
+
 def load_parts(directory) -> tuple[dict, dict]:
     """(parts by kind, manifest) of a bundle, every file checked against its checksum first."""
     directory = Path(directory)

@@ -209,9 +209,10 @@ def plot(image, output, k, model):
 @click.option("--access-log", is_flag=True, help="Log every request.")
 def serve(host, port, model, workers, max_body, access_log):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
-    from .bundle import resolve
+    from .bundle import check_parts, resolve
 
     path = resolve(model)  # a missing model fails here, in one line, before any worker starts
+    check_parts(path)  # and so does a model whose plugin or optional extra is not installed
     from lablr.server.run import serve as run_server
 
     run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log)

@@ -146,8 +146,9 @@ def test_choosing_the_encoder_without_the_extra_says_what_to_install(monkeypatch
     assert HINT in missing.value.message
 
 
-def test_the_bundle_without_the_extra_says_what_to_install(tmp_path, sample_photo):
-    """`lablr suggest --model openclipart-effnet` where the weights package cannot be imported.
+@pytest.mark.parametrize("command", ["suggest", "serve"])
+def test_the_bundle_without_the_extra_says_what_to_install(tmp_path, sample_photo, command):
+    """`lablr suggest|serve --model openclipart-effnet` where the weights package cannot be imported.
 
     A package of the same name that fails to import is put first on PYTHONPATH: to Python that
     is the same as the extra not being installed.
@@ -156,11 +157,20 @@ def test_the_bundle_without_the_extra_says_what_to_install(tmp_path, sample_phot
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('simulated: the pretrained extra is not installed')\n")
     env = {**os.environ, "PYTHONPATH": str(shadow.parent)}
-    result = subprocess.run([sys.executable, "-m", "lablr.core.cli", "suggest", str(sample_photo), "--model",
-                             "openclipart-effnet"], capture_output=True, text=True, env=env, timeout=120)
+    args = [str(sample_photo)] if command == "suggest" else ["--port", str(_free_port())]
+    result = subprocess.run([sys.executable, "-m", "lablr.core.cli", command, *args, "--model", "openclipart-effnet"],
+                            capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0
     assert HINT in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # -- the network ---------------------------------------------------------------------------------------
