@@ -223,4 +223,4 @@ def _read_exactly(file, n: int) -> bytes:
     return data
 
 
-__all__ = ["WeightsError", "RestrictedUnpickler", "load_state_dict", "read_state_dict", "sha256_of"]
+__all__ = ["RestrictedUnpickler", "WeightsError", "load_state_dict", "read_state_dict", "sha256_of"]

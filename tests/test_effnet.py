@@ -207,7 +207,7 @@ def photos():
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
+def encoder():
     from lablr.plugins.effnet import EffNetLite0Encoder
 
     return EffNetLite0Encoder(latent_dim=4)
