@@ -3,7 +3,7 @@
 # The model
 IMAGE_SIZE = 64
 LATENT_DIM = 32
-EPOCHS = 30
+EPOCHS = 60
 BATCH_SIZE = 64
 DEFAULT_MODEL = "openclipart-vae"
 DEFAULT_PARTS = {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis", "visualizer": "pca"}

@@ -96,8 +96,8 @@ class VAEEncoder:
         backup = _backup_for(Path(work_dir), {**self.settings(), "seed": seed, "images": images.count})
         # Two checkpoints: a kill while one is written leaves the other to resume from.
         resume = keras.callbacks.BackupAndRestore(str(backup), delete_checkpoint=False, double_checkpoint=True)
-        vae.fit(dataset, epochs=epochs, steps_per_epoch=math.ceil(images.count / batch_size), verbose=verbose,
-                callbacks=[resume])
+        steps = math.ceil(images.count / batch_size)  # the batches arrive shuffled from the image set
+        vae.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=verbose, callbacks=[resume])
         self._use(vae.encoder_mean)
         return self
 
