@@ -252,22 +252,29 @@ class EffNetLite0Encoder:
         return ((self.features(images) - self.mean) @ self.components.T).astype(np.float32)
 
     def fit(self, images, *, work_dir=None, epochs=None, seed: int = 0, verbose="auto", **_):
-        """Fit the PCA on the training photos' features (no training of the network: epochs is ignored)."""
+        """Fit the PCA on the training photos' features (the network is not trained: epochs is ignored).
+
+        The features stream through as sums (count, sum, sum of outer products), so memory does
+        not grow with the number of photos.
+        """
         from tqdm import tqdm
 
+        count, total, outer = 0, np.zeros(FEATURES), np.zeros((FEATURES, FEATURES))
         batches = tqdm(images.batches(self.batch_size), total=-(-images.count // self.batch_size),
                        desc=f"{NAME} features", unit="batch", disable=verbose == 0)
-        found = [self.features(batch) for batch in batches]
-        features = np.concatenate(found).astype(np.float64) if found else np.zeros((0, FEATURES))
-        if len(features) <= self.latent_dim:
-            raise LablrError(f"The {NAME} encoder needs more training photos ({len(features)}) than latent "
+        for batch in batches:
+            features = self.features(batch).astype(np.float64)
+            count, total, outer = count + len(features), total + features.sum(axis=0), outer + features.T @ features
+        if count <= self.latent_dim:
+            raise LablrError(f"The {NAME} encoder needs more training photos ({count}) than latent "
                              f"dimensions ({self.latent_dim}).")
-        self.mean = features.mean(axis=0)
-        _, singular, axes = np.linalg.svd(features - self.mean, full_matrices=False)
-        axes = axes[:self.latent_dim]
+        self.mean = total / count
+        covariance = (outer - count * np.outer(self.mean, self.mean)) / (count - 1)
+        variance, axes = np.linalg.eigh(covariance)  # ascending
+        order = np.argsort(variance)[::-1][:self.latent_dim]
+        axes = axes[:, order].T
         axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)])[:, None]  # a fixed sign
-        self.components = axes
-        self.explained_variance = singular[:self.latent_dim] ** 2 / (len(features) - 1)
+        self.components, self.explained_variance = axes, np.clip(variance[order], 0, None)
         return self
 
     # -- bundle files -----------------------------------------------------------------------------
