@@ -78,7 +78,7 @@ def read_manifest(directory) -> dict:
     found = manifest.get("format")
     if found != FORMAT_VERSION:
         advice = ("upgrade Lablr (pip install -U lablr)" if isinstance(found, int) and found > FORMAT_VERSION
-                  else "rebuild it with this Lablr (lablr train, or scripts/build_default_model.py)")
+                  else "rebuild it with this Lablr (lablr train, or scripts/build_bundle.py)")
         raise BundleError(f"The model at {directory} has bundle format {found!r}; this Lablr reads format "
                           f"{FORMAT_VERSION}. To use it, {advice}.")
     return manifest

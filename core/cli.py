@@ -91,8 +91,8 @@ def rules_options(command):
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
 @click.option("--encoder", default="vae", show_default=True)
-@click.option("--image-size", default=defaults.IMAGE_SIZE, show_default=True)
-@click.option("--latent-dim", default=defaults.LATENT_DIM, show_default=True)
+@click.option("--image-size", type=int, help=f"Image side (default: the encoder's; vae: {defaults.IMAGE_SIZE}).")
+@click.option("--latent-dim", type=int, help=f"Latent size (default: the encoder's; vae: {defaults.LATENT_DIM}).")
 @click.option("--epochs", default=defaults.EPOCHS, show_default=True)
 @click.option("--tag-model", default="gaussian", show_default=True)
 @click.option("--scorer", default="mahalanobis", show_default=True)
@@ -103,7 +103,8 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
     from .training import train as run
 
-    model = run(catalog, out, encoder=encoder, encoder_settings={"image_size": image_size, "latent_dim": latent_dim},
+    settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
+    model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
                 epochs=epochs, source=source)
     _print_report(model.manifest["evaluation"])

@@ -1,5 +1,7 @@
 """Every default and limit Lablr has, in one place."""
 
+import os
+
 # The model
 IMAGE_SIZE = 64
 LATENT_DIM = 32
@@ -27,7 +29,7 @@ TEST_FRACTION = 0.2
 MIN_TRAIN_PHOTOS = 20
 
 # OpenClipart, as Debian's openclipart-png and openclipart-svg packages install it
-OPENCLIPART_ROOT = "/usr/share/openclipart"
+OPENCLIPART_ROOT = os.environ.get("LABLR_OPENCLIPART_ROOT", "/usr/share/openclipart")
 OPENCLIPART_STOP_TAGS = ("unsorted",)
 
 # Flickr's all-time popular tags, as the original Lablr used them

@@ -66,9 +66,12 @@ def _recorded_split(model: Model, cache: Path):
 
     catalog_path = Path(cache or ".") / "openclipart.db"
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog(catalog_path)
-    if catalog.count() == 0:
-        import_source("openclipart", None, catalog_path)
     wanted = set(data["test_keys"])
-    photos = [p for p in catalog.photos() if p["key"] in wanted]
+    photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
+    if len(photos) < len(wanted):  # first use, or an import that was cut short: adding is idempotent
+        import_source("openclipart", None, catalog_path)
+        photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
+    if len(photos) < len(wanted):
+        raise LablrError(f"{len(wanted) - len(photos)} of the {len(wanted)} held-out images of {model.name} are "
+                         "missing from this OpenClipart installation; the figures would not be comparable.")
     return catalog_path, Selection(test=photos)

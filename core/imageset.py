@@ -113,8 +113,3 @@ class ImageSet:
             for start in range(0, len(rows), batch_size):
                 chosen = rows[start:start + batch_size]
                 yield [keys[r] for r in chosen], np.asarray(data[chosen])
-
-    def arrays(self):
-        """All images of the set in one array (for small sets and tests)."""
-        batches = [batch for batch in self.batches(4096)]
-        return np.concatenate(batches) if batches else np.zeros((0, self.image_size, self.image_size, 3), np.uint8)

@@ -95,10 +95,3 @@ def get_part(kind, name):
 def all_parts():
     """Every registered part, grouped by kind, for `lablr plugins` and the API."""
     return [part for kind in KINDS for part in sorted(parts(kind).values(), key=lambda p: p.name)]
-
-
-def reset():
-    """Forget loaded plugins (tests use this after changing the environment)."""
-    for plugin in list(pm.get_plugins()):
-        pm.unregister(plugin)
-    _registry.cache_clear()

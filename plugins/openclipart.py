@@ -39,6 +39,9 @@ class OpenClipartSource:
             if not png.exists():
                 continue
             metadata = read_metadata(svg)
+            creator = (metadata["creator"] or "").strip().lower()
+            # Some authors tag their work with their own name: authorship, not what the image shows.
+            metadata["tags"] = [t for t in metadata["tags"] if t.strip().lower() != creator]
             yield PhotoRecord(key=f"openclipart:{relative.with_suffix('').as_posix()}", path=str(png), tags=metadata["tags"],
                               owner=metadata["creator"], license="public domain", title=metadata["title"])
 

@@ -71,3 +71,18 @@ def tiny_bundle(tmp_path_factory, shapes_csv):
     train(catalog, root / "tiny-model", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
           rules=Rules(**TINY_RULES), epochs=3, progress=False)
     return root / "tiny-model"
+
+
+def held_out_drawing(bundle, hints=("cat_and_do", "cat", "animals/")):
+    """An OpenClipart PNG the bundle never trained on (one of its recorded held-out photos)."""
+    import json
+    from pathlib import Path
+
+    from lablr.core import defaults
+
+    keys = json.loads((Path(bundle) / "manifest.json").read_text())["data"]["test_keys"]
+    for hint in hints:
+        for key in keys:
+            if hint in key:
+                return Path(defaults.OPENCLIPART_ROOT) / "png" / (key.split(":", 1)[1] + ".png")
+    return None

@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from PIL import Image
 
-from conftest import draw_shape
+from conftest import draw_shape, held_out_drawing
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
@@ -610,8 +610,8 @@ def test_default_model_on_the_upload_page(browser, tmp_path):
     try:
         browser.configure(server=proxy.base)
         page = browser.open_upload_page()
-        clipart = Path("/usr/share/openclipart/png/animals/mammals/housecats/gattina_cat_architetto_f_01.png")
-        if clipart.is_file():  # a photo-sized copy of a public-domain drawing
+        clipart = held_out_drawing(default_bundle())
+        if clipart is not None and clipart.is_file():  # a photo-sized copy of a drawing the model never saw
             image = Image.open(clipart).convert("RGBA")
             image = image.resize((1600, round(1600 * image.height / image.width)))
             photo = tmp_path / "cat.jpg"

@@ -72,3 +72,9 @@ def test_default_bundle_suggests_for_a_fresh_photo(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     suggestions = json.loads(result.stdout)["results"][0]["suggestions"]
     assert len(suggestions) == 5 and all(s["tag"] for s in suggestions)
+
+
+def test_evaluate_without_openclipart_says_how_to_install_it(tmp_path):
+    result = run_lablr("evaluate", env={"XDG_CACHE_HOME": str(tmp_path), "LABLR_OPENCLIPART_ROOT": str(tmp_path)})
+    assert result.returncode == 1
+    assert "apt-get install openclipart-png openclipart-svg" in result.stderr and "Traceback" not in result.stderr
