@@ -1,8 +1,8 @@
 """The catalog: a SQLite file of photos and their tags, through sqlite-utils.
 
 Tables: photos, tags, photo_tags, splits, downloads and searches (the Flickr fetcher's
-progress; see lablr.plugins.flickr), and feedback (the server). Every write is a transaction,
-so a crash loses at most the record in flight and a rerun continues where it stopped.
+progress; see lablr.plugins.flickr). Every write is a transaction, so a crash loses at most
+the record in flight and a rerun continues where it stopped.
 """
 
 import re
