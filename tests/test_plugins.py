@@ -1,5 +1,6 @@
 """The plugin system: default parts, lookups by name, and a real third-party plugin."""
 
+import io
 import json
 import os
 import subprocess
@@ -74,3 +75,24 @@ def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bu
     centroids = model.tag_model.centroids()
     cosine = centroids @ z / (np.linalg.norm(centroids, axis=1) * np.linalg.norm(z))
     assert [s["tag"] for s in suggestions] == [model.tag_model.tags[i] for i in np.argsort(-cosine)]
+
+
+def test_the_server_uses_the_installed_scorer_by_name(installed_example, tiny_bundle):
+    import httpx
+
+    from conftest import draw_shape
+    from lablr_server import running_server
+
+    photo = io.BytesIO()
+    draw_shape("blue", "triangle", seed=3).save(photo, "PNG")
+    env = {"PYTHONPATH": str(installed_example), "LABLR_LOAD_PLUGINS": "cosine"}
+    with running_server(tiny_bundle, env=env) as (base, _):
+        plugins = httpx.get(base + "/api/v1/plugins").json()["plugins"]
+        assert {"kind": "scorer", "name": "cosine", "plugin": "cosine"} in plugins
+        files = {"image": ("p.png", photo.getvalue(), "image/png")}
+        cosine = httpx.post(base + "/api/v1/suggest?scorer=cosine&k=6", files=files).json()
+        default = httpx.post(base + "/api/v1/suggest?k=6", files=files).json()
+    scores = [s["score"] for s in cosine["results"][0]["suggestions"]]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert "distance" in default["results"][0]["suggestions"][0]
+    assert "distance" not in cosine["results"][0]["suggestions"][0]
