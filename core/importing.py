@@ -1,5 +1,7 @@
 """Bringing tagged images from a source into the catalog."""
 
+import warnings
+
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -8,10 +10,15 @@ from .plugins import get_part
 
 
 def readable(path) -> bool:
-    """Whether the file exists and has an image header Pillow knows (cheap: nothing is decoded)."""
+    """Whether the file exists and has an image header Pillow knows (cheap: nothing is decoded).
+
+    A very large image passes here; decoding refuses it later, with the pixel limit.
+    """
     try:
-        with Image.open(path):
-            return True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):
+                return True
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return False
 
