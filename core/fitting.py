@@ -7,7 +7,7 @@ from .catalog import Catalog
 from .errors import LablrError
 from .model import Model
 from .selection import Rules, Selection, select
-from .training import EVALUATED_SCORERS, data_summary, encode_set, fit_model, held_out_report, prepared_images
+from .training import data_summary, encode_set, fit_model, held_out_report, prepared_images
 
 
 def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=None) -> Model:
@@ -40,7 +40,6 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
 def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, scorers=None, cache=None) -> dict:
     """Evaluate on a catalog's held-out photos, or by default on those recorded in the bundle."""
     model = Model.load(model_name)
-    scorers = list(scorers or dict.fromkeys([model.default_scorer, *EVALUATED_SCORERS]))
     if catalog_path:  # the held-out side under the rules the model was trained with
         data = model.manifest.get("data") or {}
         rules = Rules.from_dict(data["rules"]) if data.get("rules") else Rules()

@@ -55,7 +55,9 @@ def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *, 
                  {**(manifest or {}), "parts": parts})
 
 
-def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=EVALUATED_SCORERS) -> dict:
+def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=None) -> dict:
+    """Figures on the held-out photos: the model's own scorer, the two built-in ones, the baseline."""
+    scorers = list(scorers or dict.fromkeys([model.default_scorer, *EVALUATED_SCORERS]))
     keys, latents = encode_set(model.encoder, images.subset(p["key"] for p in selection.test))
     tags_of = {p["key"]: p["tags"] for p in selection.test}
     return evaluate(model, latents, [tags_of[k] for k in keys], scorers)

@@ -1,8 +1,9 @@
 """`vae`: a convolutional variational autoencoder in Keras 3 on TensorFlow.
 
-Read like Keras' own VAE example: an encoder to (z_mean, z_log_var), a sampling layer, a
-decoder, and a model whose train_step adds the KL term to the reconstruction loss. Photos are
-encoded to z_mean, never to a sample, so the same photo always gets the same tags.
+Read like Keras' own VAE example: an encoder to (z_mean, z_log_var), a decoder, and a model
+whose train_step samples z = mean + sigma * noise and adds beta times the KL term to the
+reconstruction loss. Photos are encoded to z_mean, never to a sample, so the same photo always
+gets the same tags; only that mean encoder goes into a bundle.
 
 TensorFlow is imported when the encoder is first used, not when Lablr starts.
 """
