@@ -80,14 +80,12 @@ class ImageSet:
         self._shards = index["shards"]
         self._all_keys = index["keys"]
         wanted = None if keys is None else set(keys)
-        self._rows = [[row for row, key in enumerate(self._shard_keys(i)) if wanted is None or key in wanted]
-                      for i in range(len(self._shards))]
-        self.keys = [self._shard_keys(i)[row] for i, rows in enumerate(self._rows) for row in rows]
+        starts = np.cumsum([0] + [s["count"] for s in self._shards])
+        self._keys_by_shard = [self._all_keys[starts[i]:starts[i + 1]] for i in range(len(self._shards))]
+        self._rows = [[row for row, key in enumerate(shard_keys) if wanted is None or key in wanted]
+                      for shard_keys in self._keys_by_shard]
+        self.keys = [self._keys_by_shard[i][row] for i, rows in enumerate(self._rows) for row in rows]
         self.count = len(self.keys)
-
-    def _shard_keys(self, shard):
-        start = sum(s["count"] for s in self._shards[:shard])
-        return self._all_keys[start:start + self._shards[shard]["count"]]
 
     def subset(self, keys) -> "ImageSet":
         return ImageSet(self.directory, keys)
@@ -109,7 +107,7 @@ class ImageSet:
             if rng is not None:
                 rows = rng.permutation(rows)
             data = np.load(self.directory / self._shards[shard]["file"], mmap_mode="r")
-            keys = self._shard_keys(shard)
+            keys = self._keys_by_shard[shard]
             for start in range(0, len(rows), batch_size):
                 chosen = rows[start:start + batch_size]
                 yield [keys[r] for r in chosen], np.asarray(data[chosen])
