@@ -256,11 +256,15 @@ class Browser:
     def configure(self, **settings):
         self.worker.evaluate("settings => chrome.storage.local.set(settings)", settings)
 
-    def open_upload_page(self, variant="flickr_upload.html"):
+    def open_upload_page(self, variant="current"):
+        """The fixture page; variant "redesign" renames the panel and tag widget (see flickr_upload.js)."""
+        page_html = (FIXTURES / "flickr_upload.html").read_text().replace(
+            '<body data-variant="current">', f'<body data-variant="{variant}">')
+
         def serve(route):
             path = urlsplit(route.request.url).path
             if path.rstrip("/") == "/photos/upload":
-                route.fulfill(path=FIXTURES / variant, content_type="text/html; charset=utf-8",
+                route.fulfill(body=page_html, content_type="text/html; charset=utf-8",
                               headers={"Content-Security-Policy": STRICT_CSP})
             elif path.startswith("/photos/upload/fixture/") and (FIXTURES / Path(path).name).is_file():
                 name = Path(path).name
@@ -479,6 +483,18 @@ def test_tags_the_photo_has_are_excluded_and_suggest_on_click(browser, recorder,
     assert "triangle" not in chip_texts(page) and len(chip_texts(page)) == 4
 
 
+
+def tags_arrive_once_started(server, page, notice):
+    """Start the server, see the waiting photo's chips appear and the notice go; stop it again."""
+    from playwright.sync_api import expect
+
+    try:
+        server.start()
+        expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+        expect(notice).to_have_count(0)
+    finally:
+        server.stop()
+
 @pytest.mark.browser
 def test_notice_while_the_server_is_down_and_recovery(browser, tiny_bundle, tmp_path):
     from playwright.sync_api import expect
@@ -491,24 +507,14 @@ def test_notice_while_the_server_is_down_and_recovery(browser, tiny_bundle, tmp_
     page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "green", "circle"))
     expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
     expect(page.locator("[data-lablr=chips] .chip")).to_have_count(0)
-    try:
-        later.start()
-        # The extension keeps checking quietly; the photo's tags come as soon as the server answers.
-        expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
-        expect(notice).to_have_count(0)
-    finally:
-        later.stop()
+    # The extension keeps checking quietly; the photo's tags come as soon as the server answers.
+    tags_arrive_once_started(later, page, notice)
     # Stopped again: the next photo waits, with the notice, and gets its tags once it is restarted.
     page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "square"))
     expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
     page.locator(".uploadr-photo-card", has=page.locator("input[value='red-square']")).click()
     expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
-    try:
-        later.start()
-        expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
-        expect(notice).to_have_count(0)
-    finally:
-        later.stop()
+    tags_arrive_once_started(later, page, notice)
     assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
 
 
@@ -518,7 +524,7 @@ def test_floating_panel_when_the_tag_field_is_missing(browser, recorder, tmp_pat
 
     browser.context.grant_permissions(["clipboard-read", "clipboard-write"], origin="https://www.flickr.com")
     browser.configure(server=recorder.base, count=3)
-    page = browser.open_upload_page("flickr_upload_redesign.html")
+    page = browser.open_upload_page("redesign")
     photos = [write_photo(tmp_path, "red", "circle"), write_photo(tmp_path, "green", "square")]
     page.locator("#uploadr-choose-input").set_input_files(photos)
 
