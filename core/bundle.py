@@ -91,8 +91,7 @@ def check_parts(directory) -> dict:
     own message, before a server starts workers that would each fail with a traceback.
     """
     manifest = read_manifest(directory)
-    for kind, spec in manifest["parts"].items():
-        get_part(kind, spec["plugin"])(**spec.get("settings", {}))
+    _build_parts(manifest)
     return manifest
 
 
@@ -104,12 +103,15 @@ def load_parts(directory) -> tuple[dict, dict]:
         path = directory / name
         if not path.is_file() or _sha256(path) != expected:
             raise BundleError(f"{path} is missing or does not match its checksum: the bundle is damaged.")
-    parts = {}
-    for kind, spec in manifest["parts"].items():
-        parts[kind] = get_part(kind, spec["plugin"])(**spec.get("settings", {}))
-        if kind in STATEFUL_PARTS:
-            parts[kind].load(directory)
+    parts = _build_parts(manifest)
+    for kind in STATEFUL_PARTS:
+        parts[kind].load(directory)
     return parts, manifest
+
+
+def _build_parts(manifest) -> dict:
+    return {kind: get_part(kind, spec["plugin"])(**spec.get("settings", {}))
+            for kind, spec in manifest["parts"].items()}
 
 
 def _sha256(path: Path) -> str:

@@ -14,9 +14,6 @@ CATALOG_HELP = "The SQLite catalog of photos and tags."
 DEFAULT_CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lablr"
-
 
 class LablrGroup(click.Group):
     """Prints a LablrError as one line, never a traceback."""
@@ -90,13 +87,13 @@ def rules_options(command):
 @cli.command()
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
-@click.option("--encoder", default="vae", show_default=True)
+@click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
 @click.option("--image-size", type=int, help=f"Image side (default: the encoder's; vae: {defaults.IMAGE_SIZE}).")
 @click.option("--latent-dim", type=int, help=f"Latent size (default: the encoder's; vae: {defaults.LATENT_DIM}).")
 @click.option("--epochs", default=defaults.EPOCHS, show_default=True)
-@click.option("--tag-model", default="gaussian", show_default=True)
-@click.option("--scorer", default="mahalanobis", show_default=True)
-@click.option("--visualizer", default="pca", show_default=True)
+@click.option("--tag-model", default=defaults.DEFAULT_PARTS["tag_model"], show_default=True)
+@click.option("--scorer", default=defaults.DEFAULT_PARTS["scorer"], show_default=True)
+@click.option("--visualizer", default=defaults.DEFAULT_PARTS["visualizer"], show_default=True)
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
 def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **rules):
@@ -138,7 +135,7 @@ def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5 and mAP on held-out photos, beside the popularity baseline."""
     from .fitting import evaluate_bundle
 
-    report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=cache_dir())
+    report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

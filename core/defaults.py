@@ -1,6 +1,13 @@
 """Every default and limit Lablr has, in one place."""
 
 import os
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where Lablr keeps what it can rebuild: converted weights, the evaluation catalog."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
+
 
 # The model
 IMAGE_SIZE = 64

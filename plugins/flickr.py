@@ -242,10 +242,6 @@ class FetchReport:
     failed: int = 0  # still failing after every retry: left pending for the next run
     calls: int = 0
     retries: list = field(default_factory=list)
-    tag_list: list = field(default_factory=list)
-
-    def as_dict(self):
-        return {**self.__dict__, "retries": len(self.retries)}
 
 
 def default_images_dir(catalog_path) -> Path:
@@ -293,7 +289,6 @@ def fetch(catalog_path, tags="default", *, images_dir=None, settings: FetchSetti
         remove_partials(images_dir)
         try:
             tags = resolve_tags(tags, client)
-            report.tag_list = tags
             _search(catalog, client, tags, settings, report, progress)
             _download(catalog, images_dir, settings, report, progress, on_retry)
         finally:

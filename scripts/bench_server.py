@@ -18,7 +18,6 @@ and 45 tags with Gaussian statistics: speed does not depend on what the weights 
 import argparse
 import io
 import os
-import statistics
 import sys
 import tempfile
 import threading
