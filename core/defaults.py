@@ -34,6 +34,9 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 HOST = "127.0.0.1"
 PORT = 8777
 
+# Tag models: a tag's covariance counts this many photos' worth of the pooled covariance of all tags
+TAG_PRIOR_PHOTOS = 20.0
+
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
