@@ -29,6 +29,8 @@ function renderTags(suggestions) {
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = s.tag;
+    name.title = "Add to the tags you gave this photo";
+    name.addEventListener("click", () => addMyTag(s.tag));
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
@@ -46,6 +48,7 @@ function renderTags(suggestions) {
 
 async function handle(file) {
   if (!file) return;
+  if (file !== current) $("my-tags").value = "";
   current = file;
   showError("");
   const preview = $("preview");
@@ -82,6 +85,52 @@ async function handle(file) {
   }
 }
 
+function myTags() {
+  return $("my-tags").value.split(",").map((t) => t.trim()).filter((t) => t);
+}
+
+function addMyTag(tag) {
+  const tags = myTags();
+  if (!tags.includes(tag)) $("my-tags").value = [...tags, tag].join(", ");
+}
+
+function showLearned(personal) {
+  const line = $("learned");
+  if (!personal.enabled) {
+    line.textContent = "Not learning from your photos (this server runs with --no-personal).";
+    $("mine-form").hidden = true;
+    return;
+  }
+  const photos = personal.photos === 1 ? "1 of your photos" : `${personal.photos} of your photos`;
+  const added = personal.added_tags.length ? `tags added: ${personal.added_tags.join(", ")}` : "no new tags yet";
+  const waiting = Object.entries(personal.pending_tags).map(([t, n]) => `${t} (${n} of ${personal.min_photos})`);
+  line.textContent = `Learned from ${photos}; ${added}.` + (waiting.length ? ` Waiting for more photos: ${waiting.join(", ")}.` : "");
+}
+
+async function sendMyTags(event) {
+  event.preventDefault();
+  showError("");
+  const tags = myTags();
+  if (!current) return showError("Choose a photo first.");
+  if (!tags.length) return showError("Write the tags you gave this photo first, comma-separated.");
+  const data = new FormData();
+  data.append("image", current, current.name);
+  data.append("tags", tags.join(","));
+  data.append("suggested", lastTags.join(","));
+  try {
+    const response = await fetch("/api/v1/feedback", { method: "POST", body: data });
+    if (!response.ok) throw new Error(await apiError(response));
+    const answer = await response.json();
+    await showModel();
+    const waiting = Object.keys(answer.pending);
+    $("status").textContent = !answer.recorded ? answer.message
+      : `Learned from this photo for ${answer.learning.join(", ") || "no tag yet"}.`
+        + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.join(", ")}.` : "");
+  } catch (error) {
+    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+  }
+}
+
 function flickrTags(tags) {
   // Flickr reads a tag with spaces when it is quoted.
   return tags.map((t) => (t.includes(" ") ? `"${t}"` : t)).join(" ");
@@ -108,11 +157,17 @@ document.addEventListener("DOMContentLoaded", async () => {
     await navigator.clipboard.writeText(flickrTags(lastTags));
     $("status").textContent = "Tags copied: paste them into Flickr's tag field.";
   });
+  $("mine-form").addEventListener("submit", sendMyTags);
+  await showModel();
+});
+
+async function showModel() {
   try {
     const health = await (await fetch("/api/v1/health")).json();
     const m = health.model;
     $("model").textContent = `Model ${m.name}: ${m.tags} tags, ${m.encoder} encoder, ${m.scorer} scorer.`;
+    showLearned(await (await fetch("/api/v1/personal")).json());
   } catch {
     $("model").textContent = "The Lablr server cannot be reached.";
   }
-});
+}
