@@ -113,7 +113,7 @@ class PersonalLayer:
         self.min_photos = min_photos
         self.model_name = model_name
         self._lock = threading.Lock()  # one connection, shared by the threads of one process
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=defaults.PERSONAL_BUSY_SECONDS)
         with self._lock:

@@ -59,7 +59,8 @@ def users(manifest, photos, count):
         if photo["key"] not in seen and photo["tags"] and photo.get("owner"):
             unseen[photo["owner"]].append(photo)
     chosen = []
-    for owner, owned in sorted(unseen.items(), key=lambda item: -len(item[1])):
+    largest_first = sorted(unseen.items(), key=lambda item: -len(item[1])) if count else []
+    for owner, owned in largest_first:
         variety = len({tuple(sorted(p["tags"])) for p in owned}) / len(owned)
         if variety < MIN_VARIETY:
             print(f"skipped {owner}: {len(owned)} unseen images with {variety:.1%} distinct tag sets "
@@ -111,7 +112,7 @@ def teach(client, photos):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="openclipart-effnet", help="A bundle trained on OpenClipart.")
-    parser.add_argument("--users", type=int, default=3, help="How many creators.")
+    parser.add_argument("--users", type=int, default=3, help="How many creators (0: the held-out replay only).")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

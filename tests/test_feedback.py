@@ -111,6 +111,9 @@ def test_a_new_tag_joins_after_five_photos_and_is_then_suggested(client):
     assert counts(client)[NEW_TAG] == 5
     assert client.get("/api/v1/personal").json()["added_tags"] == [NEW_TAG]
     assert NEW_TAG in suggested_tags(client, photos[5], k=7)  # the tiny model has 6 tags of its own
+    picture = client.post("/api/v1/plot", params={"k": 7, "format": "svg"},
+                          files={"image": ("p.png", photos[5], "image/png")})
+    assert picture.status_code == 200 and NEW_TAG in picture.text  # the picture places the new tag too
 
 
 @pytest.mark.parametrize("make, status, code", [
@@ -136,6 +139,27 @@ def test_bad_feedback_is_refused_and_records_nothing(client, make, status, code)
     assert answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]["code"] == (code or answer.json()["error"]["code"]) and answer.json()["error"]["message"]
     assert client.get("/api/v1/personal").json() == before
+
+
+def test_the_feedback_form_parser_cut_at_every_length_answers_or_refuses():
+    from lablr.core.errors import LablrError
+    from lablr.core.personal import parse_tags
+    from lablr.server.uploads import parse_form
+
+    boundary = b"lablr-boundary"
+    tiny_png = png()[:120]  # the parser does not decode: any bytes will do
+    body = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n" + tiny_png + b"\r\n--" + boundary
+            + b'\r\nContent-Disposition: form-data; name="tags"\r\n\r\nsea, Big Sky ,sea\r\n--' + boundary
+            + b'\r\nContent-Disposition: form-data; name="suggested"\r\n\r\nsky\r\n--' + boundary + b"--\r\n")
+    uploads, fields = parse_form(body, boundary)
+    assert uploads[0].data == tiny_png and parse_tags(fields["tags"]) == ["sea", "big sky"]
+    for cut in range(len(body)):
+        try:
+            uploads, fields = parse_form(body[:cut], boundary)
+            parse_tags(fields.get("tags")), parse_tags(fields.get("suggested"))
+        except LablrError as error:
+            assert error.status == 400 and error.message
 
 
 def test_concurrent_feedback_is_serialised(client):
