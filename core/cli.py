@@ -166,8 +166,7 @@ def suggest(images, k, model, scorer, exclude, as_json):
 
     loaded = Model.load(model)
     arrays = np.stack([imaging.load(path, loaded.image_size) for path in images])
-    excluded = [t.strip() for t in exclude.split(",") if t.strip()]
-    results = loaded.suggest(arrays, k, scorer=scorer, exclude=excluded)
+    results = loaded.suggest(arrays, k, scorer=scorer, exclude=exclude.split(","))
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "results": [
             {"filename": path, "suggestions": [s.as_dict() for s in found]} for path, found in zip(images, results)
