@@ -9,6 +9,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
 
 
+# Where photos and tags are recorded (lablr import, fetch, prepare, train...)
+CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
+
 # The model
 IMAGE_SIZE = 64
 LATENT_DIM = 32

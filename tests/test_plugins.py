@@ -53,6 +53,42 @@ def test_installed_plugin_is_listed_when_allowed_and_not_otherwise(installed_exa
     assert "cosine" not in {p["name"] for p in json.loads(hidden.stdout)}
 
 
+def test_fetch_is_a_command_the_flickr_plugin_adds_through_the_hook():
+    listed = subprocess.run(LABLR + ["--help"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "\n  fetch " in listed.stdout
+    without_flickr = ("from lablr.core import plugins; plugins.load_plugins(); "
+                      "plugins.pm.unregister(name='lablr.plugins.flickr'); "
+                      "from lablr.core.cli import main; main()")
+    unlisted = subprocess.run([sys.executable, "-c", without_flickr, "--help"], capture_output=True, text=True,
+                              timeout=120)
+    assert unlisted.returncode == 0 and "\n  fetch " not in unlisted.stdout and "\n  train " in unlisted.stdout
+    missing = subprocess.run([sys.executable, "-c", without_flickr, "fetch"], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and "No such command 'fetch'" in missing.stderr
+
+
+def test_an_installed_plugin_adds_a_command(installed_example, tiny_bundle):
+    assert "cosine-neighbours" in run_lablr(["--help"], installed_example, "cosine").stdout
+    assert "cosine-neighbours" not in run_lablr(["--help"], installed_example, "").stdout
+
+    done = run_lablr(["cosine-neighbours", "red", "--model", str(tiny_bundle), "-k", "3"], installed_example, "cosine")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split("\t") for line in done.stdout.splitlines()]
+
+    from lablr.core.model import Model
+
+    model = Model.load(tiny_bundle)
+    centroids = model.tag_model.centroids()
+    unit = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+    similarity = unit @ unit[model.tag_model.tags.index("red")]
+    expected = [model.tag_model.tags[i] for i in np.argsort(-similarity) if model.tag_model.tags[i] != "red"][:3]
+    assert [tag for tag, _ in listed] == expected
+    assert [float(s) for _, s in listed] == sorted((float(s) for _, s in listed), reverse=True)
+
+    unknown = run_lablr(["cosine-neighbours", "no-such-tag", "--model", str(tiny_bundle)], installed_example, "cosine")
+    assert unknown.returncode == 2 and "no tag 'no-such-tag'" in unknown.stderr
+
+
 def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bundle, tmp_path):
     from conftest import draw_shape
 
