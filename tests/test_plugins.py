@@ -1,5 +1,6 @@
 """The plugin system: default parts, lookups by name, and a real third-party plugin."""
 
+import ast
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from lablr.core.errors import UnknownPart
 from lablr.core.plugins import all_parts, get_part
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
+CORE = Path(__file__).parent.parent / "core"
 LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
@@ -23,6 +25,25 @@ def test_default_parts_are_registered_by_name():
                        ("scorer", "loglik"), ("visualizer", "pca"), ("source", "openclipart"),
                        ("source", "folder"), ("source", "csv")]:
         assert names[(kind, name)].startswith("lablr.plugins.")
+
+
+def test_the_core_imports_nothing_of_flickr_and_defines_no_flickr_command():
+    for path in CORE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if "flickr" in name], path
+
+    from lablr.core.cli import cli
+
+    assert cli.commands["fetch"].callback.__module__ == "lablr.plugins.flickr.commands"
+    core_commands = {name for name, command in cli.commands.items() if command.callback.__module__.startswith("lablr.core")}
+    assert core_commands >= {"import", "prepare", "train", "fit", "evaluate", "suggest", "serve"}
+    assert "fetch" not in core_commands
+
+
+def test_flickr_is_not_a_source_that_import_cannot_read():
+    assert "flickr" not in {p.name for p in all_parts() if p.kind == "source"}
 
 
 def test_unknown_part_names_the_registered_ones():
