@@ -32,15 +32,16 @@ def cli():
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
-    """List every registered plugin part: kind, name, and the module that provides it."""
+    """List every registered plugin part: kind, name, the plugin that provides it, what it is."""
     from .plugins import all_parts
 
-    rows = [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]
+    found = all_parts()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([part.as_dict() for part in found], indent=2))
         return
-    for row in rows:
-        click.echo(f"{row['kind']:<11} {row['name']:<16} {row['plugin']}")
+    for part in found:
+        click.echo(f"{part.kind:<11} {part.name:<16} {part.provider}"
+                   + (f"  ({part.description})" if part.description else ""))
 
 
 @cli.command("import")
@@ -102,7 +103,7 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
                 epochs=epochs, source=source)
-    _print_report(model.manifest["evaluation"])
+    _print_report(model.manifest.evaluation)
     click.echo(f"Saved {out}")
 
 
@@ -118,8 +119,8 @@ def fit(model, catalog, out, add, source, **rules):
     from .fitting import refit
 
     fitted = refit(model, catalog, out, add=add, rules=_rules(**rules), source=source)
-    if "evaluation" in fitted.manifest:
-        _print_report(fitted.manifest["evaluation"])
+    if fitted.manifest.evaluation:
+        _print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
 
 

@@ -15,7 +15,7 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
 
     With add=True the photos are added to the bundle's statistics instead (exact: they are sums).
     """
-    model = Model.load(model_name)
+    model = Model.load(model_name)  # a scorer that does not suit the tag model fails here, at the start
     selection = select(Catalog(catalog_path).photos(source), rules)
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
@@ -25,14 +25,14 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
         tags_of = {p["key"]: p["tags"] for p in selection.train}
         model.tag_model.update(latents, [tags_of[k] for k in keys])
         model.visualizer.fit(model.tag_model)
-        model.manifest.pop("evaluation", None)
+        model.manifest.evaluation = None
     else:
-        manifest = {"name": Path(out).name, "data": data_summary(source, rules, selection)}
-        model = fit_model(model.encoder, model.plugins["encoder"], selection, images,
-                          tag_model=model.plugins["tag_model"], scorer=model.default_scorer,
-                          visualizer=model.plugins["visualizer"], manifest=manifest)
+        names = model.part_names
+        model = fit_model(model.encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
+                          scorer=names["scorer"], visualizer=names["visualizer"], name=Path(out).name,
+                          data=data_summary(source, rules, selection))
         if selection.test:
-            model.manifest["evaluation"] = held_out_report(model, selection, images)
+            model.manifest.evaluation = held_out_report(model, selection, images)
     model.save(out)
     return model
 
@@ -41,9 +41,9 @@ def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, sco
     """Evaluate on a catalog's held-out photos, or by default on those recorded in the bundle."""
     model = Model.load(model_name)
     if catalog_path:  # the held-out side under the rules the model was trained with
-        data = model.manifest.get("data") or {}
-        rules = Rules.from_dict(data["rules"]) if data.get("rules") else Rules()
-        selection = select(Catalog(catalog_path).photos(data.get("source")), rules)
+        data = model.manifest.data
+        rules = Rules.from_dict(data.rules) if data and data.rules else Rules()
+        selection = select(Catalog(catalog_path).photos(data.source if data else None), rules)
     else:
         catalog_path, selection = _recorded_split(model, cache)
     known = set(model.tag_model.tags)
@@ -58,14 +58,14 @@ def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, sco
 
 
 def _recorded_split(model: Model, cache: Path):
-    data = model.manifest.get("data") or {}
-    if data.get("source") != "openclipart" or not data.get("test_keys"):
+    data = model.manifest.data
+    if not data or data.source != "openclipart" or not data.test_keys:
         raise LablrError(f"The model {model.name} records no held-out photos; give --catalog.")
     from .importing import import_source
 
     catalog_path = Path(cache or ".") / "openclipart.db"
     catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = set(data["test_keys"])
+    wanted = set(data.test_keys)
     photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
     if len(photos) < len(wanted):  # first use, or an import that was cut short: adding is idempotent
         import_source("openclipart", None, catalog_path)

@@ -6,12 +6,13 @@ from pathlib import Path
 import numpy as np
 
 from . import defaults
+from .bundle import Manifest, PartSpec, TrainingData
 from .catalog import Catalog
 from .errors import LablrError
 from .evaluation import evaluate
 from .imageset import ImageSet, prepare
 from .model import Model
-from .plugins import get_part
+from .plugins import check_pairing, get_part
 from .selection import Rules, Selection, select
 
 EVALUATED_SCORERS = ("mahalanobis", "loglik")
@@ -43,17 +44,16 @@ def encode_set(encoder, images: ImageSet):
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
               tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
-              visualizer=defaults.DEFAULT_PARTS["visualizer"], manifest=None) -> Model:
+              visualizer=defaults.DEFAULT_PARTS["visualizer"], name=None, data: TrainingData | None = None) -> Model:
     """Fit the tag model and the picture on the training photos' latents."""
+    check_pairing(scorer, tag_model)
     keys, latents = encode_set(encoder, images.subset(p["key"] for p in selection.train))
     tags_of = {p["key"]: p["tags"] for p in selection.train}
     fitted = get_part("tag_model", tag_model)().fit(latents, [tags_of[k] for k in keys], selection.tags)
     picture = get_part("visualizer", visualizer)().fit(fitted)
-    get_part("scorer", scorer)  # fail now, not at serving time, on a scorer nobody registered
-    parts = {"encoder": {"plugin": encoder_name}, "tag_model": {"plugin": tag_model},
-             "scorer": {"plugin": scorer}, "visualizer": {"plugin": visualizer}}
-    return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture},
-                 {**(manifest or {}), "parts": parts})
+    names = {"encoder": encoder_name, "tag_model": tag_model, "scorer": scorer, "visualizer": visualizer}
+    manifest = Manifest(parts={kind: PartSpec(part) for kind, part in names.items()}, name=name, data=data)
+    return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture}, manifest)
 
 
 def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=None) -> dict:
@@ -64,9 +64,9 @@ def held_out_report(model: Model, selection: Selection, images: ImageSet, scorer
     return evaluate(model, latents, [tags_of[k] for k in keys], scorers)
 
 
-def data_summary(source, rules: Rules, selection: Selection) -> dict:
-    return {"source": source, "rules": rules.as_dict(), "train_photos": len(selection.train),
-            "test_photos": len(selection.test), "test_keys": sorted(p["key"] for p in selection.test)}
+def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
+    return TrainingData(source=source, rules=rules.as_dict(), train_photos=len(selection.train),
+                        test_photos=len(selection.test), test_keys=sorted(p["key"] for p in selection.test))
 
 
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
@@ -74,6 +74,7 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
           visualizer=defaults.DEFAULT_PARTS["visualizer"], rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
           name=None, source=None, seed=0, progress=True) -> Model:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
+    check_pairing(scorer, tag_model)  # now, not after hours of training
     catalog = Catalog(catalog_path)
     selection = select(catalog.photos(source), rules)
     if not selection.train or not selection.test:
@@ -85,9 +86,8 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     train_images = images.subset(p["key"] for p in selection.train)
     work_dir = Path(work_dir or f"{out}.work")
     part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
-    manifest = {"name": name or Path(out).name, "data": data_summary(source, rules, selection)}
-    model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer,
-                      visualizer=visualizer, manifest=manifest)
-    model.manifest["evaluation"] = held_out_report(model, selection, images)
+    model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer, visualizer=visualizer,
+                      name=name or Path(out).name, data=data_summary(source, rules, selection))
+    model.manifest.evaluation = held_out_report(model, selection, images)
     model.save(out)
     return model

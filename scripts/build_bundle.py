@@ -35,7 +35,7 @@ def build(name, work: Path, out: Path):
     if Catalog(catalog).count() == 0:
         import_source("openclipart", None, catalog)
     model = train(catalog, out, source="openclipart", name=name, work_dir=work / f"{name}.work", **RECIPES[name])
-    for scorer, figures in model.manifest["evaluation"].items():
+    for scorer, figures in model.manifest.evaluation.items():
         print(f"{scorer:<12} mAP {figures['map']:.3f}  precision@5 {figures['precision_at_5']:.3f}  "
               f"recall@5 {figures['recall_at_5']:.3f}")
     print(f"Wrote {out}")

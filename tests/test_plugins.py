@@ -20,7 +20,7 @@ LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
 def test_default_parts_are_registered_by_name():
-    names = {(p.kind, p.name): p.plugin for p in all_parts()}
+    names = {(p.kind, p.name): p.provider for p in all_parts()}
     for kind, name in [("encoder", "vae"), ("tag_model", "gaussian"), ("scorer", "mahalanobis"),
                        ("scorer", "loglik"), ("visualizer", "pca"), ("source", "openclipart"),
                        ("source", "folder"), ("source", "csv")]:
