@@ -40,8 +40,7 @@ def plugins(as_json):
         click.echo(json.dumps([part.as_dict() for part in found], indent=2))
         return
     for part in found:
-        click.echo(f"{part.kind:<11} {part.name:<16} {part.provider}"
-                   + (f"  ({part.description})" if part.description else ""))
+        click.echo(f"{part.kind:<11} {part.name:<16} {part.provider:<28} {part.description}".rstrip())
 
 
 @cli.command("import")

@@ -107,12 +107,20 @@ def all_parts():
     return [part for kind in KINDS for part in sorted(parts(kind).values(), key=lambda p: p.name)]
 
 
-def check_pairing(scorer: str, tag_model: str):
-    """Refuse, in one line, a scorer that needs something the tag model does not have."""
+def pairing_problem(scorer: str, tag_model: str) -> str | None:
+    """Why the scorer cannot work with the tag model (it needs something the tag model lacks), or None."""
     scorer_part, tag_model_part = get_part("scorer", scorer), get_part("tag_model", tag_model)
     missing = [name for name in getattr(scorer_part.factory, "requires", ())
                if not callable(getattr(tag_model_part.factory, name, None))]
-    if missing:
-        needs = ", ".join(f"{name}()" for name in missing)
-        raise IncompatibleParts(f"The scorer {scorer!r} needs a tag model with {needs}, which the tag model "
-                                f"{tag_model!r} does not have. Choose another scorer or tag model.")
+    if not missing:
+        return None
+    needs = ", ".join(f"{name}()" for name in missing)
+    return (f"The scorer {scorer!r} needs a tag model with {needs}, which the tag model {tag_model!r} does not "
+            "have. Choose another scorer or tag model.")
+
+
+def check_pairing(scorer: str, tag_model: str):
+    """Refuse, in one line, a scorer that needs something the tag model does not have."""
+    problem = pairing_problem(scorer, tag_model)
+    if problem:
+        raise IncompatibleParts(problem)

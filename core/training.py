@@ -12,7 +12,7 @@ from .errors import LablrError
 from .evaluation import evaluate
 from .imageset import ImageSet, prepare
 from .model import Model
-from .plugins import check_pairing, get_part
+from .plugins import check_pairing, get_part, pairing_problem
 from .selection import Rules, Selection, select
 
 EVALUATED_SCORERS = ("mahalanobis", "loglik")
@@ -57,8 +57,10 @@ def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
 
 
 def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=None) -> dict:
-    """Figures on the held-out photos: the model's own scorer, the two built-in ones, the baseline."""
-    scorers = list(scorers or dict.fromkeys([model.default_scorer, *EVALUATED_SCORERS]))
+    """Figures on the held-out photos: the model's own scorer, the built-in ones that suit its tag model,
+    and the popularity baseline."""
+    built_in = [name for name in EVALUATED_SCORERS if not pairing_problem(name, model.part_names["tag_model"])]
+    scorers = list(scorers or dict.fromkeys([model.default_scorer, *built_in]))
     keys, latents = encode_set(model.encoder, images.subset(p["key"] for p in selection.test))
     tags_of = {p["key"]: p["tags"] for p in selection.test}
     return evaluate(model, latents, [tags_of[k] for k in keys], scorers)

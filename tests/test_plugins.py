@@ -46,6 +46,17 @@ def test_flickr_is_not_a_source_that_import_cannot_read():
     assert "flickr" not in {p.name for p in all_parts() if p.kind == "source"}
 
 
+def test_lablr_plugins_shows_each_source_with_its_description():
+    from click.testing import CliRunner
+
+    from lablr.core.cli import cli
+    from lablr.plugins.openclipart import OpenClipartSource
+
+    lines = CliRunner().invoke(cli, ["plugins"]).output.splitlines()
+    (openclipart,) = [line for line in lines if line.split()[:2] == ["source", "openclipart"]]
+    assert "lablr.plugins.openclipart" in openclipart and openclipart.endswith(OpenClipartSource.description)
+
+
 def test_unknown_part_names_the_registered_ones():
     with pytest.raises(UnknownPart) as error:
         get_part("scorer", "nope")
