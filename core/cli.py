@@ -131,7 +131,7 @@ def fit(model, catalog, out, add, source, **rules):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5 and mAP on held-out photos, beside the popularity baseline."""
-    from .fitting import evaluate_bundle
+    from .evaluating import evaluate_bundle
 
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:

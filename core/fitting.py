@@ -1,13 +1,14 @@
-"""Working with a trained bundle: fit its tags anew, add photos, evaluate it."""
+"""`lablr fit`: a trained bundle's tags fitted anew, or more photos added to them."""
 
 from pathlib import Path
 
-from . import defaults
 from .catalog import Catalog
 from .errors import LablrError
+from .evaluating import held_out_report
+from .imageset import encode_set, prepared_images
 from .model import Model
-from .selection import Rules, Selection, select
-from .training import data_summary, encode_set, fit_model, held_out_report, prepared_images
+from .selection import Rules, select
+from .training import data_summary, fit_model
 
 
 def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=None) -> Model:
@@ -35,42 +36,3 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
             model.manifest.evaluation = held_out_report(model, selection, images)
     model.save(out)
     return model
-
-
-def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, scorers=None, cache=None) -> dict:
-    """Evaluate on a catalog's held-out photos, or by default on those recorded in the bundle."""
-    model = Model.load(model_name)
-    if catalog_path:  # the held-out side under the rules the model was trained with
-        data = model.manifest.data
-        rules = Rules.from_dict(data.rules) if data and data.rules else Rules()
-        selection = select(Catalog(catalog_path).photos(data.source if data else None), rules)
-    else:
-        catalog_path, selection = _recorded_split(model, cache)
-    known = set(model.tag_model.tags)
-    test = [{**p, "tags": [t for t in p["tags"] if t in known]} for p in selection.test]
-    selection = Selection(test=[p for p in test if p["tags"]])
-    if not selection.test:
-        raise LablrError("No held-out photo carries any of the model's tags.")
-    images = prepared_images(catalog_path, selection.test, model.image_size)
-    report = held_out_report(model, selection, images, scorers)
-    report["model"] = model.name
-    return report
-
-
-def _recorded_split(model: Model, cache: Path):
-    data = model.manifest.data
-    if not data or data.source != "openclipart" or not data.test_keys:
-        raise LablrError(f"The model {model.name} records no held-out photos; give --catalog.")
-    from .importing import import_source
-
-    catalog_path = Path(cache or ".") / "openclipart.db"
-    catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = set(data.test_keys)
-    photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
-    if len(photos) < len(wanted):  # first use, or an import that was cut short: adding is idempotent
-        import_source("openclipart", None, catalog_path)
-        photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
-    if len(photos) < len(wanted):
-        raise LablrError(f"{len(wanted) - len(photos)} of the {len(wanted)} held-out images of {model.name} are "
-                         "missing from this OpenClipart installation; the figures would not be comparable.")
-    return catalog_path, Selection(test=photos)

@@ -14,7 +14,7 @@ from . import defaults
 from .catalog import Catalog, compact_tag, normalize_tag
 from .errors import LablrError
 from .selection import Rules, select
-from .training import prepared_images
+from .imageset import prepared_images
 
 
 def stop_tag_list(spec) -> tuple:

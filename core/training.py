@@ -1,46 +1,16 @@
-"""From a catalog of tagged photos to a model bundle: select, prepare, train, fit, evaluate."""
+"""`lablr train`: from a catalog of tagged photos to a model bundle: select, train, fit, evaluate."""
 
-import hashlib
 from pathlib import Path
-
-import numpy as np
 
 from . import defaults
 from .bundle import Manifest, PartSpec, TrainingData
 from .catalog import Catalog
 from .errors import LablrError
-from .evaluation import evaluate
-from .imageset import ImageSet, prepare
+from .evaluating import held_out_report
+from .imageset import ImageSet, encode_set, prepared_images
 from .model import Model
-from .plugins import check_pairing, get_part, pairing_problem
+from .plugins import check_pairing, get_part
 from .selection import Rules, Selection, select
-
-EVALUATED_SCORERS = ("mahalanobis", "loglik")
-
-
-def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
-    """The photos decoded at this size, from the cache beside the catalog or decoded now."""
-    keys = sorted(p["key"] for p in photos)
-    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-    directory = Path(f"{catalog_path}.images") / f"{size}px-{digest}"
-    if (directory / "index.json").exists():
-        return ImageSet(directory)
-    wanted = set(keys)
-    for index in sorted(directory.parent.glob(f"{size}px-*/index.json")):  # e.g. all photos, by `lablr prepare`
-        found = ImageSet(index.parent)
-        if wanted <= set(found.keys):
-            return found.subset(keys)
-    return prepare(photos, directory, size, progress=progress)
-
-
-def encode_set(encoder, images: ImageSet):
-    """(keys, latents) of every image in the set, in the set's order."""
-    keys, latents = [], []
-    for batch_keys, batch in images.keyed_batches(256):
-        keys += batch_keys
-        latents.append(encoder.encode(batch))
-    return keys, (np.concatenate(latents) if latents else np.zeros((0, encoder.latent_dim)))
-
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
               tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
@@ -54,16 +24,6 @@ def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
     names = {"encoder": encoder_name, "tag_model": tag_model, "scorer": scorer, "visualizer": visualizer}
     manifest = Manifest(parts={kind: PartSpec(part) for kind, part in names.items()}, name=name, data=data)
     return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture}, manifest)
-
-
-def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=None) -> dict:
-    """Figures on the held-out photos: the model's own scorer, the built-in ones that suit its tag model,
-    and the popularity baseline."""
-    built_in = [name for name in EVALUATED_SCORERS if not pairing_problem(name, model.part_names["tag_model"])]
-    scorers = list(scorers or dict.fromkeys([model.default_scorer, *built_in]))
-    keys, latents = encode_set(model.encoder, images.subset(p["key"] for p in selection.test))
-    tags_of = {p["key"]: p["tags"] for p in selection.test}
-    return evaluate(model, latents, [tags_of[k] for k in keys], scorers)
 
 
 def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:

@@ -202,7 +202,7 @@ def test_every_built_in_part_has_every_member_its_protocol_declares():
 
 
 def test_training_fitting_and_evaluating_use_only_what_the_protocols_declare(strict_bundle, catalog, tmp_path):
-    from lablr.core.fitting import evaluate_bundle
+    from lablr.core.evaluating import evaluate_bundle
     from lablr.core.fitting import refit
     from lablr.core.model import Model
     from lablr.core.selection import Rules
