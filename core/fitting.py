@@ -7,17 +7,21 @@ from .errors import LablrError
 from .evaluating import held_out_report
 from .imageset import encode_set, prepared_images
 from .model import Model
-from .selection import Rules, select
+from .selection import Rules, choose_rules, select
 from .training import data_summary, fit_model
 
 
-def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=None) -> Model:
+def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = None, source=None) -> Model:
     """Fit the tag models on the catalog's training photos with the bundle's encoder.
 
     With add=True the photos are added to the bundle's statistics instead (exact: they are sums).
+    Without rules, those `lablr prepare` recorded apply, else the source's defaults.
     """
     model = Model.load(model_name)  # a scorer that does not suit the tag model fails here, at the start
-    selection = select(Catalog(catalog_path).photos(source), rules)
+    catalog = Catalog(catalog_path)
+    if rules is None:
+        rules, source = choose_rules(catalog, source)
+    selection = select(catalog.photos(source), rules)
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
     images = prepared_images(catalog_path, selection.train + selection.test, model.image_size)

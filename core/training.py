@@ -10,7 +10,7 @@ from .evaluating import held_out_report
 from .imageset import ImageSet, encode_set, prepared_images
 from .model import Model
 from .plugins import check_pairing, get_part
-from .selection import Rules, Selection, select
+from .selection import Rules, Selection, choose_rules, select
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
               tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
@@ -33,16 +33,22 @@ def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
 
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
           tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
-          visualizer=defaults.DEFAULT_PARTS["visualizer"], rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
-          name=None, source=None, seed=0, progress=True) -> Model:
-    """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
+          visualizer=defaults.DEFAULT_PARTS["visualizer"], rules: Rules | None = None, epochs=defaults.EPOCHS,
+          work_dir=None, name=None, source=None, seed=0, progress=True) -> Model:
+    """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle.
+
+    Without rules, those `lablr prepare` recorded apply, else the source's defaults.
+    """
     check_pairing(scorer, tag_model)  # now, not after hours of training
     catalog = Catalog(catalog_path)
+    if rules is None:
+        rules, source = choose_rules(catalog, source)
     selection = select(catalog.photos(source), rules)
     if not selection.train or not selection.test:
         raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
                          f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
-    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test})
+    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
+                        rules=rules.as_dict(), source=source)
     part = get_part("encoder", encoder)(**(encoder_settings or {}))
     images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
     train_images = images.subset(p["key"] for p in selection.train)
