@@ -12,7 +12,6 @@ event removes exactly what it added. A tag the bundle does not know joins the vo
 server process compares it before a request and rebuilds its tag model when it moved.
 """
 
-import copy
 import hashlib
 import json
 import sqlite3
@@ -225,7 +224,7 @@ class PersonalLayer:
         to the sums of its tags; a new tag only once it has `min_photos` photos."""
         learned = self.learned(base_tag_model.tags, events)
         admitted = set(base_tag_model.tags) | set(learned.added)
-        tag_model = copy.deepcopy(base_tag_model)
+        tag_model = base_tag_model.copy()
         if events:
             tag_model.update(np.stack([event.latent for event in events]),
                              [[tag for tag in event.tags if tag in admitted] for event in events])
@@ -239,7 +238,7 @@ class _AlreadyThere(Exception):
 
 # -- `lablr personal ...`: the layer of a bundle on disk, without loading its encoder ----------------
 
-def open_for_bundle(model) -> tuple["PersonalLayer | None", dict]:
+def open_for_bundle(model):
     """(the layer of a bundle path or name, or None if the user has none yet; the bundle's manifest)."""
     from .bundle import read_manifest, resolve
 
@@ -248,16 +247,16 @@ def open_for_bundle(model) -> tuple["PersonalLayer | None", dict]:
     where = layer_path(path)
     if not where.exists():
         return None, manifest
-    latent_dim = manifest["parts"]["encoder"].get("settings", {}).get("latent_dim")
-    return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.get("name")), manifest
+    latent_dim = manifest.parts["encoder"].settings.get("latent_dim")
+    return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.name), manifest
 
 
 def describe(model) -> dict:
     layer, manifest = open_for_bundle(model)
-    known = [row["tag"] for row in manifest.get("tags", [])]
+    known = [tag for tag, _ in manifest.tags]
     events = layer.events() if layer else []
     learned = layer.learned(known, events) if layer else Learned()
-    return {"model": manifest.get("name"), "layer": str(layer.path) if layer else None,
+    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
             "min_photos": defaults.PERSONAL_MIN_PHOTOS, **learned.as_dict(),
             "last": [event.as_dict() for event in events[-5:]][::-1]}
 
@@ -266,7 +265,7 @@ def export(model, destination) -> int:
     """Write every event (with its latent) as JSON, beside then renamed; the number written."""
     layer, manifest = open_for_bundle(model)
     events = layer.events() if layer else []
-    document = {"model": manifest.get("name"), "bundle_checksum": layer.path.stem if layer else None,
+    document = {"model": manifest.name, "bundle_checksum": layer.path.stem if layer else None,
                 "events": [event.as_dict(latent=True) for event in events]}
     destination = Path(destination)
     partial = destination.with_name(f".{destination.name}.partial")

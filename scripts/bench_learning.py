@@ -52,7 +52,7 @@ def users(manifest, photos, count):
     """[(name, photos)]: the largest creators beyond the cap whose tags vary, then the held-out photos."""
     from lablr.core.selection import Rules, select
 
-    selection = select(photos, Rules.from_dict(manifest["data"]["rules"]))
+    selection = select(photos, Rules.from_dict(manifest.data.rules))
     seen = {p["key"] for p in selection.train + selection.test}
     unseen = defaultdict(list)
     for photo in photos:
@@ -124,7 +124,7 @@ def main():
 
     bundle = resolve(args.model)
     manifest = read_manifest(bundle)
-    vocabulary = [row["tag"] for row in manifest["tags"]]
+    vocabulary = [tag for tag, _ in manifest.tags]
     chosen = users(manifest, catalog_photos(), args.users)
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -147,7 +147,7 @@ def main():
                       + "; ".join(f"{s} mAP {before[s]['map']:.3f} -> {after[s]['map']:.3f} "
                                   f"({after[s]['map'] - before[s]['map']:+.3f})" for s in SCORERS), flush=True)
             personal.reset(bundle)
-    print(f"\n{manifest.get('name')}, seed {args.seed}, {time.perf_counter() - started:.0f} s; mAP on the other half, "
+    print(f"\n{manifest.name}, seed {args.seed}, {time.perf_counter() - started:.0f} s; mAP on the other half, "
           "over the bundle's own tags, before -> after:\n")
     print("| User | photos taught | new tags | photos measured | " + " | ".join(f"{s} mAP" for s in SCORERS) + " |")
     print("|---|---|---|---|" + "---|" * len(SCORERS))

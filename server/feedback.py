@@ -26,11 +26,12 @@ _rebuild_lock = threading.Lock()
 def open_personal(state, enabled: bool):
     """Called once the model is loaded: open its layer and serve the model with it."""
     state.base_tag_model = state.model.tag_model
-    state.personal = PersonalLayer.for_bundle(state.model) if enabled else None
+    # A layer is keyed by its bundle's checksum: a model that was never saved has none.
+    state.personal = PersonalLayer.for_bundle(state.model) if enabled and state.model.path else None
     state.personal_version = None
     state.learned = None
     if state.personal is None:
-        log.info("Serving the model alone (--no-personal): feedback is refused.")
+        log.info("Serving the model alone%s: feedback is refused.", "" if state.model.path else " (not saved)")
         return
     refresh(state)
     learned = state.learned
