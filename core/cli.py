@@ -222,6 +222,10 @@ def serve(host, port, model, workers, max_body, access_log, no_personal):
 
     path = resolve(model)  # a missing model fails here, in one line, before any worker starts
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
+    if not no_personal:
+        from .personal import check
+
+        check(path)  # and a personal layer that cannot be read
     from lablr.server.run import serve as run_server
 
     run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,

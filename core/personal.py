@@ -113,14 +113,19 @@ class PersonalLayer:
         self.model_name = model_name
         self._lock = threading.Lock()  # one connection, shared by the threads of one process
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=defaults.PERSONAL_BUSY_SECONDS)
-        with self._lock:
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
-            self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
-            if model_name:
-                self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=defaults.PERSONAL_BUSY_SECONDS)
+            with self._lock:
+                self._db.execute("pragma journal_mode=wal")
+                self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
+                self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
+                if model_name:
+                    self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
+        except sqlite3.DatabaseError as error:
+            raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
+                             "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
+                             status=500) from None
 
     @classmethod
     def for_bundle(cls, model) -> "PersonalLayer":
@@ -249,6 +254,13 @@ def open_for_bundle(model):
         return None, manifest
     latent_dim = manifest.parts["encoder"].settings.get("latent_dim")
     return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.name), manifest
+
+
+def check(model):
+    """Open the layer of a bundle, if the user has one: a damaged file fails here, in one line."""
+    layer, _ = open_for_bundle(model)
+    if layer:
+        layer.close()
 
 
 def describe(model) -> dict:

@@ -250,6 +250,21 @@ def test_no_personal_serves_the_bundle_alone(tiny_bundle, tmp_path):
             assert client.get("/api/v1/personal").json()["enabled"] is False
 
 
+def test_a_damaged_layer_is_named_in_one_line_and_no_personal_still_serves(tiny_bundle, tmp_path):
+    from lablr.core.personal import layer_path
+
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    damaged = tmp_path / "lablr" / "personal" / layer_path(tiny_bundle).name
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a database, " * 100)
+    for command in (["serve", "--model", str(tiny_bundle), "--port", str(free_port())],
+                    ["personal", "show", "--model", str(tiny_bundle)]):
+        result = lablr(*command, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert str(damaged) in result.stderr and "--no-personal" in result.stderr
+    assert damaged.read_bytes() == b"not a database, " * 100  # left for the user to look at
+
+
 def test_every_worker_sees_feedback_before_its_next_request(tiny_bundle, tmp_path):
     env = {"XDG_DATA_HOME": str(tmp_path)}
     with running_server(tiny_bundle, "--workers", "2", env=env) as (base, _):
