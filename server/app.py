@@ -26,6 +26,7 @@ from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -47,6 +48,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state["model"] = await run_in_threadpool(_load_and_warm, model)
+        app.state.model, app.state.max_body_bytes = state["model"], max_body_bytes
         summary = state["model"].summary()
         where = f" at {address}" if address else ""
         log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
@@ -117,6 +119,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         Route("/api/v1/health", health, methods=["GET"]),
         Route("/api/v1/suggest", suggest, methods=["POST"]),
         Route("/api/v1/plot", plot, methods=["POST"]),
+        Route("/api/v1/embed", embed, methods=["POST"]),
         Route("/api/v1/tags", tags, methods=["GET"]),
         Route("/api/v1/plugins", plugins, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
