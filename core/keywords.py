@@ -19,7 +19,7 @@ import numpy as np
 
 from . import defaults
 from . import images as imaging
-from .errors import LablrError
+from .errors import ImageError, LablrError
 from .fetching import fsync_dir
 from .metadata import WRITABLE, Embedded, Exiv2Store, KeywordStore, Stamp, keyword_key
 
@@ -163,9 +163,11 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
         data = real.read_bytes()
     except OSError as error:
         raise Skip(f"cannot read it ({error.strerror})") from None
+    check_image(data)
     embedded = store.read(data)
     if not options.sidecar and embedded.mime not in WRITABLE:
-        raise Skip(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP, not {embedded.mime} (--sidecar works)")
+        raise Skip(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, not {embedded.mime} "
+                   "(--sidecar leaves the photo as it is)")
     sidecar = sidecar_before = None
     if options.sidecar:
         sidecar_path = _sidecar_path(path)
@@ -274,10 +276,19 @@ def _changed(path: Path, expected: os.stat_result | None) -> bool:
     return (now.st_ino, now.st_size, now.st_mtime_ns) != (expected.st_ino, expected.st_size, expected.st_mtime_ns)
 
 
+def check_image(data: bytes):
+    """A clear error for what is not an image at all, or is cut short in its header."""
+    try:
+        imaging.open_image(data)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"The image is damaged or truncated ({error}).", code="truncated_image") from None
+
+
 def embed(data: bytes, tags: list[str], model_name: str, *, store: KeywordStore | None = None):
     """A photo's bytes with the tags it lacks embedded (the web page's "Download with tags")."""
     store = store or Exiv2Store()
     stamp = Stamp(model=model_name, tagged=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    check_image(data)
     embedded = store.read(data)
     written = store.add(data, tags, stamp)
     return written, embedded

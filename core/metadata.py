@@ -99,8 +99,7 @@ class Exiv2Store:
         with self._lock:
             image = self._open(data)
             if image.mimeType() not in WRITABLE:
-                raise ImageError(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP, not {image.mimeType()}.",
-                                 code="unsupported_format", status=415)
+                raise _unsupported(image.mimeType())
             before = self._keys(image)
             written = self._add_keywords(image, tags, stamp, iptc=image.mimeType() in WITH_IPTC)
             if written.added:
@@ -134,7 +133,9 @@ class Exiv2Store:
             image = self.exiv2.ImageFactory.open(data)
             image.readMetadata()
         except self.exiv2.Exiv2Error as error:
-            raise ImageError(f"The file's metadata cannot be read ({error.message}).", code="not_an_image") from None
+            if error.code == self.exiv2.ErrorCode.kerMemoryContainsUnknownImageType:
+                raise _unsupported("this file") from None
+            raise ImageError(f"The photo is damaged or cut short ({error.message}).", code="truncated_image") from None
         return image
 
     def _embedded(self, image) -> Embedded:
@@ -256,6 +257,11 @@ OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
 RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
              "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
              "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+
+
+def _unsupported(what) -> ImageError:
+    return ImageError(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, and {what} is none of them.",
+                      code="unsupported_format", status=415)
 
 
 def _refused(what) -> ImageError:
