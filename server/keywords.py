@@ -29,7 +29,7 @@ async def embed(request):
     written, embedded = await run_in_threadpool(embed_tags, upload.data, tags, model.name)
     name = PurePath(upload.filename or "").name or "photo" + _SUFFIXES.get(embedded.mime, "")
     return Response(written.data, media_type=embedded.mime, headers={
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        "Content-Disposition": f"attachment; filename=\"{_ascii(name)}\"; filename*=UTF-8''{quote(name, safe='')}",
         ADDED_HEADER: ",".join(quote(tag, safe="") for tag in written.added),
     })
 
@@ -47,6 +47,11 @@ def chosen_tags(raw: str) -> list[str]:
             raise LablrError(f"A tag is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
                              f"{tag[:40]!r}.", code="bad_parameter", status=422)
     return tags
+
+
+def _ascii(name: str) -> str:
+    """The name for clients that do not read filename* (RFC 6266): ASCII, no quotes."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in name)
 
 
 _SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/tiff": ".tif", "image/webp": ".webp"}

@@ -39,7 +39,8 @@ def test_the_same_photo_comes_back_with_the_tags_in_it(client, tmp_path, suffix)
     response = embed(client, original, ["beach", *UNICODE, "CAFÉ"], name=photo.name, mime=MIME[suffix])
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == MIME[suffix]
-    assert response.headers["content-disposition"] == f"attachment; filename*=UTF-8''holiday.{suffix}"
+    assert response.headers["content-disposition"] == (f"attachment; filename=\"holiday.{suffix}\"; "
+                                                       f"filename*=UTF-8''holiday.{suffix}")
     assert added(response) == ["beach", *UNICODE]  # "CAFÉ" is the "café" the photo has
 
     returned = tmp_path / f"returned.{suffix}"
@@ -64,10 +65,11 @@ def test_tags_the_photo_already_has_give_back_the_very_same_bytes(client, tmp_pa
 
 def test_a_raw_image_body_works_too(client, tmp_path):
     original = make_photo(tmp_path / "a.png").read_bytes()
-    response = client.post("/api/v1/embed", params={"tags": "red", "filename": "mine.png"}, content=original,
-                           headers={"Content-Type": "image/png"})
+    response = client.post("/api/v1/embed", params={"tags": "red", "filename": "../Été \"1\".png"},
+                           content=original, headers={"Content-Type": "image/png"})
     assert response.status_code == 200 and added(response) == ["red"]
-    assert "filename*=UTF-8''mine.png" in response.headers["content-disposition"]
+    assert response.headers["content-disposition"] == ("attachment; filename=\"_t_ _1_.png\"; "
+                                                       "filename*=UTF-8''%C3%89t%C3%A9%20%221%22.png")
 
 
 @pytest.mark.parametrize("params, status, code", [
