@@ -122,38 +122,38 @@ def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = N
     """Suggest and write tags for every photo. `start(count)` is called once the photos are found,
     `report(outcome)` as each is done."""
     store = store or Exiv2Store()
-    photos, problems = find_photos(paths)
     report = report or (lambda outcome: None)
+    photos, outcomes = find_photos(paths)
     if start:
-        start(len(photos) + len(problems))
-    for outcome in problems:
+        start(len(photos) + len(outcomes))
+    for outcome in outcomes:
         report(outcome)
     stamp = Stamp(model=model.name, tagged=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    outcomes = list(problems)
-    for start in range(0, len(photos), defaults.TAG_BATCH):
+    for first in range(0, len(photos), defaults.TAG_BATCH):
         pending, arrays = [], []
-        for path in photos[start:start + defaults.TAG_BATCH]:
+        for path in photos[first:first + defaults.TAG_BATCH]:
             try:
                 item = _read(path, store, options)
                 arrays.append(imaging.decode(item.data, model.image_size))
                 pending.append(item)
-            except LablrError as error:
-                outcome = _outcome_of(path, error)
-                outcomes.append(outcome)
-                report(outcome)
-        if not pending:
-            continue
-        found = model.suggest(np.stack(arrays), options.k, scorer=options.scorer)
+            except Exception as error:  # noqa: BLE001 - one bad photo must not stop the batch
+                outcomes.append(_failed(path, error))
+                report(outcomes[-1])
+        found = model.suggest(np.stack(arrays), options.k, scorer=options.scorer) if pending else []
         for item, suggestions in zip(pending, found):
-            outcome = _apply(item, suggestions, store, stamp, options)
-            outcomes.append(outcome)
-            report(outcome)
+            try:
+                outcomes.append(_apply(item, suggestions, store, stamp, options))
+            except Exception as error:  # noqa: BLE001 - the photo is untouched: replacing it is the last step
+                outcomes.append(_failed(item.path, error))
+            report(outcomes[-1])
     return outcomes
 
 
-def _outcome_of(path, error) -> Outcome:
-    status = "already_tagged" if getattr(error, "code", "") == "already_tagged" else "failed"
-    return Outcome(path, status, reason=error.message)
+def _failed(path, error) -> Outcome:
+    if isinstance(error, LablrError):
+        status = "already_tagged" if error.code == "already_tagged" else "failed"
+        return Outcome(path, status, reason=error.message)
+    return Outcome(path, "failed", reason=f"unexpected error ({type(error).__name__}: {error})")
 
 
 def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:

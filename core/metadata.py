@@ -103,7 +103,7 @@ class Exiv2Store:
             before = self._keys(image)
             written = self._add_keywords(image, tags, stamp, iptc=image.mimeType() in WITH_IPTC)
             if written.added:
-                image.writeMetadata()
+                self._write(image)
                 written.data = self._bytes(image)
                 self._check(data, written.data, image.mimeType(), before)
             else:
@@ -120,7 +120,7 @@ class Exiv2Store:
                     raise ImageError("The sidecar is not an XMP file.", code="not_xmp")
             written = self._add_keywords(image, tags, stamp, iptc=False)
             if written.added or data is None:
-                image.writeMetadata()
+                self._write(image)
                 written.data = self._bytes(image)
             else:
                 written.data = data
@@ -137,6 +137,13 @@ class Exiv2Store:
                 raise _unsupported("this file") from None
             raise ImageError(f"The photo is damaged or cut short ({error.message}).", code="truncated_image") from None
         return image
+
+    def _write(self, image):
+        try:
+            image.writeMetadata()
+        except self.exiv2.Exiv2Error as error:
+            raise ImageError(f"The keywords could not be written ({error.message}); nothing was changed.",
+                             code="write_failed", status=422) from None
 
     def _embedded(self, image) -> Embedded:
         xmp, iptc = image.xmpData(), image.iptcData()

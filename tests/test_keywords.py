@@ -243,3 +243,13 @@ def assert_fully_tagged(path, original: bytes):
     assert seen["Keywords"] == OLD_IPTC + seen["Added"]
     assert {key: seen[key] for key in CAMERA} == CAMERA
     assert jpeg_scan(path.read_bytes()) == jpeg_scan(original)
+
+
+def test_a_symlinked_photo_is_tagged_where_it_lives_and_the_link_stays(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "real.jpg")
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "link.jpg"
+    link.symlink_to(photo)
+    result = tag(tiny_bundle, link, tmp_path)  # named twice: through the link and in the folder
+    assert "Tagged 1 photos" in result.stdout
+    assert link.is_symlink() and read_tags(photo)["Added"]
