@@ -162,6 +162,8 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
         data = real.read_bytes()
     except OSError as error:
         raise Skip(f"cannot read it ({error.strerror})") from None
+    if not options.sidecar:
+        _check_writable(real, before)  # said in a dry run too
     check_image(data)
     embedded = store.read(data)
     if not options.sidecar and embedded.mime not in WRITABLE:

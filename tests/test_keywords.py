@@ -175,6 +175,9 @@ def test_unreadable_and_unwritable_files_are_listed_counted_and_left_alone(tiny_
     make_photo(folder / "locked.jpg").chmod(0o444)
     (folder / "camera.gif").write_bytes(b"GIF89a")  # not a suffix Lablr looks for in folders
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    review = json.loads(tag(tiny_bundle, folder, "--dry-run", "--json").stdout)
+    assert {os.path.basename(p["path"]): p["status"] for p in review["photos"] if p["status"] == "failed"} == \
+        {"notes.jpg": "failed", "cut.jpg": "failed", "locked.jpg": "failed"}  # the dry run says so too
 
     result = tag(tiny_bundle, folder, folder / "missing.jpg")
     assert result.exit_code == 1
