@@ -256,3 +256,37 @@ def test_a_symlinked_photo_is_tagged_where_it_lives_and_the_link_stays(tiny_bund
     result = tag(tiny_bundle, link, tmp_path)  # named twice: through the link and in the folder
     assert "Tagged 1 photos" in result.stdout
     assert link.is_symlink() and read_tags(photo)["Added"]
+
+
+UNICODE_NAMES = {"red": "rouge vif", "blue": "синий", "green": "緑", "circle": "círculo", "square": "carré",
+                 "triangle": "τρίγωνο"}
+
+
+@pytest.fixture(scope="module")
+def unicode_bundle(tmp_path_factory):
+    """A tiny model whose tags are in five scripts, trained like the shared one."""
+    from conftest import TINY_RULES, write_shapes
+    from lablr.core.importing import import_source
+    from lablr.core.selection import Rules
+    from lablr.core.training import train
+
+    root = tmp_path_factory.mktemp("unicode")
+    rows = [f"images/{path.name},{UNICODE_NAMES[tag]}\n" for path, tags in write_shapes(root / "images", per_kind=6)
+            for tag in tags]
+    (root / "labels.csv").write_text("path,label\n" + "".join(rows), encoding="utf-8")
+    import_source("csv", str(root / "labels.csv"), root / "catalog.db", progress=False)
+    train(root / "catalog.db", root / "unicode-model", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
+          rules=Rules(**{**TINY_RULES, "min_tag_photos": 3}), epochs=2, progress=False)
+    return root / "unicode-model"
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "webp"])
+def test_unicode_tags_are_written_and_read_back(unicode_bundle, tmp_path, suffix):
+    photo = make_photo(tmp_path / f"a.{suffix}", colour="green", shape="triangle")
+    result = tag(unicode_bundle, photo, "--k", "6")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert sorted(seen["Added"]) == sorted(UNICODE_NAMES.values())
+    assert seen["Subject"] == OLD_XMP + seen["Added"]
+    assert seen["Keywords"] == (OLD_IPTC + seen["Added"] if suffix in WITH_IPTC else [])
+    assert f"{photo}: added {', '.join(seen['Added'])}" in result.stdout
