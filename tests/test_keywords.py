@@ -275,8 +275,8 @@ def unicode_bundle(tmp_path_factory):
             for tag in tags]
     (root / "labels.csv").write_text("path,label\n" + "".join(rows), encoding="utf-8")
     import_source("csv", str(root / "labels.csv"), root / "catalog.db", progress=False)
-    train(root / "catalog.db", root / "unicode-model", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
-          rules=Rules(**{**TINY_RULES, "min_tag_photos": 3}), epochs=2, progress=False)
+    train(root / "catalog.db", root / "unicode-model",
+          encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8}, rules=Rules(**{**TINY_RULES, "min_tag_photos": 3}), epochs=2, progress=False)
     return root / "unicode-model"
 
 
