@@ -62,9 +62,9 @@ def parse_tags(text: str | None, what: str = "tags") -> list[str]:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
-        if len(tag) > defaults.MAX_TAG_CHARS:
-            raise LablrError(f"A tag in {what} is longer than {defaults.MAX_TAG_CHARS} characters: {tag[:40]!r}...",
-                             code="bad_tags", status=422)
+        if len(tag) > defaults.TAG_MAX_CHARS or not tag.isprintable():
+            raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
+                             f"{tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)
     if len(tags) > defaults.MAX_FEEDBACK_TAGS:
         raise LablrError(f"At most {defaults.MAX_FEEDBACK_TAGS} {what} per photo (Flickr's limit); "

@@ -30,6 +30,7 @@ from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
 from . import feedback
+from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -118,6 +119,7 @@ ROUTES = [
     Route("/api/v1/health", health, methods=["GET"]),
     Route("/api/v1/suggest", suggest, methods=["POST"]),
     Route("/api/v1/plot", plot, methods=["POST"]),
+    Route("/api/v1/embed", embed, methods=["POST"]),
     Route("/api/v1/tags", tags, methods=["GET"]),
     Route("/api/v1/plugins", plugins, methods=["GET"]),
     Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
