@@ -25,6 +25,7 @@ import numpy as np
 
 from . import defaults
 from .catalog import normalize_tag
+from .checksums import sha256_file
 from .errors import LablrError
 
 FILE_SUFFIX = ".sqlite"
@@ -44,7 +45,7 @@ insert or ignore into meta (key, value) values ('version', '0');
 
 def bundle_checksum(bundle_path) -> str:
     """The bundle's identity: the SHA-256 of its manifest, which lists every file's SHA-256."""
-    return hashlib.sha256((Path(bundle_path) / "manifest.json").read_bytes()).hexdigest()
+    return sha256_file(Path(bundle_path) / "manifest.json")
 
 
 def layer_path(bundle_path) -> Path:
@@ -106,7 +107,8 @@ class Learned:
 class PersonalLayer:
     """One model's personal layer: a SQLite file of feedback events."""
 
-    def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS, model_name=None):
+    def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS,
+                 model_name=None):
         self.path = Path(path)
         self.latent_dim = latent_dim
         self.min_photos = min_photos
