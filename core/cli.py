@@ -104,6 +104,9 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
                 epochs=epochs, source=source)
+    if model is None:
+        click.echo("Trained as a worker of a multi-worker job; the chief evaluates and writes the bundle.")
+        return
     _print_report(model.manifest["evaluation"])
     click.echo(f"Saved {out}")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import defaults
+from . import defaults, multiworker
 from .catalog import Catalog
 from .errors import LablrError
 from .evaluation import evaluate
@@ -17,7 +17,7 @@ from .selection import Rules, Selection, select
 EVALUATED_SCORERS = ("mahalanobis", "loglik")
 
 
-def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
+def prepared_images(catalog_path, photos, size, *, progress=True, decode=True) -> ImageSet:
     """The photos decoded at this size, from the cache beside the catalog or decoded now."""
     keys = sorted(p["key"] for p in photos)
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
@@ -29,6 +29,9 @@ def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
         found = ImageSet(index.parent)
         if wanted <= set(found.keys):
             return found.subset(keys)
+    if not decode:  # the workers of a multi-worker job would decode into the same place at once
+        raise LablrError(f"The images of {catalog_path} are not prepared at {size}x{size}: run "
+                         f"`lablr prepare --catalog {catalog_path} --size {size}` first.")
     return prepare(photos, directory, size, progress=progress)
 
 
@@ -72,19 +75,28 @@ def data_summary(source, rules: Rules, selection: Selection) -> dict:
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
           tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
           visualizer=defaults.DEFAULT_PARTS["visualizer"], rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
-          name=None, source=None, seed=0, progress=True) -> Model:
-    """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
+          name=None, source=None, seed=0, progress=True) -> Model | None:
+    """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle.
+
+    With TF_CONFIG set this process is one worker of a multi-worker job; only the chief writes
+    to the catalog and the bundle, and the other workers return None.
+    """
+    role = multiworker.role()
     catalog = Catalog(catalog_path)
     selection = select(catalog.photos(source), rules)
     if not selection.train or not selection.test:
         raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
                          f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
-    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test})
+    if role is None or role.is_chief:
+        catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test})
     part = get_part("encoder", encoder)(**(encoder_settings or {}))
-    images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
+    images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress,
+                             decode=role is None)
     train_images = images.subset(p["key"] for p in selection.train)
     work_dir = Path(work_dir or f"{out}.work")
     part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
+    if role and not role.is_chief:
+        return None
     manifest = {"name": name or Path(out).name, "data": data_summary(source, rules, selection)}
     model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer,
                       visualizer=visualizer, manifest=manifest)
