@@ -117,15 +117,38 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
 @click.option("--source", default=None, help="Only photos imported from this source.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Fit only shard I (0 to N-1) of the photos; --out is then a part for `lablr merge`.")
+@click.option("--shards", type=click.IntRange(1), default=None, help="With --dask: fit N shards on the cluster.")
+@click.option("--dask", "scheduler", default=None, metavar="ADDRESS",
+              help="Fit the shards on a Dask cluster (tcp://host:8786) and merge them: pip install 'lablr[dask]'.")
 @rules_options
-def fit(model, catalog, out, add, source, **rules):
+def fit(model, catalog, out, add, source, shard, shards, scheduler, **rules):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
+    if shard or shards or scheduler:
+        from .sharding import fit_sharded_command
+
+        click.echo(fit_sharded_command(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
+                                       scheduler=scheduler, rules=_rules(**rules)))
+        return
     from .fitting import refit
 
     fitted = refit(model, catalog, out, add=add, rules=_rules(**rules), source=source)
     if "evaluation" in fitted.manifest:
         _print_report(fitted.manifest["evaluation"])
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
+
+
+@cli.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--model", "-m", default=None, help="The bundle the parts were fitted with (default: as they record it).")
+def merge(parts, out, model):
+    """Add the tag statistics of PARTS (from `lablr fit --shard`) into one bundle."""
+    from .sharding import merge as run
+
+    merged = run(parts, out, model_name=model)
+    click.echo(f"Saved {out} ({len(merged.tag_model.tags)} tags from {len(parts)} parts)")
 
 
 @cli.command()

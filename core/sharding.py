@@ -1,0 +1,207 @@
+"""Sharded fitting: a bundle's tag statistics fitted in N parts, apart, and merged exactly.
+
+`lablr fit --shard I/N` encodes only the training photos whose key hashes to shard I (of 0 to
+N-1) with the bundle's own encoder, never retrained, so every part lies in the same latent
+space; it writes a *part*: the tag model's sums (count, sum, sum of outer products per tag)
+and a `part.json` saying what they were fitted with. `lablr merge` adds the parts' sums into
+a normal bundle, the same as one `lablr fit` over all the photos up to float rounding.
+
+Every shard chooses the photos and tags from the whole catalog under the same rules (cheap:
+no image is read), so the parts agree on the vocabulary and on which photos count. Parts
+that disagree (another encoder, other rules, another catalog) are refused.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import _sha256, read_manifest
+from .catalog import Catalog
+from .errors import LablrError
+from .model import Model
+from .plugins import get_part
+from .selection import Rules, select, unit_hash
+from .training import data_summary, encode_set, prepared_images
+
+PART_FILE = "part.json"
+PART_KIND = "lablr-part"
+PART_FORMAT = 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), with 0 <= I < N."""
+    try:
+        index, count = (int(n) for n in str(text).split("/"))
+    except ValueError:
+        raise LablrError(f"--shard takes I/N, e.g. 0/4 for the first of four shards; not {text!r}.") from None
+    if not 0 <= index < count:
+        raise LablrError(f"--shard {text}: I counts from 0 to N-1.")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard a photo belongs to: a hash of its key, the same on every machine."""
+    return int(unit_hash("shard:" + key) * count)
+
+
+def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Rules(), source=None) -> dict:
+    """Encode this shard's training photos with the bundle's encoder and write their tag sums as a part."""
+    index, count = shard
+    model = Model.load(model_name)
+    selection = select(Catalog(catalog_path).photos(source), rules)
+    if not selection.train:
+        raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
+    mine = [p for p in selection.train if shard_of(p["key"], count) == index]
+    tag_model = get_part("tag_model", model.plugins["tag_model"])()  # as `lablr fit` builds it
+    if not hasattr(tag_model, "merge"):
+        raise LablrError(f"The tag model {model.plugins['tag_model']!r} cannot merge shards.")
+    if mine:
+        keys, latents = encode_set(model.encoder, prepared_images(catalog_path, mine, model.image_size))
+    else:
+        keys, latents = [], np.zeros((0, model.encoder.latent_dim))
+    tags_of = {p["key"]: p["tags"] for p in mine}
+    tag_model.fit(latents, [tags_of[k] for k in keys], selection.tags)
+    manifest = {
+        "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
+        "model": _model_reference(model), "latent_space": latent_space(model),
+        "tag_model": {"plugin": model.plugins["tag_model"], "settings": tag_model.settings()},
+        "selection": _selection_digest(selection), "data": data_summary(source, rules, selection),
+        "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
+    }
+    _write_part(tag_model, manifest, Path(out))
+    return manifest
+
+
+def merge(part_dirs, out, *, model_name=None) -> Model:
+    """Add the parts' statistics into a bundle with the encoder they were fitted with."""
+    if not part_dirs:
+        raise LablrError("Nothing to merge: give the part directories that `lablr fit --shard` wrote.")
+    parts = [(Path(d), read_part(d)) for d in part_dirs]
+    _check_compatible(parts)
+    first_dir, first = parts[0]
+    base = Model.load(model_name or first["model"])
+    if latent_space(base) != first["latent_space"]:
+        raise LablrError(f"Cannot merge into {base.name}: its encoder is not the one the parts were fitted with "
+                         f"({first['model']}).")
+    merged = None
+    for directory, manifest in parts:
+        statistics = get_part("tag_model", manifest["tag_model"]["plugin"])(**manifest["tag_model"]["settings"])
+        statistics.load(directory)
+        merged = statistics if merged is None else merged.merge(statistics)
+    picture = get_part("visualizer", base.plugins["visualizer"])().fit(merged)  # as `lablr fit` builds it
+    manifest = {"name": Path(out).name, "data": first["data"], "parts": base.manifest["parts"],
+                "shards": first["shard"][1]}
+    model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
+    model.save(out)
+    return model
+
+
+def read_part(directory) -> dict:
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / PART_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise LablrError(f"{directory} is not a part written by `lablr fit --shard`: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != PART_KIND:
+        raise LablrError(f"{directory} is not a part written by `lablr fit --shard`.")
+    if manifest.get("format") != PART_FORMAT:
+        raise LablrError(f"The part {directory} has format {manifest.get('format')!r}; this Lablr merges format "
+                         f"{PART_FORMAT}: fit it again with this Lablr.")
+    for name, expected in manifest.get("files", {}).items():
+        if not (directory / name).is_file() or _sha256(directory / name) != expected:
+            raise LablrError(f"{directory / name} is missing or does not match its checksum: the part is damaged.")
+    return manifest
+
+
+def latent_space(model: Model) -> str:
+    """A fingerprint of the encoder: its plugin, settings and files. Parts with the same one
+    hold statistics of the same latent space."""
+    stateful = {"tag_model": model.tag_model, "visualizer": model.visualizer}
+    with tempfile.TemporaryDirectory() as scratch:  # which of the bundle's files are not the encoder's
+        for part in stateful.values():
+            part.save(Path(scratch))
+        others = set(os.listdir(scratch))
+    files = read_manifest(model.path)["files"] if model.path else {}
+    identity = {"encoder": model.manifest["parts"]["encoder"], "image_size": model.image_size,
+                "files": {name: sha for name, sha in sorted(files.items()) if name not in others}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _model_reference(model: Model) -> str:
+    """How another machine finds the same bundle: a bundled model's name, or the path."""
+    from .bundle import bundled_root
+
+    path = Path(model.path).resolve()
+    return path.name if path.parent == bundled_root().resolve() else str(path)
+
+
+def _selection_digest(selection) -> str:
+    chosen = {"tags": selection.tags, "train": sorted(p["key"] for p in selection.train)}
+    return hashlib.sha256(json.dumps(chosen).encode()).hexdigest()
+
+
+_MUST_AGREE = (("latent_space", "encoder"), ("tag_model", "tag model or its settings"),
+               ("data", "data source or selection rules"), ("selection", "photos or tags (another catalog?)"))
+
+
+def _check_compatible(parts):
+    first_dir, first = parts[0]
+    count = first["shard"][1]
+    for directory, manifest in parts[1:]:
+        for field, what in _MUST_AGREE:
+            if manifest[field] != first[field]:
+                raise LablrError(f"Cannot merge {directory} with {first_dir}: they were fitted with a different {what}.")
+        if manifest["shard"][1] != count:
+            raise LablrError(f"Cannot merge {directory} (shard {manifest['shard'][0]}/{manifest['shard'][1]}) with "
+                             f"{first_dir} (of {count} shards): split the catalog the same way for every part.")
+    indices = [m["shard"][0] for _, m in parts]
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    missing = sorted(set(range(count)) - set(indices))
+    if twice:
+        raise LablrError(f"Cannot merge: shard {twice[0]}/{count} is given more than once.")
+    if missing:
+        raise LablrError(f"Cannot merge: shard{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(f'{i}/{count}' for i in missing)} missing.")
+
+
+def _write_part(tag_model, manifest: dict, directory: Path):
+    """Written beside its place and renamed into it: a part is whole or absent."""
+    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        tag_model.save(partial)
+        manifest = {**manifest, "files": {p.name: _sha256(p) for p in sorted(partial.iterdir())}}
+        (partial / PART_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        if directory.exists():
+            if not (directory / PART_FILE).exists():
+                raise LablrError(f"{directory} exists and is not a part: choose another --out.")
+            shutil.rmtree(directory)
+        partial.rename(directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, shards, scheduler, rules) -> str:
+    """`lablr fit` with --shard, or with --dask: what it did, in one line."""
+    if add:
+        raise LablrError("--add does not combine with --shard or --dask: merge the parts, then `lablr fit --add`.")
+    if shard and (shards or scheduler):
+        raise LablrError("--shard fits one part here; --dask with --shards N fits them all on a cluster: not both.")
+    if shard:
+        index, count = parse_shard(shard)
+        part = fit_shard(model_name, catalog_path, out, (index, count), rules=rules, source=source)
+        return (f"Saved part {index}/{count} at {out}: {part['photos']} of {part['data']['train_photos']} training "
+                f"photos. Merge all {count} with `lablr merge PART... --out MODEL`.")
+    if not scheduler:
+        raise LablrError("--shards N runs on a cluster: add --dask ADDRESS, or run `lablr fit --shard I/N` for each I.")
+    from .cluster import fit_on_dask
+
+    model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
+    return f"Saved {out} ({len(model.tag_model.tags)} tags from {model.manifest['shards']} shards fitted on {scheduler})"
