@@ -19,6 +19,13 @@ from .selection import Rules
 
 def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules=Rules(), source=None):
     """Fit `shards` parts on the cluster (default: one per worker), write them under OUT.parts/, merge."""
+    parts = fit_parts_on_dask(scheduler, model_name, catalog_path, Path(f"{out}.parts"), shards, rules=rules,
+                              source=source)
+    return merge(parts, out)
+
+
+def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=None, *, rules=Rules(), source=None):
+    """The part directories parts_dir/part-I, each fitted by a task on the cluster."""
     distributed = _import_distributed()
     from .bundle import resolve
 
@@ -29,13 +36,11 @@ def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules=
         futures = [client.submit(_fit_part, model, str(Path(catalog_path).resolve()), (index, shards),
                                  rules.as_dict(), source, pure=False, key=f"lablr-shard-{index}-of-{shards}")
                    for index in range(shards)]
-        parts_dir = Path(f"{out}.parts")
-        written = [_write_files(parts_dir / f"part-{index}", files)
-                   for index, files in (future.result() for future in futures)]
+        return [_write_files(Path(parts_dir) / f"part-{index}", files)
+                for index, files in (future.result() for future in futures)]
     finally:
         if client is not scheduler:
             client.close()
-    return merge(written, out)
 
 
 def _fit_part(model, catalog_path, shard, rules, source):

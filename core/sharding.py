@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,9 @@ def shard_of(key: str, count: int) -> int:
 def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Rules(), source=None) -> dict:
     """Encode this shard's training photos with the bundle's encoder and write their tag sums as a part."""
     index, count = shard
+    started = time.perf_counter()
     model = Model.load(model_name)
+    loaded = time.perf_counter()
     selection = select(Catalog(catalog_path).photos(source), rules)
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
@@ -65,14 +68,18 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
         keys, latents = encode_set(model.encoder, prepared_images(catalog_path, mine, model.image_size))
     else:
         keys, latents = [], np.zeros((0, model.encoder.latent_dim))
+    encoded = time.perf_counter()
     tags_of = {p["key"]: p["tags"] for p in mine}
     tag_model.fit(latents, [tags_of[k] for k in keys], selection.tags)
+    seconds = {"load": loaded - started, "select_and_encode": encoded - loaded,
+               "statistics": time.perf_counter() - encoded}
     manifest = {
         "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
         "model": _model_reference(model), "latent_space": latent_space(model),
         "tag_model": {"plugin": model.plugins["tag_model"], "settings": tag_model.settings()},
         "selection": _selection_digest(selection), "data": data_summary(source, rules, selection),
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
     _write_part(tag_model, manifest, Path(out))
     return manifest
