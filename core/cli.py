@@ -119,7 +119,8 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @click.option("--shard", default=None, metavar="I/N",
               help="Fit only shard I (0 to N-1) of the photos; --out is then a part for `lablr merge`.")
-@click.option("--shards", type=click.IntRange(1), default=None, help="With --dask: fit N shards on the cluster.")
+@click.option("--shards", type=click.IntRange(1), default=None,
+              help="With --dask: fit N shards on the cluster (default: one per worker).")
 @click.option("--dask", "scheduler", default=None, metavar="ADDRESS",
               help="Fit the shards on a Dask cluster (tcp://host:8786) and merge them: pip install 'lablr[dask]'.")
 @rules_options

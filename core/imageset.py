@@ -6,9 +6,10 @@ training memory does not grow with the number of images.
 """
 
 import json
+import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSe
 
     jobs = [(p["key"], p["path"], size) for p in photos]
     workers = workers or min(4, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
+    daemon = multiprocessing.current_process().daemon  # e.g. a Dask worker: it may not start processes
+    with (ThreadPoolExecutor if daemon else ProcessPoolExecutor)(workers) as pool:
         results = pool.map(_decode_one, jobs, chunksize=32)
         for key, array, error in tqdm(results, total=len(jobs), desc="Decoding images", unit="img",
                                       disable=not progress):

@@ -163,7 +163,8 @@ def _check_compatible(parts):
     for directory, manifest in parts[1:]:
         for field, what in _MUST_AGREE:
             if manifest[field] != first[field]:
-                raise LablrError(f"Cannot merge {directory} with {first_dir}: they were fitted with a different {what}.")
+                raise LablrError(f"Cannot merge {directory} with {first_dir}: "
+                                 f"they were fitted with a different {what}.")
         if manifest["shard"][1] != count:
             raise LablrError(f"Cannot merge {directory} (shard {manifest['shard'][0]}/{manifest['shard'][1]}) with "
                              f"{first_dir} (of {count} shards): split the catalog the same way for every part.")
@@ -211,4 +212,5 @@ def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, sh
     from .cluster import fit_on_dask
 
     model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
-    return f"Saved {out} ({len(model.tag_model.tags)} tags from {model.manifest['shards']} shards fitted on {scheduler})"
+    return (f"Saved {out} ({len(model.tag_model.tags)} tags from {model.manifest['shards']} shards "
+            f"fitted on {scheduler})")

@@ -2,15 +2,17 @@
 
     python scripts/bench_scale.py [--photos 1500] [--model openclipart-effnet] [--repeats 3]
 
-Needs the extras `lablr[dask]` and, for the default model, `lablr[pretrained]`. Copies `--photos` OpenClipart photos (the evaluation catalog in
-~/.cache/lablr, imported by `lablr evaluate` or `lablr import openclipart`) into a scratch
-catalog, decodes them once (as `lablr prepare` would), then times the shards of `lablr fit --dask`:
-sent to the workers, each loads the model, encodes its photos with the bundle's encoder (a
-*feature* is one photo's latent vector) and sums its tag statistics, and the parts come back.
-The merge, a fixed cost whatever the number of photos, is timed apart. One shard per worker; each worker process is held to one thread (TensorFlow's
-and BLAS' own pools), so the ratio shows what a second worker adds, not TensorFlow spreading
-one process over both cores. Runs alternate (1, 2, 1, 2, ...) so a neighbour's load hits both;
-the median of each is reported, with the load average before and after.
+Needs the extras `lablr[dask]` and, for the default model, `lablr[pretrained]`. Copies
+`--photos` OpenClipart photos (the evaluation catalog in ~/.cache/lablr, imported by
+`lablr evaluate` or `lablr import openclipart`) into a scratch catalog, decodes them once (as
+`lablr prepare` would), then times the shards of `lablr fit --dask`: sent to the workers, each
+loads the model, encodes its photos with the bundle's encoder (a *feature* is one photo's
+latent vector) and sums its tag statistics, and the parts come back. The merge, a fixed cost
+whatever the number of photos, is timed apart, and so is a merge of parts the size of 1,000
+tags in 64 dimensions (docs/scale.md's estimate). One shard per worker; each worker process is
+held to one thread (TensorFlow's and BLAS' own pools), so the ratio shows what a second worker
+adds, not TensorFlow spreading one process over both cores. Runs alternate (1, 2, 1, 2, ...)
+so a neighbour's load hits both; the median of each is reported, with the load average.
 """
 
 import argparse
@@ -61,6 +63,38 @@ def timed_fit(cluster, model, catalog, out, rules):
     return sum(m["photos"] for m in manifests), fitted - start, merged - fitted
 
 
+def merge_at_scale(tags=1000, dim=64, parts=4, photos=2000):
+    """Seconds to write one part, to read and add one part, and to factorise the merged model, for
+    parts of `tags` x `dim` statistics (random latents: the sums cost the same whatever they hold)."""
+    import numpy as np
+
+    from lablr.plugins.gaussian import FILE, GaussianTagModel
+
+    rng = np.random.default_rng(0)
+    vocabulary = [f"tag{k}" for k in range(tags)]
+    with tempfile.TemporaryDirectory(prefix="lablr-bench-merge-") as scratch:
+        directories, writes = [], []
+        for i in range(parts):
+            photo_tags = [[vocabulary[k] for k in rng.choice(tags, 5, replace=False)] for _ in range(photos)]
+            model = GaussianTagModel().fit(rng.normal(size=(photos, dim)), photo_tags, vocabulary)
+            directory = Path(scratch) / f"part-{i}"
+            directory.mkdir()
+            start = time.perf_counter()
+            model.save(directory)
+            writes.append(time.perf_counter() - start)
+            directories.append(directory)
+        start = time.perf_counter()
+        merged = GaussianTagModel().load(directories[0])
+        for directory in directories[1:]:
+            merged.merge(GaussianTagModel().load(directory))
+        added = time.perf_counter()
+        merged.whitening()
+        factorised = time.perf_counter()
+        size = (directories[0] / FILE).stat().st_size
+    return {"bytes": size, "write": statistics.median(writes), "add": (added - start) / parts,
+            "factorise": factorised - added}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=1500)
@@ -87,7 +121,8 @@ def main():
         prepared_images(catalog, Catalog(catalog).photos(), size, progress=False)
         model = str(resolve(args.model))
         clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                    dashboard_address=None, env=ONE_THREAD) for n in (1, 2)}
+                                    dashboard_address="127.0.0.1:0", env=ONE_THREAD,
+                                    silence_logs=logging.CRITICAL) for n in (1, 2)}
         try:
             for n, cluster in clusters.items():  # warm-up: TensorFlow imported, the functions traced
                 timed_fit(cluster, model, catalog, Path(scratch) / f"warm-{n}", rules)
@@ -111,6 +146,10 @@ def main():
     print(f"ratio 2/1: {two / one:8.2f}x")
     print(f"merge (load the model, add the parts' sums, fit the picture, save the bundle): "
           f"{statistics.median(merges):.2f} s median")
+    scale = merge_at_scale()
+    print(f"parts of 1,000 tags x 64 dims: {scale['bytes'] / 1e6:.1f} MB each (.npz), written in "
+          f"{scale['write']:.2f} s, read and added in {scale['add']:.2f} s each; the merged model factorised "
+          f"(Cholesky, whitening) in {scale['factorise']:.2f} s")
     print(f"machine: {os.cpu_count()} cores; load average (1, 5, 15 min) before "
           f"{', '.join(f'{x:.2f}' for x in load_before)}, after {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

@@ -11,14 +11,17 @@ from test_sharding import RULES, assert_same_model, ok
 @pytest.fixture(scope="module")
 def cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
+                      dashboard_address="127.0.0.1:0") as local:
         yield local
 
 
-def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, tmp_path):
+def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, shapes_csv, tmp_path):
+    from lablr.core.importing import import_source
+
     workers = cluster.scheduler_info["workers"]
     assert len(workers) == 2 and all(address.startswith("tcp://127.0.0.1:") for address in workers)
-    catalog = tiny_bundle.parent / "catalog.db"
+    catalog = tmp_path / "fresh.db"  # nothing decoded yet: each worker decodes its own shard's images
+    import_source("csv", str(shapes_csv), catalog, progress=False)
     out = tmp_path / "dask-model"
     output = ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, "--dask", cluster.scheduler_address,
                 "--shards", "2", *RULES)
@@ -29,6 +32,8 @@ def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, 
     with Client(cluster.scheduler_address) as client:
         worker_pids = set(client.run(lambda: __import__("os").getpid()).values())
     assert {p["fitted_by"]["pid"] for p in parts} == worker_pids  # one shard on each worker process
+    decoded = sorted(index.parent for index in (tmp_path / "fresh.db.images").glob("*/index.json"))
+    assert len(decoded) == 2  # one image set per shard, each with only that shard's photos
 
     single = tmp_path / "one"
     ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", single, *RULES)
