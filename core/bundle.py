@@ -5,7 +5,6 @@ the statistics are .npz arrays read without pickle, and every file's SHA-256 is 
 against the manifest before use. Saving writes a sibling directory and renames it into place.
 """
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import __version__
+from .checksums import sha256_file
 from .errors import BundleError
 from .plugins import get_part
 
@@ -53,7 +53,7 @@ def save(parts: dict, manifest: dict, directory) -> Path:
             parts[kind].save(partial)
         manifest = {**manifest, "format": FORMAT_VERSION, "lablr_version": __version__,
                     "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "files": {p.name: _sha256(p) for p in sorted(partial.iterdir())}}
+                    "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
         _swap_into_place(partial, directory)
     finally:
@@ -101,7 +101,7 @@ def load_parts(directory) -> tuple[dict, dict]:
     manifest = read_manifest(directory)
     for name, expected in manifest.get("files", {}).items():
         path = directory / name
-        if not path.is_file() or _sha256(path) != expected:
+        if not path.is_file() or sha256_file(path) != expected:
             raise BundleError(f"{path} is missing or does not match its checksum: the bundle is damaged.")
     parts = _build_parts(manifest)
     for kind in STATEFUL_PARTS:
@@ -113,10 +113,3 @@ def _build_parts(manifest) -> dict:
     return {kind: get_part(kind, spec["plugin"])(**spec.get("settings", {}))
             for kind, spec in manifest["parts"].items()}
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,11 +1,12 @@
 """The catalog: a SQLite file of photos and their tags, through sqlite-utils.
 
-Tables: photos, tags, photo_tags, splits, downloads and searches (the Flickr fetcher's
-progress; see lablr.plugins.flickr). Every write is a transaction, so a crash loses at most
-the record in flight and a rerun continues where it stopped.
+Tables: photos, tags, photo_tags and splits; a plugin may add its own beside them (the flickr
+plugin records its searches and downloads). Every write is a transaction, so a crash loses at
+most the record in flight and a rerun continues where it stopped.
 """
 
 import re
+import unicodedata
 from pathlib import Path
 from typing import Iterable
 
@@ -19,6 +20,12 @@ _SPACES = re.compile(r"\s+")
 def normalize_tag(tag: str) -> str:
     """The form a tag is stored and compared in: trimmed, lower case, single spaces."""
     return _SPACES.sub(" ", tag.strip().lower())
+
+
+def compact_tag(tag: str) -> str:
+    """Lower case, letters and digits only ("New York" -> "newyork"): how photo sites such as
+    Flickr store tags, so a stop-list entry stops both forms."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", tag).lower() if ch.isalnum())
 
 
 class Catalog:
@@ -46,12 +53,6 @@ class Catalog:
         if "splits" not in db.table_names():
             db["splits"].create({"photo_id": int, "split": str}, pk="photo_id",
                                 foreign_keys=[("photo_id", "photos")])
-        if "downloads" not in db.table_names():  # one row per image file a fetcher wrote whole
-            db["downloads"].create({"photo_id": int, "path": str, "bytes": int, "sha256": str,
-                                    "downloaded_at": str}, pk="photo_id", foreign_keys=[("photo_id", "photos")])
-        if "searches" not in db.table_names():  # how far a fetcher has paged through each query
-            db["searches"].create({"query": str, "source": str, "tag": str, "page": int, "pages": int,
-                                   "found": int, "done": int, "updated_at": str}, pk="query")
 
     def add(self, records: Iterable[PhotoRecord], source: str, status: str = "ok") -> int:
         """Add records not already in the catalog (by key); returns how many were new.

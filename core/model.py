@@ -8,6 +8,7 @@ import numpy as np
 
 from . import bundle, defaults
 from . import images as imaging
+from .catalog import normalize_tag
 from .errors import LablrError
 from .plugins import get_part
 
@@ -81,12 +82,17 @@ class Model:
         return self.scorer(scorer).score(latents, self.tag_model)
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):
-        """uint8 images (n, s, s, 3) -> for each, the k best tags, best first."""
+        """uint8 images (n, s, s, 3) -> for each, the k best tags, best first.
+
+        `exclude` holds tags the photo already has, as a person typed them: they are compared in
+        the catalog's normal form, so " Red " leaves out "red".
+        """
         scores = self.score(self.encode(images), scorer)
         return [self._top(scores, row, k, exclude) for row in range(len(images))]
 
     def _top(self, scores, row, k, exclude):
-        excluded = {self.tag_index[t] for t in exclude if t in self.tag_index}
+        normal = (normalize_tag(t) for t in exclude)
+        excluded = {self.tag_index[t] for t in normal if t in self.tag_index}
         order = [i for i in np.argsort(-scores.score[row], kind="stable") if i not in excluded][:k]
         shown = scores.display[row]
         return [Suggestion(self.tag_model.tags[i], float(shown[i]),

@@ -51,7 +51,9 @@ class Part:
         return self.factory(*args, **kwargs)
 
 
-def _load_plugins():
+@cache
+def load_plugins():
+    """Register the built-in plugins, then the allowed third-party ones (once per process)."""
     for module_name in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(module_name), name=module_name)
     allowed = os.environ.get(ALLOW_ENV)
@@ -66,7 +68,7 @@ def _load_plugins():
 
 @cache
 def _registry():
-    _load_plugins()
+    load_plugins()
     registry = {kind: {} for kind in KINDS}
     for kind, hook_name in KINDS.items():
         for impl in getattr(pm.hook, hook_name).get_hookimpls():

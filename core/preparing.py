@@ -11,29 +11,27 @@ from collections import Counter
 from pathlib import Path
 
 from . import defaults
-from .catalog import Catalog, normalize_tag
+from .catalog import Catalog, compact_tag, normalize_tag
 from .errors import LablrError
 from .selection import Rules, select
 from .training import prepared_images
 
 
 def stop_tag_list(spec) -> tuple:
-    """'default' -> Lablr's list (defaults.FLICKR_STOP_TAGS); a file -> its tags, one a line
+    """'default' -> Lablr's list (defaults.NON_VISUAL_TAGS); a file -> its tags, one a line
     ('#' starts a comment); None, '' or 'none' -> no stop-list."""
     if spec is None or str(spec).strip().lower() in ("", "none"):
         return ()
     if str(spec).strip().lower() == "default":
-        return tuple(defaults.FLICKR_STOP_TAGS)
+        return tuple(defaults.NON_VISUAL_TAGS)
     path = Path(spec).expanduser()
     if not path.is_file():
         raise LablrError(f"--stop-tags takes 'default', 'none' or a file of tags, one a line; {spec} is not a file.")
-    from lablr.plugins.flickr import flickr_tag
-
     tags = []
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            tags += [normalize_tag(line), flickr_tag(line)]  # "New York" stops "new york" and "newyork"
+            tags += [normalize_tag(line), compact_tag(line)]  # "New York" stops "new york" and "newyork"
     return tuple(dict.fromkeys(t for t in tags if t))
 
 
@@ -44,7 +42,7 @@ def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules = Rules
     photos = catalog.photos(source)
     if not photos:
         where = f" from {source}" if source else ""
-        raise LablrError(f"No downloaded photos{where} in {catalog_path}. Run `lablr fetch` (or `lablr import`) first.")
+        raise LablrError(f"No downloaded photos{where} in {catalog_path}. Add some first: `lablr import`, or a source plugin's command.")
     images = prepared_images(catalog_path, photos, size, progress=progress)
     broken = sorted(images.broken)
     catalog.mark_broken(broken)

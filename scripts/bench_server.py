@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the helper that runs `lablr serve` on
 
 from lablr.core import defaults  # noqa: E402
 from lablr.core.bundle import bundled_root  # noqa: E402
+from lablr.plugins.flickr.defaults import TAGS as FLICKR_TAGS  # noqa: E402
 
 SIZES = ((1024, 768), (6000, 4000))
 CONCURRENCY = (1, 8)
@@ -72,7 +73,7 @@ class NoiseImages:
             yield rng.integers(0, 256, (n, self.image_size, self.image_size, 3), dtype=np.uint8)
 
 
-def stand_in_model(directory: Path, tags=defaults.FLICKR_TAGS) -> Path:
+def stand_in_model(directory: Path, tags=FLICKR_TAGS) -> Path:
     from lablr.core.model import Model
     from lablr.core.plugins import get_part
 

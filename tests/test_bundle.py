@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from lablr.core import bundle
+from lablr.core.checksums import sha256_file
 from lablr.core.errors import BundleError
 from lablr.core.model import Model
 
@@ -52,7 +53,7 @@ def test_object_arrays_are_not_unpickled(copy):
     np.savez(stats, tags=np.array([{"evil": 1}], dtype=object), counts=np.ones(1), sums=np.ones((1, 4)),
              outer_sums=np.ones((1, 4, 4)))
     manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["files"]["tag_stats.npz"] = bundle._sha256(stats)
+    manifest["files"]["tag_stats.npz"] = sha256_file(stats)
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(BundleError):
         Model.load(copy)

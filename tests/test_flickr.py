@@ -21,8 +21,9 @@ from fake_flickr import COLOURS, SHAPES, FakeFlickr, make_photos
 from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
 from lablr.core.errors import LablrError
-from lablr.core.fetching import Retry, TokenBucket
-from lablr.plugins.flickr import FetchSettings, fetch, flickr_tag
+from lablr.plugins.flickr.api import FetchSettings, flickr_tag
+from lablr.plugins.flickr.downloads import Retry, TokenBucket
+from lablr.plugins.flickr.fetcher import fetch
 
 FAST = FetchSettings(per_tag=1000, per_page=5, calls_per_hour=1e7, burst=100, workers=4, timeout=1.0,
                      retry=Retry(attempts=5, backoff=0.01, cap=0.05))
