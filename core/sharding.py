@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import _sha256, read_manifest
+from .bundle import read_manifest
+from .checksums import sha256_file
 from .catalog import Catalog
 from .errors import LablrError
 from .model import Model
@@ -121,7 +122,7 @@ def read_part(directory) -> dict:
         raise LablrError(f"The part {directory} has format {manifest.get('format')!r}; this Lablr merges format "
                          f"{PART_FORMAT}: fit it again with this Lablr.")
     for name, expected in manifest.get("files", {}).items():
-        if not (directory / name).is_file() or _sha256(directory / name) != expected:
+        if not (directory / name).is_file() or sha256_file(directory / name) != expected:
             raise LablrError(f"{directory / name} is missing or does not match its checksum: the part is damaged.")
     return manifest
 
@@ -185,7 +186,7 @@ def _write_part(tag_model, manifest: dict, directory: Path):
     partial.mkdir(parents=True)
     try:
         tag_model.save(partial)
-        manifest = {**manifest, "files": {p.name: _sha256(p) for p in sorted(partial.iterdir())}}
+        manifest = {**manifest, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
         (partial / PART_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         if directory.exists():
             if not (directory / PART_FILE).exists():
