@@ -74,6 +74,8 @@ def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size:
 
 def _worker_dataset(tf, images, context, global_batch, seed):
     part = multiworker.worker_part(images, context.input_pipeline_id, context.num_input_pipelines)
+    print(f"Worker {context.input_pipeline_id} of {context.num_input_pipelines} reads {part.count} of "
+          f"{images.count} training images.", flush=True)
     per_worker = context.get_per_replica_batch_size(global_batch)
     passes = iter(range(1_000_000))
     shape = (None, images.image_size, images.image_size, 3)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -73,6 +74,10 @@ def test_two_workers_train_one_bundle_that_loads(prepared_catalog, tmp_path):
         epochs = [line for line in output.splitlines() if line.startswith("Epoch ")]
         assert [line.split(" - ")[:2] for line in epochs] == [
             [f"Epoch {e}/{EPOCHS}", f"worker {index} of 2"] for e in range(1, EPOCHS + 1)]
+    reads = [re.search(r"Worker (\d) of 2 reads (\d+) of (\d+) training images", output).groups()
+             for output in (chief, other)]
+    assert [r[0] for r in reads] == ["0", "1"] and reads[0][2] == reads[1][2]
+    assert int(reads[0][1]) + int(reads[1][1]) == int(reads[0][2]) and min(int(r[1]) for r in reads) > 0
     assert f"Saved {out}" in chief and "Saved" not in other
     assert "the chief evaluates and writes the bundle" in other
     siblings = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith((".m", "m")))
@@ -113,6 +118,23 @@ def test_a_killed_job_resumes_from_the_last_checkpoint(prepared_catalog, tmp_pat
         assert epoch_lines[0].startswith(f"Epoch {resumed + 1}/{epochs}")
         assert epoch_lines[-1].startswith(f"Epoch {epochs}/{epochs}")
     assert (out / "manifest.json").exists()
+
+
+def test_workers_need_prepared_images(tmp_path, shapes_csv, monkeypatch):
+    from click.testing import CliRunner
+
+    from lablr.core.cli import cli
+    from lablr.core.importing import import_source
+
+    catalog = tmp_path / "c.db"
+    import_source("csv", str(shapes_csv), catalog, progress=False)
+    monkeypatch.setenv("TF_CONFIG", tf_config(["127.0.0.1:1", "127.0.0.1:2"], 1))
+    result = CliRunner().invoke(cli, ["train", "--catalog", str(catalog), "--out", str(tmp_path / "m"),
+                                      "--image-size", "16", "--per-owner-cap", "1000", "--min-tag-photos", "5",
+                                      "--min-train-photos", "3"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"run `lablr prepare --catalog {catalog} --size 16` first" in result.output
+    assert not (tmp_path / "c.db.images").exists()  # no worker decoded anything
 
 
 def test_tf_config_names_the_chief_and_refuses_nonsense():
