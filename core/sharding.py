@@ -99,7 +99,7 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
                          f"({first['model']}).")
     merged = None
     for directory, manifest in parts:
-        statistics = get_part("tag_model", manifest["tag_model"]["plugin"])(**manifest["tag_model"]["settings"])
+        statistics = _tag_model(manifest["tag_model"], directory)
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
     picture = get_part("visualizer", base.plugins["visualizer"])().fit(merged)  # as `lablr fit` builds it
@@ -108,6 +108,13 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
     model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
     model.save(out)
     return model
+
+
+def _tag_model(spec: dict, directory: Path):
+    try:
+        return get_part("tag_model", spec["plugin"])(**spec["settings"])
+    except (TypeError, ValueError) as error:
+        raise LablrError(f"The tag model settings in {directory / PART_FILE} are not valid: {error}") from None
 
 
 def read_part(directory) -> dict:
@@ -121,10 +128,25 @@ def read_part(directory) -> dict:
     if manifest.get("format") != PART_FORMAT:
         raise LablrError(f"The part {directory} has format {manifest.get('format')!r}; this Lablr merges format "
                          f"{PART_FORMAT}: fit it again with this Lablr.")
-    for name, expected in manifest.get("files", {}).items():
+    if not _well_formed(manifest):
+        raise LablrError(f"{directory / PART_FILE} is damaged: fit this shard again.")
+    for name, expected in manifest["files"].items():
         if not (directory / name).is_file() or sha256_file(directory / name) != expected:
             raise LablrError(f"{directory / name} is missing or does not match its checksum: the part is damaged.")
     return manifest
+
+
+def _well_formed(manifest: dict) -> bool:
+    shard, files, tag_model = manifest.get("shard"), manifest.get("files"), manifest.get("tag_model")
+    return (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
+            and 0 <= shard[0] < shard[1]
+            and isinstance(files, dict) and PART_FILE not in files
+            and all(isinstance(v, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+                    for n, v in files.items())
+            and isinstance(tag_model, dict) and isinstance(tag_model.get("plugin"), str)
+            and isinstance(tag_model.get("settings"), dict)
+            and all(isinstance(manifest.get(k), str) for k in ("model", "latent_space", "selection"))
+            and isinstance(manifest.get("data"), dict) and type(manifest.get("photos")) is int)
 
 
 def latent_space(model: Model) -> str:

@@ -147,6 +147,10 @@ def test_tf_config_names_the_chief_and_refuses_nonsense():
     for bad in ["{", "[]", json.dumps({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}})]:
         with pytest.raises(LablrError, match="TF_CONFIG"):
             role({"TF_CONFIG": bad})
+    whole = json.dumps(with_chief)
+    for length in range(1, len(whole)):  # cut short anywhere: a clear error, never another exception
+        with pytest.raises(LablrError, match="TF_CONFIG"):
+            role({"TF_CONFIG": whole[:length]})
 
 
 def test_each_worker_reads_its_own_block(tmp_path):

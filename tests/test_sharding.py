@@ -135,3 +135,25 @@ def test_bad_shard_options_fail_in_one_line(tiny_bundle, tmp_path):
         code, output = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "p", *args)
         assert code != 0 and message in output, output
     assert not (tmp_path / "p").exists()
+
+
+def test_a_part_manifest_cut_short_or_malformed_is_refused_in_one_line(tiny_bundle, tmp_path):
+    from lablr.core.errors import LablrError
+    from lablr.core.sharding import read_part
+
+    [part] = fit_parts(tiny_bundle, tmp_path, 1)
+    whole = (part / "part.json").read_text().rstrip()
+    for length in range(len(whole)):
+        (part / "part.json").write_text(whole[:length])
+        with pytest.raises(LablrError):
+            read_part(part)
+    manifest = json.loads(whole)
+    for change in [{"shard": [1, 1]}, {"shard": "0/1"}, {"files": {"../tag_stats.npz": "x"}}, {"files": []},
+                   {"tag_model": {"plugin": "gaussian", "settings": []}}, {"photos": "12"}, {"latent_space": None}]:
+        (part / "part.json").write_text(json.dumps({**manifest, **change}))
+        with pytest.raises(LablrError, match="is damaged"):
+            read_part(part)
+    (part / "part.json").write_text(json.dumps({**manifest, "tag_model": {"plugin": "gaussian",
+                                                                          "settings": {"shrinkage": "x"}}}))
+    code, output = lablr("merge", part, "--out", tmp_path / "merged")
+    assert code == 1 and "The tag model settings in" in output and len(output.strip().splitlines()) == 1
