@@ -1,4 +1,8 @@
-"""Every default and limit Lablr has, in one place."""
+"""Lablr's defaults and limits, in one place: what its commands and its server start from.
+
+A plugin keeps its own (plugins/flickr/defaults.py); a constant that only tunes one module's
+internals (a shard's size, a chunk's size) stays beside that code.
+"""
 
 import os
 from pathlib import Path
@@ -27,6 +31,7 @@ MAX_K = 100
 # Input limits: a decompression bomb is refused before it is decoded
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_BODY_BYTES = 25 * 1024 * 1024
+MAX_IMAGES = 64  # photos in one request
 
 # The server
 HOST = "127.0.0.1"
@@ -61,3 +66,13 @@ NON_VISUAL_TAGS = (
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "today", "2000s",
 ) + tuple(str(year) for year in range(1900, 2041))
+
+# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
+TAG_K = 5  # fewer than shown on screen: these stay in the photo
+TAG_BATCH = 16  # photos decoded and scored at once
+TAG_MAX_CHARS = 100  # a longer tag is refused by the server
+IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
+TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
+SIDECAR_SUFFIX = ".xmp"
+LABLR_XMP_NAMESPACE = "urn:lablr:xmp:1.0#"  # where a photo records that Lablr tagged it
+LABLR_XMP_PREFIX = "lablr"

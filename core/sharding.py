@@ -12,6 +12,7 @@ that disagree (another encoder, other rules, another catalog) are refused.
 """
 
 import hashlib
+from dataclasses import asdict
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bundle import read_manifest
+from .bundle import Manifest, PartSpec, TrainingData
 from .checksums import sha256_file
 from .catalog import Catalog
 from .errors import LablrError
@@ -62,9 +63,9 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
     mine = [p for p in selection.train if shard_of(p["key"], count) == index]
-    tag_model = get_part("tag_model", model.plugins["tag_model"])()  # as `lablr fit` builds it
+    tag_model = get_part("tag_model", model.part_names["tag_model"])()  # as `lablr fit` builds it
     if not hasattr(tag_model, "merge"):
-        raise LablrError(f"The tag model {model.plugins['tag_model']!r} cannot merge shards.")
+        raise LablrError(f"The tag model {model.part_names['tag_model']!r} cannot merge shards.")
     if mine:
         keys, latents = encode_set(model.encoder, prepared_images(catalog_path, mine, model.image_size))
     else:
@@ -77,8 +78,8 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
     manifest = {
         "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
         "model": _model_reference(model), "latent_space": latent_space(model),
-        "tag_model": {"plugin": model.plugins["tag_model"], "settings": tag_model.settings()},
-        "selection": _selection_digest(selection), "data": data_summary(source, rules, selection),
+        "tag_model": {"name": model.part_names["tag_model"], "settings": tag_model.settings()},
+        "selection": _selection_digest(selection), "data": asdict(data_summary(source, rules, selection)),
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
@@ -102,17 +103,24 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
         statistics = _tag_model(manifest["tag_model"], directory)
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
-    picture = get_part("visualizer", base.plugins["visualizer"])().fit(merged)  # as `lablr fit` builds it
-    manifest = {"name": Path(out).name, "data": first["data"], "parts": base.manifest["parts"],
-                "shards": first["shard"][1]}
+    picture = get_part("visualizer", base.part_names["visualizer"])().fit(merged)  # as `lablr fit` builds them
+    manifest = Manifest(parts={kind: PartSpec(name) for kind, name in base.part_names.items()},
+                        name=Path(out).name, data=_training_data(first["data"], first_dir))
     model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
     model.save(out)
     return model
 
 
+def _training_data(data: dict, directory: Path) -> TrainingData:
+    try:
+        return TrainingData(**data)
+    except TypeError as error:
+        raise LablrError(f"{directory / PART_FILE} is damaged: {error}") from None
+
+
 def _tag_model(spec: dict, directory: Path):
     try:
-        return get_part("tag_model", spec["plugin"])(**spec["settings"])
+        return get_part("tag_model", spec["name"])(**spec["settings"])
     except (TypeError, ValueError) as error:
         raise LablrError(f"The tag model settings in {directory / PART_FILE} are not valid: {error}") from None
 
@@ -143,7 +151,7 @@ def _well_formed(manifest: dict) -> bool:
             and isinstance(files, dict) and PART_FILE not in files
             and all(isinstance(v, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
                     for n, v in files.items())
-            and isinstance(tag_model, dict) and isinstance(tag_model.get("plugin"), str)
+            and isinstance(tag_model, dict) and isinstance(tag_model.get("name"), str)
             and isinstance(tag_model.get("settings"), dict)
             and all(isinstance(manifest.get(k), str) for k in ("model", "latent_space", "selection"))
             and isinstance(manifest.get("data"), dict) and type(manifest.get("photos")) is int)
@@ -157,8 +165,8 @@ def latent_space(model: Model) -> str:
         for part in stateful.values():
             part.save(Path(scratch))
         others = set(os.listdir(scratch))
-    files = read_manifest(model.path)["files"] if model.path else {}
-    identity = {"encoder": model.manifest["parts"]["encoder"], "image_size": model.image_size,
+    files = model.manifest.files
+    identity = {"encoder": asdict(model.manifest.parts["encoder"]), "image_size": model.image_size,
                 "files": {name: sha for name, sha in sorted(files.items()) if name not in others}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
@@ -235,5 +243,4 @@ def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, sh
     from .cluster import fit_on_dask
 
     model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
-    return (f"Saved {out} ({len(model.tag_model.tags)} tags from {model.manifest['shards']} shards "
-            f"fitted on {scheduler})")
+    return f"Saved {out} ({len(model.tag_model.tags)} tags; shards fitted on {scheduler}, parts in {out}.parts)"

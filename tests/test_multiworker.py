@@ -85,7 +85,7 @@ def test_two_workers_train_one_bundle_that_loads(prepared_catalog, tmp_path):
     assert sorted(p.name for p in (out.parent / "m.work").iterdir()) == ["checkpoints", "multiworker-run.json"]
 
     model = Model.load(out)
-    assert model.plugins["encoder"] == "vae" and set(model.tag_model.tags) == {
+    assert model.part_names["encoder"] == "vae" and set(model.tag_model.tags) == {
         "red", "green", "blue", "circle", "square", "triangle"}
     images = np.random.default_rng(0).integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
     assert [len(found) for found in model.suggest(images, 3)] == [3, 3]

@@ -149,11 +149,11 @@ def test_a_part_manifest_cut_short_or_malformed_is_refused_in_one_line(tiny_bund
             read_part(part)
     manifest = json.loads(whole)
     for change in [{"shard": [1, 1]}, {"shard": "0/1"}, {"files": {"../tag_stats.npz": "x"}}, {"files": []},
-                   {"tag_model": {"plugin": "gaussian", "settings": []}}, {"photos": "12"}, {"latent_space": None}]:
+                   {"tag_model": {"name": "gaussian", "settings": []}}, {"photos": "12"}, {"latent_space": None}]:
         (part / "part.json").write_text(json.dumps({**manifest, **change}))
         with pytest.raises(LablrError, match="is damaged"):
             read_part(part)
-    (part / "part.json").write_text(json.dumps({**manifest, "tag_model": {"plugin": "gaussian",
+    (part / "part.json").write_text(json.dumps({**manifest, "tag_model": {"name": "gaussian",
                                                                           "settings": {"shrinkage": "x"}}}))
     code, output = lablr("merge", part, "--out", tmp_path / "merged")
     assert code == 1 and "The tag model settings in" in output and len(output.strip().splitlines()) == 1

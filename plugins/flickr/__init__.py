@@ -8,9 +8,16 @@ Flickr's selection rules: one owner's photos on one side of the split, non-visua
 
 from lablr.core import hookimpl
 
+from . import defaults
 from .commands import fetch_command
 
 
 @hookimpl
 def register_commands(cli):
     cli.add_command(fetch_command)
+
+
+@hookimpl
+def selection_rules(source):
+    if source == defaults.SOURCE:
+        return dict(defaults.SELECTION_RULES)

@@ -42,7 +42,7 @@ def fetch_command(tags, per_tag, licenses, catalog, images, workers, calls_per_h
     """
     from .api import FetchSettings, parse_licenses
     from .downloads import Retry
-    from .fetcher import SOURCE, default_images_dir, fetch
+    from .fetcher import default_images_dir, fetch
 
     settings = FetchSettings(per_tag=per_tag, per_page=per_page, licenses=parse_licenses(licenses),
                              calls_per_hour=calls_per_hour,
@@ -50,7 +50,7 @@ def fetch_command(tags, per_tag, licenses, catalog, images, workers, calls_per_h
                              retry=Retry(attempts, backoff, defaults.BACKOFF_CAP))
     report = fetch(catalog, tags, images_dir=images, settings=settings, progress=not quiet,
                    log=lambda message: click.echo(message, err=True))
-    total = _count_by_status(catalog, SOURCE)
+    total = _count_by_status(catalog, defaults.SOURCE)
     click.echo(f"{report.tags} tags searched: {report.found} photos found, {report.new} new. "
                f"{report.downloaded} images downloaded ({report.reused} found whole on disk), "
                f"{report.missing} gone from Flickr; {report.calls} API calls.")

@@ -30,7 +30,7 @@ from .api import FetchSettings, FlickrClient, flickr_tag, photo_record
 from .downloads import ExclusiveLock, Gone, Transient, remove_partials, write_whole
 from .tables import create_tables
 
-SOURCE = "flickr"  # the catalog's name for where these photos come from
+SOURCE = defaults.SOURCE
 
 
 class Stopped(Exception):
