@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import LablrError
-from .sharding import merge
+from .sharding import merge, model_reference
 from .selection import Rules
 
 
@@ -29,7 +29,7 @@ def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=Non
     distributed = _import_distributed()
     from .bundle import resolve
 
-    model = str(Path(resolve(model_name)).resolve())
+    model = model_reference(resolve(model_name))  # a bundled model by name: it lives elsewhere on each worker
     client = scheduler if isinstance(scheduler, distributed.Client) else _connect(distributed, scheduler)
     try:
         shards = shards or len(client.scheduler_info()["workers"])

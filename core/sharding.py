@@ -77,7 +77,7 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
                "statistics": time.perf_counter() - encoded}
     manifest = {
         "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
-        "model": _model_reference(model), "latent_space": latent_space(model),
+        "model": model_reference(model.path), "latent_space": latent_space(model),
         "tag_model": {"name": model.part_names["tag_model"], "settings": tag_model.settings()},
         "selection": _selection_digest(selection), "data": asdict(data_summary(source, rules, selection)),
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
@@ -171,11 +171,11 @@ def latent_space(model: Model) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _model_reference(model: Model) -> str:
+def model_reference(bundle_path) -> str:
     """How another machine finds the same bundle: a bundled model's name, or the path."""
     from .bundle import bundled_root
 
-    path = Path(model.path).resolve()
+    path = Path(bundle_path).resolve()
     return path.name if path.parent == bundled_root().resolve() else str(path)
 
 

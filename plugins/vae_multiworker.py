@@ -51,7 +51,7 @@ def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size:
 
     global_batch = batch_size * strategy.num_replicas_in_sync
     batches = iter(strategy.distribute_datasets_from_function(
-        lambda context: _worker_dataset(tf, images, context, global_batch, seed)))
+        lambda context: _worker_dataset(tf, images, context, global_batch, seed, verbose)))
     train_step = _train_step(tf, strategy, vae, optimizer, encoder.latent_dim)
     steps = math.ceil(images.count / global_batch)
     first = int(done.numpy())
@@ -72,10 +72,11 @@ def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size:
     return encoder
 
 
-def _worker_dataset(tf, images, context, global_batch, seed):
+def _worker_dataset(tf, images, context, global_batch, seed, verbose):
     part = multiworker.worker_part(images, context.input_pipeline_id, context.num_input_pipelines)
-    print(f"Worker {context.input_pipeline_id} of {context.num_input_pipelines} reads {part.count} of "
-          f"{images.count} training images.", flush=True)
+    if verbose:
+        print(f"Worker {context.input_pipeline_id} of {context.num_input_pipelines} reads {part.count} of "
+              f"{images.count} training images.", flush=True)
     per_worker = context.get_per_replica_batch_size(global_batch)
     passes = iter(range(1_000_000))
     shape = (None, images.image_size, images.image_size, 3)
