@@ -103,7 +103,6 @@ def main():
     args = parser.parse_args()
 
     os.environ.update(ONE_THREAD)
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # a closing cluster's chatter
     from distributed import LocalCluster
 
     from lablr.core.bundle import resolve
@@ -123,6 +122,7 @@ def main():
         clusters = {n: LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
                                     dashboard_address="127.0.0.1:0", env=ONE_THREAD,
                                     silence_logs=logging.CRITICAL) for n in (1, 2)}
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)  # a closing cluster's chatter
         try:
             for n, cluster in clusters.items():  # warm-up: TensorFlow imported, the functions traced
                 timed_fit(cluster, model, catalog, Path(scratch) / f"warm-{n}", rules)
