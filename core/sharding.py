@@ -75,7 +75,7 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
     tag_model.fit(latents, [tags_of[k] for k in keys], selection.tags)
     seconds = {"load": loaded - started, "select_and_encode": encoded - loaded,
                "statistics": time.perf_counter() - encoded}
-    manifest = {
+    record = {
         "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
         "model": model_reference(model.path), "latent_space": latent_space(model),
         "tag_model": {"name": model.part_names["tag_model"], "settings": tag_model.settings()},
@@ -83,8 +83,8 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Ru
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
-    _write_part(tag_model, manifest, Path(out))
-    return manifest
+    _write_part(tag_model, record, Path(out))
+    return record
 
 
 def merge(part_dirs, out, *, model_name=None) -> Model:
@@ -99,8 +99,8 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
         raise LablrError(f"Cannot merge into {base.name}: its encoder is not the one the parts were fitted with "
                          f"({first['model']}).")
     merged = None
-    for directory, manifest in parts:
-        statistics = _tag_model(manifest["tag_model"], directory)
+    for directory, record in parts:
+        statistics = _tag_model(record["tag_model"], directory)
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
     picture = get_part("visualizer", base.part_names["visualizer"])().fit(merged)  # as `lablr fit` builds them
@@ -128,24 +128,24 @@ def _tag_model(spec: dict, directory: Path):
 def read_part(directory) -> dict:
     directory = Path(directory)
     try:
-        manifest = json.loads((directory / PART_FILE).read_text())
+        record = json.loads((directory / PART_FILE).read_text())
     except (OSError, ValueError) as error:
         raise LablrError(f"{directory} is not a part written by `lablr fit --shard`: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != PART_KIND:
+    if not isinstance(record, dict) or record.get("kind") != PART_KIND:
         raise LablrError(f"{directory} is not a part written by `lablr fit --shard`.")
-    if manifest.get("format") != PART_FORMAT:
-        raise LablrError(f"The part {directory} has format {manifest.get('format')!r}; this Lablr merges format "
+    if record.get("format") != PART_FORMAT:
+        raise LablrError(f"The part {directory} has format {record.get('format')!r}; this Lablr merges format "
                          f"{PART_FORMAT}: fit it again with this Lablr.")
-    if not _well_formed(manifest):
+    if not _well_formed(record):
         raise LablrError(f"{directory / PART_FILE} is damaged: fit this shard again.")
-    for name, expected in manifest["files"].items():
+    for name, expected in record["files"].items():
         if not (directory / name).is_file() or sha256_file(directory / name) != expected:
             raise LablrError(f"{directory / name} is missing or does not match its checksum: the part is damaged.")
-    return manifest
+    return record
 
 
-def _well_formed(manifest: dict) -> bool:
-    shard, files, tag_model = manifest.get("shard"), manifest.get("files"), manifest.get("tag_model")
+def _well_formed(record: dict) -> bool:
+    shard, files, tag_model = record.get("shard"), record.get("files"), record.get("tag_model")
     return (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
             and 0 <= shard[0] < shard[1]
             and isinstance(files, dict) and PART_FILE not in files
@@ -153,8 +153,8 @@ def _well_formed(manifest: dict) -> bool:
                     for n, v in files.items())
             and isinstance(tag_model, dict) and isinstance(tag_model.get("name"), str)
             and isinstance(tag_model.get("settings"), dict)
-            and all(isinstance(manifest.get(k), str) for k in ("model", "latent_space", "selection"))
-            and isinstance(manifest.get("data"), dict) and type(manifest.get("photos")) is int)
+            and all(isinstance(record.get(k), str) for k in ("model", "latent_space", "selection"))
+            and isinstance(record.get("data"), dict) and type(record.get("photos")) is int)
 
 
 def latent_space(model: Model) -> str:
@@ -191,13 +191,13 @@ _MUST_AGREE = (("latent_space", "encoder"), ("tag_model", "tag model or its sett
 def _check_compatible(parts):
     first_dir, first = parts[0]
     count = first["shard"][1]
-    for directory, manifest in parts[1:]:
+    for directory, record in parts[1:]:
         for field, what in _MUST_AGREE:
-            if manifest[field] != first[field]:
+            if record[field] != first[field]:
                 raise LablrError(f"Cannot merge {directory} with {first_dir}: "
                                  f"they were fitted with a different {what}.")
-        if manifest["shard"][1] != count:
-            raise LablrError(f"Cannot merge {directory} (shard {manifest['shard'][0]}/{manifest['shard'][1]}) with "
+        if record["shard"][1] != count:
+            raise LablrError(f"Cannot merge {directory} (shard {record['shard'][0]}/{record['shard'][1]}) with "
                              f"{first_dir} (of {count} shards): split the catalog the same way for every part.")
     indices = [m["shard"][0] for _, m in parts]
     twice = sorted({i for i in indices if indices.count(i) > 1})
@@ -209,15 +209,15 @@ def _check_compatible(parts):
                          f"{', '.join(f'{i}/{count}' for i in missing)} missing.")
 
 
-def _write_part(tag_model, manifest: dict, directory: Path):
+def _write_part(tag_model, record: dict, directory: Path):
     """Written beside its place and renamed into it: a part is whole or absent."""
     partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
         tag_model.save(partial)
-        manifest = {**manifest, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
-        (partial / PART_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        record = {**record, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
+        (partial / PART_FILE).write_text(json.dumps(record, indent=2) + "\n")
         if directory.exists():
             if not (directory / PART_FILE).exists():
                 raise LablrError(f"{directory} exists and is not a part: choose another --out.")

@@ -54,13 +54,13 @@ def timed_fit(cluster, model, catalog, out, rules):
     fitted = time.perf_counter()
     merge(parts, out)
     merged = time.perf_counter()
-    manifests = [read_part(part) for part in parts]
-    for manifest in manifests:
-        spent = manifest["seconds"]
-        print(f"    shard {manifest['shard'][0]}/{workers}: {manifest['photos']} photos; load the model "
+    records = [read_part(part) for part in parts]
+    for record in records:
+        spent = record["seconds"]
+        print(f"    shard {record['shard'][0]}/{workers}: {record['photos']} photos; load the model "
               f"{spent['load']:.2f} s, select and encode {spent['select_and_encode']:.2f} s, "
               f"statistics {spent['statistics']:.3f} s", flush=True)
-    return sum(m["photos"] for m in manifests), fitted - start, merged - fitted
+    return sum(m["photos"] for m in records), fitted - start, merged - fitted
 
 
 def merge_at_scale(tags=1000, dim=64, parts=4, photos=2000):
