@@ -23,9 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import defaults
+from . import bundle, defaults
 from .catalog import normalize_tag
-from .checksums import sha256_file
 from .errors import LablrError
 
 FILE_SUFFIX = ".sqlite"
@@ -43,13 +42,9 @@ insert or ignore into meta (key, value) values ('version', '0');
 """
 
 
-def bundle_checksum(bundle_path) -> str:
-    """The bundle's identity: the SHA-256 of its manifest, which lists every file's SHA-256."""
-    return sha256_file(Path(bundle_path) / "manifest.json")
-
-
 def layer_path(bundle_path) -> Path:
-    return defaults.data_dir() / "personal" / (bundle_checksum(bundle_path) + FILE_SUFFIX)
+    """Where the layer of a bundle lives: named by the bundle's checksum, so each model has its own."""
+    return defaults.data_dir() / "personal" / (bundle.checksum(bundle_path) + FILE_SUFFIX)
 
 
 def photo_hash(data: bytes) -> str:
@@ -247,10 +242,8 @@ class _AlreadyThere(Exception):
 
 def open_for_bundle(model):
     """(the layer of a bundle path or name, or None if the user has none yet; the bundle's manifest)."""
-    from .bundle import read_manifest, resolve
-
-    path = resolve(model)
-    manifest = read_manifest(path)
+    path = bundle.resolve(model)
+    manifest = bundle.read_manifest(path)
     where = layer_path(path)
     if not where.exists():
         return None, manifest
