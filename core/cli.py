@@ -205,7 +205,16 @@ def plot(image, output, k, model):
 @click.option("--max-body", default=defaults.MAX_BODY_BYTES, show_default=True, type=click.IntRange(1),
               help="The largest request body accepted, in bytes.")
 @click.option("--access-log", is_flag=True, help="Log every request.")
-def serve(host, port, model, workers, max_body, access_log):
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable); loopback names and --host always are.")
+@click.option("--body-timeout", default=defaults.BODY_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds a request may take to send its body; then 408.")
+@click.option("--keep-alive", default=defaults.KEEP_ALIVE_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.1, 300), help="Seconds an idle keep-alive connection stays open.")
+@click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
+              type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
+def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
+          limit_concurrency):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
     from .bundle import check_parts, resolve
 
@@ -213,7 +222,9 @@ def serve(host, port, model, workers, max_body, access_log):
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
     from lablr.server.run import serve as run_server
 
-    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log)
+    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
+               allowed_hosts=allowed_hosts, body_timeout=body_timeout, keep_alive=keep_alive,
+               limit_concurrency=limit_concurrency)
 
 
 @cli.command()

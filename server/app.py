@@ -16,6 +16,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -26,6 +27,7 @@ from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -36,11 +38,18 @@ STATIC = Path(__file__).parent / "static"
 ENV_MODEL = "LABLR_MODEL"
 ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
 ENV_ADDRESS = "LABLR_ADDRESS"
+ENV_ALLOWED_HOSTS = "LABLR_ALLOWED_HOSTS"
+ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
-               address: str | None = None) -> Starlette:
-    """The app for a model bundle (a path or a bundled model's name)."""
+               address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
+               body_timeout: float = defaults.BODY_TIMEOUT) -> Starlette:
+    """The app for a model bundle (a path or a bundled model's name).
+
+    Only requests whose Host is one of `allowed_hosts` and that come from no other site reach it
+    (see lablr.server.guard); in-process tests use base_url="http://127.0.0.1".
+    """
     state = {}
     plot_lock = threading.Lock()  # matplotlib shares font objects between figures
 
@@ -64,7 +73,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         exclude = [normalize_tag(t) for t in request.query_params.get("exclude", "").split(",") if t.strip()]
 
         def work():
-            images = np.stack([loaded.decode(upload.data) for upload in uploads])
+            images = loaded.decode_all([upload.data for upload in uploads])
             return loaded.suggest(images, k, scorer=scorer, exclude=exclude)
 
         found = await run_in_threadpool(work)
@@ -123,14 +132,17 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout)]
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
 
 
 def create_app_from_env() -> Starlette:
     """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
     return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
-                      address=os.environ.get(ENV_ADDRESS))
+                      address=os.environ.get(ENV_ADDRESS),
+                      allowed_hosts=os.environ.get(ENV_ALLOWED_HOSTS, ",".join(LOOPBACK_NAMES)).split(","),
+                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)))
 
 
 def _load_and_warm(model) -> Model:

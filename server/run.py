@@ -8,20 +8,25 @@ from uvicorn.config import LOGGING_CONFIG
 
 from lablr.core import defaults
 
-from .app import ENV_ADDRESS, ENV_MAX_BODY, ENV_MODEL
+from .app import ENV_ADDRESS, ENV_ALLOWED_HOSTS, ENV_BODY_TIMEOUT, ENV_MAX_BODY, ENV_MODEL
+from .guard import allowed_names
 
 
 def serve(host=defaults.HOST, port=defaults.PORT, model=defaults.DEFAULT_MODEL, workers=1,
-          max_body_bytes=defaults.MAX_BODY_BYTES, access_log=False):
+          max_body_bytes=defaults.MAX_BODY_BYTES, access_log=False, allowed_hosts=(),
+          body_timeout=defaults.BODY_TIMEOUT, keep_alive=defaults.KEEP_ALIVE_TIMEOUT,
+          limit_concurrency=defaults.LIMIT_CONCURRENCY):
     # Workers are separate processes that build their own app: the settings travel in the environment.
     shown_host = f"[{host}]" if ":" in host else host
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     os.environ.update({ENV_MODEL: str(model), ENV_MAX_BODY: str(max_body_bytes),
-                       ENV_ADDRESS: f"http://{shown_host}:{port}"})
+                       ENV_ADDRESS: f"http://{shown_host}:{port}",
+                       ENV_ALLOWED_HOSTS: ",".join(sorted(allowed_names(host, allowed_hosts))),
+                       ENV_BODY_TIMEOUT: str(body_timeout)})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lablr"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     log_config["loggers"]["uvicorn.error"] = {"level": "WARNING"}  # uvicorn's own startup lines
     log_config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
     uvicorn.run("lablr.server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=log_config, access_log=access_log,
-                limit_concurrency=None, timeout_graceful_shutdown=5)
+                log_config=log_config, access_log=access_log, timeout_keep_alive=keep_alive,
+                limit_concurrency=limit_concurrency, timeout_graceful_shutdown=5)
