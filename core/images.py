@@ -97,6 +97,9 @@ def _shrunk_rgb(image: Image.Image, size: int) -> Image.Image:
         image.draft("RGB", (size * 2, size * 2))  # decodes at 1/2..1/8 scale: cheap for big photos
     if image.mode in HIGH_DEPTH:
         image = _shrunk_to_8_bits(image, size)
+    elif image.mode in ("1", "L"):  # grey stays one channel until it is small; the result is the same
+        image = image.convert("L") if image.mode == "1" else image
+        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     image = ImageOps.exif_transpose(image)
     image = _rgb_on_white(image)
     image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
