@@ -151,30 +151,35 @@ def _print_report(report):
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def suggest(images, k, model, scorer, exclude, as_json):
-    """Suggest tags for each IMAGE, best first."""
-    import numpy as np
+    """Suggest tags for each IMAGE, best first.
 
-    from . import images as imaging
+    An image that cannot be read (missing, damaged, too large) gets one line on stderr and the
+    others are still answered; the exit status is then 1, and 0 when every image was answered.
+    """
     from .model import Model
+    from .suggesting import suggest_files
 
     loaded = Model.load(model)
-    arrays = np.stack([imaging.load(path, loaded.image_size) for path in images])
     excluded = [t.strip() for t in exclude.split(",") if t.strip()]
-    results = loaded.suggest(arrays, k, scorer=scorer, exclude=excluded)
+    loaded.scorer(scorer)  # an unknown scorer fails before any image is read
+    results = suggest_files(loaded, images, k, scorer=scorer, exclude=excluded)
     if as_json:
-        click.echo(json.dumps({"model": loaded.name, "results": [
-            {"filename": path, "suggestions": [s.as_dict() for s in found]} for path, found in zip(images, results)
-        ]}, indent=2))
-        return
-    for path, found in zip(images, results):
-        click.echo(f"{path}: " + ", ".join(f"{s.tag} ({s.score:.2f})" for s in found))
+        click.echo(json.dumps({"model": loaded.name, "results": results}, indent=2))
+    for result in results:
+        if "error" in result:
+            click.echo(f"{result['filename']}: {result['error']['message']}", err=True)
+        elif not as_json:
+            click.echo(f"{result['filename']}: " + ", ".join(f"{s['tag']} ({s['score']:.2f})"
+                                                             for s in result["suggestions"]))
+    if any("error" in result for result in results):
+        sys.exit(1)
 
 
 @cli.command()
