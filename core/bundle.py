@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from .errors import BundleError
 from .plugins import get_part
+from .settings import check_parts_section, check_settings
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -110,8 +111,10 @@ def load_parts(directory) -> tuple[dict, dict]:
 
 
 def _build_parts(manifest) -> dict:
-    return {kind: get_part(kind, spec["plugin"])(**spec.get("settings", {}))
-            for kind, spec in manifest["parts"].items()}
+    chosen = {kind: (spec, get_part(kind, spec["plugin"])) for kind, spec in check_parts_section(manifest).items()}
+    settings = {kind: check_settings(kind, spec["plugin"], part.factory, spec.get("settings", {}))
+                for kind, (spec, part) in chosen.items()}  # all checked before any part is built
+    return {kind: part(**settings[kind]) for kind, (spec, part) in chosen.items()}
 
 
 def _sha256(path: Path) -> str:
