@@ -215,7 +215,8 @@ def plot(image, output, k, model):
 @click.option("--body-timeout", default=defaults.BODY_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 60),
               help="Seconds a request may take to send its body; then 408.")
 @click.option("--keep-alive", default=defaults.KEEP_ALIVE_TIMEOUT, show_default=True,
-              type=click.FloatRange(0.1, 300), help="Seconds an idle keep-alive connection stays open.")
+              type=click.FloatRange(0.1, 300),
+              help="Seconds a connection may stay idle: after an answer, or before it has sent a whole request head.")
 @click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
               type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,

@@ -187,6 +187,8 @@ def report(kinds, records, failures, memory, warm_up):
     print(f"server RSS: {memory[0][1] / 1e6:.0f} MB at the start, {base_rss / 1e6:.0f} MB after the {warm_up:.0f} s "
           f"warm-up, {max(rss for _, rss in memory) / 1e6:.0f} MB at most, {memory[-1][1] / 1e6:.0f} MB at the end")
     print(f"RSS growth after warm-up (highest minus warm-up): {growth / 1e6:.1f} MB (limit {MAX_GROWTH_MB} MB)")
+    step = max(1, len(memory) // 12)
+    print("RSS over time: " + ", ".join(f"{at:.0f} s {rss / 1e6:.0f}" for at, rss in memory[::step]) + " MB")
     print(f"5xx answers: {server_errors}")
     print(f"answers other than expected: {unexpected or 'none'}")
     print(f"connection errors: {dict(failures) or 'none'}")

@@ -9,6 +9,7 @@ from uvicorn.config import LOGGING_CONFIG
 from lablr.core import defaults
 
 from .app import ENV_ADDRESS, ENV_ALLOWED_HOSTS, ENV_BODY_TIMEOUT, ENV_MAX_BODY, ENV_MODEL
+from .connections import HeadDeadlineProtocol
 from .guard import allowed_names
 
 
@@ -28,5 +29,5 @@ def serve(host=defaults.HOST, port=defaults.PORT, model=defaults.DEFAULT_MODEL, 
     log_config["loggers"]["uvicorn.error"] = {"level": "WARNING"}  # uvicorn's own startup lines
     log_config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
     uvicorn.run("lablr.server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=log_config, access_log=access_log, timeout_keep_alive=keep_alive,
-                limit_concurrency=limit_concurrency, timeout_graceful_shutdown=5)
+                log_config=log_config, access_log=access_log, http=HeadDeadlineProtocol,
+                timeout_keep_alive=keep_alive, limit_concurrency=limit_concurrency, timeout_graceful_shutdown=5)

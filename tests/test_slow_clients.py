@@ -103,6 +103,46 @@ def test_an_idle_keep_alive_connection_is_closed(server):
         assert KEEP_ALIVE * 0.5 <= time.monotonic() - started < KEEP_ALIVE + 5
 
 
+def silent_connection(port: int, head: bytes = b"") -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", port), timeout=30)
+    conn.sendall(head)
+    return conn
+
+
+def test_connections_that_never_finish_a_request_head_are_closed(server):
+    base, port, _ = server
+    started = time.monotonic()
+    silent = [silent_connection(port) for _ in range(10)]
+    half = [silent_connection(port, f"GET /api/v1/health HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+            for _ in range(10)]
+    try:
+        assert httpx.get(base + "/api/v1/health", timeout=10).status_code == 200
+        for conn in silent + half:
+            assert read_until_closed(conn, within=KEEP_ALIVE + 10) == b""
+        assert KEEP_ALIVE * 0.5 <= time.monotonic() - started < KEEP_ALIVE + 10
+    finally:
+        for conn in silent + half:
+            conn.close()
+
+
+def test_more_idle_sockets_than_the_limit_only_block_until_they_are_dropped(tiny_bundle):
+    with running_server(tiny_bundle, "--keep-alive", "1", "--limit-concurrency", "64") as (base, _):
+        port = int(base.rsplit(":", 1)[1])
+        idle = [silent_connection(port) for _ in range(80)]
+        try:
+            time.sleep(0.3)
+            assert httpx.get(base + "/api/v1/health", timeout=10).status_code == 503  # the limit is finite
+            deadline = time.monotonic() + 15
+            status = None
+            while time.monotonic() < deadline and status != 200:
+                time.sleep(0.5)
+                status = httpx.get(base + "/api/v1/health", timeout=10).status_code
+            assert status == 200
+        finally:
+            for conn in idle:
+                conn.close()
+
+
 def test_seventy_stalled_sockets_do_not_trip_the_concurrency_limit(server):
     base, port, _ = server
     stalled = [stalled_upload(port) for _ in range(70)]
