@@ -47,18 +47,14 @@ def _is_a(value, kind) -> bool:
     return isinstance(value, kind)
 
 
-def check_parts_section(manifest) -> dict:
-    """The manifest's "parts", once it is an object of {"plugin": name, "settings": {...}} for each kind."""
-    parts = manifest.get("parts") if isinstance(manifest, dict) else None
-    if not isinstance(parts, dict) or sorted(parts) != sorted(PART_KINDS):
-        raise BundleError(f"The model's manifest must name one plugin for each of {', '.join(PART_KINDS)} "
-                          "under \"parts\".")
-    for kind, spec in parts.items():
-        if (not isinstance(spec, dict) or not isinstance(spec.get("plugin"), str)
-                or not isinstance(spec.get("settings", {}), dict)):
-            raise BundleError(f"The model's manifest gives the {kind} as {_shown(spec)}; expected "
-                              "{\"plugin\": NAME, \"settings\": {...}}.")
-    return parts
+def check_part_kinds(names: dict):
+    """One part of each kind, each named by a string ({kind: name}, as the manifest gives them)."""
+    if sorted(names) != sorted(PART_KINDS):
+        raise BundleError(f"The model's manifest must name one part for each of {', '.join(PART_KINDS)}; it names "
+                          f"{', '.join(map(_shown, names)) or 'none'}.")
+    for kind, name in names.items():
+        if not isinstance(name, str):
+            raise BundleError(f"The model's manifest names its {kind} {_shown(name)}, which is not a name.")
 
 
 def check_settings(kind: str, name: str, factory, settings: dict) -> dict:

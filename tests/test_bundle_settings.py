@@ -48,10 +48,12 @@ CRAFTED = {
     "an unknown setting": (setting("visualizer", "__class__", "x"), "has no setting"),
     "a nested value": (setting("encoder", "beta", {"a": [1]}), "not a float"),
     "settings to a scorer that takes none": (setting("scorer", "power", 2), "has no setting"),
-    "settings as a list": (lambda m: m["parts"]["visualizer"].update(settings=[1, 2]), "expected"),
-    "a plugin name that is a number": (lambda m: m["parts"]["encoder"].update(plugin=5), "expected"),
-    "parts as a list": (lambda m: m.update(parts=[]), "must name one plugin"),
-    "a missing part": (lambda m: m["parts"].pop("visualizer"), "must name one plugin"),
+    "settings as pairs": (lambda m: m["parts"]["visualizer"].update(settings=[["dpi", 10**9]]), "outside"),
+    "settings as a list": (lambda m: m["parts"]["visualizer"].update(settings=[1, 2]), "damaged"),
+    "a part name that is a number": (lambda m: m["parts"]["encoder"].update(name=5), "not a name"),
+    "parts as a list": (lambda m: m.update(parts=[]), "damaged"),
+    "a missing part": (lambda m: m["parts"].pop("visualizer"), "must name one part"),
+    "an extra part": (lambda m: m["parts"].update(extra={"name": "pca"}), "must name one part"),
 }
 
 
