@@ -38,7 +38,8 @@ def sample(format: str) -> bytes:
 def cuts(data: bytes, seed=0):
     rng = random.Random(seed)
     shortest = range(min(EVERY_CUT_UP_TO + 1, len(data)))
-    longer = rng.sample(range(EVERY_CUT_UP_TO + 1, len(data)), min(LONGER_CUTS, max(len(data) - 1 - EVERY_CUT_UP_TO, 0)))
+    longer_lengths = range(EVERY_CUT_UP_TO + 1, len(data))
+    longer = rng.sample(longer_lengths, min(LONGER_CUTS, len(longer_lengths)))
     return [data[:n] for n in [*shortest, *sorted(longer)]]
 
 

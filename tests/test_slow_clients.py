@@ -16,7 +16,8 @@ KEEP_ALIVE = 1.0
 
 @pytest.fixture(scope="module")
 def server(tiny_bundle):
-    with running_server(tiny_bundle, "--body-timeout", str(BODY_TIMEOUT), "--keep-alive", str(KEEP_ALIVE)) as (base, log):
+    options = ["--body-timeout", str(BODY_TIMEOUT), "--keep-alive", str(KEEP_ALIVE)]
+    with running_server(tiny_bundle, *options) as (base, log):
         yield base, int(base.rsplit(":", 1)[1]), log
 
 
