@@ -33,7 +33,8 @@ class Setting:
         if self.choices and value not in self.choices:
             return "not one of " + ", ".join(map(repr, self.choices))
         if self.low is not None and value < self.low or self.high is not None and value > self.high:
-            return f"outside {self.low:g}..{self.high:g}"
+            low, high = ("" if bound is None else f"{bound:g}" for bound in (self.low, self.high))
+            return f"outside {low}..{high}"
         return None
 
 
