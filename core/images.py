@@ -152,8 +152,8 @@ def decode_all(datas, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS,
     if total > max_total_pixels:
         raise ImageError(f"These {len(opened)} images have {total:,} pixels in all; one request may have at most "
                          f"{max_total_pixels:,}. Send fewer or smaller photos.", code="too_many_pixels", status=413)
-    return np.stack([_with_position(to_square_rgb, image, i, len(opened), size=size)
-                     for i, image in enumerate(opened)])
+    decoded = [_with_position(to_square_rgb, image, i, len(opened), size=size) for i, image in enumerate(opened)]
+    return np.stack(decoded) if decoded else np.empty((0, size, size, 3), np.uint8)
 
 
 def _with_position(step, item, index, count, **options):
