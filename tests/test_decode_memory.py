@@ -4,7 +4,6 @@ import io
 import re
 import struct
 import threading
-import time
 import tracemalloc
 import zlib
 
