@@ -8,8 +8,7 @@ Every web page the user opens can reach 127.0.0.1, so:
 - HostGuard also answers 403 to a request from another site: an Origin that is neither this
   server's own (http:// and an allowed Host, on the port the request came to) nor a browser
   extension's, or `Sec-Fetch-Site: cross-site`. Requests without an Origin (curl, scripts)
-  and extension requests pass; so does a cross-site link that opens a page (a top-level GET
-  navigation), since the page that links cannot read the answer. No CORS header is ever sent.
+  and extension requests pass. No CORS header is ever sent.
 - BodyDeadline answers 408 when a request body has not fully arrived within its time.
 
 Both refuse with the API's JSON error and `Connection: close`, before the body is read.
@@ -109,8 +108,7 @@ class HostGuard:
         if origins and (len(origins) > 1 or not self._origin_allowed(origins[0], hosts[0])):
             return (403, "cross_site", f"Lablr refuses requests from other sites (Origin {origins[0][:100]!r}); "
                     "use its own page, the browser extension, or a client that sends no Origin.")
-        if (headers.get("sec-fetch-site") == ["cross-site"] and not _is_extension(origins)
-                and not _is_navigation(scope, headers)):
+        if headers.get("sec-fetch-site") == ["cross-site"] and not _is_extension(origins):
             return (403, "cross_site", "Lablr refuses requests from other sites (Sec-Fetch-Site: cross-site).")
         return None
 
@@ -138,11 +136,6 @@ def _is_extension(origins) -> bool:
         return False
     scheme, sep, rest = origins[0].partition("://")
     return scheme in EXTENSION_SCHEMES and bool(sep) and bool(rest.strip("/"))
-
-
-def _is_navigation(scope, headers) -> bool:
-    return (scope["type"] == "http" and scope["method"] in ("GET", "HEAD")
-            and headers.get("sec-fetch-mode") == ["navigate"] and headers.get("sec-fetch-dest") == ["document"])
 
 
 class BodyTimeout(Exception):
