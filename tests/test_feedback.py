@@ -142,6 +142,15 @@ def test_bad_feedback_is_refused_and_records_nothing(client, make, status, code)
     assert client.get("/api/v1/personal").json() == before
 
 
+def test_feedback_from_another_site_is_refused_and_records_nothing(client):
+    before = client.get("/api/v1/personal").json()
+    for headers in ({"Origin": "https://www.example.com"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = client.post("/api/v1/feedback", files={"image": ("p.png", png(seed=77), "image/png")},
+                             data={"tags": "red"}, headers=headers)
+        assert answer.status_code == 403 and answer.json()["error"]["message"]
+    assert client.get("/api/v1/personal").json() == before
+
+
 def test_the_feedback_form_parser_cut_at_every_length_answers_or_refuses():
     from lablr.core.errors import LablrError
     from lablr.core.personal import parse_tags
