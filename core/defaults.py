@@ -46,9 +46,6 @@ BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, th
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
 
-# Tag models: a tag's covariance counts this many photos' worth of the pooled covariance of all tags
-TAG_PRIOR_PHOTOS = 20.0
-
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
