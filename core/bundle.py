@@ -109,6 +109,23 @@ def load_parts(directory) -> tuple[dict, dict]:
     return parts, manifest
 
 
+def calibrations(manifest) -> dict:
+    """{scorer name: Calibration} recorded in a manifest; none (raw scores shown) in a bundle made before them."""
+    from .calibration import Calibration
+
+    found = manifest.get("calibration") or {}
+    try:
+        return {name: Calibration.from_dict(spec) for name, spec in found.items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BundleError("The manifest's calibration is damaged: rebuild the bundle, or remove its "
+                          "\"calibration\" entry to show raw scores.") from None
+
+
+def with_calibrations(manifest: dict, fitted: dict) -> dict:
+    """The manifest with these calibrations ({scorer name: Calibration}) recorded."""
+    return {**manifest, "calibration": {name: calibration.as_dict() for name, calibration in fitted.items()}}
+
+
 def _build_parts(manifest) -> dict:
     return {kind: get_part(kind, spec["plugin"])(**spec.get("settings", {}))
             for kind, spec in manifest["parts"].items()}

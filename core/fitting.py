@@ -29,7 +29,8 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
     else:
         manifest = {"name": Path(out).name, "data": data_summary(source, rules, selection)}
         model = fit_model(model.encoder, model.plugins["encoder"], selection, images,
-                          tag_model=model.plugins["tag_model"], scorer=model.default_scorer,
+                          tag_model=model.plugins["tag_model"], tag_model_settings=model.tag_model.settings(),
+                          scorer=model.default_scorer,
                           visualizer=model.plugins["visualizer"], manifest=manifest)
         if selection.test:
             model.manifest["evaluation"] = held_out_report(model, selection, images)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import defaults
+from . import bundle, calibration, defaults
 from .catalog import Catalog
 from .errors import LablrError
 from .evaluation import evaluate
@@ -42,18 +42,27 @@ def encode_set(encoder, images: ImageSet):
 
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
-              tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
-              visualizer=defaults.DEFAULT_PARTS["visualizer"], manifest=None) -> Model:
-    """Fit the tag model and the picture on the training photos' latents."""
+              tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
+              scorer=defaults.DEFAULT_PARTS["scorer"], visualizer=defaults.DEFAULT_PARTS["visualizer"],
+              manifest=None) -> Model:
+    """Fit the tag model, the picture and the scores' calibration on the training photos' latents."""
     keys, latents = encode_set(encoder, images.subset(p["key"] for p in selection.train))
     tags_of = {p["key"]: p["tags"] for p in selection.train}
-    fitted = get_part("tag_model", tag_model)().fit(latents, [tags_of[k] for k in keys], selection.tags)
+    photo_tags = [tags_of[k] for k in keys]
+
+    def make_tag_model():
+        return get_part("tag_model", tag_model)(**(tag_model_settings or {}))
+
+    fitted = make_tag_model().fit(latents, photo_tags, selection.tags)
     picture = get_part("visualizer", visualizer)().fit(fitted)
     get_part("scorer", scorer)  # fail now, not at serving time, on a scorer nobody registered
     parts = {"encoder": {"plugin": encoder_name}, "tag_model": {"plugin": tag_model},
              "scorer": {"plugin": scorer}, "visualizer": {"plugin": visualizer}}
+    calibrations = {name: calibration.fit(*calibration.cross_fitted_scores(
+                        latents, photo_tags, selection.tags, make_tag_model, get_part("scorer", name)()))
+                    for name in dict.fromkeys([scorer, *EVALUATED_SCORERS])}
     return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture},
-                 {**(manifest or {}), "parts": parts})
+                 bundle.with_calibrations({**(manifest or {}), "parts": parts}, calibrations))
 
 
 def held_out_report(model: Model, selection: Selection, images: ImageSet, scorers=None) -> dict:
@@ -70,7 +79,7 @@ def data_summary(source, rules: Rules, selection: Selection) -> dict:
 
 
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
-          tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
+          tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None, scorer=defaults.DEFAULT_PARTS["scorer"],
           visualizer=defaults.DEFAULT_PARTS["visualizer"], rules=Rules(), epochs=defaults.EPOCHS, work_dir=None,
           name=None, source=None, seed=0, progress=True) -> Model:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle."""
@@ -86,8 +95,8 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     work_dir = Path(work_dir or f"{out}.work")
     part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
     manifest = {"name": name or Path(out).name, "data": data_summary(source, rules, selection)}
-    model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer,
-                      visualizer=visualizer, manifest=manifest)
+    model = fit_model(part, encoder, selection, images, tag_model=tag_model, tag_model_settings=tag_model_settings,
+                      scorer=scorer, visualizer=visualizer, manifest=manifest)
     model.manifest["evaluation"] = held_out_report(model, selection, images)
     model.save(out)
     return model

@@ -5,9 +5,12 @@ whose train_step samples z = mean + sigma * noise and adds beta times the KL ter
 reconstruction loss. Photos are encoded to z_mean, never to a sample, so the same photo always
 gets the same tags; only that mean encoder goes into a bundle.
 
-TensorFlow is imported when the encoder is first used, not when Lablr starts.
+Once trained, the mean encoder is also converted to LiteRT (`encoder.tflite`, beside
+`encoder.keras` in a bundle), and photos are encoded through it: loading a bundle and
+suggesting tags import no TensorFlow. Training does, when it starts.
 """
 
+import contextlib
 import json
 import math
 import os
@@ -16,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import defaults, hookimpl
+from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
 
 FILE = "encoder.keras"
+LITE_FILE = "encoder.tflite"
 _DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
 
 
@@ -32,9 +36,30 @@ def import_keras():
     """Import Keras on TensorFlow once, quietly."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    with quiet_native_stderr():
+        import keras
+        import tensorflow  # noqa: F401  (its C++ start-up lines go to stderr before any log level applies)
 
     return keras
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 (absl's "WARNING: All log messages
+    before absl::InitializeLog()..." and oneDNN's notice, twice each), Python's own errors kept."""
+    import sys
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 class VAEEncoder:
@@ -44,8 +69,10 @@ class VAEEncoder:
             raise LablrError(f"The VAE's image size must be a multiple of {2**_DOWNSAMPLINGS}, not {image_size}.")
         self.image_size, self.latent_dim = image_size, latent_dim
         self.filters, self.beta, self.learning_rate = filters, beta, learning_rate
-        self._encoder = None
+        self._encoder = None  # the Keras mean encoder, after training (or from a bundle without .tflite)
         self._encode_fn = None
+        self._lite = None  # the same encoder on LiteRT: what encodes photos when present
+        self._keras_file = None  # the bundle's encoder.keras, when loaded through LiteRT
 
     def settings(self):
         return {"image_size": self.image_size, "latent_dim": self.latent_dim, "filters": self.filters,
@@ -54,13 +81,16 @@ class VAEEncoder:
     # -- inference --------------------------------------------------------------------------------
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        if self._encoder is None:
+        if self._encoder is None and self._lite is None:
             raise LablrError("The VAE encoder has not been trained or loaded.")
         images = np.asarray(images)
         if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
             raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
                              f"got {images.shape}.")
-        out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
+        if self._lite is not None:
+            out = [self._lite(images[i:i + 256].astype(np.float32) / 255.0) for i in range(0, len(images), 256)]
+        else:
+            out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
         return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
 
     def _use(self, encoder):
@@ -100,15 +130,26 @@ class VAEEncoder:
         steps = math.ceil(images.count / batch_size)  # the batches arrive shuffled from the image set
         vae.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=verbose, callbacks=[resume])
         self._use(vae.encoder_mean)
+        self._lite = litert.LiteModel(litert.convert(vae.encoder_mean))
         return self
 
     # -- bundle files -----------------------------------------------------------------------------
 
     def save(self, directory: Path):
-        self._encoder.save(Path(directory) / FILE)
+        if self._encoder is not None:
+            self._encoder.save(Path(directory) / FILE)
+        else:
+            shutil.copyfile(self._keras_file, Path(directory) / FILE)
+        if self._lite is None:
+            self._lite = litert.LiteModel(litert.convert(self._encoder))
+        self._lite.save(Path(directory) / LITE_FILE)
 
     def load(self, directory: Path):
-        keras = import_keras()
+        lite = Path(directory) / LITE_FILE
+        if lite.exists():  # no TensorFlow: the Keras file stays on disk, for saving the bundle again
+            self._lite, self._keras_file = litert.LiteModel.read(lite), Path(directory) / FILE
+            return self
+        keras = import_keras()  # a bundle from before LiteRT
         path = Path(directory) / FILE
         try:
             encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
