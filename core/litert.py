@@ -7,7 +7,9 @@ and runs it on XNNPACK. An interpreter is not thread-safe, and the server scores
 thread pool: each call holds a lock, and one call runs a whole batch on all the threads given.
 """
 
+import contextlib
 import os
+import sys
 import tempfile
 import threading
 
@@ -18,6 +20,24 @@ from .errors import BundleError
 THREADS = min(4, os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def quiet_native_stderr():
+    """Silence what native code writes to file descriptor 2 while loading: TensorFlow's absl and
+    oneDNN notices (twice each on import), LiteRT's "Created TensorFlow Lite XNNPACK delegate".
+    Failures still raise Python exceptions with their messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 class LiteModel:
     """A .tflite model with one float32 image input and one output, run on batches of any size."""
 
@@ -26,7 +46,9 @@ class LiteModel:
 
         self.content = content
         try:
-            self._interpreter = Interpreter(model_content=content, num_threads=threads)
+            with quiet_native_stderr():
+                self._interpreter = Interpreter(model_content=content, num_threads=threads)
+                self._interpreter.allocate_tensors()  # the delegate is made here: its notice too
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"LiteRT cannot load {source}: {error}") from None
         self._input = self._interpreter.get_input_details()[0]["index"]

