@@ -47,6 +47,8 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state["model"] = await run_in_threadpool(_load_and_warm, model)
+        # matplotlib's import and fonts take a second or two: after start-up, not before health answers
+        threading.Thread(target=_warm_picture, args=(state["model"], plot_lock), daemon=True).start()
         summary = state["model"].summary()
         where = f" at {address}" if address else ""
         log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
@@ -136,10 +138,15 @@ def create_app_from_env() -> Starlette:
 def _load_and_warm(model) -> Model:
     loaded = Model.load(model)
     blank = np.full((1, loaded.image_size, loaded.image_size, 3), 255, np.uint8)
-    loaded.suggest(blank, 1)  # traces the encoder, derives the tag statistics, builds the scorer
-    loaded.plot(blank[0], 1)  # imports matplotlib and loads its fonts
+    loaded.suggest(blank, 1)  # prepares the encoder, derives the tag statistics, builds the scorer
     all_parts()
     return loaded
+
+
+def _warm_picture(loaded: Model, lock):
+    blank = np.full((loaded.image_size, loaded.image_size, 3), 255, np.uint8)
+    with lock:  # a picture asked for meanwhile waits for this one
+        loaded.plot(blank, 1)  # imports matplotlib and loads its fonts
 
 
 def _k(request) -> int:
