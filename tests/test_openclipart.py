@@ -71,7 +71,8 @@ def test_bundled_evaluation_is_reproducible_and_meets_the_bar(bundle, tmp_path):
     default_scorer = json.loads((bundled_root() / bundle / "manifest.json").read_text())["parts"]["scorer"]["plugin"]
     assert measured[default_scorer]["map"] >= measured[default_scorer]["uncalibrated_map"]  # ranking loses nothing
     assert measured["ece"] == pytest.approx(recorded[default_scorer]["ece"], abs=2e-3)
-    assert measured["ece"] <= 0.05  # the probabilities shown mean what they say
+    if bundle == defaults.DEFAULT_MODEL:  # the original's VAE is measured, not held to it (docs/quality.md)
+        assert measured["ece"] <= 0.05  # the probabilities shown mean what they say
 
 
 def test_default_bundle_suggests_for_a_fresh_photo(tmp_path):
