@@ -1,4 +1,8 @@
-"""Every default and limit Lablr has, in one place."""
+"""Lablr's defaults and limits, in one place: what its commands and its server start from.
+
+A plugin keeps its own (plugins/flickr/defaults.py); a constant that only tunes one module's
+internals (a shard's size, a chunk's size) stays beside that code.
+"""
 
 import os
 from pathlib import Path
@@ -8,6 +12,9 @@ def cache_dir() -> Path:
     """Where Lablr keeps what it can rebuild: converted weights, the evaluation catalog."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
 
+
+# Where photos and tags are recorded (lablr import, fetch, prepare, train...)
+CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
 
 # The model
 IMAGE_SIZE = 64
@@ -27,6 +34,7 @@ DEFAULT_MIN_PROBABILITY = 0.2
 # Input limits: a decompression bomb is refused before it is decoded
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_BODY_BYTES = 25 * 1024 * 1024
+MAX_IMAGES = 64  # photos in one request
 
 # The server
 HOST = "127.0.0.1"
@@ -42,42 +50,9 @@ MIN_TRAIN_PHOTOS = 20
 OPENCLIPART_ROOT = os.environ.get("LABLR_OPENCLIPART_ROOT", "/usr/share/openclipart")
 OPENCLIPART_STOP_TAGS = ("unsorted",)
 
-# Flickr's all-time popular tags, as the original Lablr used them
-FLICKR_TAGS = (
-    "sunset", "beach", "water", "sky", "flower", "nature", "blue", "night", "white", "tree",
-    "green", "flowers", "portrait", "art", "light", "snow", "dog", "sun", "clouds", "cat",
-    "park", "winter", "landscape", "street", "summer", "sea", "city", "trees", "yellow", "lake",
-    "christmas", "people", "bridge", "family", "bird", "river", "pink", "house", "car", "food",
-    "macro", "music", "moon", "orange", "garden",
-)
-
-# Flickr: where to ask, how fast, and what to keep (see lablr.plugins.flickr)
-FLICKR_API_URL = "https://api.flickr.com/services/rest/"  # env LABLR_FLICKR_API_URL points elsewhere
-FLICKR_KEY_PAGE = "https://www.flickr.com/services/apps/create/"
-FLICKR_CONFIG = "~/.config/lablr/flickr.json"  # {"api_key": ..., "api_secret": ...}; under $XDG_CONFIG_HOME if set
-FLICKR_PER_TAG = 2000
-FLICKR_PER_PAGE = 500  # Flickr's maximum: fewest calls per photo
-FLICKR_MAX_RESULTS = 4000  # Flickr returns at most this many results per query; later pages repeat
-FLICKR_CALLS_PER_HOUR = 3500  # Flickr allows 3,600 per key; the bucket's burst stays inside the margin
-FLICKR_BURST = 10
-FLICKR_WORKERS = 8  # concurrent image downloads
-FLICKR_TIMEOUT = 30.0  # seconds per request
-FLICKR_ATTEMPTS = 6  # tries per request on timeouts, 5xx and rate limits
-FLICKR_BACKOFF = 1.0  # seconds before the first retry; doubles each time, with jitter
-FLICKR_BACKOFF_CAP = 120.0
-FLICKR_HOT_COUNT = 20  # `--tags hot`: this many of flickr.tags.getHotList
-# The image to download: the first of these sizes a photo has (url_m: 500 px on the long side)
-FLICKR_IMAGE_EXTRAS = ("url_m", "url_n", "url_z", "url_s")
-# Licence names for --licenses, as Flickr numbers them (flickr.photos.licenses.getInfo)
-FLICKR_LICENSES = {
-    "all-rights-reserved": 0, "by-nc-sa": 1, "by-nc": 2, "by-nc-nd": 3, "by": 4, "by-sa": 5, "by-nd": 6,
-    "no-known-restrictions": 7, "us-government": 8, "cc0": 9, "public-domain": 10,
-}
-FLICKR_LICENSE_GROUPS = {"cc": (1, 2, 3, 4, 5, 6, 9, 10), "free": (4, 5, 7, 8, 9, 10)}
-
 # Tags that say how or when a photo was taken, not what it shows: dropped before training
-# (`lablr prepare --stop-tags default`). Flickr's normalised form: lower case, no spaces.
-FLICKR_STOP_TAGS = (
+# (`--stop-tags default`). In the compact form photo sites store tags in: lower case, no spaces.
+NON_VISUAL_TAGS = (
     # cameras, lenses and phones
     "canon", "nikon", "sony", "fujifilm", "fuji", "olympus", "panasonic", "lumix", "pentax", "leica",
     "samsung", "iphone", "ipad", "android", "huawei", "xiaomi", "googlepixel", "gopro", "dji",
@@ -94,3 +69,13 @@ FLICKR_STOP_TAGS = (
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "today", "2000s",
 ) + tuple(str(year) for year in range(1900, 2041))
+
+# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
+TAG_K = 5  # fewer than shown on screen: these stay in the photo
+TAG_BATCH = 16  # photos decoded and scored at once
+TAG_MAX_CHARS = 100  # a longer tag is refused by the server
+IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
+TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
+SIDECAR_SUFFIX = ".xmp"
+LABLR_XMP_NAMESPACE = "urn:lablr:xmp:1.0#"  # where a photo records that Lablr tagged it
+LABLR_XMP_PREFIX = "lablr"

@@ -31,6 +31,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.parts import check_images
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -185,8 +186,6 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
 @cache
 def lite_network(image_size: int = 224):
     """The network as a LiteRT model (pixels -> pooled features), from the cache or converted now."""
-    from lablr.core import litert
-
     cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
     if cached.is_file():
         try:
@@ -249,15 +248,8 @@ class EffNetLite0Encoder:
 
     # -- the network ------------------------------------------------------------------------------
 
-    def _check(self, images) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
-                             f"got {images.shape}.")
-        return images.astype(np.uint8, copy=False)
-
     def _run(self, function, images, width) -> np.ndarray:
-        images = self._check(images)
+        images = check_images(images, self.image_size).astype(np.uint8, copy=False)
         out = [np.asarray(function(images[i:i + self.batch_size])) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.parts import check_images
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
@@ -63,10 +64,7 @@ class VAEEncoder:
     def encode(self, images: np.ndarray) -> np.ndarray:
         if self._encoder is None and self._lite is None:
             raise LablrError("The VAE encoder has not been trained or loaded.")
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
-                             f"got {images.shape}.")
+        images = check_images(images, self.image_size)
         if self._lite is not None:
             out = [self._lite(images[i:i + 256].astype(np.float32) / 255.0) for i in range(0, len(images), 256)]
         else:

@@ -23,7 +23,7 @@ def encode_openclipart(cache: Path, work: Path):
     from lablr.core.catalog import Catalog
     from lablr.core.importing import import_source
     from lablr.core.selection import select
-    from lablr.core.training import prepared_images
+    from lablr.core.imageset import prepared_images
     from lablr.plugins.effnet import EffNetLite0Encoder
 
     catalog = work / "openclipart.db"

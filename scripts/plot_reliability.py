@@ -16,9 +16,9 @@ import numpy as np
 
 from lablr.core import calibration, defaults
 from lablr.core.evaluation import relevance
-from lablr.core.fitting import _recorded_split
+from lablr.core.evaluating import _recorded_split
 from lablr.core.model import Model
-from lablr.core.training import encode_set, prepared_images
+from lablr.core.imageset import encode_set, prepared_images
 
 ROOT = Path(__file__).resolve().parent.parent
 
