@@ -1,6 +1,7 @@
 """The `lablr` command."""
 
 import json
+import os
 import sys
 from pathlib import Path
 

@@ -127,13 +127,14 @@ class VAEEncoder:
         if lite.exists():  # no TensorFlow: the Keras file stays on disk, for saving the bundle again
             self._lite, self._keras_file = litert.LiteModel.read(lite), Path(directory) / FILE
             return self
-        keras = import_keras()  # a bundle from before LiteRT
+        keras = import_keras()  # a bundle from before LiteRT: converted now, so it encodes as it will once saved
         path = Path(directory) / FILE
         try:
             encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError, TypeError) as error:
             raise BundleError(f"The encoder in {path} cannot be loaded: {error}") from None
         self._use(encoder)
+        self._lite = litert.LiteModel(litert.convert(encoder))
         return self
 
 

@@ -33,8 +33,8 @@ def top_tags(model, photo: np.ndarray, k=5):
 
 
 def test_the_default_is_the_pretrained_encoder_with_calibrated_scores(default_model):
-    assert default_model.name == defaults.DEFAULT_MODEL and default_model.plugins["encoder"] == "effnet-lite0"
-    evaluation = default_model.manifest["evaluation"][default_model.default_scorer]
+    assert default_model.name == defaults.DEFAULT_MODEL and default_model.part_names["encoder"] == "effnet-lite0"
+    evaluation = default_model.manifest.evaluation[default_model.default_scorer]
     assert evaluation["map"] >= 0.70 and evaluation["ece"] <= 0.05
     assert evaluation["map"] >= evaluation["uncalibrated_map"]  # ranking by probability loses nothing
 
