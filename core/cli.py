@@ -147,7 +147,8 @@ def fit(model, catalog, out, add, source, **options):
 @click.option("--catalog", default=None, help="Evaluate on this catalog's held-out photos "
               "(default: the photos recorded with the bundle).")
 @click.option("--scorer", "scorers", multiple=True, help="Scorers to compare (default: mahalanobis and loglik).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (`ece`: the calibration error of the model's scorer).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (`ece`: the calibration error of the model's own scorer).")
 def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline."""
     from .evaluating import evaluate_bundle

@@ -4,10 +4,11 @@
     python scripts/build_bundle.py openclipart-vae       # the original's method only
 
 Needs `apt-get install openclipart-png openclipart-svg`. The EfficientNet bundle trains nothing
-but a PCA (it decodes at 224 px and runs the network once per photo: under a minute); the VAE
-trains for a few minutes on 2 cores. Each bundle carries its encoder as a LiteRT `.tflite`, and
-the calibration of its scores, fitted by cross-fitting on the training side. Both follow Lablr's default data rules (at most 100 images per
-creator, tags with 50+ images, 80/20 split, 20+ training images per tag), so they are measured
+but a PCA (it decodes at 224 px and runs the network once per photo: a few minutes); the VAE
+trains for 10-20 minutes on 2 cores. Each bundle carries its encoder as a LiteRT `.tflite`, and
+the calibration of its scores, fitted by cross-fitting on the training side. Both follow Lablr's
+default data rules (at most 100 images per creator, tags with 50+ images, 80/20 split, 20+
+training images per tag), so they are measured
 on the same held-out photos, which are recorded in each manifest with the figures:
 `lablr evaluate --model NAME` reproduces them.
 """

@@ -72,7 +72,8 @@ def main():
     for low, confidence, accuracy, count in zip(np.arange(10) / 10, found["confidence"], found["accuracy"],
                                                 found["count"]):
         if count:
-            print(f"{low:.1f}-{low + 0.1:.1f}: {count:5d} tags, mean probability {confidence:.3f}, right {accuracy:.3f}")
+            print(f"{low:.1f}-{low + 0.1:.1f}: {count:5d} tags, mean probability {confidence:.3f}, "
+                  f"right {accuracy:.3f}")
     print(f"ECE {found['ece']:.3f}; wrote {args.output}")
 
 
