@@ -117,10 +117,10 @@ def convert(keras_model, *, half_precision: bool = False) -> bytes:
     """
     import tensorflow as tf
 
-    with tempfile.TemporaryDirectory(prefix="lablr-tflite-") as directory:
+    with tempfile.TemporaryDirectory(prefix="lablr-tflite-") as directory, quiet_native_stderr():
         keras_model.export(directory, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(directory)
         if half_precision:  # half the file; XNNPACK widens the weights once, at load, so no slower
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()
+        return converter.convert()  # its MLIR passes log to stderr by the page: quiet, errors still raise
