@@ -142,10 +142,14 @@ def start_server(model):
         if process.poll() is not None:
             raise RuntimeError(f"lablr serve --model {model} exited:\n{process.stderr.read()[-2000:]}")
         try:
-            if httpx.get(base + "/api/v1/health", timeout=1).status_code == 200:
-                return process, base, time.perf_counter() - started
+            answer = httpx.get(base + "/api/v1/health", timeout=1)
         except httpx.HTTPError:
-            pass
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            elapsed = time.perf_counter() - started
+            if process.poll() is not None:  # another server took the port first: not ours to measure
+                raise RuntimeError(f"lablr serve --model {model} could not listen on port {port}")
+            return process, base, elapsed
         time.sleep(0.01)
     process.kill()
     raise RuntimeError(f"lablr serve --model {model} did not answer within 120 s")
