@@ -17,6 +17,7 @@ both mean "no", and the clip keeps the linear fit from chasing those extremes. A
 function does not clip, so that no two raw scores collapse into a tie.
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,10 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: dict) -> "Calibration":
-        return cls(float(data["slope"]), float(data["count_slope"]), float(data["intercept"]))
+        values = [float(data[name]) for name in ("slope", "count_slope", "intercept")]
+        if not all(math.isfinite(value) for value in values):
+            raise ValueError("a calibration coefficient is not a finite number")
+        return cls(*values)
 
 
 def sigmoid(x):

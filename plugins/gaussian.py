@@ -19,6 +19,7 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.settings import Setting
 
 FILE = "tag_stats.npz"
 
@@ -29,6 +30,8 @@ def register_tag_models(register):
 
 
 class GaussianTagModel:
+    SETTINGS = {"shrinkage": Setting(str, choices=("oas", "none")), "shared": Setting(float, 0, 1e9)}
+
     def __init__(self, shrinkage: str = "oas", shared: float = 0.0):
         if shrinkage not in ("oas", "none"):
             raise ValueError("shrinkage must be 'oas' or 'none'")

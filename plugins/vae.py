@@ -21,6 +21,7 @@ import numpy as np
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.parts import check_images
+from lablr.core.settings import Setting
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
@@ -44,6 +45,10 @@ def import_keras():
 
 
 class VAEEncoder:
+    SETTINGS = {"image_size": Setting(int, 8, 512), "latent_dim": Setting(int, 1, 1024),
+                "filters": Setting(int, 1, 512), "beta": Setting(float, 0, 1000),
+                "learning_rate": Setting(float, 0, 1)}
+
     def __init__(self, image_size: int = defaults.IMAGE_SIZE, latent_dim: int = defaults.LATENT_DIM,
                  filters: int = 32, beta: float = 1.0, learning_rate: float = 1e-3):
         if image_size % 2**_DOWNSAMPLINGS:

@@ -94,7 +94,8 @@ def test_a_bundle_made_before_calibration_shows_raw_scores(tiny_bundle, tmp_path
     images = np.random.default_rng(5).integers(0, 255, (1, 16, 16, 3), dtype=np.uint8)
     assert len(model.suggest(images, k=3)[0]) == 3
 
-    manifest["calibration"] = {"mahalanobis": {"slope": "steep"}}
-    (old / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="calibration is damaged"):
-        Model.load(old)
+    for damaged in ({"slope": "steep"}, {"slope": "nan", "count_slope": 0, "intercept": 0}):
+        manifest["calibration"] = {"mahalanobis": damaged}  # a NaN would reach people as "score": NaN
+        (old / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(BundleError, match="calibration is damaged"):
+            Model.load(old)
