@@ -218,6 +218,7 @@ def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(
     page, base = learning_page
     page.wait_for_function("() => document.getElementById('learned').textContent.includes('0 of your photos')")
     assert "no new tags yet" in page.locator("#learned").inner_text()
+    page.fill("#threshold", "0")  # every suggestion shown, whatever its probability
     before = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
 
     for seed in range(5):
