@@ -10,7 +10,8 @@ same draws are scored with each tag's covariance shrunk towards a scaled identit
 `shared` 0) and also towards the pooled covariance of all tags (`shared`: worth that many
 photos), under both scorers; and, for loglik, once more with the tag's popularity counted as at
 least the rarest bundled tag's (a floor the scorer does not have: it shows what such a floor
-would add). In process: this is about the tag model's maths.
+would add). In process, ranked as the server ranks (by the calibrated probability when the
+bundle has a calibration for the scorer, a function of the raw score and the tag's photo count).
 """
 
 import argparse
@@ -55,7 +56,7 @@ def ranks(model, shared, scorer, floor, latents, taught, measured, tag):
     tag_model.centroids()  # the covariances are derived from the true counts first
     if floor:
         tag_model.counts = np.maximum(tag_model.counts, model.tag_model.counts.min())
-    scores = model.scorer(scorer).score(latents[measured], tag_model).score
+    scores = model.with_tag_model(tag_model).score(latents[measured], scorer).score  # as served: calibrated
     return (scores > scores[:, [k]]).sum(axis=1) + 1
 
 
