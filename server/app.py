@@ -20,7 +20,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lablr.core import defaults
+from lablr.core import __version__, defaults
 from lablr.core.catalog import normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
@@ -54,7 +54,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         yield
 
     async def health(request):
-        return JSONResponse({"status": "ok", "model": state["model"].summary()})
+        return JSONResponse({"status": "ok", "version": __version__, "model": state["model"].summary()})
 
     async def suggest(request):
         started = time.perf_counter()

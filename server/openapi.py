@@ -97,8 +97,9 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
             "Model": {"type": "object", "required": ["name", "tags", "encoder", "scorer"], "properties": {
                 "name": {"type": "string"}, "tags": {"type": "integer", "description": "How many tags."},
                 "encoder": {"type": "string"}, "scorer": {"type": "string"}, "image_size": {"type": "integer"}}},
-            "Health": {"type": "object", "required": ["status", "model"], "properties": {
-                "status": {"const": "ok"}, "model": _ref("Model")}},
+            "Health": {"type": "object", "required": ["status", "version", "model"], "properties": {
+                "status": {"const": "ok"}, "version": {"type": "string", "description": "Lablr's version."},
+                "model": _ref("Model")}},
             "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
                 "tag": {"type": "string"},
                 "score": {"type": "number", "description": "Higher is better; the scorer's own scale."},
