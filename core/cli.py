@@ -205,7 +205,8 @@ def plot(image, output, k, model):
 @click.option("--max-body", default=defaults.MAX_BODY_BYTES, show_default=True, type=click.IntRange(1),
               help="The largest request body accepted, in bytes.")
 @click.option("--access-log", is_flag=True, help="Log every request.")
-def serve(host, port, model, workers, max_body, access_log):
+@click.option("--no-personal", is_flag=True, help="Serve the model alone: neither use nor record what you publish.")
+def serve(host, port, model, workers, max_body, access_log, no_personal):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
     from .bundle import check_parts, resolve
 
@@ -213,7 +214,8 @@ def serve(host, port, model, workers, max_body, access_log):
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
     from lablr.server.run import serve as run_server
 
-    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log)
+    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
+               personal=not no_personal)
 
 
 @cli.command()
@@ -330,6 +332,71 @@ def prepare(catalog, size, source, stop_tags, split_by_owner, per_owner_cap, min
         if value != default:
             options.append(f"--{name} {value}")
     click.echo("Next: lablr train " + " ".join(options) + " --out MODEL")
+
+
+@cli.group()
+def personal():
+    """What Lablr learned from the photos you published (kept on this machine): show, export, undo, reset."""
+
+
+MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True,
+                            help="A bundle path or name: each model has its own layer.")
+
+
+@personal.command("show")
+@MODEL_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def personal_show(model, as_json):
+    """How many photos the model learned from, the tags added, the last events."""
+    from .personal import describe
+
+    report = describe(model)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"Model {report['model']}: learned from {report['photos']} of your photos"
+               f"{' (' + report['layer'] + ')' if report['layer'] else ''}.")
+    click.echo("Tags added: " + (", ".join(report["added_tags"]) or "none"))
+    if report["pending_tags"]:
+        click.echo(f"Waiting for {report['min_photos']} photos: "
+                   + ", ".join(f"{t} ({n})" for t, n in report["pending_tags"].items()))
+    for event in report["last"]:
+        click.echo(f"  {event['time']}  {event['photo_hash'][:12]}  {', '.join(event['tags'])}")
+
+
+@personal.command("export")
+@click.argument("destination", type=click.Path(dir_okay=False))
+@MODEL_OPTION
+def personal_export(destination, model):
+    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
+    from .personal import export
+
+    click.echo(f"Wrote {export(model, destination)} events to {destination}")
+
+
+@personal.command("undo")
+@click.argument("count", type=click.IntRange(min=1))
+@MODEL_OPTION
+def personal_undo(count, model):
+    """Forget the last COUNT photos: their latents leave the statistics exactly."""
+    from .personal import undo
+
+    undone = undo(model, count)
+    for event in undone:
+        click.echo(f"Forgot {event.photo_hash[:12]} ({event.time}): {', '.join(event.tags)}")
+    click.echo(f"{len(undone)} photos forgotten.")
+
+
+@personal.command("reset")
+@MODEL_OPTION
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def personal_reset(model, yes):
+    """Forget everything learned for this model: it serves the bundle as shipped."""
+    from .personal import reset
+
+    if not yes:
+        click.confirm(f"Forget every photo learned for {model}?", abort=True)
+    click.echo(f"{reset(model)} photos forgotten.")
 
 
 def main():

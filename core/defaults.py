@@ -9,6 +9,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
 
 
+def data_dir() -> Path:
+    """Where Lablr keeps what only the user has: the personal layer of each model."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "lablr"
+
+
 # The model
 IMAGE_SIZE = 64
 LATENT_DIM = 32
@@ -28,6 +33,15 @@ MAX_BODY_BYTES = 25 * 1024 * 1024
 # The server
 HOST = "127.0.0.1"
 PORT = 8777
+
+# Tag models: a tag's covariance counts this many photos' worth of the pooled covariance of all tags
+TAG_PRIOR_PHOTOS = 20.0
+
+# The personal layer: what the user publishes teaches the model (see lablr.core.personal)
+PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
+MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
+MAX_TAG_CHARS = 100
+PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
 
 # Data selection: how training and held-out photos are chosen (see lablr.core.selection)
 PER_OWNER_CAP = 100

@@ -16,6 +16,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -26,6 +27,7 @@ from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from . import feedback
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -36,29 +38,31 @@ STATIC = Path(__file__).parent / "static"
 ENV_MODEL = "LABLR_MODEL"
 ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
 ENV_ADDRESS = "LABLR_ADDRESS"
+ENV_PERSONAL = "LABLR_PERSONAL"  # "0": serve the bundle alone (lablr serve --no-personal)
 
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
-               address: str | None = None) -> Starlette:
-    """The app for a model bundle (a path or a bundled model's name)."""
-    state = {}
+               address: str | None = None, personal: bool = True) -> Starlette:
+    """The app for a model bundle (a path or a bundled model's name), with the user's personal layer."""
     plot_lock = threading.Lock()  # matplotlib shares font objects between figures
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        state["model"] = await run_in_threadpool(_load_and_warm, model)
-        summary = state["model"].summary()
+        app.state.model = await run_in_threadpool(_load_and_warm, model)
+        app.state.max_body_bytes = max_body_bytes
+        await run_in_threadpool(feedback.open_personal, app.state, personal)
+        summary = app.state.model.summary()
         where = f" at {address}" if address else ""
         log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
                  summary["tags"], summary["encoder"], summary["scorer"], os.getpid())
         yield
 
     async def health(request):
-        return JSONResponse({"status": "ok", "version": __version__, "model": state["model"].summary()})
+        return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
 
     async def suggest(request):
         started = time.perf_counter()
-        loaded = state["model"]
+        loaded = request.app.state.model
         uploads = await read_uploads(request, max_body_bytes)
         k, scorer = _k(request), _scorer(request, loaded)
         exclude = [normalize_tag(t) for t in request.query_params.get("exclude", "").split(",") if t.strip()]
@@ -76,7 +80,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         })
 
     async def plot(request):
-        loaded = state["model"]
+        loaded = request.app.state.model
         uploads = await read_uploads(request, max_body_bytes)
         k, scorer = _k(request), _scorer(request, loaded)
         picture_format = request.query_params.get("format", "png")
@@ -96,7 +100,7 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
 
     async def tags(request):
-        loaded = state["model"]
+        loaded = request.app.state.model
         dispersion = loaded.tag_model.dispersion()
         rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
                 for tag, count, spread in zip(loaded.tag_model.tags, loaded.tag_model.counts, dispersion)]
@@ -119,18 +123,21 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
         Route("/api/v1/plot", plot, methods=["POST"]),
         Route("/api/v1/tags", tags, methods=["GET"]),
         Route("/api/v1/plugins", plugins, methods=["GET"]),
+        Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
+        Route("/api/v1/personal", feedback.personal, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers,
+                     middleware=[Middleware(feedback.PersonalRefresh)])
 
 
 def create_app_from_env() -> Starlette:
     """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
     return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
-                      address=os.environ.get(ENV_ADDRESS))
+                      address=os.environ.get(ENV_ADDRESS), personal=os.environ.get(ENV_PERSONAL, "1") != "0")
 
 
 def _load_and_warm(model) -> Model:
