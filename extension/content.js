@@ -552,6 +552,7 @@
     .warn { color: #a15c00; font-size: 12px; }
     .notice { position: fixed; right: 16px; bottom: 16px; z-index: 2147483646; max-width: 340px; background: #212124; color: #fff;
               border-radius: 6px; padding: 12px 14px; font-size: 13px; line-height: 18px; box-shadow: 0 4px 16px rgba(0,0,0,.3); }
+    .notice.top { top: 16px; bottom: auto; }
     .notice code { font-family: Menlo, Consolas, monospace; background: #3b3b3f; padding: 1px 5px; border-radius: 3px; }
     .notice .row { display: flex; gap: 12px; margin-top: 8px; }
     .notice .link { color: #8fc6ff; }
@@ -916,7 +917,7 @@
     }
     if (!picking.host.isConnected) document.body.append(picking.host);
     setView(picking, pickMessage, () =>
-      el("div", { class: "notice", role: "status", "aria-live": "polite" },
+      el("div", { class: "notice top", role: "status", "aria-live": "polite" },
         el("strong", {}, "Lablr: click Flickr's tag field once. "),
         pickMessage || "Lablr will use it from now on, on every visit (Esc to stop).",
         el("div", { class: "row" }, el("button", { class: "link", type: "button", on: { click: stopPicking } }, "Cancel"))));
@@ -1001,16 +1002,32 @@
     }
   }
 
+  // A chip clicked just before publishing counts: its tag is still being checked.
+  const teachAfterAdding = () => adding.then(teach, teach);
+
+  let publishing = null; // the timer that teaches unless a confirmation dialog shows up first
+
   function onPublishClick(event) {
     if (!event.isTrusted || !state.photos.length) return;
     const target = event.composedPath()[0];
     if (!(target instanceof Element)) return;
-    if (closestAny(target, S.publishConfirm)) teach();
-    else if (closestAny(target, S.publishStart)) {
+    if (closestAny(target, S.publishConfirm)) teachAfterAdding();
+    else if (closestAny(target, S.publishStart) && !first(S.publishConfirm) && !publishing) {
       // A confirmation dialog may follow: then its button publishes, and a cancel teaches nothing.
-      if (!first(S.publishConfirm)) setTimeout(() => first(S.publishConfirm) || teach(), PUBLISH_SETTLE_MS);
+      publishing = setTimeout(() => {
+        publishing = null;
+        if (!first(S.publishConfirm)) teachAfterAdding();
+      }, PUBLISH_SETTLE_MS);
     }
   }
+
+  // A page that goes away right after publishing still teaches.
+  window.addEventListener("pagehide", () => {
+    if (!publishing) return;
+    clearTimeout(publishing);
+    publishing = null;
+    teach();
+  });
 
   // ---------------------------------------------------------------- wiring
 

@@ -658,6 +658,15 @@ def test_never_the_wrong_photo_when_the_panel_cannot_be_told(browser, recorder, 
     assert all(p["tags"] == [] for p in page.evaluate("window.__uploadr.photos()"))
     assert page.locator(EDITR.tag_input).input_value() == ""
 
+    # Two cards selected at once: a chip would tag both, so the bar asks for one.
+    page = browser.open_upload_page(UPLOADR)
+    page.locator(UPLOADR.file_input).set_input_files(photos[:2])
+    expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+    UPLOADR.card_named(page, "green-square").click(modifiers=["Control"])
+    expect(page.locator(".uploadr-edit-heading")).to_have_text("Editing 2 photos")
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("Several photos are selected")
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(0)
+
 
 @pytest.mark.browser
 def test_a_tag_the_page_does_not_take_is_said_so(browser, recorder, tmp_path):
@@ -846,6 +855,114 @@ def test_report_a_problem_copies_a_diagnostic(browser, recorder, tmp_path):
     # No photo, title or typed text in it.
     for private in ("private-holiday", "secretword", "red-circle", f'"{chip_texts(page)[0]}"'):
         assert private not in text
+
+
+def wait_for_feedback(recorder, count, timeout=WAIT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while len(recorder.feedbacks()) < count:
+        assert time.monotonic() < deadline, f"the server saw {len(recorder.feedbacks())} of {count} feedback requests"
+        time.sleep(0.1)
+    return recorder.feedbacks()
+
+
+def publish(page, site):
+    for selector in site.publish:
+        page.locator(selector).click()
+    # Publishing went ahead at once: Lablr neither waited for the server nor held the click.
+    assert page.evaluate("window.__uploadr.published()") is True
+
+
+def learned_photos(server):
+    with urllib.request.urlopen(server.base + "/api/v1/personal", timeout=10) as answer:
+        return json.load(answer)["photos"]
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", SITES)
+def test_publishing_teaches_lablr_the_final_tags(browser, server, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    size = (600, 450) if site is UPLOADR else (620, 465)  # photos new to the server: it learns from each once
+    photos = [write_photo(tmp_path, "red", "circle", size), write_photo(tmp_path, "green", "square", size),
+              write_photo(tmp_path, "blue", "triangle", size)]
+    page.locator(site.file_input).set_input_files(photos)
+    wait_for_requests(recorder, 3)
+    before = learned_photos(server)
+
+    # red-circle: one chip, and a tag typed by hand; green-square: two chips; blue-triangle: no tags at all.
+    site.card_named(page, "red-circle").click()
+    chips = page.locator("[data-lablr=chips] .chip")
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("for red-circle.jpg", timeout=WAIT_MS)
+    first_red = chip_texts(page)[0]
+    chips.first.click()
+    expect(page.locator(site.token)).to_have_count(1)
+    tag_input = page.locator(site.tag_input)
+    tag_input.click()
+    tag_input.press_sequentially("holiday")
+    tag_input.press(site.commit_key)
+    expect(page.locator(site.token)).to_have_count(2)
+    site.card_named(page, "green-square").click()
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("for green-square.jpg", timeout=WAIT_MS)
+    green = chip_texts(page)[:2]
+    for count, tag in enumerate(green, 1):
+        page.locator(f"[data-lablr=chips] .chip[data-tag='{tag}']").click()
+        expect(page.locator(site.token)).to_have_count(count)
+    assert page_tags(page, "green-square.jpg") == green
+
+    publish(page, site)
+    sent = {f["filename"]: f for f in wait_for_feedback(recorder, 2)}
+    page.wait_for_timeout(1000)
+    assert len(recorder.feedbacks()) == 2 and "blue-triangle.jpg" not in sent  # a photo without tags teaches nothing
+    # The final tags: the page's own tokens where Lablr can read them, else the chips the user clicked.
+    red_tags = [first_red, "holiday"] if site.reads_tokens else [first_red]
+    assert sent["red-circle.jpg"]["tags"] == ",".join(red_tags)
+    assert sent["green-square.jpg"]["tags"] == ",".join(green)
+    for name, feedback in sent.items():
+        assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
+        assert feedback["suggested"] == ",".join(recorder.answer_for(name))
+        image = Image.open(io.BytesIO(feedback["image"]))
+        assert image.format == "JPEG" and max(image.size) == 512
+    assert learned_photos(server) == before + 2
+
+
+@pytest.mark.browser
+def test_teaching_is_retried_once_in_the_background_and_can_be_switched_off(browser, server, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    options = browser.open_extension_page("options.html")
+    expect(options.locator("#teach")).to_be_checked()  # on by default, and said plainly
+    expect(options.locator("form")).to_contain_text("Teach Lablr from the tags I publish")
+    browser.configure(server=recorder.base, minScore=0)
+    recorder.fail["/api/v1/feedback"] = 1  # the first attempt meets a server error
+    page = browser.open_upload_page(EDITR)
+    page.locator(EDITR.file_input).set_input_files(write_photo(tmp_path, "red", "circle", (660, 495)))
+    expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(EDITR.token)).to_have_count(1)
+    publish(page, EDITR)
+    first, second = wait_for_feedback(recorder, 2)
+    assert (first["status"], second["status"]) == (503, 200)
+    assert first["tags"] == second["tags"] == tag and second["answer"]["recorded"] is True
+    page.wait_for_timeout(4000)
+    assert len(recorder.feedbacks()) == 2  # once more, not forever
+
+    # Switched off: publishing sends nothing.
+    options.reload()  # shows the server address configured since
+    expect(options.locator("#teach")).to_be_checked()
+    options.locator("#teach").uncheck()
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_have_text("Saved.")
+    page = browser.open_upload_page(UPLOADR)
+    page.locator(UPLOADR.file_input).set_input_files(write_photo(tmp_path, "green", "square"))
+    expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(UPLOADR.token)).to_have_count(1)
+    publish(page, UPLOADR)
+    page.wait_for_timeout(2500)
+    assert len(recorder.feedbacks()) == 2
 
 
 @pytest.mark.browser
