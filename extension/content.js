@@ -722,6 +722,7 @@
       "or use “Pick the tag field” in Lablr's toolbar popup.",
     unknown: "Lablr cannot tell which photo Flickr's edit panel shows, so it types no tags into it: " +
       "they could land on the wrong photo. Copy each photo's tags here and paste them into Flickr.",
+    select: "Lablr sees no selected photo. Select one in Flickr's grid to add its tags there, or copy them here.",
   };
 
   function renderPanel(why) {
@@ -814,7 +815,7 @@
     rememberPageTags(target, parts);
     if (parts) renderInline(target, parts);
     else inline.host.remove();
-    const why = !parts ? "field" : target.why === "unknown" ? "unknown" : null;
+    const why = !parts ? "field" : ["unknown", "select"].includes(target.why) ? target.why : null;
     if (why) renderPanel(why);
     else panel.host.remove();
   }
