@@ -1,7 +1,6 @@
 """The `lablr` command."""
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,8 +10,7 @@ from . import defaults
 from .errors import LablrError
 
 CATALOG_HELP = "The SQLite catalog of photos and tags."
-DEFAULT_CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
-
+DEFAULT_CATALOG = defaults.CATALOG
 
 
 class LablrGroup(click.Group):
@@ -34,15 +32,15 @@ def cli():
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
-    """List every registered plugin part: kind, name, and the module that provides it."""
+    """List every registered plugin part: kind, name, the plugin that provides it, what it is."""
     from .plugins import all_parts
 
-    rows = [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]
+    found = all_parts()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([part.as_dict() for part in found], indent=2))
         return
-    for row in rows:
-        click.echo(f"{row['kind']:<11} {row['name']:<16} {row['plugin']}")
+    for part in found:
+        click.echo(f"{part.kind:<11} {part.name:<16} {part.provider:<28} {part.description}".rstrip())
 
 
 @cli.command("import")
@@ -58,33 +56,44 @@ def import_(source, location, catalog):
                f"{report['known']} already there); {report['total']} in all.")
 
 
-def _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags=None):
-    from .preparing import stop_tag_list
-    from .selection import Rules
-
-    return Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
-                 test_fraction=test_fraction, split_by_owner=split_by_owner, stop_tags=stop_tag_list(stop_tags))
+RULES_HELP = ("Selection options not given are those `lablr prepare` recorded in the catalog, else the "
+              "defaults for the photos' source (its plugin may change Lablr's: a split by owner, a stop-list).")
 
 
 def rules_options(command):
+    """The selection rules' options. Unset (None), they come from the catalog's record or the source."""
     for option in reversed([
-        click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True,
-                     help="At most this many photos of one owner or creator."),
-        click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True,
-                     help="Keep tags with at least this many photos (before the cap)."),
-        click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True,
-                     help="Keep tags with at least this many training photos."),
-        click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True,
-                     help="Share of photos held out for evaluation."),
-        click.option("--split-by-owner", is_flag=True, help="Keep all photos of one owner on one side."),
-        click.option("--stop-tags", default=None, metavar="default|none|FILE",
-                     help="Drop non-visual tags first: 'default' (camera makes, apps, years...), or a file of tags."),
+        click.option("--per-owner-cap", type=click.IntRange(1),
+                     help=f"At most this many photos of one owner or creator (default: {defaults.PER_OWNER_CAP})."),
+        click.option("--min-tag-photos", type=click.IntRange(1),
+                     help=f"Keep tags with at least this many photos, before the cap (default: "
+                          f"{defaults.MIN_TAG_PHOTOS})."),
+        click.option("--min-train-photos", type=click.IntRange(1),
+                     help=f"Keep tags with at least this many training photos (default: {defaults.MIN_TRAIN_PHOTOS})."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+                     help=f"Share of photos held out for evaluation (default: {defaults.TEST_FRACTION})."),
+        click.option("--split-by-owner/--split-by-photo", default=None,
+                     help="Keep all photos of one owner on one side of the split, or split photo by photo."),
+        click.option("--stop-tags", metavar="default|none|FILE",
+                     help="Drop non-visual tags first: 'default' (camera makes, apps, years...), 'none', or a file "
+                          "of tags, one a line."),
     ]):
         command = option(command)
     return command
 
 
-@cli.command()
+def _chosen_rules(catalog, source, *, recorded=True, **options):
+    """(Rules, source) for a command: its options over the catalog's record or the source's defaults."""
+    from .catalog import Catalog
+    from .selection import choose_rules, stop_tag_list
+
+    changes = {name: value for name, value in options.items() if value is not None}
+    if "stop_tags" in changes:
+        changes["stop_tags"] = stop_tag_list(changes["stop_tags"])
+    return choose_rules(Catalog(catalog), source, changes, recorded=recorded)
+
+
+@cli.command(epilog=RULES_HELP)
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
 @click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
@@ -96,32 +105,34 @@ def rules_options(command):
 @click.option("--visualizer", default=defaults.DEFAULT_PARTS["visualizer"], show_default=True)
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
-def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **rules):
+def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **options):
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
     from .training import train as run
 
+    rules, source = _chosen_rules(catalog, source, **options)
     settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
-                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
+                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
                 epochs=epochs, source=source)
-    _print_report(model.manifest["evaluation"])
+    _print_report(model.manifest.evaluation)
     click.echo(f"Saved {out}")
 
 
-@cli.command()
+@cli.command(epilog=RULES_HELP)
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
-def fit(model, catalog, out, add, source, **rules):
+def fit(model, catalog, out, add, source, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
     from .fitting import refit
 
-    fitted = refit(model, catalog, out, add=add, rules=_rules(**rules), source=source)
-    if "evaluation" in fitted.manifest:
-        _print_report(fitted.manifest["evaluation"])
+    rules, source = _chosen_rules(catalog, source, **options)
+    fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
+    if fitted.manifest.evaluation:
+        _print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
 
 
@@ -133,7 +144,7 @@ def fit(model, catalog, out, add, source, **rules):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5 and mAP on held-out photos, beside the popularity baseline."""
-    from .fitting import evaluate_bundle
+    from .evaluating import evaluate_bundle
 
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
@@ -166,8 +177,7 @@ def suggest(images, k, model, scorer, exclude, as_json):
 
     loaded = Model.load(model)
     arrays = np.stack([imaging.load(path, loaded.image_size) for path in images])
-    excluded = [t.strip() for t in exclude.split(",") if t.strip()]
-    results = loaded.suggest(arrays, k, scorer=scorer, exclude=excluded)
+    results = loaded.suggest(arrays, k, scorer=scorer, exclude=exclude.split(","))
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "results": [
             {"filename": path, "suggestions": [s.as_dict() for s in found]} for path, found in zip(images, results)
@@ -232,106 +242,48 @@ def export(destination, catalog):
 
 
 @cli.command()
-@click.option("--tags", default="default", show_default=True, metavar="TAG,...|default|hot[:N]",
-              help="Tags to search: a comma-separated list, 'default' (the original Lablr's 45 popular tags), "
-                   "or 'hot' (Flickr's hot list now; hot:N for N of them).")
-@click.option("--per-tag", default=defaults.FLICKR_PER_TAG, show_default=True, type=click.IntRange(1),
-              help="Photos to record per tag (Flickr returns at most 4,000 per search).")
-@click.option("--licenses", default="any", show_default=True, metavar="any|cc|free|ID,NAME,...",
-              help="Only photos under these licences: Flickr's numbers or names (by, by-sa, cc0, ...); "
-                   "'cc' any Creative Commons, 'free' those that allow reuse with credit or none needed.")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
-@click.option("--images", type=click.Path(file_okay=False), default=None,
-              help="Where to store the images (default: CATALOG.flickr/ beside the catalog).")
-@click.option("--workers", default=defaults.FLICKR_WORKERS, show_default=True, type=click.IntRange(1, 64),
-              help="Images downloaded at once.")
-@click.option("--calls-per-hour", default=defaults.FLICKR_CALLS_PER_HOUR, show_default=True,
-              type=click.FloatRange(min=1), help="API calls allowed per hour (Flickr's limit is 3,600 per key).")
-@click.option("--timeout", default=defaults.FLICKR_TIMEOUT, show_default=True, type=click.FloatRange(min=0.1),
-              help="Seconds to wait for an answer.")
-@click.option("--attempts", default=defaults.FLICKR_ATTEMPTS, show_default=True, type=click.IntRange(1),
-              help="Tries per request on timeouts, server errors and rate limits.")
-@click.option("--backoff", default=defaults.FLICKR_BACKOFF, show_default=True, type=click.FloatRange(min=0),
-              help="Seconds before the first retry; doubles after each failure.")
-@click.option("--per-page", default=defaults.FLICKR_PER_PAGE, hidden=True, type=click.IntRange(1, 500))
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def fetch(tags, per_tag, licenses, catalog, images, workers, calls_per_hour, timeout, attempts, backoff, per_page,
-          quiet):
-    """Search Flickr by tag, record each photo with all its tags, download the images.
-
-    Needs a Flickr API key: $FLICKR_API_KEY and $FLICKR_API_SECRET, or ~/.config/lablr/flickr.json.
-    Safe to interrupt (even kill): run it again and it continues where it stopped.
-    """
-    from lablr.plugins.flickr import FetchSettings, default_images_dir, fetch as run, parse_licenses
-
-    from .fetching import Retry
-
-    settings = FetchSettings(per_tag=per_tag, per_page=per_page, licenses=parse_licenses(licenses),
-                             calls_per_hour=calls_per_hour,
-                             workers=workers, timeout=timeout,
-                             retry=Retry(attempts, backoff, defaults.FLICKR_BACKOFF_CAP))
-    report = run(catalog, tags, images_dir=images, settings=settings, progress=not quiet,
-                 log=lambda message: click.echo(message, err=True))
-    total = _count_by_status(catalog, "flickr")
-    click.echo(f"{report.tags} tags searched: {report.found} photos found, {report.new} new. "
-               f"{report.downloaded} images downloaded ({report.reused} found whole on disk), "
-               f"{report.missing} gone from Flickr; {report.calls} API calls.")
-    click.echo(f"{catalog}: {total.get('ok', 0)} Flickr photos ready, {total.get('pending', 0)} to download; "
-               f"images in {images or default_images_dir(catalog)}.")
-    if report.failed:
-        click.echo(f"{report.failed} downloads still failed after {attempts} attempts each; "
-                   "run `lablr fetch` again to retry them.", err=True)
-        sys.exit(1)
-
-
-def _count_by_status(catalog, source):
-    from .catalog import Catalog
-
-    rows = Catalog(catalog).db.execute("select status, count(*) from photos where source = ? group by status",
-                                       [source]).fetchall()
-    return dict(rows)
-
-
-@cli.command()
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--size", default=defaults.IMAGE_SIZE, show_default=True, type=click.IntRange(8, 1024),
               help="Image side in pixels (the encoder's --image-size).")
 @click.option("--source", default=None, help="Only photos from this source (e.g. flickr).")
-@click.option("--stop-tags", default="default", show_default=True, metavar="default|none|FILE",
-              help="Drop non-visual tags (camera makes, apps, years...): Lablr's list, none, or a file of tags.")
-@click.option("--split-by-owner/--split-by-photo", default=True, show_default=True,
-              help="Keep all photos of one owner on one side of the split.")
-@click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True)
-@click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True)
-@click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True)
-@click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True)
+@rules_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def prepare(catalog, size, source, stop_tags, split_by_owner, per_owner_cap, min_tag_photos, min_train_photos,
-            test_fraction, quiet):
-    """Decode the catalog's images into the training set; record broken images and the split."""
+def prepare(catalog, size, source, quiet, **options):
+    """Decode the catalog's images into the training set; record broken images, the split and its rules.
+
+    Selection options not given are the defaults for the photos' source (its plugin may change
+    Lablr's: a split by owner, a stop-list). `lablr train` and `lablr fit` use the recorded rules.
+    """
     from .preparing import prepare_catalog
 
-    rules = _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags)
+    rules, source = _chosen_rules(catalog, source, recorded=False, **options)
     summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
     click.echo(f"Decoded {summary['decoded']} images at {size}x{size} into {summary['images']} "
                f"({summary['bytes'] / 1e6:.1f} MB); {summary['broken']} broken, marked and skipped.")
     for key, reason in summary["broken_examples"].items():
         click.echo(f"  broken: {key}: {reason}")
     owners = (f"; owners: {summary['train_owners']} training, {summary['test_owners']} held out, "
-              f"{summary['owners_on_both_sides']} on both sides") if split_by_owner else ""
+              f"{summary['owners_on_both_sides']} on both sides") if rules.split_by_owner else ""
     click.echo(f"Split: {summary['train']} training and {summary['test']} held-out photos{owners}.")
     click.echo(f"{len(summary['tags'])} tags kept: {', '.join(summary['tags'][:20])}"
                f"{' ...' if len(summary['tags']) > 20 else ''}")
-    options = [f"--catalog {catalog}", *([f"--source {source}"] if source else []),
-               *(["--split-by-owner"] if split_by_owner else []), f"--stop-tags {stop_tags}",
-               *([f"--image-size {size}"] if size != defaults.IMAGE_SIZE else [])]
-    for name, value, default in [("per-owner-cap", per_owner_cap, defaults.PER_OWNER_CAP),
-                                 ("min-tag-photos", min_tag_photos, defaults.MIN_TAG_PHOTOS),
-                                 ("min-train-photos", min_train_photos, defaults.MIN_TRAIN_PHOTOS),
-                                 ("test-fraction", test_fraction, defaults.TEST_FRACTION)]:
-        if value != default:
-            options.append(f"--{name} {value}")
-    click.echo("Next: lablr train " + " ".join(options) + " --out MODEL")
+    click.echo(f"Rules, recorded for lablr train and fit: {_describe(rules)}.")
+
+
+def _describe(rules) -> str:
+    return (f"at most {rules.per_owner_cap} photos per owner; tags with {rules.min_tag_photos}+ photos and "
+            f"{rules.min_train_photos}+ training photos; {rules.test_fraction:.0%} held out, "
+            f"split by {'owner' if rules.split_by_owner else 'photo'}; {len(rules.stop_tags)} stop tags")
+
+
+def _add_plugin_commands():
+    from .plugins import load_plugins, pm
+
+    load_plugins()
+    pm.hook.register_commands(cli=cli)
+
+
+_add_plugin_commands()
 
 
 @cli.group()

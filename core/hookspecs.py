@@ -1,6 +1,7 @@
-"""The hooks a Lablr plugin can implement.
+"""The hooks a Lablr plugin can implement (each is documented in docs/plugins.md).
 
-Each hook receives a ``register`` callable. A plugin calls it once per part it provides::
+Each ``register_*`` hook for a kind of part receives a ``register`` callable. A plugin calls
+it once per part it provides::
 
     from lablr.core import hookimpl
 
@@ -40,3 +41,14 @@ def register_visualizers(register):
 @hookspec
 def register_sources(register):
     """Register data sources: import tagged images into a catalog."""
+
+
+@hookspec(firstresult=True)
+def selection_rules(source):
+    """The selection rules for photos a catalog records under `source`: a dict of the
+    lablr.core.selection.Rules fields to change from Lablr's defaults, or None to keep them."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the `lablr` command line: `cli` is its click group (``@cli.command()``)."""

@@ -9,8 +9,10 @@ import numpy as np
 
 from . import bundle, defaults
 from . import images as imaging
+from .catalog import normalize_tag
+from .bundle import Manifest
 from .errors import LablrError
-from .plugins import get_part
+from .plugins import check_pairing, get_part
 
 
 @dataclass
@@ -27,12 +29,12 @@ class Suggestion:
 
 
 class Model:
-    def __init__(self, parts: dict, manifest: dict, path: Path | None = None):
+    def __init__(self, parts: dict, manifest: Manifest, path: Path | None = None):
         self.encoder = parts["encoder"]
         self.tag_model = parts["tag_model"]
         self.visualizer = parts["visualizer"]
-        self.plugins = {kind: spec["plugin"] for kind, spec in manifest["parts"].items()}
-        self.default_scorer = self.plugins["scorer"]
+        self.part_names = manifest.part_names()
+        self.default_scorer = self.part_names["scorer"]
         self.manifest = manifest
         self.path = path
         self._scorers = {}
@@ -45,12 +47,7 @@ class Model:
 
     def save(self, directory):
         stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
-        parts = {kind: {"plugin": self.plugins[kind], "settings": part.settings()} for kind, part in stateful.items()}
-        parts["scorer"] = {"plugin": self.default_scorer}
-        tags = [{"tag": t, "count": int(n)} for t, n in zip(self.tag_model.tags, self.tag_model.counts)]
-        manifest = {**self.manifest, "parts": parts, "image_size": self.image_size, "tags": tags}
-        manifest.pop("files", None)
-        return bundle.save(stateful, manifest, directory)
+        return bundle.save(stateful, self.manifest, directory)
 
     def with_tag_model(self, tag_model) -> "Model":
         """The same model with other tag statistics (the personal layer's); this one is unchanged."""
@@ -61,7 +58,7 @@ class Model:
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name") or (self.path.name if self.path else "unsaved")
+        return self.manifest.name or (self.path.name if self.path else "unsaved")
 
     @property
     def image_size(self) -> int:
@@ -72,8 +69,10 @@ class Model:
         return {tag: k for k, tag in enumerate(self.tag_model.tags)}
 
     def scorer(self, name=None):
+        """A registered scorer, once it is known to work with this model's tag model."""
         name = name or self.default_scorer
         if name not in self._scorers:
+            check_pairing(name, self.part_names["tag_model"])
             self._scorers[name] = get_part("scorer", name)()
         return self._scorers[name]
 
@@ -89,12 +88,17 @@ class Model:
         return self.scorer(scorer).score(latents, self.tag_model)
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):
-        """uint8 images (n, s, s, 3) -> for each, the k best tags, best first."""
+        """uint8 images (n, s, s, 3) -> for each, the k best tags, best first.
+
+        `exclude` holds tags the photo already has, as a person typed them: they are compared in
+        the catalog's normal form, so " Red " leaves out "red".
+        """
         scores = self.score(self.encode(images), scorer)
         return [self._top(scores, row, k, exclude) for row in range(len(images))]
 
     def _top(self, scores, row, k, exclude):
-        excluded = {self.tag_index[t] for t in exclude if t in self.tag_index}
+        normal = (normalize_tag(t) for t in exclude)
+        excluded = {self.tag_index[t] for t in normal if t in self.tag_index}
         order = [i for i in np.argsort(-scores.score[row], kind="stable") if i not in excluded][:k]
         shown = scores.display[row]
         return [Suggestion(self.tag_model.tags[i], float(shown[i]),
@@ -109,5 +113,5 @@ class Model:
         return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
 
     def summary(self) -> dict:
-        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.plugins["encoder"],
+        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.part_names["encoder"],
                 "scorer": self.default_scorer, "image_size": self.image_size}

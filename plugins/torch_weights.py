@@ -21,13 +21,13 @@ and refused with a message, since no weights Lablr uses come that way.
 """
 
 import collections
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from lablr.core.checksums import sha256_file
 from lablr.core.errors import LablrError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -147,19 +147,11 @@ class RestrictedUnpickler(pickle.Unpickler):
         return known
 
 
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_state_dict(path, *, sha256: str) -> dict[str, np.ndarray]:
     """The tensors of the PyTorch file at `path`, which must have exactly this SHA-256."""
     path = Path(path)
     try:
-        found = sha256_of(path)
+        found = sha256_file(path)
     except OSError as error:
         raise WeightsError(f"Cannot read the weights file {path}: {error.strerror or error}.") from None
     if found != sha256:
@@ -223,4 +215,4 @@ def _read_exactly(file, n: int) -> bytes:
     return data
 
 
-__all__ = ["RestrictedUnpickler", "WeightsError", "load_state_dict", "read_state_dict", "sha256_of"]
+__all__ = ["RestrictedUnpickler", "WeightsError", "load_state_dict", "read_state_dict"]

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the helper that runs `lablr serve` on
 
 from lablr.core import defaults  # noqa: E402
 from lablr.core.bundle import bundled_root  # noqa: E402
+from lablr.plugins.flickr.defaults import TAGS as FLICKR_TAGS  # noqa: E402
 
 SIZES = ((1024, 768), (6000, 4000))
 CONCURRENCY = (1, 8)
@@ -72,7 +73,8 @@ class NoiseImages:
             yield rng.integers(0, 256, (n, self.image_size, self.image_size, 3), dtype=np.uint8)
 
 
-def stand_in_model(directory: Path, tags=defaults.FLICKR_TAGS) -> Path:
+def stand_in_model(directory: Path, tags=FLICKR_TAGS) -> Path:
+    from lablr.core.bundle import Manifest, PartSpec
     from lablr.core.model import Model
     from lablr.core.plugins import get_part
 
@@ -84,9 +86,8 @@ def stand_in_model(directory: Path, tags=defaults.FLICKR_TAGS) -> Path:
     latents += np.array([zlib.crc32(t[0].encode()) % 7 for t in photo_tags])[:, None] * 0.3
     tag_model = get_part("tag_model", "gaussian")().fit(latents, photo_tags, list(tags))
     picture = get_part("visualizer", "pca")().fit(tag_model)
-    parts = {kind: {"plugin": name} for kind, name in defaults.DEFAULT_PARTS.items()}
-    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture},
-                  {"name": "stand-in", "parts": parts})
+    manifest = Manifest(parts={kind: PartSpec(name) for kind, name in defaults.DEFAULT_PARTS.items()}, name="stand-in")
+    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture}, manifest)
     return model.save(directory / "stand-in")
 
 

@@ -1,8 +1,11 @@
 """The Starlette app: the JSON API under /api/v1, its OpenAPI description, and the web page.
 
-The model is loaded once per worker, when the app starts. Decoding and inference run in a
-thread pool, so the event loop keeps serving while a photo is scored. Every error a client can
-cause is answered with JSON, {"error": {"code", "message"}}, and the right status.
+Each endpoint is a module-level `async def name(request)` that finds the loaded model as
+`request.app.state.model` and the body limit as `request.app.state.max_body_bytes`, in
+Starlette's own style. The model is loaded once per worker, when the app starts. Decoding and
+inference run in a thread pool, so the event loop keeps serving while a photo is scored. Every
+error a client can cause is answered with JSON, {"error": {"code", "message"}}, and the right
+status.
 """
 
 import contextlib
@@ -22,7 +25,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lablr.core import __version__, defaults
-from lablr.core.catalog import normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
@@ -33,6 +35,7 @@ from .uploads import read_uploads
 
 log = logging.getLogger("lablr.server")
 STATIC = Path(__file__).parent / "static"
+PLOT_LOCK = threading.Lock()  # matplotlib shares font objects between figures, and so between threads
 
 # How `lablr serve` hands its settings to each worker process (see create_app_from_env).
 ENV_MODEL = "LABLR_MODEL"
@@ -41,96 +44,115 @@ ENV_ADDRESS = "LABLR_ADDRESS"
 ENV_PERSONAL = "LABLR_PERSONAL"  # "0": serve the bundle alone (lablr serve --no-personal)
 
 
+# -- the endpoints ----------------------------------------------------------------------------------
+
+
+async def health(request):
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
+
+
+async def suggest(request):
+    started = time.perf_counter()
+    model = request.app.state.model
+    uploads = await read_uploads(request, request.app.state.max_body_bytes)
+    k, scorer = _k(request), _scorer(request, model)
+    exclude = request.query_params.get("exclude", "").split(",")
+
+    def work():
+        images = np.stack([model.decode(upload.data) for upload in uploads])
+        return model.suggest(images, k, scorer=scorer, exclude=exclude)
+
+    found = await run_in_threadpool(work)
+    return JSONResponse({
+        "results": [{"filename": upload.filename, "suggestions": [s.as_dict() for s in suggestions]}
+                    for upload, suggestions in zip(uploads, found)],
+        "model": model.name,
+        "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
+    })
+
+
+async def plot(request):
+    model = request.app.state.model
+    uploads = await read_uploads(request, request.app.state.max_body_bytes)
+    k, scorer = _k(request), _scorer(request, model)
+    picture_format = request.query_params.get("format", "png")
+    if picture_format not in ("png", "svg"):
+        raise LablrError(f"Unknown picture format {picture_format!r}: use png or svg.", code="bad_parameter",
+                         status=422)
+    if len(uploads) != 1:
+        raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
+                         code="bad_parameter", status=422)
+
+    def work():
+        image = model.decode(uploads[0].data)
+        with PLOT_LOCK:
+            return model.plot(image, k, format=picture_format, scorer=scorer)
+
+    data = await run_in_threadpool(work)
+    return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
+
+
+async def tags(request):
+    model = request.app.state.model
+    dispersion = model.tag_model.dispersion()
+    rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
+            for tag, count, spread in zip(model.tag_model.tags, model.tag_model.counts, dispersion)]
+    rows.sort(key=lambda row: (-row["count"], row["tag"]))
+    return JSONResponse({"model": model.name, "tags": rows})
+
+
+async def plugins(request):
+    return JSONResponse({"plugins": [part.as_dict() for part in all_parts()]})
+
+
+async def openapi(request):
+    return JSONResponse(openapi_schema(request.app.state.max_body_bytes))
+
+
+async def index(request):
+    return FileResponse(STATIC / "index.html")
+
+
+ROUTES = [
+    Route("/", index, methods=["GET"]),
+    Route("/api/v1/health", health, methods=["GET"]),
+    Route("/api/v1/suggest", suggest, methods=["POST"]),
+    Route("/api/v1/plot", plot, methods=["POST"]),
+    Route("/api/v1/tags", tags, methods=["GET"]),
+    Route("/api/v1/plugins", plugins, methods=["GET"]),
+    Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
+    Route("/api/v1/personal", feedback.personal, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app):
+    app.state.model = await run_in_threadpool(_load_and_warm, app.state.model_source)
+    await run_in_threadpool(feedback.open_personal, app.state, app.state.personal_enabled)
+    summary = app.state.model.summary()
+    where = f" at {app.state.address}" if app.state.address else ""
+    log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
+             summary["tags"], summary["encoder"], summary["scorer"], os.getpid())
+    yield
+
+
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
                address: str | None = None, personal: bool = True) -> Starlette:
-    """The app for a model bundle (a path or a bundled model's name), with the user's personal layer."""
-    plot_lock = threading.Lock()  # matplotlib shares font objects between figures
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        app.state.model = await run_in_threadpool(_load_and_warm, model)
-        app.state.max_body_bytes = max_body_bytes
-        await run_in_threadpool(feedback.open_personal, app.state, personal)
-        summary = app.state.model.summary()
-        where = f" at {address}" if address else ""
-        log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
-                 summary["tags"], summary["encoder"], summary["scorer"], os.getpid())
-        yield
-
-    async def health(request):
-        return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
-
-    async def suggest(request):
-        started = time.perf_counter()
-        loaded = request.app.state.model
-        uploads = await read_uploads(request, max_body_bytes)
-        k, scorer = _k(request), _scorer(request, loaded)
-        exclude = [normalize_tag(t) for t in request.query_params.get("exclude", "").split(",") if t.strip()]
-
-        def work():
-            images = np.stack([loaded.decode(upload.data) for upload in uploads])
-            return loaded.suggest(images, k, scorer=scorer, exclude=exclude)
-
-        found = await run_in_threadpool(work)
-        return JSONResponse({
-            "results": [{"filename": upload.filename, "suggestions": [s.as_dict() for s in suggestions]}
-                        for upload, suggestions in zip(uploads, found)],
-            "model": loaded.name,
-            "elapsed_ms": round(1000 * (time.perf_counter() - started), 2),
-        })
-
-    async def plot(request):
-        loaded = request.app.state.model
-        uploads = await read_uploads(request, max_body_bytes)
-        k, scorer = _k(request), _scorer(request, loaded)
-        picture_format = request.query_params.get("format", "png")
-        if picture_format not in ("png", "svg"):
-            raise LablrError(f"Unknown picture format {picture_format!r}: use png or svg.", code="bad_parameter",
-                             status=422)
-        if len(uploads) != 1:
-            raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
-                             code="bad_parameter", status=422)
-
-        def work():
-            image = loaded.decode(uploads[0].data)
-            with plot_lock:
-                return loaded.plot(image, k, format=picture_format, scorer=scorer)
-
-        data = await run_in_threadpool(work)
-        return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
-
-    async def tags(request):
-        loaded = request.app.state.model
-        dispersion = loaded.tag_model.dispersion()
-        rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
-                for tag, count, spread in zip(loaded.tag_model.tags, loaded.tag_model.counts, dispersion)]
-        rows.sort(key=lambda row: (-row["count"], row["tag"]))
-        return JSONResponse({"model": loaded.name, "tags": rows})
-
-    async def plugins(request):
-        return JSONResponse({"plugins": [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]})
-
-    async def openapi(request):
-        return JSONResponse(openapi_schema(max_body_bytes))
-
-    async def index(request):
-        return FileResponse(STATIC / "index.html")
-
-    routes = [
-        Route("/", index, methods=["GET"]),
-        Route("/api/v1/health", health, methods=["GET"]),
-        Route("/api/v1/suggest", suggest, methods=["POST"]),
-        Route("/api/v1/plot", plot, methods=["POST"]),
-        Route("/api/v1/tags", tags, methods=["GET"]),
-        Route("/api/v1/plugins", plugins, methods=["GET"]),
-        Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
-        Route("/api/v1/personal", feedback.personal, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Mount("/static", StaticFiles(directory=STATIC), name="static"),
-    ]
+    """The app for a model (a bundle's path, a bundled model's name, or a loaded Model), with the
+    user's personal layer unless personal is False."""
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers,
-                     middleware=[Middleware(feedback.PersonalRefresh)])
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers,
+                    middleware=[Middleware(feedback.PersonalRefresh)])
+    app.state.model_source = model
+    app.state.max_body_bytes = max_body_bytes
+    app.state.address = address
+    app.state.personal_enabled = personal
+    return app
 
 
 def create_app_from_env() -> Starlette:
@@ -141,7 +163,7 @@ def create_app_from_env() -> Starlette:
 
 
 def _load_and_warm(model) -> Model:
-    loaded = Model.load(model)
+    loaded = model if isinstance(model, Model) else Model.load(model)
     blank = np.full((1, loaded.image_size, loaded.image_size, 3), 255, np.uint8)
     loaded.suggest(blank, 1)  # traces the encoder, derives the tag statistics, builds the scorer
     loaded.plot(blank[0], 1)  # imports matplotlib and loads its fonts

@@ -70,6 +70,18 @@ def test_suggest_json_ranks_tags_of_the_tiny_model(tiny_bundle, tmp_path):
         assert [s["distance"] for s in suggestions] == sorted(s["distance"] for s in suggestions)
 
 
+def test_suggest_exclude_reads_tags_as_a_person_types_them_like_the_api(tiny_bundle, tmp_path):
+    photo = tmp_path / "p.png"
+    draw_shape("red", "circle", seed=3).save(photo)
+
+    def tags(*extra):
+        result = lablr("suggest", photo, "--model", tiny_bundle, "--k", 6, "--json", *extra)
+        return [s["tag"] for s in json.loads(result.stdout)["results"][0]["suggestions"]]
+
+    everything = tags()
+    assert tags("--exclude", f" {everything[0].upper()} ,{everything[1]},,nothing-like-it") == everything[2:]
+
+
 def test_same_photo_always_gets_the_same_tags(tiny_bundle, tmp_path):
     photo = tmp_path / "p.png"
     draw_shape("green", "triangle", seed=5).save(photo)

@@ -1,5 +1,6 @@
 """The plugin system: default parts, lookups by name, and a real third-party plugin."""
 
+import ast
 import io
 import json
 import os
@@ -14,15 +15,46 @@ from lablr.core.errors import UnknownPart
 from lablr.core.plugins import all_parts, get_part
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
+CORE = Path(__file__).parent.parent / "core"
 LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
 def test_default_parts_are_registered_by_name():
-    names = {(p.kind, p.name): p.plugin for p in all_parts()}
+    names = {(p.kind, p.name): p.provider for p in all_parts()}
     for kind, name in [("encoder", "vae"), ("tag_model", "gaussian"), ("scorer", "mahalanobis"),
                        ("scorer", "loglik"), ("visualizer", "pca"), ("source", "openclipart"),
                        ("source", "folder"), ("source", "csv")]:
         assert names[(kind, name)].startswith("lablr.plugins.")
+
+
+def test_the_core_imports_nothing_of_flickr_and_defines_no_flickr_command():
+    for path in CORE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        imported += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+        assert not [name for name in imported if "flickr" in name], path
+
+    from lablr.core.cli import cli
+
+    assert cli.commands["fetch"].callback.__module__ == "lablr.plugins.flickr.commands"
+    core_commands = {name for name, command in cli.commands.items() if command.callback.__module__.startswith("lablr.core")}
+    assert core_commands >= {"import", "prepare", "train", "fit", "evaluate", "suggest", "serve"}
+    assert "fetch" not in core_commands
+
+
+def test_flickr_is_not_a_source_that_import_cannot_read():
+    assert "flickr" not in {p.name for p in all_parts() if p.kind == "source"}
+
+
+def test_lablr_plugins_shows_each_source_with_its_description():
+    from click.testing import CliRunner
+
+    from lablr.core.cli import cli
+    from lablr.plugins.openclipart import OpenClipartSource
+
+    lines = CliRunner().invoke(cli, ["plugins"]).output.splitlines()
+    (openclipart,) = [line for line in lines if line.split()[:2] == ["source", "openclipart"]]
+    assert "lablr.plugins.openclipart" in openclipart and openclipart.endswith(OpenClipartSource.description)
 
 
 def test_unknown_part_names_the_registered_ones():
@@ -51,6 +83,42 @@ def test_installed_plugin_is_listed_when_allowed_and_not_otherwise(installed_exa
     assert {"kind": "scorer", "name": "cosine", "plugin": "cosine"} in json.loads(listed.stdout)
     hidden = run_lablr(["plugins", "--json"], installed_example, "")
     assert "cosine" not in {p["name"] for p in json.loads(hidden.stdout)}
+
+
+def test_fetch_is_a_command_the_flickr_plugin_adds_through_the_hook():
+    listed = subprocess.run(LABLR + ["--help"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0 and "\n  fetch " in listed.stdout
+    without_flickr = ("from lablr.core import plugins; plugins.load_plugins(); "
+                      "plugins.pm.unregister(name='lablr.plugins.flickr'); "
+                      "from lablr.core.cli import main; main()")
+    unlisted = subprocess.run([sys.executable, "-c", without_flickr, "--help"], capture_output=True, text=True,
+                              timeout=120)
+    assert unlisted.returncode == 0 and "\n  fetch " not in unlisted.stdout and "\n  train " in unlisted.stdout
+    missing = subprocess.run([sys.executable, "-c", without_flickr, "fetch"], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and "No such command 'fetch'" in missing.stderr
+
+
+def test_an_installed_plugin_adds_a_command(installed_example, tiny_bundle):
+    assert "cosine-neighbours" in run_lablr(["--help"], installed_example, "cosine").stdout
+    assert "cosine-neighbours" not in run_lablr(["--help"], installed_example, "").stdout
+
+    done = run_lablr(["cosine-neighbours", "red", "--model", str(tiny_bundle), "-k", "3"], installed_example, "cosine")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split("\t") for line in done.stdout.splitlines()]
+
+    from lablr.core.model import Model
+
+    model = Model.load(tiny_bundle)
+    centroids = model.tag_model.centroids()
+    unit = centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+    similarity = unit @ unit[model.tag_model.tags.index("red")]
+    expected = [model.tag_model.tags[i] for i in np.argsort(-similarity) if model.tag_model.tags[i] != "red"][:3]
+    assert [tag for tag, _ in listed] == expected
+    assert [float(s) for _, s in listed] == sorted((float(s) for _, s in listed), reverse=True)
+
+    unknown = run_lablr(["cosine-neighbours", "no-such-tag", "--model", str(tiny_bundle)], installed_example, "cosine")
+    assert unknown.returncode == 2 and "no tag 'no-such-tag'" in unknown.stderr
 
 
 def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bundle, tmp_path):

@@ -1,234 +1,40 @@
-"""`flickr`: photos found on Flickr by tag, recorded with all their tags, downloaded politely.
+"""`lablr fetch`: photos found on Flickr by tag, recorded with all their tags, downloaded politely.
 
-`lablr fetch` runs `fetch()` below in two resumable phases:
+`fetch()` runs in two resumable phases:
 
 1. Search: for each tag, page through flickr.photos.search (sorted by relevance; Flickr's own
    `tags` field gives every tag of a photo, already normalised) and add each photo once to the
-   catalog as "pending". The catalog's `searches` table records how far each query has paged,
-   so a rerun continues with the next page.
+   catalog as "pending". The `searches` table records how far each query has paged, so a rerun
+   continues with the next page.
 2. Download: the pending photos' images, a bounded pool of threads at a time, each written to
    a temporary name, fsynced and renamed; only then is the photo marked "ok" and the file
    recorded in `downloads`. A rerun downloads only what is still pending.
 
-API calls go through flickrapi (its `walk()` is not used: it is broken on Python 3.9+), pass a
-token bucket that keeps under Flickr's 3,600 calls an hour, and are retried with backoff on
-timeouts, 5xx and rate-limit answers. The endpoint is $LABLR_FLICKR_API_URL, or Flickr's own.
+The two tables are this plugin's own, created beside the catalog's (see tables.py).
 """
 
-import json
-import logging
-import os
 import re
 import threading
 import time
-import unicodedata
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from lablr.core import defaults, hookimpl
+from lablr.core.catalog import Catalog
+from lablr.core.checksums import sha256_file
 from lablr.core.errors import LablrError
-from lablr.core.fetching import (ExclusiveLock, Gone, Retry, TokenBucket, Transient, remove_partials, sha256_file,
-                                 write_whole)
-from lablr.core.parts import PhotoRecord
 
-SOURCE = "flickr"
-URL_ENV = "LABLR_FLICKR_API_URL"
-KEY_ENV, SECRET_ENV = "FLICKR_API_KEY", "FLICKR_API_SECRET"
-CONFIG_ENV = "LABLR_FLICKR_CONFIG"
-# Flickr API error codes worth retrying: 105 "Service currently unavailable",
-# 10 "Sorry, the Flickr search API is not currently available", 0 (an empty answer from a busy server)
-TRANSIENT_CODES = {0, 10, 105}
-KEY_CODES = {96, 97, 100}  # invalid signature, missing signature, invalid API key
-_MACHINE_TAG = re.compile(r"^[^:=\s]+:[^=\s]+=")
+from . import defaults
+from .api import FetchSettings, FlickrClient, flickr_tag, photo_record
+from .downloads import ExclusiveLock, Gone, Transient, remove_partials, write_whole
+from .tables import create_tables
 
-
-@hookimpl
-def register_sources(register):
-    register("flickr", FlickrSource)
+SOURCE = defaults.SOURCE
 
 
 class Stopped(Exception):
     """The run is ending (Ctrl-C): a download in progress gives up without retrying."""
-
-
-class FlickrSource:
-    description = "Flickr photos searched by tag (`lablr fetch`, then `lablr prepare`)"
-    stop_tags = defaults.FLICKR_STOP_TAGS
-
-    def records(self, location=None):
-        raise LablrError("Flickr photos come in with `lablr fetch` (it searches Flickr, records the photos and "
-                         "downloads them), not `lablr import`. Then run `lablr prepare`.")
-
-
-def flickr_tag(text: str) -> str:
-    """A tag the way Flickr normalises it: lower case, letters and digits only ("New York" -> "newyork").
-
-    Machine tags (namespace:predicate=value, e.g. uploaded:by=flickrmobile) say nothing about the
-    picture: they become "" and are dropped.
-    """
-    text = unicodedata.normalize("NFKC", text.strip())
-    if _MACHINE_TAG.match(text):
-        return ""
-    return "".join(ch for ch in text.lower() if ch.isalnum())
-
-
-# -- settings and credentials -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    per_tag: int = defaults.FLICKR_PER_TAG
-    per_page: int = defaults.FLICKR_PER_PAGE
-    licenses: tuple = ()  # Flickr licence ids; empty: any licence
-    calls_per_hour: float = defaults.FLICKR_CALLS_PER_HOUR
-    burst: int = defaults.FLICKR_BURST
-    workers: int = defaults.FLICKR_WORKERS
-    timeout: float = defaults.FLICKR_TIMEOUT
-    retry: Retry = field(default_factory=lambda: Retry(defaults.FLICKR_ATTEMPTS, defaults.FLICKR_BACKOFF,
-                                                       defaults.FLICKR_BACKOFF_CAP))
-    image_extras: tuple = defaults.FLICKR_IMAGE_EXTRAS
-
-
-def parse_licenses(text: str | None) -> tuple:
-    """'4,5,cc0' or 'cc' or 'by,by-sa' -> sorted Flickr licence ids; '' or 'any' -> () (no filter)."""
-    if not text or text.strip().lower() in ("any", "all"):
-        return ()
-    ids = set()
-    for item in (part.strip().lower() for part in text.split(",") if part.strip()):
-        if item.isdigit() and int(item) in defaults.FLICKR_LICENSES.values():
-            ids.add(int(item))
-        elif item in defaults.FLICKR_LICENSES:
-            ids.add(defaults.FLICKR_LICENSES[item])
-        elif item in defaults.FLICKR_LICENSE_GROUPS:
-            ids.update(defaults.FLICKR_LICENSE_GROUPS[item])
-        else:
-            names = ", ".join([*defaults.FLICKR_LICENSE_GROUPS, *defaults.FLICKR_LICENSES])
-            raise LablrError(f"Unknown licence {item!r}. Use Flickr's licence numbers (0-10) or: {names}.")
-    return tuple(sorted(ids))
-
-
-def config_path() -> Path:
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV]).expanduser()
-    if os.environ.get("XDG_CONFIG_HOME"):
-        return Path(os.environ["XDG_CONFIG_HOME"]) / "lablr" / "flickr.json"
-    return Path(defaults.FLICKR_CONFIG).expanduser()
-
-
-def credentials() -> tuple[str, str]:
-    """(api key, secret) from $FLICKR_API_KEY and $FLICKR_API_SECRET, else the config file."""
-    key, secret = os.environ.get(KEY_ENV, "").strip(), os.environ.get(SECRET_ENV, "").strip()
-    path = config_path()
-    if not (key and secret) and path.is_file():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise LablrError(f"Cannot read the Flickr key file {path}: {error}") from None
-        key = key or str(stored.get("api_key", "")).strip()
-        secret = secret or str(stored.get("api_secret", "")).strip()
-    if not (key and secret):
-        raise LablrError(
-            f"No Flickr API key. Get a key and its secret at {defaults.FLICKR_KEY_PAGE} (free, non-commercial), "
-            f"then set {KEY_ENV} and {SECRET_ENV}, or write {{\"api_key\": \"...\", \"api_secret\": \"...\"}} "
-            f"to {path} (keep it out of any repository).", code="no_api_key")
-    return key, secret
-
-
-def api_url() -> str:
-    return os.environ.get(URL_ENV, "").strip() or defaults.FLICKR_API_URL
-
-
-# -- the API ------------------------------------------------------------------------------------
-
-
-class FlickrClient:
-    """Flickr's REST API through flickrapi, rate-limited and retried."""
-
-    def __init__(self, key: str, secret: str, url: str | None = None, settings: FetchSettings = FetchSettings(),
-                 on_retry=None):
-        import flickrapi
-
-        logging.getLogger("flickrapi").setLevel(logging.CRITICAL)  # failures are reported (and retried) here
-        self.api = flickrapi.FlickrAPI(key, secret, format="etree", store_token=False, cache=False,
-                                       timeout=settings.timeout)
-        self.api.REST_URL = url or api_url()  # a class attribute in flickrapi: set on this instance only
-        self.settings = settings
-        self.bucket = TokenBucket(settings.calls_per_hour, settings.burst)
-        self.on_retry = on_retry
-        self.calls = 0
-
-    @classmethod
-    def from_environment(cls, settings: FetchSettings = FetchSettings(), on_retry=None) -> "FlickrClient":
-        key, secret = credentials()
-        return cls(key, secret, api_url(), settings, on_retry=on_retry)
-
-    def call(self, method: str, **params):
-        """One API method's parsed answer (an ElementTree <rsp>), retried on transient failures."""
-        try:
-            return self.settings.retry.call(self._call_once, method, params, on_retry=self.on_retry)
-        except Transient as error:
-            raise LablrError(f"Flickr did not answer {method} after {self.settings.retry.attempts} attempts "
-                             f"(last: {error}). Run `lablr fetch` again later: it continues where it stopped.",
-                             code="flickr_unavailable", status=503) from None
-
-    def _call_once(self, method, params):
-        import requests
-        from flickrapi.exceptions import FlickrError
-
-        self.bucket.acquire()
-        self.calls += 1
-        try:
-            return self.api.do_flickr_call(method, **params)
-        except (requests.Timeout, requests.ConnectionError) as error:
-            raise Transient(f"{method}: {type(error).__name__}") from None
-        except FlickrError as error:
-            status = re.search(r"Status code (\d+)", str(error))
-            if status:
-                code = int(status.group(1))
-                if code == 429 or code >= 500:
-                    raise Transient(f"{method}: HTTP {code}" + (" (rate limited)" if code == 429 else "")) from None
-                raise LablrError(f"Flickr answered {method} with HTTP {code} at {self.api.REST_URL}.") from None
-            if error.code in TRANSIENT_CODES:
-                raise Transient(f"{method}: {error}") from None
-            if error.code in KEY_CODES:
-                raise LablrError(f"Flickr refused the API key ({error}). Check {KEY_ENV} and {SECRET_ENV}, "
-                                 f"or get a key at {defaults.FLICKR_KEY_PAGE}.", code="bad_api_key") from None
-            raise LablrError(f"Flickr answered {method} with an error: {error}") from None
-        except SyntaxError as error:  # xml.etree's ParseError: a proxy's error page, a cut-off answer
-            raise Transient(f"{method}: unreadable answer ({error})") from None
-
-    def search(self, tag: str, page: int, per_page: int, licenses=()):
-        """(photo dicts, pages) for one page of photos carrying the tag, most relevant first."""
-        params = {"tags": tag, "tag_mode": "all", "sort": "relevance", "media": "photos", "content_type": 1,
-                  "safe_search": 1, "per_page": per_page, "page": page,
-                  "extras": ",".join(["tags", "license", "owner_name", *self.settings.image_extras])}
-        if licenses:
-            params["license"] = ",".join(str(i) for i in licenses)
-        photos = self.call("flickr.photos.search", **params).find("photos")
-        if photos is None:
-            raise LablrError("Flickr's answer to flickr.photos.search has no <photos>.")
-        return [dict(p.attrib) for p in photos.findall("photo")], int(photos.get("pages") or 0)
-
-    def hot_tags(self, count: int = defaults.FLICKR_HOT_COUNT, period: str = "day") -> list[str]:
-        """The tags Flickr lists as hot now (flickr.tags.getHotList), most used first."""
-        hot = self.call("flickr.tags.getHotList", period=period, count=count).find("hottags")
-        tags = [flickr_tag(t.text or "") for t in (hot.findall("tag") if hot is not None else [])]
-        return list(dict.fromkeys(t for t in tags if t))
-
-
-def photo_record(photo: dict, extras=defaults.FLICKR_IMAGE_EXTRAS) -> PhotoRecord | None:
-    """A catalog record from one <photo> of a search answer (None when it offers no image)."""
-    url = next((photo[e] for e in extras if photo.get(e)), None)
-    if not url or not photo.get("id"):
-        return None
-    tags = [t for t in (flickr_tag(raw) for raw in photo.get("tags", "").split()) if t]
-    return PhotoRecord(key=f"flickr:{photo['id']}", path=None, tags=list(dict.fromkeys(tags)),
-                       owner=photo.get("owner"), license=photo.get("license"), title=photo.get("title"), url=url)
-
-
-# -- fetching -----------------------------------------------------------------------------------
 
 
 @dataclass
@@ -253,9 +59,9 @@ def resolve_tags(spec, client: FlickrClient) -> list[str]:
     if not isinstance(spec, str):
         tags = [flickr_tag(t) for t in spec]
     elif spec.strip().lower() == "default":
-        tags = list(defaults.FLICKR_TAGS)
+        tags = list(defaults.TAGS)
     elif re.fullmatch(r"hot(:\d+)?", spec.strip().lower()):
-        count = int(spec.split(":")[1]) if ":" in spec else defaults.FLICKR_HOT_COUNT
+        count = int(spec.split(":")[1]) if ":" in spec else defaults.HOT_COUNT
         tags = client.hot_tags(count)
         if not tags:
             raise LablrError("Flickr's hot list is empty right now; give --tags.")
@@ -273,8 +79,6 @@ def fetch(catalog_path, tags="default", *, images_dir=None, settings: FetchSetti
 
     `tags` is a list of tags or a spec for resolve_tags ('default', 'hot', 'hot:N', 'a,b,c').
     """
-    from lablr.core.catalog import Catalog
-
     report = FetchReport()
     say = log or (lambda message: None)
 
@@ -286,6 +90,7 @@ def fetch(catalog_path, tags="default", *, images_dir=None, settings: FetchSetti
     images_dir = Path(images_dir or default_images_dir(catalog_path)).absolute()
     with ExclusiveLock(Path(f"{catalog_path}.fetch.lock"), f"fetching into {catalog_path}"):
         catalog = Catalog(catalog_path)
+        create_tables(catalog.db)
         remove_partials(images_dir)
         try:
             tags = resolve_tags(tags, client)
@@ -306,7 +111,7 @@ def _search(catalog, client, tags, settings, report, progress):
 
     db = catalog.db
     per_page = max(1, min(settings.per_page, settings.per_tag, 500))
-    last_page = max(1, defaults.FLICKR_MAX_RESULTS // per_page)
+    last_page = max(1, defaults.MAX_RESULTS // per_page)
     bar = tqdm(total=len(tags) * settings.per_tag, desc="Photos found", unit="photo", disable=not progress)
     with bar:
         for tag in tags:
@@ -348,7 +153,7 @@ def _download(catalog, images_dir, settings, report, progress, on_retry):
         for photo_id, key, url in pending:
             destination = _destination(images_dir, key, url)
             if destination.is_file():  # renamed into place whole, but the run died before recording it
-                _record(db, photo_id, destination, *sha256_file(destination))
+                _record(db, photo_id, destination, destination.stat().st_size, sha256_file(destination))
                 report.reused += 1
                 bar.update()
             else:

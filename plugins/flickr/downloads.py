@@ -1,6 +1,5 @@
 """Polite, crash-safe downloading: a token bucket, retries with backoff, whole files or none.
 
-Used by the Flickr source (lablr.plugins.flickr), and by any source that fetches over HTTP.
 A file is written under a temporary name in its final folder, flushed to disk, then renamed
 into place, so a crash at any moment leaves either the whole file or no file under its name.
 """
@@ -14,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import LablrError
+from lablr.core.errors import LablrError
 
 PARTIAL = ".part"
 
@@ -112,15 +111,6 @@ def fsync_dir(directory: Path):
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def sha256_file(path: Path) -> tuple[int, str]:
-    digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return size, digest.hexdigest()
 
 
 def remove_partials(directory: Path) -> int:

@@ -1,0 +1,11 @@
+"""The flickr plugin's own tables, created in the catalog beside Lablr's (photos, tags, splits)."""
+
+
+def create_tables(db):
+    """`downloads` (one row per image file written whole) and `searches` (how far each query has paged)."""
+    if "downloads" not in db.table_names():
+        db["downloads"].create({"photo_id": int, "path": str, "bytes": int, "sha256": str,
+                                "downloaded_at": str}, pk="photo_id", foreign_keys=[("photo_id", "photos")])
+    if "searches" not in db.table_names():
+        db["searches"].create({"query": str, "source": str, "tag": str, "page": int, "pages": int,
+                               "found": int, "done": int, "updated_at": str}, pk="query")
