@@ -265,7 +265,11 @@
       }
       key(input, "keyup", ",", "Comma", 188);
     },
-    function blur(input) {
+    function blur(input, tag) {
+      if (input.value.trim() === `${tag},`) {
+        setValue(input, tag); // the comma did nothing: take it back before leaving
+        inputEvent(input, null);
+      }
       input.dispatchEvent(new Event("change", { bubbles: true }));
       if (document.activeElement === input) input.blur();
       else input.dispatchEvent(new FocusEvent("blur"));

@@ -694,6 +694,23 @@ def test_a_tag_the_page_does_not_take_is_said_so(browser, recorder, tmp_path):
 
 
 @pytest.mark.browser
+def test_a_tag_the_page_takes_only_on_leaving_the_field_sticks(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(EDITR, "on-leave")
+    page.locator(EDITR.file_input).set_input_files(write_photo(tmp_path, "green", "circle"))
+    expect(page.locator("[data-lablr=chips] .chip").first).to_be_visible(timeout=WAIT_MS)
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(EDITR.token, has_text=tag)).to_be_visible()
+    expect(page.locator(f"[data-lablr=chips] .chip[data-tag='{tag}']")).to_have_count(0)
+    # Enter did nothing and the comma would have become part of the tag: the page holds the tag alone.
+    assert page_tags(page, "green-circle.jpg") == [tag]
+    expect(page.locator("[data-lablr=chips] .warn")).to_have_count(0)
+
+
+@pytest.mark.browser
 def test_chips_below_the_threshold_are_hidden(browser, recorder, tmp_path):
     from playwright.sync_api import expect
 
