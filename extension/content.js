@@ -157,7 +157,7 @@
   function isSelected(card, how) {
     if (how === "built-in") return all(S.selectedCard).includes(card);
     if (matchesAny(card, S.selectedLoose)) return true;
-    const marker = first([S.selectedLoose[0]], card); // the attested .selected-wrapper, shown on the chosen card
+    const marker = first(S.selectedMarker, card);
     return Boolean(marker && visible(marker));
   }
 
@@ -304,7 +304,8 @@
       if (!now) return false;
       const shown = currentTags(now);
       if ((shown && shown.some((t) => norm(t) === norm(tag))) || tokensNamed(now.input, tag) > before.tokens) return true;
-      if (now.input !== parts.input || now.input.value.trim() === "") return !now.input.value.trim();
+      if (now.input !== parts.input) return !now.input.value.trim(); // re-rendered: an empty new field took it
+      if (!now.input.value.trim()) return true; // the field was cleared: taken
     }
     const last = tagFieldParts();
     if (last && norm(last.input.value).replace(/,$/, "") === norm(tag)) {
@@ -840,8 +841,9 @@
 
   // ---------------------------------------------------------------- "Pick the tag field"
 
-  // Ids and classes that a page makes anew on every load (YUI's yui_3_…, long numbers or hex).
-  const GENERATED = /^yui|yui_|\d{4,}|[0-9a-f]{10,}/i;
+  // Ids and classes that a page makes anew on every load (YUI's yui_3_…, long numbers or hex);
+  // YUI's own class names (yui3-…) are stable.
+  const GENERATED = /yui_|\d{4,}|[0-9a-f]{10,}/i;
   const picking = makeHost("picking");
   let pickMessage = "";
 

@@ -47,13 +47,14 @@ const LABLR_SELECTORS = Object.freeze({
     ".photo-card.selected",
     "li.upload-item.selected",
   ],
-  // A loose card is selected when it matches one of these, or holds a visible one (attested: .selected-wrapper).
+  // A loose card is selected when it matches one of these, or holds a visible `selectedMarker`.
   selectedLoose: [
     ".selected-wrapper",
     "[aria-selected='true']",
     "[class*='selected']",
     "[class*='active']",
   ],
+  selectedMarker: [".selected-wrapper"], // attested on the real grid; guessed to show on the chosen card
   // Inside a card: the element that names the photo (Flickr titles a new photo after its file).
   cardName: [
     "[data-uploadr-filename]",
