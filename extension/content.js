@@ -133,7 +133,8 @@
     return pairs;
   }
 
-  const outermost = (elements) => elements.filter((e) => !elements.some((o) => o !== e && o.contains(e)));
+  // The matches of a selector that are not inside another match of it.
+  const outermost = (elements, selector) => elements.filter((e) => !(e.parentElement && e.parentElement.closest(selector)));
 
   /** The photo grid: built-in card selectors, else the class-fragment rule that names most of our photos. */
   function grid() {
@@ -143,7 +144,7 @@
     for (const selector of S.photoCardLoose) {
       const found = tryAll(selector, document, (s, r) => r.querySelectorAll(s));
       if (!found || !found.length) continue;
-      const cards = outermost(Array.from(found));
+      const cards = outermost(Array.from(found), selector);
       const pairs = pairWith(cards);
       if (!best.how || pairs.size > best.pairs.size) best = { cards, pairs, how: selector };
     }
