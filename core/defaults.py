@@ -48,7 +48,6 @@ TAG_PRIOR_PHOTOS = 20.0
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
-MAX_TAG_CHARS = 100
 PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
 
 # Data selection: how training and held-out photos are chosen (see lablr.core.selection)
@@ -80,3 +79,13 @@ NON_VISUAL_TAGS = (
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "today", "2000s",
 ) + tuple(str(year) for year in range(1900, 2041))
+
+# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
+TAG_K = 5  # fewer than shown on screen: these stay in the photo
+TAG_BATCH = 16  # photos decoded and scored at once
+TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback)
+IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
+TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
+SIDECAR_SUFFIX = ".xmp"
+LABLR_XMP_NAMESPACE = "urn:lablr:xmp:1.0#"  # where a photo records that Lablr tagged it
+LABLR_XMP_PREFIX = "lablr"

@@ -12,7 +12,6 @@ event removes exactly what it added. A tag the bundle does not know joins the vo
 server process compares it before a request and rebuilds its tag model when it moved.
 """
 
-import copy
 import hashlib
 import json
 import sqlite3
@@ -63,9 +62,9 @@ def parse_tags(text: str | None, what: str = "tags") -> list[str]:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
-        if len(tag) > defaults.MAX_TAG_CHARS:
-            raise LablrError(f"A tag in {what} is longer than {defaults.MAX_TAG_CHARS} characters: {tag[:40]!r}...",
-                             code="bad_tags", status=422)
+        if len(tag) > defaults.TAG_MAX_CHARS or not tag.isprintable():
+            raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
+                             f"{tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)
     if len(tags) > defaults.MAX_FEEDBACK_TAGS:
         raise LablrError(f"At most {defaults.MAX_FEEDBACK_TAGS} {what} per photo (Flickr's limit); "
@@ -113,15 +112,20 @@ class PersonalLayer:
         self.min_photos = min_photos
         self.model_name = model_name
         self._lock = threading.Lock()  # one connection, shared by the threads of one process
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=defaults.PERSONAL_BUSY_SECONDS)
-        with self._lock:
-            self._db.execute("pragma journal_mode=wal")
-            self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
-            self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
-            if model_name:
-                self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=defaults.PERSONAL_BUSY_SECONDS)
+            with self._lock:
+                self._db.execute("pragma journal_mode=wal")
+                self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
+                self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
+                if model_name:
+                    self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
+        except sqlite3.DatabaseError as error:
+            raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
+                             "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
+                             status=500) from None
 
     @classmethod
     def for_bundle(cls, model) -> "PersonalLayer":
@@ -225,7 +229,7 @@ class PersonalLayer:
         to the sums of its tags; a new tag only once it has `min_photos` photos."""
         learned = self.learned(base_tag_model.tags, events)
         admitted = set(base_tag_model.tags) | set(learned.added)
-        tag_model = copy.deepcopy(base_tag_model)
+        tag_model = base_tag_model.copy()
         if events:
             tag_model.update(np.stack([event.latent for event in events]),
                              [[tag for tag in event.tags if tag in admitted] for event in events])
@@ -239,7 +243,7 @@ class _AlreadyThere(Exception):
 
 # -- `lablr personal ...`: the layer of a bundle on disk, without loading its encoder ----------------
 
-def open_for_bundle(model) -> tuple["PersonalLayer | None", dict]:
+def open_for_bundle(model):
     """(the layer of a bundle path or name, or None if the user has none yet; the bundle's manifest)."""
     from .bundle import read_manifest, resolve
 
@@ -248,16 +252,23 @@ def open_for_bundle(model) -> tuple["PersonalLayer | None", dict]:
     where = layer_path(path)
     if not where.exists():
         return None, manifest
-    latent_dim = manifest["parts"]["encoder"].get("settings", {}).get("latent_dim")
-    return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.get("name")), manifest
+    latent_dim = manifest.parts["encoder"].settings.get("latent_dim")
+    return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.name), manifest
+
+
+def check(model):
+    """Open the layer of a bundle, if the user has one: a damaged file fails here, in one line."""
+    layer, _ = open_for_bundle(model)
+    if layer:
+        layer.close()
 
 
 def describe(model) -> dict:
     layer, manifest = open_for_bundle(model)
-    known = [row["tag"] for row in manifest.get("tags", [])]
+    known = [tag for tag, _ in manifest.tags]
     events = layer.events() if layer else []
     learned = layer.learned(known, events) if layer else Learned()
-    return {"model": manifest.get("name"), "layer": str(layer.path) if layer else None,
+    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
             "min_photos": defaults.PERSONAL_MIN_PHOTOS, **learned.as_dict(),
             "last": [event.as_dict() for event in events[-5:]][::-1]}
 
@@ -266,7 +277,7 @@ def export(model, destination) -> int:
     """Write every event (with its latent) as JSON, beside then renamed; the number written."""
     layer, manifest = open_for_bundle(model)
     events = layer.events() if layer else []
-    document = {"model": manifest.get("name"), "bundle_checksum": layer.path.stem if layer else None,
+    document = {"model": manifest.name, "bundle_checksum": layer.path.stem if layer else None,
                 "events": [event.as_dict(latent=True) for event in events]}
     destination = Path(destination)
     partial = destination.with_name(f".{destination.name}.partial")

@@ -30,6 +30,7 @@ from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
 from . import feedback
+from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -118,6 +119,7 @@ ROUTES = [
     Route("/api/v1/health", health, methods=["GET"]),
     Route("/api/v1/suggest", suggest, methods=["POST"]),
     Route("/api/v1/plot", plot, methods=["POST"]),
+    Route("/api/v1/embed", embed, methods=["POST"]),
     Route("/api/v1/tags", tags, methods=["GET"]),
     Route("/api/v1/plugins", plugins, methods=["GET"]),
     Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
@@ -143,8 +145,8 @@ async def lifespan(app):
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
                address: str | None = None, personal: bool = True) -> Starlette:
-    """The app for a model (a bundle's path, a bundled model's name, or a loaded Model), with the
-    user's personal layer unless personal is False."""
+    """The app for a model: a bundle's path, a bundled model's name, or a loaded Model; with the
+    user's personal layer of that model unless `personal` is False."""
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers,
                     middleware=[Middleware(feedback.PersonalRefresh)])

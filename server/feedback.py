@@ -7,6 +7,7 @@ every request the version stamp is read (one indexed SQLite row); when another r
 another worker has written since, the model is rebuilt from the bundle's sums and the events.
 """
 
+import logging
 import os
 import threading
 
@@ -18,17 +19,24 @@ from lablr.core.personal import PersonalLayer, parse_tags, photo_hash
 
 from .uploads import read_form
 
+log = logging.getLogger("lablr.server")
 _rebuild_lock = threading.Lock()
 
 
 def open_personal(state, enabled: bool):
     """Called once the model is loaded: open its layer and serve the model with it."""
     state.base_tag_model = state.model.tag_model
-    state.personal = PersonalLayer.for_bundle(state.model) if enabled else None
+    # A layer is keyed by its bundle's checksum: a model that was never saved has none.
+    state.personal = PersonalLayer.for_bundle(state.model) if enabled and state.model.path else None
     state.personal_version = None
     state.learned = None
-    if state.personal is not None:
-        refresh(state)
+    if state.personal is None:
+        log.info("Serving the model alone%s: feedback is refused.", "" if state.model.path else " (not saved)")
+        return
+    refresh(state)
+    learned = state.learned
+    log.info("Learning from your photos in %s: %d so far, %d tags added.", state.personal.path, learned.photos,
+             len(learned.added))
 
 
 def refresh(state):

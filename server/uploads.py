@@ -112,6 +112,11 @@ async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[st
     boundary = options.get(b"boundary")
     if not boundary:
         raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
+    return parse_form(body, boundary)
+
+
+def parse_form(body: bytes, boundary: bytes) -> tuple[list[Upload], dict[str, str]]:
+    """(photos, the first text field of each other name). Raises LablrError (400)."""
     parts = parse_parts(body, boundary)
     fields = {}
     for part in parts:

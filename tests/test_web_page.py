@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
 from lablr_server import running_server
+from photo_files import OLD_IPTC, OLD_XMP, jpeg_scan, make_photo, needs_exiftool, read_tags
 
 pytestmark = pytest.mark.browser
 
@@ -105,6 +106,43 @@ def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
     assert page.locator("#results").is_hidden()
 
 
+@needs_exiftool
+def test_download_with_tags_gives_the_photo_back_with_the_ticked_tags_in_it(page, tmp_path):
+    photo = make_photo(tmp_path / "holiday.jpg", colour="green", shape="triangle", size=200)
+    page.set_input_files("#photo", files=[str(photo)])
+    tags = shown_tags(page)
+    page.locator("#tags .pick").nth(1).uncheck()  # the person drops the second suggestion
+    chosen = tags[:1] + tags[2:]
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "holiday.jpg"
+    saved = tmp_path / "downloaded.jpg"
+    download.value.save_as(saved)
+
+    seen = read_tags(saved)  # exiftool reads what the page saved
+    assert seen["Subject"] == OLD_XMP + chosen and seen["Keywords"] == OLD_IPTC + chosen
+    assert jpeg_scan(saved.read_bytes()) == jpeg_scan(photo.read_bytes())
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Saved holiday.jpg')")
+    assert f"{len(chosen)} new tags in it: {', '.join(chosen)}" in page.locator("#status").inner_text()
+
+    page.locator("#tags .pick").first.uncheck()  # the photo on the page is the original: ask again
+    with page.expect_download() as again:
+        page.click("#download")
+    again.value.save_as(tmp_path / "again.jpg")
+    assert read_tags(tmp_path / "again.jpg")["Subject"] == OLD_XMP + chosen[1:]
+
+
+def test_download_with_no_tag_ticked_says_so(page):
+    photo = png_bytes(draw_shape("red", "circle", size=120))
+    page.set_input_files("#photo", files=[{"name": "red.png", "mimeType": "image/png", "buffer": photo}])
+    shown_tags(page)
+    for box in page.locator("#tags .pick").all():
+        box.uncheck()
+    page.click("#download")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Tick at least one tag" in page.locator("#error").inner_text()
+
+
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / "openclipart-vae"
 CLIPART = held_out_drawing(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "manifest.json").exists() else None
 
@@ -125,3 +163,49 @@ def test_default_model_on_a_drawing_takes_the_readme_screenshot(browser):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     shot.convert("RGB").quantize(colors=128).save(SCREENSHOT, optimize=True)  # small enough for the README
     assert SCREENSHOT.stat().st_size < 300_000
+
+
+@pytest.fixture
+def learning_page(browser, tiny_bundle, tmp_path):
+    """The page of a server with its own, empty personal layer."""
+    with running_server(tiny_bundle, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _):
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        page.goto(base + "/")
+        yield page, base
+        context.close()
+
+
+def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(learning_page):
+    import httpx
+
+    page, base = learning_page
+    page.wait_for_function("() => document.getElementById('learned').textContent.includes('0 of your photos')")
+    assert "no new tags yet" in page.locator("#learned").inner_text()
+    before = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
+
+    for seed in range(5):
+        photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
+        page.set_input_files("#photo", files=[{"name": f"mine-{seed}.png", "mimeType": "image/png", "buffer": photo}])
+        shown_tags(page)
+        assert page.locator("#my-tags").input_value() == ""  # a new photo starts with no tags of its own
+        page.locator("#tags .name", has_text="red").click()  # a suggestion, added with a click
+        assert page.locator("#my-tags").input_value() == "red"
+        page.locator("#my-tags").press("End")
+        page.locator("#my-tags").type(", circle, my stamp")
+        page.click("#mine")
+        page.wait_for_function(f"() => document.getElementById('learned').textContent"
+                               f".includes('Learned from {seed + 1} of your photo')")
+        if seed < 4:
+            assert f"my stamp ({seed + 1} of 5)" in page.locator("#learned").inner_text()
+            assert "Learned from this photo for red, circle" in page.locator("#status").inner_text()
+
+    assert "tags added: my stamp" in page.locator("#learned").inner_text()
+    assert "7 tags" in page.locator("#model").inner_text()
+    after = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
+    assert after == {**before, "red": before["red"] + 5, "circle": before["circle"] + 5, "my stamp": 5}
+
+    page.click("#mine")  # the same photo again counts once
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('counts once')")
+    assert httpx.get(base + "/api/v1/personal").json()["photos"] == 5
+    assert page.locator("#error").is_hidden()
