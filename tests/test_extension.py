@@ -104,6 +104,8 @@ class LablrServer:
         self.model, self.port = model, port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process = None
+        # Its own personal layer: what the publishing tests teach it stays out of other tests' models.
+        self.data_home = tempfile.mkdtemp(prefix="lablr-extension-data-")
 
     def start(self, timeout=180):
         command = [sys.executable, "-m", "lablr.core.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
@@ -111,7 +113,7 @@ class LablrServer:
             command += ["--model", str(self.model)]
         log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                        env={**os.environ, "PYTHONUNBUFFERED": "1", "XDG_DATA_HOME": self.data_home})
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -135,6 +137,10 @@ class LablrServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.data_home, ignore_errors=True)
 
 
 class Recorder:
@@ -235,7 +241,7 @@ class Recorder:
 def server(tiny_bundle):
     running = LablrServer(tiny_bundle).start()
     yield running
-    running.stop()
+    running.close()
 
 
 @pytest.fixture
@@ -567,22 +573,25 @@ def test_notice_while_the_server_is_down_and_recovery(browser, tiny_bundle, tmp_
     from playwright.sync_api import expect
 
     later = LablrServer(tiny_bundle)  # its port is chosen, nothing listens there yet
-    browser.configure(server=later.base, minScore=0)
-    page = browser.open_upload_page()
-    notice = page.locator("[data-lablr=notice]")
-    expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)  # said at once, before any photo
-    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "green", "circle"))
-    expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
-    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(0)
-    # The extension keeps checking quietly; the photo's tags come as soon as the server answers.
-    tags_arrive_once_started(later, page, notice)
-    # Stopped again: the next photo waits, with the notice, and gets its tags once it is restarted.
-    page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "square"))
-    expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
-    page.locator(".uploadr-photo-card", has=page.locator("input[value='red-square']")).click()
-    expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
-    tags_arrive_once_started(later, page, notice)
-    assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
+    try:
+        browser.configure(server=later.base, minScore=0)
+        page = browser.open_upload_page()
+        notice = page.locator("[data-lablr=notice]")
+        expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)  # said at once, before any photo
+        page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "green", "circle"))
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(0)
+        # The extension keeps checking quietly; the photo's tags come as soon as the server answers.
+        tags_arrive_once_started(later, page, notice)
+        # Stopped again: the next photo waits, with the notice, and gets its tags once it is restarted.
+        page.locator("#uploadr-choose-input").set_input_files(write_photo(tmp_path, "red", "square"))
+        expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
+        page.locator(".uploadr-photo-card", has=page.locator("input[value='red-square']")).click()
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+        tags_arrive_once_started(later, page, notice)
+        assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
+    finally:
+        later.close()
 
 
 @pytest.mark.browser
@@ -1073,4 +1082,4 @@ def test_default_model_on_the_upload_page(browser, tmp_path):
         take_screenshot(page)
     finally:
         proxy.close()
-        running.stop()
+        running.close()
