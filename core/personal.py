@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import defaults
+from . import bundle, defaults
 from .catalog import normalize_tag
 from .errors import LablrError
 
@@ -42,13 +42,9 @@ insert or ignore into meta (key, value) values ('version', '0');
 """
 
 
-def bundle_checksum(bundle_path) -> str:
-    """The bundle's identity: the SHA-256 of its manifest, which lists every file's SHA-256."""
-    return hashlib.sha256((Path(bundle_path) / "manifest.json").read_bytes()).hexdigest()
-
-
 def layer_path(bundle_path) -> Path:
-    return defaults.data_dir() / "personal" / (bundle_checksum(bundle_path) + FILE_SUFFIX)
+    """Where the layer of a bundle lives: named by the bundle's checksum, so each model has its own."""
+    return defaults.data_dir() / "personal" / (bundle.checksum(bundle_path) + FILE_SUFFIX)
 
 
 def photo_hash(data: bytes) -> str:
@@ -106,7 +102,8 @@ class Learned:
 class PersonalLayer:
     """One model's personal layer: a SQLite file of feedback events."""
 
-    def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS, model_name=None):
+    def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS,
+                 model_name=None):
         self.path = Path(path)
         self.latent_dim = latent_dim
         self.min_photos = min_photos
@@ -245,10 +242,8 @@ class _AlreadyThere(Exception):
 
 def open_for_bundle(model):
     """(the layer of a bundle path or name, or None if the user has none yet; the bundle's manifest)."""
-    from .bundle import read_manifest, resolve
-
-    path = resolve(model)
-    manifest = read_manifest(path)
+    path = bundle.resolve(model)
+    manifest = bundle.read_manifest(path)
     where = layer_path(path)
     if not where.exists():
         return None, manifest

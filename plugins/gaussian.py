@@ -20,6 +20,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.settings import Setting
 
 FILE = "tag_stats.npz"
 
@@ -33,6 +34,8 @@ SHRINKAGES = ("pooled", "oas", "none")
 
 
 class GaussianTagModel:
+    SETTINGS = {"shrinkage": Setting(str, choices=SHRINKAGES), "prior_photos": Setting(float, 1e-6, 1e6)}
+
     def __init__(self, shrinkage: str = "pooled", prior_photos: float = defaults.TAG_PRIOR_PHOTOS):
         if shrinkage not in SHRINKAGES:
             raise ValueError(f"shrinkage must be one of {', '.join(SHRINKAGES)}")

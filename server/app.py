@@ -30,6 +30,7 @@ from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
 from . import feedback
+from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
 from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
@@ -43,6 +44,8 @@ ENV_MODEL = "LABLR_MODEL"
 ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
 ENV_ADDRESS = "LABLR_ADDRESS"
 ENV_PERSONAL = "LABLR_PERSONAL"  # "0": serve the bundle alone (lablr serve --no-personal)
+ENV_ALLOWED_HOSTS = "LABLR_ALLOWED_HOSTS"
+ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 # -- the endpoints ----------------------------------------------------------------------------------
@@ -60,7 +63,7 @@ async def suggest(request):
     exclude = request.query_params.get("exclude", "").split(",")
 
     def work():
-        images = np.stack([model.decode(upload.data) for upload in uploads])
+        images = model.decode_all([upload.data for upload in uploads])
         return model.suggest(images, k, scorer=scorer, exclude=exclude)
 
     found = await run_in_threadpool(work)
@@ -144,12 +147,18 @@ async def lifespan(app):
 
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
-               address: str | None = None, personal: bool = True) -> Starlette:
+               address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
+               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True) -> Starlette:
     """The app for a model: a bundle's path, a bundled model's name, or a loaded Model; with the
-    user's personal layer of that model unless `personal` is False."""
+    user's personal layer of that model unless `personal` is False.
+
+    Only requests whose Host is one of `allowed_hosts` and that come from no other site reach any
+    route (lablr.server.guard); in-process tests use base_url="http://127.0.0.1:8777".
+    """
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers,
-                    middleware=[Middleware(feedback.PersonalRefresh)])
+    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout),
+                  Middleware(feedback.PersonalRefresh)]
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.model_source = model
     app.state.max_body_bytes = max_body_bytes
     app.state.address = address
@@ -161,7 +170,10 @@ def create_app_from_env() -> Starlette:
     """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
     return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
-                      address=os.environ.get(ENV_ADDRESS), personal=os.environ.get(ENV_PERSONAL, "1") != "0")
+                      address=os.environ.get(ENV_ADDRESS),
+                      allowed_hosts=os.environ.get(ENV_ALLOWED_HOSTS, ",".join(LOOPBACK_NAMES)).split(","),
+                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)),
+                      personal=os.environ.get(ENV_PERSONAL, "1") != "0")
 
 
 def _load_and_warm(model) -> Model:

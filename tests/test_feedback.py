@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from conftest import draw_shape
 from lablr_server import free_port, running_server
@@ -138,7 +137,17 @@ def test_bad_feedback_is_refused_and_records_nothing(client, make, status, code)
     answer = make(client)
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/json"
-    assert answer.json()["error"]["code"] == (code or answer.json()["error"]["code"]) and answer.json()["error"]["message"]
+    error = answer.json()["error"]
+    assert error["message"] and (code is None or error["code"] == code)
+    assert client.get("/api/v1/personal").json() == before
+
+
+def test_feedback_from_another_site_is_refused_and_records_nothing(client):
+    before = client.get("/api/v1/personal").json()
+    for headers in ({"Origin": "https://www.example.com"}, {"Sec-Fetch-Site": "cross-site"}):
+        answer = client.post("/api/v1/feedback", files={"image": ("p.png", png(seed=77), "image/png")},
+                             data={"tags": "red"}, headers=headers)
+        assert answer.status_code == 403 and answer.json()["error"]["message"]
     assert client.get("/api/v1/personal").json() == before
 
 
@@ -222,13 +231,7 @@ def test_personal_commands_show_export_undo_reset_and_a_restart_serves_the_chang
     assert reset.returncode == 0, reset.stderr
     assert client.get("/api/v1/personal").json()["photos"] == 0
     assert NEW_TAG not in counts(client)
-    assert len(layer_files(env_path(env))) == 1  # one model, one layer
-
-
-def env_path(env):
-    from pathlib import Path
-
-    return Path(env["XDG_DATA_HOME"])
+    assert len(layer_files(Path(env["XDG_DATA_HOME"]))) == 1  # one model, one layer
 
 
 def test_undo_refuses_a_bad_count(env, tiny_bundle):

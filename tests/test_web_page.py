@@ -187,7 +187,7 @@ def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(
     for seed in range(5):
         photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
         page.set_input_files("#photo", files=[{"name": f"mine-{seed}.png", "mimeType": "image/png", "buffer": photo}])
-        shown_tags(page)
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")  # this photo's
         assert page.locator("#my-tags").input_value() == ""  # a new photo starts with no tags of its own
         page.locator("#tags .name", has_text="red").click()  # a suggestion, added with a click
         assert page.locator("#my-tags").input_value() == "red"

@@ -126,11 +126,11 @@ async function sendMyTags(event) {
     const response = await fetch("/api/v1/feedback", { method: "POST", body: data });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
-    await showModel();
     const waiting = Object.keys(answer.pending);
     $("status").textContent = !answer.recorded ? answer.message
       : `Learned from this photo for ${answer.learning.join(", ") || "no tag yet"}.`
         + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.join(", ")}.` : "");
+    await showModel(); // the tag count and what was learned, as the server now has them
   } catch (error) {
     showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
   }
