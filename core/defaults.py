@@ -26,12 +26,15 @@ IMAGE_SIZE = 64
 LATENT_DIM = 32
 EPOCHS = 60
 BATCH_SIZE = 64
-DEFAULT_MODEL = "openclipart-vae"
+DEFAULT_MODEL = "openclipart-effnet"  # the pretrained encoder; openclipart-vae is the original's method
+ORIGINAL_MODEL = "openclipart-vae"
 DEFAULT_PARTS = {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis", "visualizer": "pca"}
 
 # Suggestions
 DEFAULT_K = 10
 MAX_K = 100
+# The web page hides tags whose calibrated probability is below this (the user can change it; 0 shows all)
+DEFAULT_MIN_PROBABILITY = 0.2
 
 # Input limits: a decompression bomb is refused before it is decoded
 MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by lablr.core.images)
@@ -45,9 +48,6 @@ PORT = 8777
 BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, then 408
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
-
-# Tag models: a tag's covariance counts this many photos' worth of the pooled covariance of all tags
-TAG_PRIOR_PHOTOS = 20.0
 
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it

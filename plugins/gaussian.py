@@ -1,16 +1,15 @@
 """`gaussian`: one Gaussian per tag over the latent means.
 
 The model keeps exact sufficient statistics per tag (count, sum, sum of outer products), so
-shards merge exactly and more photos can be added later. Every covariance is regularised from
-those statistics alone, so a tag with fewer photos than latent dimensions is still invertible:
+shards merge exactly and more photos can be added later. Covariances are shrunk towards a
+scaled identity with the Oracle Approximating Shrinkage of Chen et al. (2010), a
+Ledoit-Wolf-type estimator that needs nothing but those statistics: a tag with fewer photos
+than latent dimensions still gets an invertible covariance.
 
-- `pooled` (the default): each tag's covariance is shrunk towards the pooled within-tag
-  covariance of all tags, (n S + nu P) / (n + nu) with nu = `prior_photos`: the posterior mean
-  under a conjugate prior centred on P. A tag known from 5 photos gets the shape of a typical
-  tag, scaled by what its photos show; one with hundreds keeps its own. P itself is shrunk
-  with OAS, for models with fewer photos than dimensions.
-- `oas`: towards a scaled identity, with the Oracle Approximating Shrinkage of Chen et al.
-  (2010), a Ledoit-Wolf-type estimator.
+`shared` adds a covariance every tag has in common, the pooled within-tag covariance (also a
+function of the sums), worth that many photos: a tag's covariance is
+(n·own + shared·pooled) / (n + shared), so a rare tag leans on the common shape of all tags
+and a frequent one keeps its own.
 """
 
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from lablr.core import defaults, hookimpl
+from lablr.core import hookimpl
 from lablr.core.errors import BundleError
 from lablr.core.settings import Setting
 
@@ -30,19 +29,15 @@ def register_tag_models(register):
     register("gaussian", GaussianTagModel)
 
 
-SHRINKAGES = ("pooled", "oas", "none")
-
-
 class GaussianTagModel:
-    SETTINGS = {"shrinkage": Setting(str, choices=SHRINKAGES), "prior_photos": Setting(float, 1e-6, 1e6)}
+    SETTINGS = {"shrinkage": Setting(str, choices=("oas", "none")), "shared": Setting(float, 0, 1e9)}
 
-    def __init__(self, shrinkage: str = "pooled", prior_photos: float = defaults.TAG_PRIOR_PHOTOS):
-        if shrinkage not in SHRINKAGES:
-            raise ValueError(f"shrinkage must be one of {', '.join(SHRINKAGES)}")
-        if not prior_photos > 0:
-            raise ValueError("prior_photos must be positive")
-        self.shrinkage = shrinkage
-        self.prior_photos = float(prior_photos)
+    def __init__(self, shrinkage: str = "oas", shared: float = 0.0):
+        if shrinkage not in ("oas", "none"):
+            raise ValueError("shrinkage must be 'oas' or 'none'")
+        if not shared >= 0:
+            raise ValueError("shared must be a number of photos, 0 or more")
+        self.shrinkage, self.shared = shrinkage, float(shared)
         self.tags: list[str] = []
         self.counts = np.zeros(0)
         self._sums = None  # (K, d)
@@ -50,9 +45,7 @@ class GaussianTagModel:
         self._cache = None
 
     def settings(self):
-        if self.shrinkage == "pooled":
-            return {"shrinkage": self.shrinkage, "prior_photos": self.prior_photos}
-        return {"shrinkage": self.shrinkage}
+        return {"shrinkage": self.shrinkage, **({"shared": self.shared} if self.shared else {})}
 
     # -- learning -----------------------------------------------------------------------------
 
@@ -84,7 +77,7 @@ class GaussianTagModel:
         return self
 
     def copy(self) -> "GaussianTagModel":
-        other = GaussianTagModel(self.shrinkage, self.prior_photos)
+        other = GaussianTagModel(self.shrinkage, self.shared)
         other.tags, other.counts = list(self.tags), self.counts.copy()
         other._sums = None if self._sums is None else self._sums.copy()
         other._outer_sums = None if self._outer_sums is None else self._outer_sums.copy()
@@ -139,6 +132,8 @@ class GaussianTagModel:
         means = self._sums / counts
         empirical = self._outer_sums / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
         covariances = self._shrink(empirical, self.counts)
+        if self.shared:
+            covariances = self._share(covariances, empirical, means)
         cholesky = np.linalg.cholesky(covariances)
         # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W| with W = C^-T
         per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
@@ -157,13 +152,19 @@ class GaussianTagModel:
         floor = 1e-3 * max(float(np.average(trace, weights=np.maximum(counts, 1e-12))) / dim, 1e-12)
         if self.shrinkage == "none":
             return empirical + floor * identity
-        if self.shrinkage == "pooled":
-            weights = np.maximum(counts, 0)
-            pooled = np.einsum("k,kij->ij", weights, empirical) / max(weights.sum(), 1e-12)
-            pooled = _oas(pooled[None], np.array([weights.sum()]))[0]
-            own = (counts / (counts + self.prior_photos))[:, None, None]
-            return own * empirical + (1 - own) * pooled + floor * identity
-        return _oas(empirical, counts) + floor * identity
+        trace_of_square = np.einsum("kij,kji->k", empirical, empirical)
+        numerator = (1 - 2 / dim) * trace_of_square + trace**2
+        denominator = (counts + 1 - 2 / dim) * (trace_of_square - trace**2 / dim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rho = np.where(denominator > 0, np.minimum(numerator / denominator, 1.0), 1.0)
+        scale = trace / dim
+        shrunk = (1 - rho)[:, None, None] * empirical + (rho * scale)[:, None, None] * identity
+        return shrunk + floor * identity
+
+    def _share(self, covariances, empirical, means):
+        weights = self.counts[:, None, None]
+        pooled = (weights * empirical).sum(axis=0) / max(self.counts.sum(), 1)
+        return (weights * covariances + self.shared * pooled) / (weights + self.shared)
 
     # -- bundle files ---------------------------------------------------------------------------
 
@@ -172,7 +173,6 @@ class GaussianTagModel:
                             sums=self._sums, outer_sums=self._outer_sums)
 
     def load(self, directory: Path):
-        """The statistics of a bundle; the settings come from its manifest."""
         try:
             with np.load(Path(directory) / FILE, allow_pickle=False) as data:
                 self.tags = [str(t) for t in data["tags"]]
@@ -181,15 +181,3 @@ class GaussianTagModel:
             raise BundleError(f"The tag statistics in {directory} cannot be read: {error}") from None
         self._cache = None
         return self
-
-
-def _oas(empirical, counts):
-    """Each (d, d) covariance shrunk towards a scaled identity by Oracle Approximating Shrinkage."""
-    dim = empirical.shape[-1]
-    trace = np.trace(empirical, axis1=1, axis2=2)
-    trace_of_square = np.einsum("kij,kji->k", empirical, empirical)
-    numerator = (1 - 2 / dim) * trace_of_square + trace**2
-    denominator = (counts + 1 - 2 / dim) * (trace_of_square - trace**2 / dim)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.where(denominator > 0, np.minimum(numerator / denominator, 1.0), 1.0)
-    return (1 - rho)[:, None, None] * empirical + (rho * trace / dim)[:, None, None] * np.eye(dim)
