@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lablr.core import defaults
+from lablr.core import __version__, defaults
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
@@ -52,7 +53,7 @@ ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 async def health(request):
-    return JSONResponse({"status": "ok", "model": request.app.state.model.summary()})
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
 
 
 async def suggest(request):
@@ -87,12 +88,13 @@ async def plot(request):
         raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
                          code="bad_parameter", status=422)
 
-    def work():
-        image = model.decode(uploads[0].data)
+    def draw(image):
         with PLOT_LOCK:
             return model.plot(image, k, format=picture_format, scorer=scorer)
 
-    data = await run_in_threadpool(work)
+    image = await run_in_threadpool(model.decode, uploads[0].data)
+    async with request.app.state.plot_turn:  # pictures wait here, in the event loop, not in pool threads
+        data = await run_in_threadpool(draw, image)
     return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
 
 
@@ -138,6 +140,7 @@ ROUTES = [
 @contextlib.asynccontextmanager
 async def lifespan(app):
     app.state.model = await run_in_threadpool(_load_and_warm, app.state.model_source)
+    app.state.plot_turn = anyio.Lock()
     await run_in_threadpool(feedback.open_personal, app.state, app.state.personal_enabled)
     # matplotlib's import and fonts take a second or two: after start-up, not before health answers
     threading.Thread(target=_warm_picture, args=(app.state.model,), daemon=True).start()

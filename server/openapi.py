@@ -153,8 +153,9 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "calibrated": {"type": "boolean", "description": "Whether `score` is a calibrated probability."},
                 "min_probability": {"type": "number", "description": "When calibrated: below this probability "
                                     "the web page hides a tag unless the user chooses otherwise."}}},
-            "Health": {"type": "object", "required": ["status", "model"], "properties": {
-                "status": {"const": "ok"}, "model": _ref("Model")}},
+            "Health": {"type": "object", "required": ["status", "version", "model"], "properties": {
+                "status": {"const": "ok"}, "version": {"type": "string", "description": "Lablr's version."},
+                "model": _ref("Model")}},
             "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
                 "tag": {"type": "string"},
                 "score": {"type": "number", "description": "With a calibrated model (see health): the probability, "
