@@ -42,7 +42,7 @@ def running_server(model, *args, timeout=180, env=None):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("lablr serve did not start:\n" + "\n".join(lines))
         base = f"http://127.0.0.1:{port}"
-        httpx.get(base + "/api/v1/health", timeout=30).raise_for_status()
+        _wait_for_health(base, deadline)
         yield base, lines
     finally:
         process.send_signal(signal.SIGINT)
@@ -51,3 +51,15 @@ def running_server(model, *args, timeout=180, env=None):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _wait_for_health(base, deadline):
+    """The ready line is logged as the app starts, a moment before uvicorn listens: retry until then."""
+    while True:
+        try:
+            httpx.get(base + "/api/v1/health", timeout=30).raise_for_status()
+            return
+        except httpx.ConnectError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
