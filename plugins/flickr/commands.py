@@ -4,6 +4,7 @@ import sys
 
 import click
 
+from lablr.core import defaults as CORE
 from lablr.core.defaults import CATALOG
 
 from . import defaults
@@ -83,3 +84,69 @@ def summary(report, catalog, images, input_size, source) -> str:
             f"{report.missing} gone from Flickr; {report.calls} API calls.\n"
             f"{catalog}: {total.get('ok', 0)} Flickr photos ready, {total.get('pending', 0)} to download; "
             f"images in {images}, sized for a {input_size} px model: {taken}.")
+
+
+@click.command("flickr")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--tags", default="default", show_default=True, metavar="TAG,...|default|hot[:N]|none",
+              help="Tags to search, as for `lablr fetch`.")
+@click.option("--user", default=None, metavar="NSID|URL|NAME",
+              help="Also learn this user's own photos and tags (their NSID, a link to their photos, or URL name).")
+@click.option("--per-tag", default=defaults.BUILD_PER_TAG, show_default=True, type=click.IntRange(1),
+              help="Photos per tag, and of the --user.")
+@click.option("--model", "-m", "base_model", default=None,
+              help="The model to build on: its encoder (trained anew for the pixel VAE), tag model and scorer "
+                   "(default: the default model).")
+@click.option("--catalog", default=None, help="The SQLite catalog of the photos (default: OUT.db beside the bundle).")
+@click.option("--licenses", default="any", show_default=True, metavar="any|cc|free|ID,NAME,...",
+              help="Only photos under these licences, as for `lablr fetch`.")
+@click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs (pixel VAE only).")
+@click.option("--min-tag-photos", default=CORE.MIN_TAG_PHOTOS, show_default=True, type=click.IntRange(1),
+              help="Keep tags with at least this many photos.")
+@click.option("--min-train-photos", default=CORE.MIN_TRAIN_PHOTOS, show_default=True, type=click.IntRange(1),
+              help="Keep tags with at least this many training photos.")
+@click.option("--per-owner-cap", default=CORE.PER_OWNER_CAP, show_default=True, type=click.IntRange(1),
+              help="At most this many photos of one photographer (not counting --user).")
+@click.option("--workers", default=defaults.WORKERS, show_default=True, type=click.IntRange(1, 64),
+              help="Images downloaded at once.")
+@click.option("--calls-per-hour", default=defaults.CALLS_PER_HOUR, show_default=True, type=click.FloatRange(min=1),
+              help="API calls allowed per hour.")
+@click.option("--backoff", default=defaults.BACKOFF, show_default=True, type=click.FloatRange(min=0), hidden=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress display.")
+def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses, epochs, min_tag_photos,
+                         min_train_photos, per_owner_cap, workers, calls_per_hour, backoff, quiet):
+    """Fetch Flickr photos, fit a model on them, evaluate it: one command to a model to serve.
+
+    Chains `lablr fetch`, `prepare`, `train` (the pixel VAE only) and `fit`, with one progress
+    display. Killed at any moment, the same command continues where it stopped.
+    """
+    from lablr.core.cli import _print_report
+    from lablr.core.preparing import stop_tag_list
+    from lablr.core.selection import Rules
+
+    from .api import FetchSettings, parse_licenses
+    from .building import build
+    from .downloads import Retry
+
+    settings = FetchSettings(per_tag=per_tag, licenses=parse_licenses(licenses), calls_per_hour=calls_per_hour,
+                             workers=workers, retry=Retry(defaults.ATTEMPTS, backoff, defaults.BACKOFF_CAP))
+    rules = Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
+                  split_by_owner=True, stop_tags=stop_tag_list("default"))
+    result = build(out, tags=None if tags.strip().lower() == "none" else tags, user=user, base_model=base_model,
+                   catalog=catalog, rules=rules, settings=settings, epochs=epochs, progress=not quiet,
+                   log=lambda message: click.echo(message, err=True))
+    fetched = result.fetched
+    click.echo(f"{result.catalog}: {fetched.new} new photos this run, {fetched.downloaded} images downloaded; "
+               f"{result.train} training and {result.test} held-out photos, {len(result.model.tag_model.tags)} tags"
+               f"{' (the bundle was already built from them)' if result.reused else ''}.")
+    click.echo("Held-out photos (other photographers than the training ones):")
+    _print_report(result.model.manifest["evaluation"])
+    if result.model.manifest.get("evaluation_own"):
+        click.echo("Your own held-out photos:")
+        _print_report(result.model.manifest["evaluation_own"])
+    click.echo(f"Saved {out}. Serve it with:\n    lablr serve --model {out}")
+
+
+@click.group("build")
+def build_group():
+    """Build a model from a data source in one command (e.g. `lablr build flickr`)."""

@@ -50,3 +50,14 @@ LICENSES = {
     "no-known-restrictions": 7, "us-government": 8, "cc0": 9, "public-domain": 10,
 }
 LICENSE_GROUPS = {"cc": (1, 2, 3, 4, 5, 6, 9, 10), "free": (4, 5, 7, 8, 9, 10)}
+
+# `lablr build flickr`
+BUILD_PER_TAG = 300  # 45 tags x 300: a model in minutes (docs/flickr.md)
+TRAINED_ENCODERS = ("vae",)  # encoders build trains anew; any other is the model's own, and only the tags are fitted
+# A --user's photos are all theirs: no per-owner cap, split photo by photo, and their own tags are
+# learnt from this many photos (the popular tags keep the usual rules)
+OWN_MIN_TAG_PHOTOS = 5
+OWN_MIN_TRAIN_PHOTOS = 3
+# Each phase's share of the overall progress bar, from scripts/measure_flickr.py on 2 cores
+PHASE_WEIGHTS = {"Photos found": 2, "Images downloaded": 20, "Decoding images": 18, "Training the encoder": 100,
+                 "Fitting and evaluating": 60}

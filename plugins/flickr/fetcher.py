@@ -50,6 +50,7 @@ class FetchReport:
     failed: int = 0  # still failing after every retry: left pending for the next run
     calls: int = 0
     retries: list = field(default_factory=list)
+    users: list = field(default_factory=list)  # the NSIDs whose photos were fetched
 
 
 def default_images_dir(catalog_path) -> Path:
@@ -106,7 +107,8 @@ def fetch(catalog_path, tags="default", *, user=None, images_dir=None, settings:
             if tags:
                 queries += [_tag_query(tag, client, settings, extras) for tag in resolve_tags(tags, client)]
             if user:
-                queries.append(_user_query(client.lookup_user(user), client, settings, extras))
+                report.users.append(client.lookup_user(user))
+                queries.append(_user_query(report.users[-1], client, settings, extras))
             if not queries:
                 raise LablrError("Nothing to fetch: give --tags, --user, or both.")
             _search(catalog, queries, settings, extras, report, bars)

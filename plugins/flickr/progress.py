@@ -27,13 +27,12 @@ class PhaseBars:
 class Overall:
     """One bar for a run of phases; `weights` are each phase's share of the whole (any scale)."""
 
-    def __init__(self, weights: dict, *, enabled=True, log=None):
+    def __init__(self, weights: dict, *, enabled=True):
         from tqdm import tqdm
 
         self.weights = dict(weights)
         self.bar = tqdm(total=100.0, unit="%", bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
                         disable=not enabled)
-        self.log = log
         self._base = 0.0
 
     def _share(self, name):
@@ -44,8 +43,6 @@ class Overall:
         share, start = self._share(name), self._base
         counter = _Counter(lambda done: self._show(start + share * min(1.0, done / total) if total else start))
         self.bar.set_description_str(name)
-        if self.log:
-            self.log(f"{name}...")
         try:
             yield counter
         finally:
@@ -54,9 +51,6 @@ class Overall:
 
     def _show(self, position):
         self.bar.update(min(100.0, position) - self.bar.n)
-
-    def set_note(self, text):
-        self.bar.set_postfix_str(text)
 
     def close(self):
         self.bar.close()
