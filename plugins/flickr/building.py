@@ -47,7 +47,10 @@ class BuildResult:
 def build(out, *, tags="default", user=None, base_model=None, catalog=None, rules: Rules = Rules(split_by_owner=True),
           settings: FetchSettings = FetchSettings(per_tag=defaults.BUILD_PER_TAG), epochs=None, progress=True,
           log=None) -> BuildResult:
-    """Fetch, prepare, (train,) fit and evaluate into the bundle `out`; safe to kill and rerun."""
+    """Fetch, prepare, (train,) fit and evaluate into the bundle `out`; safe to kill and rerun.
+
+    `progress`: True for one overall bar, False for none, or a display with phase() and close().
+    """
     out = Path(out)
     catalog = Path(catalog or f"{out}.db")
     base_path = bundle.resolve(base_model or _default_model())
@@ -55,7 +58,7 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     size, encoder = base["image_size"], base["parts"]["encoder"]
     trains = encoder["plugin"] in defaults.TRAINED_ENCODERS
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
-    display = Overall(weights, enabled=progress)
+    display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
     try:
         fetched = fetch(catalog, tags, user=user, settings=replace(settings, image_extras=preference(size)),
                         progress=display, log=log)
@@ -72,14 +75,8 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
             part = _trained_encoder(encoder, selection, images, out, epochs, display) if trains else None
             with display.phase("Fitting and evaluating", 1):
                 part = part or Model.load(base_path).encoder
-                model = fit_model(part, encoder["plugin"], selection, images, tag_model=base["parts"]["tag_model"]["plugin"],
-                                  scorer=base["parts"]["scorer"]["plugin"],
-                                  visualizer=base["parts"]["visualizer"]["plugin"],
-                                  manifest={"name": out.name, "data": {**recorded, "build": fingerprint}})
-                model.manifest["evaluation"] = held_out_report(model, selection, images)
-                own_test = [p for p in selection.test if p.get("owner") in fetched.users]
-                if own_test:
-                    model.manifest["evaluation_own"] = held_out_report(model, Selection(test=own_test), images)
+                model = _fit_and_evaluate(part, base["parts"], selection, images, set(fetched.users),
+                                          {"name": out.name, "data": {**recorded, "build": fingerprint}})
                 model.save(out)
     finally:
         display.close()
@@ -128,6 +125,17 @@ def _trained_encoder(encoder, selection, images, out, epochs, display):
         part.fit(images.subset(p["key"] for p in selection.train), work_dir=Path(f"{out}.work"), verbose=0,
                  **({"epochs": epochs} if epochs else {}))
     return part
+
+
+def _fit_and_evaluate(encoder, parts, selection, images, own_owners, manifest) -> Model:
+    """The tag models fitted on the training photos, with the held-out figures (and the user's own)."""
+    model = fit_model(encoder, parts["encoder"]["plugin"], selection, images, tag_model=parts["tag_model"]["plugin"],
+                      scorer=parts["scorer"]["plugin"], visualizer=parts["visualizer"]["plugin"], manifest=manifest)
+    model.manifest["evaluation"] = held_out_report(model, selection, images)
+    own_test = [p for p in selection.test if p.get("owner") in own_owners]
+    if own_test:
+        model.manifest["evaluation_own"] = held_out_report(model, Selection(test=own_test), images)
+    return model
 
 
 def _fingerprint(base_path, base_manifest, recorded, epochs) -> str:
