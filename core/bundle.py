@@ -1,25 +1,178 @@
 """Model bundles: a directory with manifest.json and each part's own files.
 
+This module is the one place that reads and writes the manifest's fields (docs/bundle-format.md
+describes each). Elsewhere a manifest is a `Manifest`; its JSON form stays here.
+
 Nothing in a bundle is pickled or executed: the encoder is a Keras file loaded in safe mode,
 the statistics are .npz arrays read without pickle, and every file's SHA-256 is checked
 against the manifest before use. Saving writes a sibling directory and renames it into place.
+
+A bundle of an older format is read through `UPGRADES`: each entry turns a manifest of one
+format into the next, so a bundle written by any earlier Lablr still loads.
 """
 
 import json
 import os
 import shutil
 import time
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
 from . import __version__
 from .checksums import sha256_file
 from .errors import BundleError
-from .plugins import get_part
+from .plugins import check_pairing, get_part
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 STATEFUL_PARTS = ("encoder", "tag_model", "visualizer")
+
+
+@dataclass
+class PartSpec:
+    """A part as a bundle records it: the registered name, and the settings that rebuild it."""
+
+    name: str
+    settings: dict = field(default_factory=dict)
+
+
+@dataclass
+class TrainingData:
+    """Which photos a model was fitted on, and which were held out to measure it."""
+
+    source: str | None  # the catalog's source of the photos; None: every source
+    rules: dict  # lablr.core.selection.Rules, as a dict
+    train_photos: int
+    test_photos: int
+    test_keys: list[str]  # the held-out photos' catalog keys, sorted
+
+
+@dataclass
+class Manifest:
+    parts: dict[str, PartSpec]  # by kind: encoder, tag_model, scorer, visualizer
+    name: str | None = None
+    data: TrainingData | None = None
+    evaluation: dict | None = None  # figures by scorer, on the held-out photos (lablr.core.evaluation)
+    # Recorded by save() for people and tools to read; a loaded model takes them from its parts.
+    tags: list[tuple[str, int]] = field(default_factory=list)  # (tag, photos), in the tag model's order
+    image_size: int | None = None
+    lablr_version: str | None = None
+    created: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256
+
+    def part_names(self) -> dict[str, str]:
+        return {kind: spec.name for kind, spec in self.parts.items()}
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def _upgrade_1_to_2(manifest: dict) -> dict:
+    """Format 1 called each part's registered name "plugin"; format 2 calls it "name"."""
+    parts = {kind: {"name": spec["plugin"], **{k: v for k, v in spec.items() if k != "plugin"}}
+             for kind, spec in manifest["parts"].items()}
+    return {**manifest, "parts": parts, "format": 2}
+
+
+UPGRADES = {1: _upgrade_1_to_2}  # format -> a function from that format's manifest to the next one's
+
+
+def read_manifest(directory) -> Manifest:
+    directory = Path(directory)
+    try:
+        raw = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as error:
+        raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
+    try:
+        return _from_json(upgrade(raw, directory))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise BundleError(f"The manifest {directory / MANIFEST} is damaged ({type(error).__name__}: {error}).") \
+            from None
+
+
+def upgrade(manifest: dict, directory) -> dict:
+    """A manifest of any format this Lablr can read, in the current format."""
+    found = manifest.get("format") if isinstance(manifest, dict) else None
+    if found == FORMAT_VERSION:
+        return manifest
+    if isinstance(found, int) and found in UPGRADES:
+        return upgrade(UPGRADES[found](manifest), directory)
+    advice = ("upgrade Lablr (pip install -U lablr)" if isinstance(found, int) and found > FORMAT_VERSION
+              else "rebuild it with this Lablr (lablr train, or scripts/build_bundle.py)")
+    raise BundleError(f"The model at {directory} has bundle format {found!r}; this Lablr reads formats "
+                      f"{min(UPGRADES, default=FORMAT_VERSION)} to {FORMAT_VERSION}. To use it, {advice}.")
+
+
+def _from_json(raw: dict) -> Manifest:
+    data = raw.get("data")
+    return Manifest(
+        parts={kind: PartSpec(spec["name"], dict(spec.get("settings", {}))) for kind, spec in raw["parts"].items()},
+        name=raw.get("name"),
+        data=TrainingData(data.get("source"), data.get("rules") or {}, data.get("train_photos", 0),
+                          data.get("test_photos", 0), list(data.get("test_keys", []))) if data else None,
+        evaluation=raw.get("evaluation"),
+        tags=[(row["tag"], row["count"]) for row in raw.get("tags", [])],
+        image_size=raw.get("image_size"),
+        lablr_version=raw.get("lablr_version"),
+        created=raw.get("created"),
+        files=dict(raw.get("files", {})),
+    )
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+
+def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
+    specs = {kind: {"name": spec.name, "settings": parts[kind].settings() if kind in parts else spec.settings}
+             for kind, spec in manifest.parts.items()}
+    tag_model = parts["tag_model"]
+    out = {
+        "format": FORMAT_VERSION,
+        "name": manifest.name,
+        "lablr_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "parts": specs,
+        "image_size": parts["encoder"].image_size,
+        "tags": [{"tag": tag, "count": int(count)} for tag, count in zip(tag_model.tags, tag_model.counts)],
+    }
+    if manifest.data is not None:
+        data = manifest.data
+        out["data"] = {"source": data.source, "rules": data.rules, "train_photos": data.train_photos,
+                       "test_photos": data.test_photos, "test_keys": sorted(data.test_keys)}
+    if manifest.evaluation is not None:
+        out["evaluation"] = manifest.evaluation
+    out["files"] = files
+    return out
+
+
+def save(parts: dict, manifest: Manifest, directory) -> Path:
+    """Write a bundle: the stateful parts' files, then the manifest with their checksums."""
+    directory = Path(directory)
+    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        for kind in STATEFUL_PARTS:
+            parts[kind].save(partial)
+        checksums = {p.name: sha256_file(p) for p in sorted(partial.iterdir())}
+        text = json.dumps(_to_json(manifest, parts, checksums), indent=2, ensure_ascii=False) + "\n"
+        (partial / MANIFEST).write_text(text)
+        _swap_into_place(partial, directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return directory
+
+
+def _swap_into_place(partial: Path, directory: Path):
+    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+    if directory.exists():
+        directory.rename(old)
+    partial.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# -- finding and loading ----------------------------------------------------------------------------
 
 
 def bundled_root() -> Path:
@@ -42,74 +195,34 @@ def resolve(model) -> Path:
     raise BundleError(f"No model bundle at {model!r} (no {MANIFEST} there). Bundled models: {names}.", status=400)
 
 
-def save(parts: dict, manifest: dict, directory) -> Path:
-    """Write a bundle: the stateful parts' files, then the manifest with their checksums."""
-    directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        for kind in STATEFUL_PARTS:
-            parts[kind].save(partial)
-        manifest = {**manifest, "format": FORMAT_VERSION, "lablr_version": __version__,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-        _swap_into_place(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return directory
-
-
-def _swap_into_place(partial: Path, directory: Path):
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(old)
-    partial.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def read_manifest(directory) -> dict:
-    directory = Path(directory)
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError) as error:
-        raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
-    found = manifest.get("format")
-    if found != FORMAT_VERSION:
-        advice = ("upgrade Lablr (pip install -U lablr)" if isinstance(found, int) and found > FORMAT_VERSION
-                  else "rebuild it with this Lablr (lablr train, or scripts/build_bundle.py)")
-        raise BundleError(f"The model at {directory} has bundle format {found!r}; this Lablr reads format "
-                          f"{FORMAT_VERSION}. To use it, {advice}.")
-    return manifest
-
-
-def check_parts(directory) -> dict:
+def check_parts(directory) -> Manifest:
     """The manifest, once every part it names can be built from its settings (cheap: no files read).
 
-    A plugin that is not installed, or one whose optional extra is missing, fails here with its
-    own message, before a server starts workers that would each fail with a traceback.
+    A plugin that is not installed, one whose optional extra is missing, or a scorer that needs
+    what the tag model lacks fails here with its own one-line message, before a server starts
+    workers that would each fail with a traceback.
     """
     manifest = read_manifest(directory)
-    _build_parts(manifest)
+    build_parts(manifest)
     return manifest
 
 
-def load_parts(directory) -> tuple[dict, dict]:
+def load_parts(directory) -> tuple[dict, Manifest]:
     """(parts by kind, manifest) of a bundle, every file checked against its checksum first."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    for name, expected in manifest.get("files", {}).items():
+    for name, expected in manifest.files.items():
         path = directory / name
         if not path.is_file() or sha256_file(path) != expected:
             raise BundleError(f"{path} is missing or does not match its checksum: the bundle is damaged.")
-    parts = _build_parts(manifest)
+    parts = build_parts(manifest)
     for kind in STATEFUL_PARTS:
         parts[kind].load(directory)
     return parts, manifest
 
 
-def _build_parts(manifest) -> dict:
-    return {kind: get_part(kind, spec["plugin"])(**spec.get("settings", {}))
-            for kind, spec in manifest["parts"].items()}
-
+def build_parts(manifest: Manifest) -> dict:
+    """Each part the manifest names, built from its settings (nothing learned is loaded yet)."""
+    names = manifest.part_names()
+    check_pairing(names["scorer"], names["tag_model"])
+    return {kind: get_part(kind, spec.name)(**spec.settings) for kind, spec in manifest.parts.items()}

@@ -1,11 +1,14 @@
 """The catalog: a SQLite file of photos and their tags, through sqlite-utils.
 
-Tables: photos, tags, photo_tags and splits; a plugin may add its own beside them (the flickr
-plugin records its searches and downloads). Every write is a transaction, so a crash loses at
+Tables: photos, tags, photo_tags, splits and split_rules (the selection rules the recorded
+split was made with); a plugin may add its own beside them (the flickr plugin records its
+searches and downloads). Every write is a transaction, so a crash loses at
 most the record in flight and a rerun continues where it stopped.
 """
 
+import json
 import re
+import time
 import unicodedata
 from pathlib import Path
 from typing import Iterable
@@ -53,6 +56,8 @@ class Catalog:
         if "splits" not in db.table_names():
             db["splits"].create({"photo_id": int, "split": str}, pk="photo_id",
                                 foreign_keys=[("photo_id", "photos")])
+        if "split_rules" not in db.table_names():  # one row: how the recorded split was chosen
+            db["split_rules"].create({"id": int, "source": str, "rules": str, "recorded_at": str}, pk="id")
 
     def add(self, records: Iterable[PhotoRecord], source: str, status: str = "ok") -> int:
         """Add records not already in the catalog (by key); returns how many were new.
@@ -101,13 +106,28 @@ class Catalog:
     def count(self) -> int:
         return self.db["photos"].count
 
-    def save_splits(self, split_of_key: dict[str, str]):
+    def save_splits(self, split_of_key: dict[str, str], *, rules: dict | None = None, source: str | None = None):
+        """Record the training/test side of each photo, and the rules (a Rules dict) that chose them."""
         with self.db.atomic():
             self.db.execute("delete from splits")
+            self.db.execute("delete from split_rules")
+            if rules is not None:
+                self.db.execute("insert into split_rules values (1, ?, ?, ?)",
+                                [source, json.dumps(rules), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())])
             self.db.execute("create temp table if not exists chosen (key text primary key, split text)")
             self.db.execute("delete from chosen")
             self.db.conn.executemany("insert into chosen values (?, ?)", split_of_key.items())
             self.db.execute("insert into splits select p.id, c.split from photos p join chosen c on c.key = p.key")
+
+    def recorded_rules(self) -> dict | None:
+        """{"source", "rules"} of the recorded split, or None when no split was recorded with its rules."""
+        row = self.db.execute("select source, rules from split_rules where id = 1").fetchone()
+        return {"source": row[0], "rules": json.loads(row[1])} if row else None
+
+    def only_source(self) -> str | None:
+        """The source of every usable photo, when they all come from one."""
+        rows = self.db.execute("select distinct source from photos where status = 'ok'").fetchall()
+        return rows[0][0] if len(rows) == 1 else None
 
     def splits(self) -> dict[str, str]:
         rows = self.db.execute("select p.key, s.split from splits s join photos p on p.id = s.photo_id")

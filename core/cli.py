@@ -32,15 +32,15 @@ def cli():
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
-    """List every registered plugin part: kind, name, and the module that provides it."""
+    """List every registered plugin part: kind, name, the plugin that provides it, what it is."""
     from .plugins import all_parts
 
-    rows = [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]
+    found = all_parts()
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps([part.as_dict() for part in found], indent=2))
         return
-    for row in rows:
-        click.echo(f"{row['kind']:<11} {row['name']:<16} {row['plugin']}")
+    for part in found:
+        click.echo(f"{part.kind:<11} {part.name:<16} {part.provider:<28} {part.description}".rstrip())
 
 
 @cli.command("import")
@@ -56,33 +56,44 @@ def import_(source, location, catalog):
                f"{report['known']} already there); {report['total']} in all.")
 
 
-def _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags=None):
-    from .preparing import stop_tag_list
-    from .selection import Rules
-
-    return Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
-                 test_fraction=test_fraction, split_by_owner=split_by_owner, stop_tags=stop_tag_list(stop_tags))
+RULES_HELP = ("Selection options not given are those `lablr prepare` recorded in the catalog, else the "
+              "defaults for the photos' source (its plugin may change Lablr's: a split by owner, a stop-list).")
 
 
 def rules_options(command):
+    """The selection rules' options. Unset (None), they come from the catalog's record or the source."""
     for option in reversed([
-        click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True,
-                     help="At most this many photos of one owner or creator."),
-        click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True,
-                     help="Keep tags with at least this many photos (before the cap)."),
-        click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True,
-                     help="Keep tags with at least this many training photos."),
-        click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True,
-                     help="Share of photos held out for evaluation."),
-        click.option("--split-by-owner", is_flag=True, help="Keep all photos of one owner on one side."),
-        click.option("--stop-tags", default=None, metavar="default|none|FILE",
-                     help="Drop non-visual tags first: 'default' (camera makes, apps, years...), or a file of tags."),
+        click.option("--per-owner-cap", type=click.IntRange(1),
+                     help=f"At most this many photos of one owner or creator (default: {defaults.PER_OWNER_CAP})."),
+        click.option("--min-tag-photos", type=click.IntRange(1),
+                     help=f"Keep tags with at least this many photos, before the cap (default: "
+                          f"{defaults.MIN_TAG_PHOTOS})."),
+        click.option("--min-train-photos", type=click.IntRange(1),
+                     help=f"Keep tags with at least this many training photos (default: {defaults.MIN_TRAIN_PHOTOS})."),
+        click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True),
+                     help=f"Share of photos held out for evaluation (default: {defaults.TEST_FRACTION})."),
+        click.option("--split-by-owner/--split-by-photo", default=None,
+                     help="Keep all photos of one owner on one side of the split, or split photo by photo."),
+        click.option("--stop-tags", metavar="default|none|FILE",
+                     help="Drop non-visual tags first: 'default' (camera makes, apps, years...), 'none', or a file "
+                          "of tags, one a line."),
     ]):
         command = option(command)
     return command
 
 
-@cli.command()
+def _chosen_rules(catalog, source, *, recorded=True, **options):
+    """(Rules, source) for a command: its options over the catalog's record or the source's defaults."""
+    from .catalog import Catalog
+    from .selection import choose_rules, stop_tag_list
+
+    changes = {name: value for name, value in options.items() if value is not None}
+    if "stop_tags" in changes:
+        changes["stop_tags"] = stop_tag_list(changes["stop_tags"])
+    return choose_rules(Catalog(catalog), source, changes, recorded=recorded)
+
+
+@cli.command(epilog=RULES_HELP)
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
 @click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
@@ -94,32 +105,34 @@ def rules_options(command):
 @click.option("--visualizer", default=defaults.DEFAULT_PARTS["visualizer"], show_default=True)
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
-def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **rules):
+def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **options):
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
     from .training import train as run
 
+    rules, source = _chosen_rules(catalog, source, **options)
     settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
-                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=_rules(**rules),
+                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
                 epochs=epochs, source=source)
-    _print_report(model.manifest["evaluation"])
+    _print_report(model.manifest.evaluation)
     click.echo(f"Saved {out}")
 
 
-@cli.command()
+@cli.command(epilog=RULES_HELP)
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
-def fit(model, catalog, out, add, source, **rules):
+def fit(model, catalog, out, add, source, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
     from .fitting import refit
 
-    fitted = refit(model, catalog, out, add=add, rules=_rules(**rules), source=source)
-    if "evaluation" in fitted.manifest:
-        _print_report(fitted.manifest["evaluation"])
+    rules, source = _chosen_rules(catalog, source, **options)
+    fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
+    if fitted.manifest.evaluation:
+        _print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
 
 
@@ -131,7 +144,7 @@ def fit(model, catalog, out, add, source, **rules):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5 and mAP on held-out photos, beside the popularity baseline."""
-    from .fitting import evaluate_bundle
+    from .evaluating import evaluate_bundle
 
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
@@ -231,41 +244,34 @@ def export(destination, catalog):
 @click.option("--size", default=defaults.IMAGE_SIZE, show_default=True, type=click.IntRange(8, 1024),
               help="Image side in pixels (the encoder's --image-size).")
 @click.option("--source", default=None, help="Only photos from this source (e.g. flickr).")
-@click.option("--stop-tags", default="default", show_default=True, metavar="default|none|FILE",
-              help="Drop non-visual tags (camera makes, apps, years...): Lablr's list, none, or a file of tags.")
-@click.option("--split-by-owner/--split-by-photo", default=True, show_default=True,
-              help="Keep all photos of one owner on one side of the split.")
-@click.option("--per-owner-cap", default=defaults.PER_OWNER_CAP, show_default=True)
-@click.option("--min-tag-photos", default=defaults.MIN_TAG_PHOTOS, show_default=True)
-@click.option("--min-train-photos", default=defaults.MIN_TRAIN_PHOTOS, show_default=True)
-@click.option("--test-fraction", default=defaults.TEST_FRACTION, show_default=True)
+@rules_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def prepare(catalog, size, source, stop_tags, split_by_owner, per_owner_cap, min_tag_photos, min_train_photos,
-            test_fraction, quiet):
-    """Decode the catalog's images into the training set; record broken images and the split."""
+def prepare(catalog, size, source, quiet, **options):
+    """Decode the catalog's images into the training set; record broken images, the split and its rules.
+
+    Selection options not given are the defaults for the photos' source (its plugin may change
+    Lablr's: a split by owner, a stop-list). `lablr train` and `lablr fit` use the recorded rules.
+    """
     from .preparing import prepare_catalog
 
-    rules = _rules(per_owner_cap, min_tag_photos, min_train_photos, test_fraction, split_by_owner, stop_tags)
+    rules, source = _chosen_rules(catalog, source, recorded=False, **options)
     summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
     click.echo(f"Decoded {summary['decoded']} images at {size}x{size} into {summary['images']} "
                f"({summary['bytes'] / 1e6:.1f} MB); {summary['broken']} broken, marked and skipped.")
     for key, reason in summary["broken_examples"].items():
         click.echo(f"  broken: {key}: {reason}")
     owners = (f"; owners: {summary['train_owners']} training, {summary['test_owners']} held out, "
-              f"{summary['owners_on_both_sides']} on both sides") if split_by_owner else ""
+              f"{summary['owners_on_both_sides']} on both sides") if rules.split_by_owner else ""
     click.echo(f"Split: {summary['train']} training and {summary['test']} held-out photos{owners}.")
     click.echo(f"{len(summary['tags'])} tags kept: {', '.join(summary['tags'][:20])}"
                f"{' ...' if len(summary['tags']) > 20 else ''}")
-    options = [f"--catalog {catalog}", *([f"--source {source}"] if source else []),
-               *(["--split-by-owner"] if split_by_owner else []), f"--stop-tags {stop_tags}",
-               *([f"--image-size {size}"] if size != defaults.IMAGE_SIZE else [])]
-    for name, value, default in [("per-owner-cap", per_owner_cap, defaults.PER_OWNER_CAP),
-                                 ("min-tag-photos", min_tag_photos, defaults.MIN_TAG_PHOTOS),
-                                 ("min-train-photos", min_train_photos, defaults.MIN_TRAIN_PHOTOS),
-                                 ("test-fraction", test_fraction, defaults.TEST_FRACTION)]:
-        if value != default:
-            options.append(f"--{name} {value}")
-    click.echo("Next: lablr train " + " ".join(options) + " --out MODEL")
+    click.echo(f"Rules, recorded for lablr train and fit: {_describe(rules)}.")
+
+
+def _describe(rules) -> str:
+    return (f"at most {rules.per_owner_cap} photos per owner; tags with {rules.min_tag_photos}+ photos and "
+            f"{rules.min_train_photos}+ training photos; {rules.test_fraction:.0%} held out, "
+            f"split by {'owner' if rules.split_by_owner else 'photo'}; {len(rules.stop_tags)} stop tags")
 
 
 def _add_plugin_commands():

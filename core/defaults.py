@@ -1,4 +1,8 @@
-"""Every default and limit Lablr has, in one place."""
+"""Lablr's defaults and limits, in one place: what its commands and its server start from.
+
+A plugin keeps its own (plugins/flickr/defaults.py); a constant that only tunes one module's
+internals (a shard's size, a chunk's size) stays beside that code.
+"""
 
 import os
 from pathlib import Path
@@ -27,6 +31,7 @@ MAX_K = 100
 # Input limits: a decompression bomb is refused before it is decoded
 MAX_IMAGE_PIXELS = 100_000_000
 MAX_BODY_BYTES = 25 * 1024 * 1024
+MAX_IMAGES = 64  # photos in one request
 
 # The server
 HOST = "127.0.0.1"

@@ -34,3 +34,10 @@ class UnknownPart(LablrError):
 
     code = "unknown_plugin"
     status = 422
+
+
+class IncompatibleParts(LablrError):
+    """Two parts that cannot work together, such as a scorer that needs what the tag model lacks."""
+
+    code = "incompatible_parts"
+    status = 422

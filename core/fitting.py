@@ -1,22 +1,27 @@
-"""Working with a trained bundle: fit its tags anew, add photos, evaluate it."""
+"""`lablr fit`: a trained bundle's tags fitted anew, or more photos added to them."""
 
 from pathlib import Path
 
-from . import defaults
 from .catalog import Catalog
 from .errors import LablrError
+from .evaluating import held_out_report
+from .imageset import encode_set, prepared_images
 from .model import Model
-from .selection import Rules, Selection, select
-from .training import data_summary, encode_set, fit_model, held_out_report, prepared_images
+from .selection import Rules, choose_rules, select
+from .training import data_summary, fit_model
 
 
-def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=None) -> Model:
+def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = None, source=None) -> Model:
     """Fit the tag models on the catalog's training photos with the bundle's encoder.
 
     With add=True the photos are added to the bundle's statistics instead (exact: they are sums).
+    Without rules, those `lablr prepare` recorded apply, else the source's defaults.
     """
-    model = Model.load(model_name)
-    selection = select(Catalog(catalog_path).photos(source), rules)
+    model = Model.load(model_name)  # a scorer that does not suit the tag model fails here, at the start
+    catalog = Catalog(catalog_path)
+    if rules is None:
+        rules, source = choose_rules(catalog, source)
+    selection = select(catalog.photos(source), rules)
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
     images = prepared_images(catalog_path, selection.train + selection.test, model.image_size)
@@ -25,52 +30,13 @@ def refit(model_name, catalog_path, out, *, add=False, rules=Rules(), source=Non
         tags_of = {p["key"]: p["tags"] for p in selection.train}
         model.tag_model.update(latents, [tags_of[k] for k in keys])
         model.visualizer.fit(model.tag_model)
-        model.manifest.pop("evaluation", None)
+        model.manifest.evaluation = None
     else:
-        manifest = {"name": Path(out).name, "data": data_summary(source, rules, selection)}
-        model = fit_model(model.encoder, model.plugins["encoder"], selection, images,
-                          tag_model=model.plugins["tag_model"], scorer=model.default_scorer,
-                          visualizer=model.plugins["visualizer"], manifest=manifest)
+        names = model.part_names
+        model = fit_model(model.encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
+                          scorer=names["scorer"], visualizer=names["visualizer"], name=Path(out).name,
+                          data=data_summary(source, rules, selection))
         if selection.test:
-            model.manifest["evaluation"] = held_out_report(model, selection, images)
+            model.manifest.evaluation = held_out_report(model, selection, images)
     model.save(out)
     return model
-
-
-def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, scorers=None, cache=None) -> dict:
-    """Evaluate on a catalog's held-out photos, or by default on those recorded in the bundle."""
-    model = Model.load(model_name)
-    if catalog_path:  # the held-out side under the rules the model was trained with
-        data = model.manifest.get("data") or {}
-        rules = Rules.from_dict(data["rules"]) if data.get("rules") else Rules()
-        selection = select(Catalog(catalog_path).photos(data.get("source")), rules)
-    else:
-        catalog_path, selection = _recorded_split(model, cache)
-    known = set(model.tag_model.tags)
-    test = [{**p, "tags": [t for t in p["tags"] if t in known]} for p in selection.test]
-    selection = Selection(test=[p for p in test if p["tags"]])
-    if not selection.test:
-        raise LablrError("No held-out photo carries any of the model's tags.")
-    images = prepared_images(catalog_path, selection.test, model.image_size)
-    report = held_out_report(model, selection, images, scorers)
-    report["model"] = model.name
-    return report
-
-
-def _recorded_split(model: Model, cache: Path):
-    data = model.manifest.get("data") or {}
-    if data.get("source") != "openclipart" or not data.get("test_keys"):
-        raise LablrError(f"The model {model.name} records no held-out photos; give --catalog.")
-    from .importing import import_source
-
-    catalog_path = Path(cache or ".") / "openclipart.db"
-    catalog_path.parent.mkdir(parents=True, exist_ok=True)
-    wanted = set(data["test_keys"])
-    photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
-    if len(photos) < len(wanted):  # first use, or an import that was cut short: adding is idempotent
-        import_source("openclipart", None, catalog_path)
-        photos = [p for p in Catalog(catalog_path).photos() if p["key"] in wanted]
-    if len(photos) < len(wanted):
-        raise LablrError(f"{len(wanted) - len(photos)} of the {len(wanted)} held-out images of {model.name} are "
-                         "missing from this OpenClipart installation; the figures would not be comparable.")
-    return catalog_path, Selection(test=photos)

@@ -43,6 +43,12 @@ def register_sources(register):
     """Register data sources: import tagged images into a catalog."""
 
 
+@hookspec(firstresult=True)
+def selection_rules(source):
+    """The selection rules for photos a catalog records under `source`: a dict of the
+    lablr.core.selection.Rules fields to change from Lablr's defaults, or None to keep them."""
+
+
 @hookspec
 def register_commands(cli):
     """Add commands to the `lablr` command line: `cli` is its click group (``@cli.command()``)."""

@@ -2,9 +2,12 @@
 
 An image set is a directory of `shard-NNNNN.npy` files (uint8, (n, size, size, 3)) and an
 `index.json` naming the photo of every row. Reading memory-maps one shard at a time, so
-training memory does not grow with the number of images.
+training memory does not grow with the number of images. The sets of a catalog are cached
+beside it, in CATALOG.images/ (`prepared_images`): `lablr prepare`, `train`, `fit` and
+`evaluate` decode each photo once.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -111,3 +114,27 @@ class ImageSet:
             for start in range(0, len(rows), batch_size):
                 chosen = rows[start:start + batch_size]
                 yield [keys[r] for r in chosen], np.asarray(data[chosen])
+
+
+def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
+    """The photos decoded at this size, from the cache beside the catalog or decoded now."""
+    keys = sorted(p["key"] for p in photos)
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    directory = Path(f"{catalog_path}.images") / f"{size}px-{digest}"
+    if (directory / "index.json").exists():
+        return ImageSet(directory)
+    wanted = set(keys)
+    for index in sorted(directory.parent.glob(f"{size}px-*/index.json")):  # e.g. all photos, by `lablr prepare`
+        found = ImageSet(index.parent)
+        if wanted <= set(found.keys):
+            return found.subset(keys)
+    return prepare(photos, directory, size, progress=progress)
+
+
+def encode_set(encoder, images: ImageSet):
+    """(keys, latents) of every image in the set, in the set's order."""
+    keys, latents = [], []
+    for batch_keys, batch in images.keyed_batches(256):
+        keys += batch_keys
+        latents.append(encoder.encode(batch))
+    return keys, (np.concatenate(latents) if latents else np.zeros((0, encoder.latent_dim)))

@@ -9,8 +9,9 @@ import numpy as np
 from . import bundle, defaults
 from . import images as imaging
 from .catalog import normalize_tag
+from .bundle import Manifest
 from .errors import LablrError
-from .plugins import get_part
+from .plugins import check_pairing, get_part
 
 
 @dataclass
@@ -27,12 +28,12 @@ class Suggestion:
 
 
 class Model:
-    def __init__(self, parts: dict, manifest: dict, path: Path | None = None):
+    def __init__(self, parts: dict, manifest: Manifest, path: Path | None = None):
         self.encoder = parts["encoder"]
         self.tag_model = parts["tag_model"]
         self.visualizer = parts["visualizer"]
-        self.plugins = {kind: spec["plugin"] for kind, spec in manifest["parts"].items()}
-        self.default_scorer = self.plugins["scorer"]
+        self.part_names = manifest.part_names()
+        self.default_scorer = self.part_names["scorer"]
         self.manifest = manifest
         self.path = path
         self._scorers = {}
@@ -45,16 +46,11 @@ class Model:
 
     def save(self, directory):
         stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
-        parts = {kind: {"plugin": self.plugins[kind], "settings": part.settings()} for kind, part in stateful.items()}
-        parts["scorer"] = {"plugin": self.default_scorer}
-        tags = [{"tag": t, "count": int(n)} for t, n in zip(self.tag_model.tags, self.tag_model.counts)]
-        manifest = {**self.manifest, "parts": parts, "image_size": self.image_size, "tags": tags}
-        manifest.pop("files", None)
-        return bundle.save(stateful, manifest, directory)
+        return bundle.save(stateful, self.manifest, directory)
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name") or (self.path.name if self.path else "unsaved")
+        return self.manifest.name or (self.path.name if self.path else "unsaved")
 
     @property
     def image_size(self) -> int:
@@ -65,8 +61,10 @@ class Model:
         return {tag: k for k, tag in enumerate(self.tag_model.tags)}
 
     def scorer(self, name=None):
+        """A registered scorer, once it is known to work with this model's tag model."""
         name = name or self.default_scorer
         if name not in self._scorers:
+            check_pairing(name, self.part_names["tag_model"])
             self._scorers[name] = get_part("scorer", name)()
         return self._scorers[name]
 
@@ -107,5 +105,5 @@ class Model:
         return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
 
     def summary(self) -> dict:
-        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.plugins["encoder"],
+        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.part_names["encoder"],
                 "scorer": self.default_scorer, "image_size": self.image_size}

@@ -1,15 +1,28 @@
-"""The small interfaces each kind of plugin part implements.
+"""The small interfaces each kind of plugin part implements: exactly what Lablr's core calls.
 
-A part is built from its settings (``Part(**settings)``), and a part with learned state
-saves it into a bundle directory as plain files (Keras, .npz, JSON) and loads it back.
-Nothing is pickled.
+A part is built from its settings (``Factory(**settings)``; a scorer from nothing), and a part
+with learned state saves it into a bundle directory as plain files (Keras, .npz, JSON) and
+loads it back. Nothing is pickled. tests/test_contracts.py runs training, fitting, evaluation
+and the server through parts that answer nothing but these members, with these arguments.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Protocol, Self, Sequence
 
 import numpy as np
+
+from .errors import LablrError
+
+
+class ImageBatches(Protocol):
+    """What an encoder trains on: a re-iterable stream of uint8 image batches (n, s, s, 3)."""
+
+    count: int
+    image_size: int
+
+    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[np.ndarray]:
+        """Every image once per iteration; with a seed, in a shuffled order."""
 
 
 class Encoder(Protocol):
@@ -18,39 +31,47 @@ class Encoder(Protocol):
     image_size: int  # images arrive as uint8 arrays of shape (n, image_size, image_size, 3)
     latent_dim: int
 
-    def settings(self) -> dict: ...
+    def settings(self) -> dict:
+        """What Factory(**settings) rebuilds this encoder from (JSON values)."""
 
-    def fit(self, images: "ImageBatches", *, work_dir: Path, epochs: int) -> None:
-        """Learn from training images; checkpoint into work_dir and resume from it."""
+    def fit(self, images: ImageBatches, *, work_dir: Path, epochs: int, seed: int, verbose: int | str) -> object:
+        """Learn from training images; checkpoint into work_dir and resume from it.
+
+        `verbose` is Keras's: "auto" shows progress, 0 shows nothing. A pretrained encoder may
+        ignore `epochs`.
+        """
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        """uint8 (n, s, s, 3) -> float32 (n, latent_dim); the same image always gives the same z."""
+        """uint8 (n, s, s, 3) -> float32 (n, latent_dim); the same image always gives the same z.
+
+        Check the batch with `check_images`."""
 
     def save(self, directory: Path) -> None: ...
 
-    def load(self, directory: Path) -> None: ...
+    def load(self, directory: Path) -> object: ...
 
 
-class ImageBatches(Protocol):
-    """What an encoder trains on: a re-iterable stream of uint8 image batches."""
-
-    count: int
-    image_size: int
-
-    def batches(self, batch_size: int, *, seed: int | None = None) -> Iterator[np.ndarray]: ...
+def check_images(images, image_size: int) -> np.ndarray:
+    """The batch an encoder was given, as an array, once it is (n, image_size, image_size, 3)."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):
+        raise LablrError(f"Expected images of shape (n, {image_size}, {image_size}, 3), got {images.shape}.")
+    return images
 
 
 class TagModel(Protocol):
     """A statistical model of each tag in latent space."""
 
     tags: list[str]
-    counts: np.ndarray  # photos per tag
+    counts: np.ndarray  # (K,) photos per tag
 
     def settings(self) -> dict: ...
 
-    def fit(self, latents: np.ndarray, photo_tags: Sequence[Sequence[str]], tags: Sequence[str]): ...
+    def fit(self, latents: np.ndarray, photo_tags: Sequence[Sequence[str]], tags: Sequence[str]) -> Self:
+        """Learn every tag in `tags` from the latents (n, d) of photos tagged `photo_tags`; returns self."""
 
-    def update(self, latents: np.ndarray, photo_tags: Sequence[Sequence[str]]): ...
+    def update(self, latents: np.ndarray, photo_tags: Sequence[Sequence[str]]) -> object:
+        """Add photos to what is known; a tag not seen before joins the model."""
 
     def centroids(self) -> np.ndarray:
         """(K, d) the centre of each tag."""
@@ -60,7 +81,7 @@ class TagModel(Protocol):
 
     def save(self, directory: Path) -> None: ...
 
-    def load(self, directory: Path) -> None: ...
+    def load(self, directory: Path) -> object: ...
 
 
 @dataclass
@@ -81,7 +102,14 @@ class Scores:
 
 
 class Scorer(Protocol):
-    """Turns latents and a tag model into a score for every tag."""
+    """Turns latents and a tag model into a score for every tag.
+
+    `requires` names the tag model's methods it calls beyond `TagModel`'s, e.g. ("whitening",).
+    Lablr refuses to pair it with a tag model that lacks one, when `lablr train`, `fit` or
+    `serve` starts. A scorer without the attribute requires nothing more.
+    """
+
+    requires: tuple[str, ...]
 
     def score(self, latents: np.ndarray, tag_model: TagModel) -> Scores: ...
 
@@ -91,13 +119,15 @@ class Visualizer(Protocol):
 
     def settings(self) -> dict: ...
 
-    def fit(self, tag_model: TagModel): ...
+    def fit(self, tag_model: TagModel) -> Self:
+        """Learn the picture's projection from the tag model; returns self."""
 
-    def draw(self, latent: np.ndarray, tag_model: TagModel, highlight: Sequence[str], *, format: str) -> bytes: ...
+    def draw(self, latent: np.ndarray, tag_model: TagModel, highlight: Sequence[str], *, format: str) -> bytes:
+        """The picture of one latent (d,) among the tags, `highlight` marked: PNG or SVG bytes."""
 
     def save(self, directory: Path) -> None: ...
 
-    def load(self, directory: Path) -> None: ...
+    def load(self, directory: Path) -> object: ...
 
 
 @dataclass
@@ -114,8 +144,13 @@ class PhotoRecord:
 
 
 class Source(Protocol):
-    """Yields tagged images from somewhere: a folder, a CSV, a Debian package, Flickr."""
+    """Yields tagged images from somewhere on disk: a folder, a CSV, a Debian package.
 
-    description: str
+    `stop_tags` (optional) are tags that never describe this source's images; `lablr import`
+    drops them.
+    """
+
+    description: str  # shown by `lablr plugins`
+    stop_tags: tuple[str, ...]
 
     def records(self, location: str | None) -> Iterator[PhotoRecord]: ...

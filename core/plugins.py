@@ -9,7 +9,7 @@ from importlib.metadata import entry_points
 import pluggy
 
 from . import hookspecs
-from .errors import UnknownPart
+from .errors import IncompatibleParts, UnknownPart
 
 DEFAULT_PLUGINS = (
     "lablr.plugins.vae",
@@ -43,12 +43,20 @@ pm.add_hookspecs(hookspecs)
 @dataclass(frozen=True)
 class Part:
     kind: str
-    name: str
+    name: str  # what bundles, the CLI and the API call it
     factory: type
-    plugin: str  # the module that registered it
+    provider: str  # the plugin that registered it: a module's path, or a third-party entry point's name
 
     def __call__(self, *args, **kwargs):
         return self.factory(*args, **kwargs)
+
+    def as_dict(self) -> dict:
+        """The part as `lablr plugins --json` and /api/v1/plugins list it."""
+        return {"kind": self.kind, "name": self.name, "plugin": self.provider}
+
+    @property
+    def description(self) -> str:
+        return getattr(self.factory, "description", "")
 
 
 @cache
@@ -97,3 +105,22 @@ def get_part(kind, name):
 def all_parts():
     """Every registered part, grouped by kind, for `lablr plugins` and the API."""
     return [part for kind in KINDS for part in sorted(parts(kind).values(), key=lambda p: p.name)]
+
+
+def pairing_problem(scorer: str, tag_model: str) -> str | None:
+    """Why the scorer cannot work with the tag model (it needs something the tag model lacks), or None."""
+    scorer_part, tag_model_part = get_part("scorer", scorer), get_part("tag_model", tag_model)
+    missing = [name for name in getattr(scorer_part.factory, "requires", ())
+               if not callable(getattr(tag_model_part.factory, name, None))]
+    if not missing:
+        return None
+    needs = ", ".join(f"{name}()" for name in missing)
+    return (f"The scorer {scorer!r} needs a tag model with {needs}, which the tag model {tag_model!r} does not "
+            "have. Choose another scorer or tag model.")
+
+
+def check_pairing(scorer: str, tag_model: str):
+    """Refuse, in one line, a scorer that needs something the tag model does not have."""
+    problem = pairing_problem(scorer, tag_model)
+    if problem:
+        raise IncompatibleParts(problem)

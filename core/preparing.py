@@ -2,43 +2,30 @@
 
 Every usable photo is decoded once, in parallel, into .npy shards beside the catalog (the cache
 `lablr train`, `fit` and `evaluate` read from); images that fail to decode are marked broken
-in the catalog and left out from then on. Then the selection rules (owner-grouped splits,
-minimum photos per tag, an optional stop-list of non-visual tags) choose the training and the
-held-out photos, and the split is recorded in the catalog.
+in the catalog and left out from then on. Then the selection rules (the source's defaults:
+for Flickr, owner-grouped splits and the stop-list of non-visual tags) choose the training and
+the held-out photos, and the split is recorded in the catalog with its rules, which
+`lablr train` and `lablr fit` then use.
 """
 
 from collections import Counter
-from pathlib import Path
 
 from . import defaults
-from .catalog import Catalog, compact_tag, normalize_tag
+from .catalog import Catalog, normalize_tag
 from .errors import LablrError
-from .selection import Rules, select
-from .training import prepared_images
+from .imageset import prepared_images
+from .selection import Rules, choose_rules, select
 
 
-def stop_tag_list(spec) -> tuple:
-    """'default' -> Lablr's list (defaults.NON_VISUAL_TAGS); a file -> its tags, one a line
-    ('#' starts a comment); None, '' or 'none' -> no stop-list."""
-    if spec is None or str(spec).strip().lower() in ("", "none"):
-        return ()
-    if str(spec).strip().lower() == "default":
-        return tuple(defaults.NON_VISUAL_TAGS)
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise LablrError(f"--stop-tags takes 'default', 'none' or a file of tags, one a line; {spec} is not a file.")
-    tags = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            tags += [normalize_tag(line), compact_tag(line)]  # "New York" stops "new york" and "newyork"
-    return tuple(dict.fromkeys(t for t in tags if t))
+def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules | None = None, source=None, *,
+                    progress=True) -> dict:
+    """Decode, record broken images, choose and record the split and its rules; returns a summary.
 
-
-def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules = Rules(split_by_owner=True),
-                    source=None, *, progress=True) -> dict:
-    """Decode, record broken images, choose and record the split; returns a summary."""
+    Without rules, the photos' source's defaults apply (lablr.core.selection.source_rules).
+    """
     catalog = Catalog(catalog_path)
+    if rules is None:
+        rules, source = choose_rules(catalog, source, recorded=False)
     photos = catalog.photos(source)
     if not photos:
         where = f" from {source}" if source else ""
@@ -48,7 +35,8 @@ def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules = Rules
     catalog.mark_broken(broken)
     usable = catalog.photos(source)
     selection = select(usable, rules)
-    catalog.save_splits({**{p["key"]: "train" for p in selection.train}, **{p["key"]: "test" for p in selection.test}})
+    catalog.save_splits({**{p["key"]: "train" for p in selection.train}, **{p["key"]: "test" for p in selection.test}},
+                        rules=rules.as_dict(), source=source)
     train_owners = {p.get("owner") or p["key"] for p in selection.train}
     test_owners = {p.get("owner") or p["key"] for p in selection.test}
     stopped = {normalize_tag(t) for t in rules.stop_tags}

@@ -4,14 +4,22 @@ The rules guard the figures against near-duplicates: one owner (a Flickr photogr
 OpenClipart creator) contributes at most `per_owner_cap` photos, chosen by a hash so the
 choice is the same on every machine; then a hash of each photo's key (or of its owner)
 puts it on the training or the test side.
+
+Which rules apply has one answer (`choose_rules`): those `lablr prepare` recorded in the
+catalog with its split, else Lablr's defaults as the photos' source changes them (the
+`selection_rules` hook: the flickr plugin splits by owner and drops non-visual tags), and on
+top the options a person gave. The split is a hash under those rules, so `lablr train` and
+`lablr fit` get the very split `prepare` recorded.
 """
 
 import hashlib
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from . import defaults
-from .catalog import normalize_tag
+from .catalog import Catalog, compact_tag, normalize_tag
+from .errors import LablrError
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,45 @@ class Selection:
     test: list = field(default_factory=list)
     tags: list = field(default_factory=list)  # most frequent first
     counts: dict = field(default_factory=dict)  # training photos per tag
+
+
+def source_rules(source: str | None) -> Rules:
+    """Lablr's default rules, changed as the plugin of `source` asks (the selection_rules hook)."""
+    from .plugins import load_plugins, pm
+
+    load_plugins()
+    changes = pm.hook.selection_rules(source=source) if source else None
+    return Rules.from_dict({**Rules().as_dict(), **(changes or {})})
+
+
+def choose_rules(catalog: Catalog, source: str | None = None, changes: dict | None = None, *,
+                 recorded: bool = True) -> tuple[Rules, str | None]:
+    """(rules, source) for a catalog's photos: the recorded ones (with `recorded`, when the source
+    agrees) or the source's defaults, with `changes` (the options a person gave) on top."""
+    found = catalog.recorded_rules() if recorded else None
+    if found and source in (None, found["source"]):
+        base, source = Rules.from_dict(found["rules"]), found["source"]
+    else:
+        base = source_rules(source or catalog.only_source())
+    return Rules.from_dict({**base.as_dict(), **(changes or {})}), source
+
+
+def stop_tag_list(spec) -> tuple:
+    """'default' -> Lablr's list (defaults.NON_VISUAL_TAGS); a file -> its tags, one a line
+    ('#' starts a comment); '' or 'none' -> no stop-list."""
+    if str(spec).strip().lower() in ("", "none"):
+        return ()
+    if str(spec).strip().lower() == "default":
+        return tuple(defaults.NON_VISUAL_TAGS)
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise LablrError(f"--stop-tags takes 'default', 'none' or a file of tags, one a line; {spec} is not a file.")
+    tags = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            tags += [normalize_tag(line), compact_tag(line)]  # "New York" stops "new york" and "newyork"
+    return tuple(dict.fromkeys(t for t in tags if t))
 
 
 def unit_hash(text: str) -> float:

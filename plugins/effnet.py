@@ -28,6 +28,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.parts import check_images
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -218,15 +219,8 @@ class EffNetLite0Encoder:
 
     # -- the network ------------------------------------------------------------------------------
 
-    def _check(self, images) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
-                             f"got {images.shape}.")
-        return images.astype(np.uint8, copy=False)
-
     def _run(self, which: int, images) -> np.ndarray:
-        images = self._check(images)
+        images = check_images(images, self.image_size).astype(np.uint8, copy=False)
         function = network_functions(self.image_size)[which]
         out = [function(images[i:i + self.batch_size]).numpy() for i in range(0, len(images), self.batch_size)]
         width = FEATURES if which == 0 else CLASSES

@@ -20,6 +20,8 @@ def register_scorers(register):
 
 
 class LogLikelihoodScorer:
+    requires = ("whitening",)  # Gaussian whitening factors: the distances in one matrix product
+
     def score(self, latents, tag_model) -> Scores:
         distance = mahalanobis_distances(latents, tag_model)
         dim = tag_model.centroids().shape[1]

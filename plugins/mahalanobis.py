@@ -34,6 +34,8 @@ def mahalanobis_distances(latents, tag_model) -> np.ndarray:
 
 
 class MahalanobisScorer:
+    requires = ("whitening",)  # Gaussian whitening factors: the distances in one matrix product
+
     def score(self, latents, tag_model) -> Scores:
         distance = mahalanobis_distances(latents, tag_model)
         dim = tag_model.centroids().shape[1]

@@ -18,6 +18,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.parts import check_images
 
 FILE = "encoder.keras"
 _DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
@@ -56,10 +57,7 @@ class VAEEncoder:
     def encode(self, images: np.ndarray) -> np.ndarray:
         if self._encoder is None:
             raise LablrError("The VAE encoder has not been trained or loaded.")
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise LablrError(f"Expected images of shape (n, {self.image_size}, {self.image_size}, 3), "
-                             f"got {images.shape}.")
+        images = check_images(images, self.image_size)
         out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
         return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
 

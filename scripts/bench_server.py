@@ -74,6 +74,7 @@ class NoiseImages:
 
 
 def stand_in_model(directory: Path, tags=FLICKR_TAGS) -> Path:
+    from lablr.core.bundle import Manifest, PartSpec
     from lablr.core.model import Model
     from lablr.core.plugins import get_part
 
@@ -85,9 +86,8 @@ def stand_in_model(directory: Path, tags=FLICKR_TAGS) -> Path:
     latents += np.array([zlib.crc32(t[0].encode()) % 7 for t in photo_tags])[:, None] * 0.3
     tag_model = get_part("tag_model", "gaussian")().fit(latents, photo_tags, list(tags))
     picture = get_part("visualizer", "pca")().fit(tag_model)
-    parts = {kind: {"plugin": name} for kind, name in defaults.DEFAULT_PARTS.items()}
-    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture},
-                  {"name": "stand-in", "parts": parts})
+    manifest = Manifest(parts={kind: PartSpec(name) for kind, name in defaults.DEFAULT_PARTS.items()}, name="stand-in")
+    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture}, manifest)
     return model.save(directory / "stand-in")
 
 

@@ -18,6 +18,7 @@ from lablr.core import defaults
 from lablr.core.bundle import bundled_root
 from lablr.core.catalog import Catalog
 from lablr.core.importing import import_source
+from lablr.core.selection import source_rules
 from lablr.core.training import train
 
 RECIPES = {
@@ -34,8 +35,9 @@ def build(name, work: Path, out: Path):
     catalog = work / "openclipart.db"
     if Catalog(catalog).count() == 0:
         import_source("openclipart", None, catalog)
-    model = train(catalog, out, source="openclipart", name=name, work_dir=work / f"{name}.work", **RECIPES[name])
-    for scorer, figures in model.manifest["evaluation"].items():
+    model = train(catalog, out, source="openclipart", rules=source_rules("openclipart"), name=name,
+                  work_dir=work / f"{name}.work", **RECIPES[name])
+    for scorer, figures in model.manifest.evaluation.items():
         print(f"{scorer:<12} mAP {figures['map']:.3f}  precision@5 {figures['precision_at_5']:.3f}  "
               f"recall@5 {figures['recall_at_5']:.3f}")
     print(f"Wrote {out}")

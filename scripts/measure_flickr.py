@@ -174,22 +174,21 @@ def child(args):
     """Runs in its own process: the build, timed phase by phase; prints JSON."""
     import lablr.plugins.flickr.building as building
     from lablr.core import defaults as core_defaults
-    from lablr.core.selection import Rules
-    from lablr.core.preparing import stop_tag_list
+    from lablr.core.selection import Rules, source_rules
     from lablr.plugins.flickr.api import FetchSettings
 
     timer = TimedPhases()
     settings = FetchSettings(per_tag=args.per_tag, calls_per_hour=1e9, burst=1000)
     scaled = args.per_tag / FULL_PER_TAG  # a smaller run keeps the rules in proportion
-    rules = Rules(split_by_owner=True, stop_tags=stop_tag_list("default"),
-                  min_tag_photos=max(3, round(core_defaults.MIN_TAG_PHOTOS * min(1.0, scaled))),
-                  min_train_photos=max(2, round(core_defaults.MIN_TRAIN_PHOTOS * min(1.0, scaled))))
+    rules = Rules.from_dict({**source_rules("flickr").as_dict(),
+                             "min_tag_photos": max(3, round(core_defaults.MIN_TAG_PHOTOS * min(1.0, scaled))),
+                             "min_train_photos": max(2, round(core_defaults.MIN_TRAIN_PHOTOS * min(1.0, scaled)))})
     started = time.perf_counter()
     result = building.build(args.out, tags=args.tag_list, base_model=args.model, settings=settings, progress=timer,
                             rules=rules)
     total = time.perf_counter() - started
     print(json.dumps({"phases": timer.phases, "total": total, "train": result.train, "test": result.test,
-                      "tags": len(result.model.tag_model.tags), "evaluation": result.model.manifest["evaluation"],
+                      "tags": len(result.model.tag_model.tags), "evaluation": result.model.manifest.evaluation,
                       "image_size": result.model.image_size}))
 
 
@@ -217,7 +216,7 @@ def main():
 
     tags = list(defaults.TAGS[:args.tags])
     model = args.model or core_defaults.DEFAULT_MODEL
-    input_size = bundle.read_manifest(bundle.resolve(model))["image_size"]
+    input_size = bundle.read_manifest(bundle.resolve(model)).image_size
     extra = preference(input_size)[0]
     n = len(tags) * args.per_tag
     fake = PhotoLikeFlickr(photos=make_photos(tags, args.per_tag, args.owners or max(1, n // 9)))

@@ -99,7 +99,7 @@ async def tags(request):
 
 
 async def plugins(request):
-    return JSONResponse({"plugins": [{"kind": p.kind, "name": p.name, "plugin": p.plugin} for p in all_parts()]})
+    return JSONResponse({"plugins": [part.as_dict() for part in all_parts()]})
 
 
 async def openapi(request):

@@ -3,7 +3,7 @@ browser extension and other programs rely on, so it is kept plain and complete."
 
 from lablr.core import __version__, defaults
 
-from .uploads import FIELD, MAX_IMAGES
+from .uploads import FIELD
 
 
 def _ref(name):
@@ -26,7 +26,7 @@ def _errors(*statuses):
 def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
     photo_body = {
         "required": True,
-        "description": f"One or more photos as files in the multipart field `{FIELD}` (at most {MAX_IMAGES}), "
+        "description": f"One or more photos as files in the multipart field `{FIELD}` (at most {defaults.MAX_IMAGES}), "
                        f"or one photo as the raw body with its image/* type. At most {max_body_bytes:,} bytes "
                        f"in all and {defaults.MAX_IMAGE_PIXELS:,} pixels per image.",
         "content": {

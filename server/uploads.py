@@ -12,10 +12,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from python_multipart.exceptions import MultipartParseError
 from starlette.requests import ClientDisconnect, Request
 
+from lablr.core.defaults import MAX_IMAGES
 from lablr.core.errors import LablrError
 
 FIELD = "image"
-MAX_IMAGES = 64  # photos in one request
 # A body a little over the limit is read to its end and dropped, so that a client that sends it
 # whole before reading (most do) still gets the 413; a far bigger one is cut off.
 DRAIN_FACTOR = 4

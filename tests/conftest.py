@@ -75,12 +75,12 @@ def tiny_bundle(tmp_path_factory, shapes_csv):
 
 def held_out_drawing(bundle, hints=("cat_and_do", "cat", "animals/")):
     """An OpenClipart PNG the bundle never trained on (one of its recorded held-out photos)."""
-    import json
     from pathlib import Path
 
     from lablr.core import defaults
+    from lablr.core.bundle import read_manifest
 
-    keys = json.loads((Path(bundle) / "manifest.json").read_text())["data"]["test_keys"]
+    keys = read_manifest(bundle).data.test_keys
     for hint in hints:
         for key in keys:
             if hint in key:

@@ -13,7 +13,7 @@ from starlette.testclient import TestClient
 from conftest import COLOURS, SHAPES, draw_shape
 from lablr.core.model import Model
 from lablr.server import create_app
-from lablr.server.uploads import MAX_IMAGES
+from lablr.core.defaults import MAX_IMAGES
 
 TAGS = set(COLOURS) | set(SHAPES)
 BASE = "http://127.0.0.1:8777"  # a loopback address, as a browser on this machine sends it

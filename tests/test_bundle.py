@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from lablr.core import bundle
 from lablr.core.checksums import sha256_file
 from lablr.core.errors import BundleError
 from lablr.core.model import Model
+
+# A bundle written by Lablr 0.1.0 in format 1 (parts named under "plugin"), before format 2.
+FORMAT_1 = Path(__file__).parent / "fixtures" / "bundle-format-1"
 
 
 @pytest.fixture
@@ -81,3 +85,55 @@ def test_saved_model_loads_back_with_the_same_suggestions(copy, tmp_path):
     again = Model.load(tmp_path / "again")
     assert [[s.as_dict() for s in r] for r in model.suggest(images)] == \
            [[s.as_dict() for s in r] for r in again.suggest(images)]
+
+
+def drawings():
+    from conftest import draw_shape
+
+    return np.stack([np.asarray(draw_shape(c, s, size=16, seed=1)) for c, s in [("red", "circle"), ("blue", "square")]])
+
+
+def test_a_bundle_written_in_format_1_loads_after_the_bump_to_format_2(tmp_path):
+    assert json.loads((FORMAT_1 / "manifest.json").read_text())["format"] == 1 < bundle.FORMAT_VERSION
+    model = Model.load(FORMAT_1)
+    assert model.part_names == {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis",
+                                "visualizer": "pca"}
+    assert model.manifest.data.train_photos == 89 and model.manifest.evaluation["mahalanobis"]["map"] > 0
+    found = model.suggest(drawings(), 6)
+    assert all(sorted(s.tag for s in row) == ["blue", "circle", "green", "red", "square", "triangle"] for row in found)
+
+    # Saved again, it is written in the current format, and suggests exactly the same
+    model.save(tmp_path / "again")
+    rewritten = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert rewritten["format"] == bundle.FORMAT_VERSION and rewritten["parts"]["encoder"]["name"] == "vae"
+    assert [[s.as_dict() for s in row] for row in Model.load(tmp_path / "again").suggest(drawings(), 6)] == \
+           [[s.as_dict() for s in row] for row in found]
+
+
+def test_every_manifest_field_round_trips(copy, tmp_path):
+    model = Model.load(copy)
+    model.save(tmp_path / "again")
+    first, second = bundle.read_manifest(copy), bundle.read_manifest(tmp_path / "again")
+    assert second.created >= first.created
+    for field in ("parts", "name", "data", "evaluation", "tags", "image_size", "lablr_version"):
+        assert getattr(second, field) == getattr(first, field), field
+    assert set(second.files) == set(first.files)
+
+
+def test_a_damaged_manifest_is_a_clear_error(copy):
+    for damage in ({"format": bundle.FORMAT_VERSION}, {"format": bundle.FORMAT_VERSION, "parts": {"encoder": 3}},
+                   [1, 2, 3]):
+        (copy / "manifest.json").write_text(json.dumps(damage))
+        with pytest.raises(BundleError) as error:
+            Model.load(copy)
+        assert "manifest" in error.value.message or "format" in error.value.message
+
+
+def test_the_format_doc_describes_every_field_written(tiny_bundle):
+    doc = (Path(__file__).parent.parent / "docs" / "bundle-format.md").read_text()
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    fields = set(manifest) | {f"data.{k}" for k in manifest["data"]} | {f"parts.KIND.{k}" for k in
+                                                                       manifest["parts"]["encoder"]}
+    assert f"Format {bundle.FORMAT_VERSION}" in doc
+    for field in fields:
+        assert f"`{field}`" in doc, field

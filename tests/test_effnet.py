@@ -302,9 +302,9 @@ def test_the_bundle_loads_and_suggests(photos):
     from lablr.core.model import Model
 
     model = Model.load("openclipart-effnet")
-    assert model.plugins["encoder"] == "effnet-lite0" and model.image_size == 224
-    assert model.manifest["evaluation"]["loglik"]["map"] >= 0.68
-    assert model.manifest["evaluation"]["loglik"]["map"] > model.manifest["evaluation"]["popularity"]["map"]
+    assert model.part_names["encoder"] == "effnet-lite0" and model.image_size == 224
+    assert model.manifest.evaluation["loglik"]["map"] >= 0.68
+    assert model.manifest.evaluation["loglik"]["map"] > model.manifest.evaluation["popularity"]["map"]
     suggestions = model.suggest(np.stack([photos["chelsea.png"], photos["coffee.png"]]), k=10)
     cat, coffee = ([s.tag for s in found] for found in suggestions)
     assert len(cat) == 10 and len(set(cat)) == 10

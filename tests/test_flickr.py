@@ -20,6 +20,7 @@ from PIL import Image
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
 from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
+from lablr.core.defaults import NON_VISUAL_TAGS
 from lablr.core.errors import LablrError
 from lablr.plugins.flickr.api import FetchSettings, flickr_tag
 from lablr.plugins.flickr.downloads import Retry, TokenBucket
@@ -304,7 +305,8 @@ def test_prepare_records_broken_images_splits_by_owner_and_drops_non_visual_tags
     assert result.exit_code == 0, result.output
     assert f"Decoded {len(flickr.photos) - 1} images at 16x16" in result.output and "1 broken" in result.output
     assert f"broken: flickr:{broken.id}" in result.output
-    assert "0 on both sides" in result.output and "lablr train" in result.output
+    assert "0 on both sides" in result.output and "Next" not in result.output
+    assert "split by owner" in result.output and f"{len(NON_VISUAL_TAGS)} stop tags" in result.output
 
     with sqlite3.connect(catalog) as db:
         statuses = dict(db.execute("select key, status from photos").fetchall())
@@ -354,15 +356,16 @@ def test_fetch_prepare_train_fit_evaluate_serve(tmp_path):
         assert len(Catalog(catalog).photos("flickr")) == len(fake.photos)
         prepared = lablr("prepare", "--catalog", catalog, "--size", "16", "--quiet", *TINY_RULE_OPTIONS)
         assert "0 on both sides" in prepared
-        rules = ["--source", "flickr", "--split-by-owner", "--stop-tags", "default", *TINY_RULE_OPTIONS]
+        held_out = sorted(key for key, side in Catalog(catalog).splits().items() if side == "test")
+        # train and fit need no selection options: they use the rules prepare recorded, Flickr's
         trained = lablr("train", "--catalog", catalog, "--out", model, "--image-size", "16", "--latent-dim", "4",
-                        "--epochs", "3", *rules)
+                        "--epochs", "3")
         assert "mahalanobis" in trained and "popularity" in trained.lower()
         manifest = json.loads((model / "manifest.json").read_text())
-        assert manifest["data"]["source"] == "flickr" and manifest["data"]["rules"]["split_by_owner"]
+        assert manifest["data"]["rules"]["split_by_owner"] and manifest["data"]["test_keys"] == held_out
         learned = set(model_tags(model))
         assert set(COLOURS) | set(SHAPES) <= learned and not {"nikon", "canon", "iphone", "2015"} & learned
-        lablr("fit", "--model", model, "--catalog", catalog, "--out", refit, *rules)
+        lablr("fit", "--model", model, "--catalog", catalog, "--out", refit)
         report = json.loads(lablr("evaluate", "--model", refit, "--catalog", catalog, "--json"))
         test_keys = set(manifest["data"]["test_keys"])
         assert report["mahalanobis"]["photos"] == len(test_keys) > 0  # the owner-split held-out photos
@@ -421,7 +424,7 @@ def test_fetch_downloads_the_smallest_size_that_covers_the_model_input(flickr, t
 def test_fetch_defaults_to_the_default_model_input_size(flickr, tmp_path):
     from lablr.core import bundle, defaults
 
-    expected = preference(bundle.read_manifest(bundle.resolve(defaults.DEFAULT_MODEL))["image_size"])[0]
+    expected = preference(bundle.read_manifest(bundle.resolve(defaults.DEFAULT_MODEL)).image_size)[0]
     catalog = tmp_path / "flickr.db"
     result = CliRunner().invoke(cli, ["fetch", "--tags", "blue", "--catalog", str(catalog), "--quiet",
                                       "--calls-per-hour", "1e7"])

@@ -68,11 +68,11 @@ def test_build_killed_while_downloading_and_while_training_continues_to_a_served
         assert f"lablr serve --model {out}" in output
         assert "Training the encoder" in errors and "Images downloaded" in errors  # the one overall display
         model = Model.load(out)
-        figures = model.manifest["evaluation"]
-        assert figures["mahalanobis"]["photos"] == model.manifest["data"]["test_photos"] > 0
+        figures = model.manifest.evaluation
+        assert figures["mahalanobis"]["photos"] == model.manifest.data.test_photos > 0
         assert set(COLOURS) | set(SHAPES) <= set(model.tag_model.tags)
         assert not {"nikon", "canon", "iphone", "2015"} & set(model.tag_model.tags)  # stopped: not visual
-        assert model.plugins["encoder"] == "vae" and model.image_size == Model.load(tiny_bundle).image_size
+        assert model.part_names["encoder"] == "vae" and model.image_size == Model.load(tiny_bundle).image_size
 
         # Run again: nothing to download, nothing to train, the same bundle
         created = json.loads((out / "manifest.json").read_text())["created"]
@@ -97,9 +97,8 @@ def test_build_with_a_users_photos_learns_their_tags_beside_the_popular_ones(tmp
         model = Model.load(out)
         assert {"bruno", "lakegeneva"} <= set(model.tag_model.tags)  # the user's own vocabulary
         assert set(COLOURS) | set(SHAPES) <= set(model.tag_model.tags)  # and the popular one
-        assert model.manifest["data"]["own_owners"] == ["99999999@N00"]
         assert "Your own held-out photos:" in output
-        own_test = [k for k in model.manifest["data"]["test_keys"] if k in {f"flickr:{p.id}" for p in mine}]
+        own_test = [k for k in model.manifest.data.test_keys if k in {f"flickr:{p.id}" for p in mine}]
         assert 0 < len(own_test) < len(mine)  # the user's photos split photo by photo, not as one owner
 
         with running_server(out) as (base, _):
@@ -130,8 +129,8 @@ def test_build_on_the_pretrained_model_downloads_url_n_and_fits_without_training
         assert set(fake.size_requests) == {"url_n"}  # 320x240 for its 224 px
         assert "Training the encoder" not in errors
         model = Model.load(out)
-        assert model.plugins["encoder"] == "effnet-lite0" and not Path(f"{out}.work").exists()
-        assert model.manifest["evaluation"]["mahalanobis"]["map"] > model.manifest["evaluation"]["popularity"]["map"]
+        assert model.part_names["encoder"] == "effnet-lite0" and not Path(f"{out}.work").exists()
+        assert model.manifest.evaluation["mahalanobis"]["map"] > model.manifest.evaluation["popularity"]["map"]
         assert f"lablr serve --model {out}" in output
     finally:
         fake.stop()

@@ -20,7 +20,7 @@ LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
 def test_default_parts_are_registered_by_name():
-    names = {(p.kind, p.name): p.plugin for p in all_parts()}
+    names = {(p.kind, p.name): p.provider for p in all_parts()}
     for kind, name in [("encoder", "vae"), ("tag_model", "gaussian"), ("scorer", "mahalanobis"),
                        ("scorer", "loglik"), ("visualizer", "pca"), ("source", "openclipart"),
                        ("source", "folder"), ("source", "csv")]:
@@ -44,6 +44,17 @@ def test_the_core_imports_nothing_of_flickr_and_defines_no_flickr_command():
 
 def test_flickr_is_not_a_source_that_import_cannot_read():
     assert "flickr" not in {p.name for p in all_parts() if p.kind == "source"}
+
+
+def test_lablr_plugins_shows_each_source_with_its_description():
+    from click.testing import CliRunner
+
+    from lablr.core.cli import cli
+    from lablr.plugins.openclipart import OpenClipartSource
+
+    lines = CliRunner().invoke(cli, ["plugins"]).output.splitlines()
+    (openclipart,) = [line for line in lines if line.split()[:2] == ["source", "openclipart"]]
+    assert "lablr.plugins.openclipart" in openclipart and openclipart.endswith(OpenClipartSource.description)
 
 
 def test_unknown_part_names_the_registered_ones():

@@ -8,6 +8,7 @@ Flickr's selection rules: one owner's photos on one side of the split, non-visua
 
 from lablr.core import hookimpl
 
+from . import defaults
 from .commands import build_flickr_command, build_group, fetch_command
 
 
@@ -19,3 +20,9 @@ def register_commands(cli):
         build = build_group
         cli.add_command(build)
     build.add_command(build_flickr_command)
+
+
+@hookimpl
+def selection_rules(source):
+    if source == defaults.SOURCE:
+        return dict(defaults.SELECTION_RULES)

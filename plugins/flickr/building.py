@@ -12,23 +12,27 @@ moment redoes only what was not finished.
 
 import hashlib
 import json
+import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lablr.core import bundle
 from lablr.core.catalog import Catalog
 from lablr.core.errors import LablrError
+from lablr.core.evaluating import held_out_report
+from lablr.core.imageset import prepared_images
 from lablr.core.model import Model
 from lablr.core.plugins import get_part
-from lablr.core.selection import Rules, Selection, select
-from lablr.core.training import data_summary, fit_model, held_out_report, prepared_images
+from lablr.core.selection import Rules, Selection, select, source_rules
+from lablr.core.training import data_summary, fit_model
 
 from . import defaults
 from .api import FetchSettings
 from .fetcher import SOURCE, fetch
 from .progress import Overall
 from .sizes import preference
+from .tables import create_tables
 
 NO_CAP = 10**9
 
@@ -42,21 +46,24 @@ class BuildResult:
     train: int
     test: int
     reused: bool  # the bundle of an earlier run was already fitted on this selection
+    own_evaluation: dict = field(default_factory=dict)  # figures on the --user's own held-out photos
 
 
-def build(out, *, tags="default", user=None, base_model=None, catalog=None, rules: Rules = Rules(split_by_owner=True),
+def build(out, *, tags="default", user=None, base_model=None, catalog=None, rules: Rules | None = None,
           settings: FetchSettings = FetchSettings(per_tag=defaults.BUILD_PER_TAG), epochs=None, progress=True,
           log=None) -> BuildResult:
     """Fetch, prepare, (train,) fit and evaluate into the bundle `out`; safe to kill and rerun.
 
-    `progress`: True for one overall bar, False for none, or a display with phase() and close().
+    `rules` default to Flickr's (the selection_rules hook). `progress`: True for one overall bar,
+    False for none, or a display with phase() and close().
     """
     out = Path(out)
     catalog = Path(catalog or f"{out}.db")
+    rules = rules or source_rules(SOURCE)
     base_path = bundle.resolve(base_model or _default_model())
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
-    size, encoder = base["image_size"], base["parts"]["encoder"]
-    trains = encoder["plugin"] in defaults.TRAINED_ENCODERS
+    size, encoder = base.image_size, base.parts["encoder"]
+    trains = encoder.name in defaults.TRAINED_ENCODERS
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
     display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
     try:
@@ -67,20 +74,22 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
                              "command again later: it continues where it stopped.")
         with display.phase("Decoding images", 1):
             selection, images = _prepare(catalog, size, rules, set(fetched.users))
-        recorded = {**data_summary(SOURCE, rules, selection), "own_owners": sorted(fetched.users)}
-        fingerprint = _fingerprint(base_path, base, recorded, epochs)
-        done = _finished(out, fingerprint)
+        data = data_summary(SOURCE, rules, selection)
+        fingerprint = _fingerprint(base_path, base, data, sorted(fetched.users), epochs)
+        done, own_evaluation = _finished(catalog, out, fingerprint)
         model = done
         if not done:
             part = _trained_encoder(encoder, selection, images, out, epochs, display) if trains else None
             with display.phase("Fitting and evaluating", 1):
                 part = part or Model.load(base_path).encoder
-                model = _fit_and_evaluate(part, base["parts"], selection, images, set(fetched.users),
-                                          {"name": out.name, "data": {**recorded, "build": fingerprint}})
+                model, own_evaluation = _fit_and_evaluate(part, base.part_names(), selection, images,
+                                                          set(fetched.users), out.name, data)
                 model.save(out)
+                _record_build(catalog, out, fingerprint, own_evaluation)
     finally:
         display.close()
-    return BuildResult(model, out, catalog, fetched, len(selection.train), len(selection.test), bool(done))
+    return BuildResult(model, out, catalog, fetched, len(selection.train), len(selection.test), bool(done),
+                       own_evaluation)
 
 
 def _default_model():
@@ -98,7 +107,8 @@ def _prepare(catalog_path, size, rules, own_owners):
     if not selection.train or not selection.test:
         raise LablrError(f"Too few tagged photos in {catalog_path} for these rules (each tag needs "
                          f"{rules.min_tag_photos} photos): fetch more with a higher --per-tag or more --tags.")
-    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test})
+    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
+                        rules=rules.as_dict(), source=SOURCE)
     return selection, images
 
 
@@ -120,35 +130,50 @@ def select_for_build(photos, rules: Rules, own_owners=frozenset()) -> Selection:
 def _trained_encoder(encoder, selection, images, out, epochs, display):
     """A new encoder of the base model's kind and settings (the pixel VAE), trained on these photos;
     it resumes from the checkpoints in OUT.work when a run was killed."""
-    part = get_part("encoder", encoder["plugin"])(**encoder.get("settings", {}))
+    part = get_part("encoder", encoder.name)(**encoder.settings)
     with display.phase("Training the encoder", 1):
         part.fit(images.subset(p["key"] for p in selection.train), work_dir=Path(f"{out}.work"), verbose=0,
                  **({"epochs": epochs} if epochs else {}))
     return part
 
 
-def _fit_and_evaluate(encoder, parts, selection, images, own_owners, manifest) -> Model:
-    """The tag models fitted on the training photos, with the held-out figures (and the user's own)."""
-    model = fit_model(encoder, parts["encoder"]["plugin"], selection, images, tag_model=parts["tag_model"]["plugin"],
-                      scorer=parts["scorer"]["plugin"], visualizer=parts["visualizer"]["plugin"], manifest=manifest)
-    model.manifest["evaluation"] = held_out_report(model, selection, images)
+def _fit_and_evaluate(encoder, names, selection, images, own_owners, name, data):
+    """The tag models fitted on the training photos with the held-out figures; and the figures on
+    the user's own held-out photos ({} without --user)."""
+    model = fit_model(encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
+                      scorer=names["scorer"], visualizer=names["visualizer"], name=name, data=data)
+    model.manifest.evaluation = held_out_report(model, selection, images)
     own_test = [p for p in selection.test if p.get("owner") in own_owners]
-    if own_test:
-        model.manifest["evaluation_own"] = held_out_report(model, Selection(test=own_test), images)
-    return model
+    own = held_out_report(model, Selection(test=own_test), images) if own_test else {}
+    return model, own
 
 
-def _fingerprint(base_path, base_manifest, recorded, epochs) -> str:
-    """What the bundle is a function of: the base model, the photos on each side and their tags."""
-    text = json.dumps([base_manifest.get("files"), str(base_path.name), recorded, epochs], sort_keys=True)
+def _fingerprint(base_path, base: bundle.Manifest, data, own_owners, epochs) -> str:
+    """What the bundle is a function of: the base model, the photos on each side, the rules."""
+    text = json.dumps([base.files, base_path.name, asdict(data), own_owners, epochs], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _finished(out: Path, fingerprint) -> Model | None:
-    """The bundle an earlier run saved from the same inputs, if there is one (the save is atomic)."""
+def _finished(catalog_path, out: Path, fingerprint) -> tuple[Model | None, dict]:
+    """The bundle an earlier run saved from the same inputs (its save is atomic, and recorded in the
+    catalog's `builds` table after it), with its figures on the user's own photos."""
+    db = Catalog(catalog_path).db
+    create_tables(db)
+    row = db.execute("select fingerprint, own_evaluation from builds where out = ?", [str(out.absolute())]).fetchone()
+    if not row or row[0] != fingerprint or not (out / bundle.MANIFEST).is_file():
+        return None, {}
     try:
-        if bundle.read_manifest(out).get("data", {}).get("build") == fingerprint:
-            return Model.load(out)
+        return Model.load(out), json.loads(row[1] or "{}")
     except LablrError:
-        pass
-    return None
+        return None, {}
+
+
+def _record_build(catalog_path, out: Path, fingerprint, own_evaluation):
+    db = Catalog(catalog_path).db
+    with db.atomic():
+        db.execute("insert or replace into builds values (?, ?, ?, ?)",
+                   [str(out.absolute()), fingerprint, json.dumps(own_evaluation), _now()])
+
+
+def _now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

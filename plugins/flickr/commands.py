@@ -51,7 +51,7 @@ def fetch_command(tags, user, per_tag, size, model, licenses, catalog, images, w
     """
     from .api import FetchSettings, parse_licenses
     from .downloads import Retry
-    from .fetcher import SOURCE, default_images_dir, fetch
+    from .fetcher import default_images_dir, fetch
     from .sizes import model_input_size, preference
 
     input_size = model_input_size(model, size)
@@ -62,7 +62,7 @@ def fetch_command(tags, user, per_tag, size, model, licenses, catalog, images, w
                              image_extras=preference(input_size))
     report = fetch(catalog, None if tags.strip().lower() == "none" else tags, user=user, images_dir=images,
                    settings=settings, progress=not quiet, log=lambda message: click.echo(message, err=True))
-    click.echo(summary(report, catalog, images or default_images_dir(catalog), input_size, SOURCE))
+    click.echo(summary(report, catalog, images or default_images_dir(catalog), input_size, defaults.SOURCE))
     if report.failed:
         click.echo(f"{report.failed} downloads still failed after {attempts} attempts each; "
                    "run `lablr fetch` again to retry them.", err=True)
@@ -101,12 +101,12 @@ def summary(report, catalog, images, input_size, source) -> str:
 @click.option("--licenses", default="any", show_default=True, metavar="any|cc|free|ID,NAME,...",
               help="Only photos under these licences, as for `lablr fetch`.")
 @click.option("--epochs", type=click.IntRange(1), default=None, help="Training epochs (pixel VAE only).")
-@click.option("--min-tag-photos", default=CORE.MIN_TAG_PHOTOS, show_default=True, type=click.IntRange(1),
-              help="Keep tags with at least this many photos.")
-@click.option("--min-train-photos", default=CORE.MIN_TRAIN_PHOTOS, show_default=True, type=click.IntRange(1),
-              help="Keep tags with at least this many training photos.")
-@click.option("--per-owner-cap", default=CORE.PER_OWNER_CAP, show_default=True, type=click.IntRange(1),
-              help="At most this many photos of one photographer (not counting --user).")
+@click.option("--min-tag-photos", type=click.IntRange(1),
+              help=f"Keep tags with at least this many photos (default: {CORE.MIN_TAG_PHOTOS}).")
+@click.option("--min-train-photos", type=click.IntRange(1),
+              help=f"Keep tags with at least this many training photos (default: {CORE.MIN_TRAIN_PHOTOS}).")
+@click.option("--per-owner-cap", type=click.IntRange(1),
+              help=f"At most this many photos of one photographer, not counting --user (default: {CORE.PER_OWNER_CAP}).")
 @click.option("--workers", default=defaults.WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Images downloaded at once.")
 @click.option("--calls-per-hour", default=defaults.CALLS_PER_HOUR, show_default=True, type=click.FloatRange(min=1),
@@ -121,8 +121,7 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
     display. Killed at any moment, the same command continues where it stopped.
     """
     from lablr.core.cli import _print_report
-    from lablr.core.preparing import stop_tag_list
-    from lablr.core.selection import Rules
+    from lablr.core.selection import Rules, source_rules
 
     from .api import FetchSettings, parse_licenses
     from .building import build
@@ -130,8 +129,9 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
 
     settings = FetchSettings(per_tag=per_tag, licenses=parse_licenses(licenses), calls_per_hour=calls_per_hour,
                              workers=workers, retry=Retry(defaults.ATTEMPTS, backoff, defaults.BACKOFF_CAP))
-    rules = Rules(per_owner_cap=per_owner_cap, min_tag_photos=min_tag_photos, min_train_photos=min_train_photos,
-                  split_by_owner=True, stop_tags=stop_tag_list("default"))
+    given = {"per_owner_cap": per_owner_cap, "min_tag_photos": min_tag_photos, "min_train_photos": min_train_photos}
+    rules = Rules.from_dict({**source_rules(defaults.SOURCE).as_dict(),
+                             **{name: value for name, value in given.items() if value is not None}})
     result = build(out, tags=None if tags.strip().lower() == "none" else tags, user=user, base_model=base_model,
                    catalog=catalog, rules=rules, settings=settings, epochs=epochs, progress=not quiet,
                    log=lambda message: click.echo(message, err=True))
@@ -140,10 +140,10 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
                f"{result.train} training and {result.test} held-out photos, {len(result.model.tag_model.tags)} tags"
                f"{' (the bundle was already built from them)' if result.reused else ''}.")
     click.echo("Held-out photos (other photographers than the training ones):")
-    _print_report(result.model.manifest["evaluation"])
-    if result.model.manifest.get("evaluation_own"):
+    _print_report(result.model.manifest.evaluation)
+    if result.own_evaluation:
         click.echo("Your own held-out photos:")
-        _print_report(result.model.manifest["evaluation_own"])
+        _print_report(result.own_evaluation)
     click.echo(f"Saved {out}. Serve it with:\n    lablr serve --model {out}")
 
 

@@ -1,5 +1,14 @@
 """The Flickr plugin's defaults: where to ask, how fast, and what to keep."""
 
+from lablr.core.defaults import NON_VISUAL_TAGS
+
+SOURCE = "flickr"  # the catalog's name for where these photos come from
+
+# How `lablr prepare`, `train` and `fit` choose Flickr photos, beside Lablr's defaults: all of
+# one owner's photos on one side of the split (a photographer's near-identical shots must not
+# leak into the test), and tags that say how or when, not what, dropped.
+SELECTION_RULES = {"split_by_owner": True, "stop_tags": NON_VISUAL_TAGS}
+
 # The endpoint, credentials and where a key is had
 API_URL = "https://api.flickr.com/services/rest/"
 URL_ENV = "LABLR_FLICKR_API_URL"  # points the fetcher at another endpoint (a mirror, the tests' fake)

@@ -32,7 +32,7 @@ from .progress import as_progress
 from .sizes import model_input_size, preference
 from .tables import create_tables
 
-SOURCE = "flickr"  # the catalog's name for where these photos come from
+SOURCE = defaults.SOURCE
 
 
 class Stopped(Exception):

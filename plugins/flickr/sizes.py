@@ -37,6 +37,6 @@ def model_input_size(model=None, size=None) -> int:
     from lablr.core.defaults import DEFAULT_MODEL
 
     manifest = bundle.read_manifest(bundle.resolve(model or DEFAULT_MODEL))
-    if not isinstance(manifest.get("image_size"), int):
+    if not isinstance(manifest.image_size, int):
         raise LablrError(f"The model {model or DEFAULT_MODEL} records no image size; give --size.")
-    return manifest["image_size"]
+    return manifest.image_size
