@@ -11,7 +11,8 @@ and serves real JPEGs at the URLs its answers give, laid out like live.staticfli
 less those a photo `lacks` (`url_n`, `width_n`, `height_n`... as the `extras` ask). Deleted
 photos redirect to Flickr's "photo unavailable" image.
 
-Faults are scripted per call: `fail_next(method, "503", "429", "slow", "105")` for the API,
+Faults are scripted per call: `fail_next(method, "503", "429", "slow", "105", "cut:40")` for the API
+(cut:N sends the first N bytes of the real answer),
 `fail_image(photo_id, ...)` for images. It counts what it served, so tests can check that
 nothing was asked twice.
 """
@@ -219,13 +220,19 @@ class FakeFlickr:
             return Response(RATE_LIMITED, status_code=429, media_type="text/html")
         elif fault and fault.isdigit() and int(fault) >= 500:
             return Response(SERVER_ERROR.format(code=fault), status_code=int(fault), media_type="text/html")
-        elif fault:
+        elif fault and not fault.startswith("cut:"):
             return self._error(int(fault), fmt, method)
         oauth = _oauth_params(request.headers.get("authorization", ""))
         if (oauth.get("oauth_consumer_key") or params.get("api_key")) != self.api_key:
             return self._error(100, fmt, method)
         if oauth and not self._signed(request, params, oauth):
             return self._error(96, fmt, method)
+        answer = self._answer(method, params, fmt)
+        if fault:  # "cut:N": the answer's first N bytes, as a dropped connection or a broken proxy leaves it
+            return Response(answer.body[:int(fault.split(":")[1])], media_type=answer.media_type)
+        return answer
+
+    def _answer(self, method, params, fmt):
         if method == "flickr.photos.search":
             return self._search(params, fmt)
         if method == "flickr.tags.getHotList":

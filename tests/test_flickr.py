@@ -508,6 +508,42 @@ def test_fetch_user_and_tags_into_one_catalog_and_an_unknown_user(tmp_path, monk
         result = CliRunner().invoke(cli, ["fetch", "--user", "nobody-here", "--tags", "none", "--catalog",
                                           str(catalog), "--quiet", "--size", "64"])
         assert result.exit_code == 1 and "Flickr knows no user 'nobody-here'" in result.output
+        assert fake.calls["flickr.people.findByUsername"] == 1  # not a URL name: perhaps a username
+        result = CliRunner().invoke(cli, ["fetch", "--tags", "none", "--catalog", str(catalog), "--size", "64"])
+        assert result.exit_code == 1 and "Nothing to fetch: give --tags, --user, or both." in result.output
         assert "Traceback" not in result.output
+    finally:
+        fake.stop()
+
+
+def test_user_answers_cut_at_every_length_are_retried_or_refused_in_one_line(tmp_path, monkeypatch):
+    """flickr.urls.lookupUser and flickr.people.getPublicPhotos answers cut short, at every length:
+    never a traceback, never a wrong user or a photo read from half an answer."""
+    import httpx
+
+    from lablr.plugins.flickr.api import FlickrClient
+
+    mine = user_photos(count=3)
+    fake = FakeFlickr(photos=make_photos(per_kind=1) + mine).start()
+    try:
+        one_try = FetchSettings(**{**FAST.__dict__, "retry": Retry(attempts=1, backoff=0, cap=0),
+                                   "image_extras": preference(224)})
+        client = FlickrClient(fake.api_key, fake.secret, fake.api_url, one_try)
+        full = {method: len(httpx.post(fake.api_url, data={"method": method, "api_key": fake.api_key, **params})
+                            .content.rstrip())  # cut short of its closing tag
+                for method, params in [("flickr.urls.lookupUser", {"url": "flickr.com/photos/mariesky"}),
+                                       ("flickr.people.getPublicPhotos", {"user_id": mine[0].owner, "per_page": 3,
+                                                                          "extras": "tags,url_n"})]}
+        for length in range(full["flickr.urls.lookupUser"]):
+            fake.fail_next("flickr.urls.lookupUser", f"cut:{length}")
+            with pytest.raises(LablrError, match="Flickr did not answer flickr.urls.lookupUser"):
+                client.lookup_user("flickr.com/photos/mariesky")
+        assert client.lookup_user("flickr.com/photos/mariesky") == mine[0].owner
+        for length in range(0, full["flickr.people.getPublicPhotos"], 3):
+            fake.fail_next("flickr.people.getPublicPhotos", f"cut:{length}")
+            with pytest.raises(LablrError, match="Flickr did not answer"):
+                client.public_photos(mine[0].owner, 1, 3, preference(224))
+        photos, pages = client.public_photos(mine[0].owner, 1, 3, preference(224))
+        assert [p["id"] for p in photos] == [p.id for p in sorted(mine, key=lambda p: -int(p.id))] and pages == 1
     finally:
         fake.stop()

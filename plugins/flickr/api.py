@@ -190,31 +190,22 @@ class FlickrClient:
         if _NSID.fullmatch(text):
             return text
         url = text if re.match(r"^(https?://)?(www\.)?flickr\.com/", text) else None
-        try:
-            if url:
-                found = self.call("flickr.urls.lookupUser", url=url).find("user")
-            else:
-                found = self.call("flickr.urls.lookupUser", url=f"{defaults.PHOTOS_URL}{text}/").find("user")
-        except LablrError as error:
-            if url or "not found" not in str(error).lower():
-                raise LablrError(f"Flickr knows no user at {text!r}: {error}") from None
-            found = self._find_by_username(text)
+        found = self._user("flickr.urls.lookupUser", url=url or f"{defaults.PHOTOS_URL}{text}/")
+        if found is None and not url:
+            found = self._user("flickr.people.findByUsername", username=text)
         if found is None or not found.get("id"):
-            raise LablrError(f"Flickr knows no user {text!r}. Give their NSID (12345678@N01) or a link to their photos.")
+            raise LablrError(f"Flickr knows no user {text!r}. Give their NSID (12345678@N01), a link to their "
+                             "photos, or their URL name.")
         return found.get("id")
 
-    def _find_by_username(self, name):
+    def _user(self, method, **params):
+        """The <user> element of the answer, or None when Flickr says there is no such user (error 1)."""
         try:
-            return self.call("flickr.people.findByUsername", username=name).find("user")
+            return self.call(method, **params).find("user")
         except LablrError as error:
-            raise LablrError(f"Flickr knows no user {name!r} ({error}). Give their NSID (12345678@N01) "
-                             "or a link to their photos.") from None
-
-    def hot_tags(self, count: int = defaults.HOT_COUNT, period: str = "day") -> list[str]:
-        """The tags Flickr lists as hot now (flickr.tags.getHotList), most used first."""
-        hot = self.call("flickr.tags.getHotList", period=period, count=count).find("hottags")
-        tags = [flickr_tag(t.text or "") for t in (hot.findall("tag") if hot is not None else [])]
-        return list(dict.fromkeys(t for t in tags if t))
+            if "user not found" in str(error).lower():
+                return None
+            raise
 
 
 @dataclass(frozen=True)
