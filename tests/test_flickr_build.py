@@ -34,6 +34,7 @@ def finish(process):
     return output, errors
 
 
+@pytest.mark.slow
 def test_build_killed_while_downloading_and_while_training_continues_to_a_served_model(tmp_path, tiny_bundle):
     fake = FakeFlickr(photos=make_photos(per_kind=8), image_delay=0.3).start()
     out = tmp_path / "my-flickr"
@@ -120,6 +121,7 @@ def effnet_available():
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not effnet_available(), reason="needs lablr[pretrained]")
 def test_build_on_the_pretrained_model_downloads_url_n_and_fits_without_training(tmp_path):
     fake = FakeFlickr(photos=make_photos(per_kind=6)).start()

@@ -67,6 +67,7 @@ TRAINED_ENCODERS = ("vae",)  # encoders build trains anew; any other is the mode
 # learnt from this many photos (the popular tags keep the usual rules)
 OWN_MIN_TAG_PHOTOS = 5
 OWN_MIN_TRAIN_PHOTOS = 3
-# Each phase's share of the overall progress bar, from scripts/measure_flickr.py on 2 cores
-PHASE_WEIGHTS = {"Photos found": 2, "Images downloaded": 20, "Decoding images": 18, "Training the encoder": 100,
-                 "Fitting and evaluating": 60}
+# Each phase's share of the overall progress bar: seconds for 45 x 300 photos measured by
+# scripts/measure_flickr.py on 2 cores (training: the pixel VAE's 60 epochs, estimated)
+PHASE_WEIGHTS = {"Photos found": 12, "Images downloaded": 97, "Decoding images": 81, "Training the encoder": 8000,
+                 "Fitting and evaluating": 201}
