@@ -188,6 +188,49 @@ def suggest(images, k, model, scorer, exclude, as_json):
 
 
 @cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PHOTO_OR_FOLDER...")
+@click.option("--k", "-k", default=defaults.TAG_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
+              help="Suggestions to consider per photo.")
+@click.option("--min-score", type=float, default=None, help="Only tags scored at least this (the score shown).")
+@click.option("--dry-run", is_flag=True, help="Show what would be added, with scores; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: per photo, the tags added and their scores.")
+@click.option("--keep-mtime", is_flag=True, help="Keep each photo's modification time.")
+@click.option("--sidecar", is_flag=True, help="Write NAME.xmp beside each photo and leave the photo untouched.")
+@click.option("--force", is_flag=True, help="Also photos Lablr has tagged before.")
+@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def tag(paths, model, as_json, quiet, **options):
+    """Write suggested tags into each photo as XMP and IPTC keywords (XMP only in PNG and WebP).
+
+    Keywords already there are kept; the picture and all other metadata stay as they were.
+    Each photo is replaced atomically. Exit status 1 if any photo could not be read or written.
+    """
+    from tqdm import tqdm
+
+    from .keywords import Options, describe, summarize, summary_line, tag_photos
+    from .model import Model
+
+    loaded = Model.load(model)
+    with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        def report(outcome):
+            bar.update(1)
+            line = None if as_json else describe(outcome)
+            if line:
+                tqdm.write(line, file=sys.stderr if outcome.status == "failed" else sys.stdout)
+
+        outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
+    counts = summarize(outcomes)
+    if as_json:
+        click.echo(json.dumps({"model": loaded.name, "dry_run": options["dry_run"], "summary": counts,
+                               "photos": [o.as_dict() for o in outcomes]}, indent=2, ensure_ascii=False))
+    else:
+        click.echo(summary_line(counts, options["dry_run"]))
+    if counts["failed"]:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))

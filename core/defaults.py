@@ -66,3 +66,13 @@ NON_VISUAL_TAGS = (
     "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "today", "2000s",
 ) + tuple(str(year) for year in range(1900, 2041))
+
+# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
+TAG_K = 5  # fewer than shown on screen: these stay in the photo
+TAG_BATCH = 16  # photos decoded and scored at once
+TAG_MAX_CHARS = 100  # a longer tag is refused by the server
+IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
+TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
+SIDECAR_SUFFIX = ".xmp"
+LABLR_XMP_NAMESPACE = "urn:lablr:xmp:1.0#"  # where a photo records that Lablr tagged it
+LABLR_XMP_PREFIX = "lablr"

@@ -28,6 +28,7 @@ from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
 
@@ -115,6 +116,7 @@ ROUTES = [
     Route("/api/v1/health", health, methods=["GET"]),
     Route("/api/v1/suggest", suggest, methods=["POST"]),
     Route("/api/v1/plot", plot, methods=["POST"]),
+    Route("/api/v1/embed", embed, methods=["POST"]),
     Route("/api/v1/tags", tags, methods=["GET"]),
     Route("/api/v1/plugins", plugins, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),

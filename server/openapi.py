@@ -18,7 +18,8 @@ def _errors(*statuses):
     meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image).",
                404: "No such path.",
                413: "The body is over the limit, or the image has more pixels than Lablr decodes.",
-               415: "The body is neither multipart/form-data nor an image/* type.",
+               415: "The body is neither multipart/form-data nor an image/* type (embed: or a format Lablr "
+                    "cannot write keywords into).",
                422: "A parameter is out of range or names nothing registered."}
     return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
 
@@ -70,6 +71,30 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "responses": {"200": {"description": "The picture, the k suggested tags highlighted.", "content": {
                     "image/png": {"schema": {"type": "string", "format": "binary"}},
                     "image/svg+xml": {"schema": {"type": "string"}}}},
+                    **_errors(400, 413, 415, 422)},
+            }},
+            "/api/v1/embed": {"post": {
+                "summary": "The photo with the chosen tags embedded as keywords: XMP dc:subject, and IPTC "
+                           "Keywords in JPEG and TIFF (PNG and WebP have XMP only).",
+                "description": "The answer is the same file, the picture and every other piece of metadata "
+                               "unchanged; tags the photo already has (in any case) are not repeated. Lablr "
+                               "records what it added in its own XMP namespace. JPEG, PNG, TIFF and WebP.",
+                "operationId": "embed",
+                "parameters": [{
+                    "name": "tags", "in": "query", "required": True, "schema": {"type": "string"},
+                    "description": f"Comma-separated tags to embed (at most {defaults.MAX_K}, each at most "
+                                   f"{defaults.TAG_MAX_CHARS} characters)."}, {
+                    "name": "filename", "in": "query", "schema": {"type": "string"},
+                    "description": "The photo's name, for the download, when it is sent as a raw body."}],
+                "requestBody": {**photo_body, "description": "One photo: " + photo_body["description"]},
+                "responses": {"200": {
+                    "description": "The photo, as an attachment under its own name.",
+                    "headers": {"Lablr-Added-Tags": {
+                        "description": "The tags that were not in the photo yet and were added: comma-separated, "
+                                       "each URL-encoded; empty when the photo had them all (then the bytes are "
+                                       "the ones sent).", "schema": {"type": "string"}}},
+                    "content": {mime: {"schema": {"type": "string", "format": "binary"}}
+                                for mime in ("image/jpeg", "image/png", "image/tiff", "image/webp")}},
                     **_errors(400, 413, 415, 422)},
             }},
             "/api/v1/tags": {"get": {

@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
 from lablr_server import running_server
+from photo_files import OLD_IPTC, OLD_XMP, jpeg_scan, make_photo, needs_exiftool, read_tags
 
 pytestmark = pytest.mark.browser
 
@@ -103,6 +104,43 @@ def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
     page.wait_for_selector("#error:not([hidden])")
     assert "not an image" in page.locator("#error").inner_text()
     assert page.locator("#results").is_hidden()
+
+
+@needs_exiftool
+def test_download_with_tags_gives_the_photo_back_with_the_ticked_tags_in_it(page, tmp_path):
+    photo = make_photo(tmp_path / "holiday.jpg", colour="green", shape="triangle", size=200)
+    page.set_input_files("#photo", files=[str(photo)])
+    tags = shown_tags(page)
+    page.locator("#tags .pick").nth(1).uncheck()  # the person drops the second suggestion
+    chosen = tags[:1] + tags[2:]
+    with page.expect_download() as download:
+        page.click("#download")
+    assert download.value.suggested_filename == "holiday.jpg"
+    saved = tmp_path / "downloaded.jpg"
+    download.value.save_as(saved)
+
+    seen = read_tags(saved)  # exiftool reads what the page saved
+    assert seen["Subject"] == OLD_XMP + chosen and seen["Keywords"] == OLD_IPTC + chosen
+    assert jpeg_scan(saved.read_bytes()) == jpeg_scan(photo.read_bytes())
+    page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Saved holiday.jpg')")
+    assert f"{len(chosen)} new tags in it: {', '.join(chosen)}" in page.locator("#status").inner_text()
+
+    page.locator("#tags .pick").first.uncheck()  # the photo on the page is the original: ask again
+    with page.expect_download() as again:
+        page.click("#download")
+    again.value.save_as(tmp_path / "again.jpg")
+    assert read_tags(tmp_path / "again.jpg")["Subject"] == OLD_XMP + chosen[1:]
+
+
+def test_download_with_no_tag_ticked_says_so(page):
+    photo = png_bytes(draw_shape("red", "circle", size=120))
+    page.set_input_files("#photo", files=[{"name": "red.png", "mimeType": "image/png", "buffer": photo}])
+    shown_tags(page)
+    for box in page.locator("#tags .pick").all():
+        box.uncheck()
+    page.click("#download")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "Tick at least one tag" in page.locator("#error").inner_text()
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / "openclipart-vae"

@@ -1,8 +1,8 @@
 "use strict";
-// The Lablr web page: a photo goes to /api/v1/suggest and /api/v1/plot on this same server.
+// The Lablr web page: a photo goes to /api/v1/suggest and /api/v1/plot on this same server;
+// "Download with tags" sends it to /api/v1/embed with the ticked tags and saves what comes back.
 
 const $ = (id) => document.getElementById(id);
-let lastTags = [];
 let current = null; // the photo shown
 
 async function apiError(response) {
@@ -26,6 +26,12 @@ function renderTags(suggestions) {
   for (const s of suggestions) {
     const item = document.createElement("li");
     item.className = "tag";
+    const pick = document.createElement("input");
+    pick.type = "checkbox";
+    pick.className = "pick";
+    pick.checked = true;
+    pick.value = s.tag;
+    pick.setAttribute("aria-label", `Use ${s.tag}`);
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = s.tag;
@@ -38,10 +44,9 @@ function renderTags(suggestions) {
     score.className = "score";
     score.textContent = s.score.toFixed(3);
     score.title = s.distance === undefined ? "score" : `score; distance ${s.distance}`;
-    item.append(name, bar, score);
+    item.append(pick, name, bar, score);
     list.append(item);
   }
-  lastTags = suggestions.map((s) => s.tag);
 }
 
 async function handle(file) {
@@ -82,6 +87,39 @@ async function handle(file) {
   }
 }
 
+function chosenTags() {
+  return [...document.querySelectorAll("#tags .pick:checked")].map((box) => box.value);
+}
+
+async function downloadWithTags() {
+  const tags = chosenTags();
+  if (!current || tags.length === 0) {
+    showError("Tick at least one tag to write into the photo.");
+    return;
+  }
+  showError("");
+  const data = new FormData();
+  data.append("image", current, current.name);
+  try {
+    const response = await fetch(`/api/v1/embed?tags=${encodeURIComponent(tags.join(","))}`, { method: "POST", body: data });
+    if (!response.ok) throw new Error(await apiError(response));
+    const header = response.headers.get("Lablr-Added-Tags") || "";
+    const added = header ? header.split(",").map(decodeURIComponent) : [];
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(await response.blob());
+    link.download = current.name;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+    const already = tags.length - added.length;
+    $("status").textContent = (added.length ? `Saved ${current.name} with ${added.length} new tags in it: ${added.join(", ")}.`
+      : `Saved ${current.name}: it already had these tags.`) + (added.length && already ? ` ${already} were already there.` : "");
+  } catch (error) {
+    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+  }
+}
+
 function flickrTags(tags) {
   // Flickr reads a tag with spaces when it is quoted.
   return tags.map((t) => (t.includes(" ") ? `"${t}"` : t)).join(" ");
@@ -105,9 +143,10 @@ document.addEventListener("DOMContentLoaded", async () => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); $("photo").click(); }
   });
   $("copy").addEventListener("click", async () => {
-    await navigator.clipboard.writeText(flickrTags(lastTags));
+    await navigator.clipboard.writeText(flickrTags(chosenTags()));
     $("status").textContent = "Tags copied: paste them into Flickr's tag field.";
   });
+  $("download").addEventListener("click", downloadWithTags);
   try {
     const health = await (await fetch("/api/v1/health")).json();
     const m = health.model;

@@ -1,0 +1,335 @@
+"""`lablr tag`: the suggested tags written into each photo's own metadata, a folder at a time.
+
+A photo is read once, scored, and, if it gains a keyword, written again beside itself under a
+hidden name, flushed to disk, given the original's permissions, and renamed over the original:
+after a crash (even `kill -9`) each photo is either as it was or fully tagged. A photo that
+cannot be read or written is reported and left as it was. Lablr records in each photo it tags
+(XMP, its own namespace) when, with which model and which keywords it added; a rerun skips
+those photos unless forced.
+"""
+
+import os
+import shutil
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from . import defaults
+from . import images as imaging
+from .errors import ImageError, LablrError
+from .metadata import WRITABLE, Embedded, Exiv2Store, KeywordStore, Stamp, keyword_key
+
+PARTIAL = ".lablr-partial"  # .NAME.PID.lablr-partial, beside the photo, while it is written
+
+
+@dataclass(frozen=True)
+class Options:
+    k: int = defaults.TAG_K
+    min_score: float | None = None
+    dry_run: bool = False
+    keep_mtime: bool = False
+    sidecar: bool = False
+    force: bool = False
+    scorer: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened to one photo. status: tagged, would_tag, already_tagged, nothing_new, failed."""
+
+    path: Path
+    status: str
+    added: list = field(default_factory=list)  # Suggestions, best first
+    kept: list[str] = field(default_factory=list)  # the keywords it already had
+    reason: str = ""
+    written: Path | None = None  # the photo, or its sidecar
+
+    def as_dict(self) -> dict:
+        out = {"path": str(self.path), "status": self.status, "added": [s.as_dict() for s in self.added],
+               "kept": self.kept}
+        if self.reason:
+            out["reason"] = self.reason
+        if self.written:
+            out["written"] = str(self.written)
+        return out
+
+
+@dataclass
+class _Pending:
+    path: Path
+    data: bytes
+    before: os.stat_result
+    embedded: Embedded
+    sidecar: bytes | None = None
+    sidecar_before: os.stat_result | None = None
+
+
+class Skip(LablrError):
+    """A photo left as it was, for the reason given."""
+
+
+def find_photos(paths) -> tuple[list[Path], list[Outcome]]:
+    """The photos named or found in the folders named (recursively, hidden files left out), each once."""
+    found, problems, seen = [], [], set()
+    for given in map(Path, paths):
+        if given.is_dir():
+            remove_leftovers(given)
+            candidates = sorted(p for p in given.rglob("*") if _is_photo_name(p, given))
+        elif given.exists() or given.is_symlink():
+            candidates = [given]
+        else:
+            problems.append(Outcome(given, "failed", reason="no such file or folder"))
+            continue
+        for path in candidates:
+            real = path.resolve()
+            if real not in seen:
+                seen.add(real)
+                found.append(path)
+    return found, problems
+
+
+def _is_photo_name(path: Path, root: Path) -> bool:
+    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+    return not hidden and path.suffix.lower() in defaults.TAG_SUFFIXES and path.is_file()
+
+
+def remove_leftovers(folder: Path) -> int:
+    """Delete the hidden partial files of an earlier run that was killed; returns how many."""
+    removed = 0
+    for partial in folder.rglob(f".*{PARTIAL}"):
+        pid = partial.name[: -len(PARTIAL)].rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            partial.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = None, report=None, start=None):
+    """Suggest and write tags for every photo. `start(count)` is called once the photos are found,
+    `report(outcome)` as each is done."""
+    store = store or Exiv2Store()
+    report = report or (lambda outcome: None)
+    photos, outcomes = find_photos(paths)
+    if start:
+        start(len(photos) + len(outcomes))
+    for outcome in outcomes:
+        report(outcome)
+    stamp = Stamp(model=model.name, tagged=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    for first in range(0, len(photos), defaults.TAG_BATCH):
+        pending, arrays = [], []
+        for path in photos[first:first + defaults.TAG_BATCH]:
+            try:
+                item = _read(path, store, options)
+                arrays.append(imaging.decode(item.data, model.image_size))
+                pending.append(item)
+            except Exception as error:  # noqa: BLE001 - one bad photo must not stop the batch
+                outcomes.append(_failed(path, error))
+                report(outcomes[-1])
+        found = model.suggest(np.stack(arrays), options.k, scorer=options.scorer) if pending else []
+        for item, suggestions in zip(pending, found):
+            try:
+                outcomes.append(_apply(item, suggestions, store, stamp, options))
+            except Exception as error:  # noqa: BLE001 - the photo is untouched: replacing it is the last step
+                outcomes.append(_failed(item.path, error))
+            report(outcomes[-1])
+    return outcomes
+
+
+def _failed(path, error) -> Outcome:
+    if isinstance(error, LablrError):
+        status = "already_tagged" if error.code == "already_tagged" else "failed"
+        return Outcome(path, status, reason=error.message)
+    return Outcome(path, "failed", reason=f"unexpected error ({type(error).__name__}: {error})")
+
+
+def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
+    real = path.resolve()
+    try:
+        before = real.stat()
+        data = real.read_bytes()
+    except OSError as error:
+        raise Skip(f"cannot read it ({error.strerror})") from None
+    if not options.sidecar:
+        _check_writable(real, before)  # said in a dry run too
+    check_image(data)
+    embedded = store.read(data)
+    if not options.sidecar and embedded.mime not in WRITABLE:
+        raise Skip(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, not {embedded.mime} "
+                   "(--sidecar leaves the photo as it is)")
+    sidecar = sidecar_before = None
+    if options.sidecar:
+        sidecar_path = _sidecar_path(path)
+        if sidecar_path.exists():
+            try:
+                sidecar_before = sidecar_path.stat()
+                sidecar = sidecar_path.read_bytes()
+            except OSError as error:
+                raise Skip(f"cannot read {sidecar_path.name} ({error.strerror})") from None
+            sidecar_keywords = store.read(sidecar)
+            embedded = Embedded(embedded.mime, embedded.xmp + sidecar_keywords.xmp, embedded.iptc,
+                                sidecar_keywords.stamp or embedded.stamp)
+    if embedded.stamp and not options.force:
+        raise Skip(f"already tagged by Lablr on {embedded.stamp.tagged} (--force to tag it again)",
+                   code="already_tagged")
+    return _Pending(path, data, before, embedded, sidecar, sidecar_before)
+
+
+def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, options: Options) -> Outcome:
+    kept = item.embedded.keywords
+    present = {keyword_key(t) for t in kept}
+    wanted = [s for s in suggestions
+              if keyword_key(s.tag) not in present and (options.min_score is None or s.score >= options.min_score)]
+    if not wanted:
+        return Outcome(item.path, "nothing_new", kept=kept)
+    if options.dry_run:
+        return Outcome(item.path, "would_tag", added=wanted, kept=kept)
+    tags = [s.tag for s in wanted]
+    try:
+        if options.sidecar:
+            target = _sidecar_path(item.path)
+            _check_sidecar_is_ours(item.path)
+            data = store.add_to_sidecar(item.sidecar, tags, stamp).data
+            replace_file(target, data, expected=item.sidecar_before, keep_mtime=options.keep_mtime)
+        else:
+            target = item.path.resolve()
+            data = store.add(item.data, tags, stamp).data
+            replace_file(target, data, expected=item.before, keep_mtime=options.keep_mtime)
+    except LablrError as error:
+        return Outcome(item.path, "failed", kept=kept, reason=error.message)
+    return Outcome(item.path, "tagged", added=wanted, kept=kept, written=target)
+
+
+def _sidecar_path(photo: Path) -> Path:
+    return photo.with_suffix(defaults.SIDECAR_SUFFIX)
+
+
+def _check_sidecar_is_ours(photo: Path):
+    """NAME.xmp belongs to one photo: refuse when NAME.jpg and NAME.png would share it."""
+    siblings = [p.name for p in photo.parent.glob(photo.stem + ".*")
+                if p.suffix.lower() in defaults.TAG_SUFFIXES and p.name != photo.name]
+    if siblings:
+        raise Skip(f"{photo.stem}{defaults.SIDECAR_SUFFIX} would also describe {siblings[0]}")
+
+
+def _stat_or_none(path: Path):
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+def replace_file(path: Path, data: bytes, *, expected: os.stat_result | None, keep_mtime: bool):
+    """Write data over path atomically, keeping its permissions, owner (when allowed) and extended
+    attributes; its modification time too if keep_mtime. `expected` is path's stat when it was read
+    (None: it did not exist): if the file changed since, nothing is written."""
+    if expected is not None:
+        _check_writable(path, expected)
+    partial = path.with_name(f".{path.name}.{os.getpid()}{PARTIAL}")
+    try:
+        try:
+            with open(partial, "xb") as file:
+                file.write(data)
+                file.flush()
+                if expected is not None:
+                    shutil.copystat(path, partial)  # mode, times, extended attributes
+                    if (expected.st_uid, expected.st_gid) != (os.getuid(), os.getgid()):
+                        os.chown(partial, expected.st_uid, expected.st_gid)
+                if not keep_mtime:
+                    os.utime(partial)
+                os.fsync(file.fileno())
+        except OSError as error:
+            raise Skip(f"cannot write beside it ({error.strerror})") from None
+        if _changed(path, expected):
+            raise Skip("it changed while Lablr was working; run again")
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path):
+    """Make a rename in directory survive a power cut."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _check_writable(path: Path, before: os.stat_result):
+    if not before.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK):
+        raise Skip("it is read-only (use --sidecar to leave it untouched)")
+    if before.st_nlink > 1:
+        raise Skip(f"it has {before.st_nlink} hard links, which rewriting it would separate (use --sidecar)")
+    if not os.access(path.parent, os.W_OK):
+        raise Skip("its folder is read-only")
+
+
+def _changed(path: Path, expected: os.stat_result | None) -> bool:
+    now = _stat_or_none(path)
+    if expected is None or now is None:
+        return (expected is None) != (now is None)
+    return (now.st_ino, now.st_size, now.st_mtime_ns) != (expected.st_ino, expected.st_size, expected.st_mtime_ns)
+
+
+def check_image(data: bytes):
+    """A clear error for what is not an image at all, or is cut short in its header."""
+    try:
+        imaging.open_image(data)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"The image is damaged or truncated ({error}).", code="truncated_image") from None
+
+
+def embed(data: bytes, tags: list[str], model_name: str, *, store: KeywordStore | None = None):
+    """A photo's bytes with the tags it lacks embedded (the web page's "Download with tags")."""
+    store = store or Exiv2Store()
+    stamp = Stamp(model=model_name, tagged=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    check_image(data)
+    embedded = store.read(data)
+    written = store.add(data, tags, stamp)
+    return written, embedded
+
+
+def describe(outcome: Outcome) -> str | None:
+    """One line for a photo that was or would be changed, or could not be; None for the others."""
+    if outcome.status == "tagged":
+        where = f" ({outcome.written.name})" if outcome.written and outcome.written.suffix == ".xmp" else ""
+        return f"{outcome.path}: added {', '.join(s.tag for s in outcome.added)}{where}"
+    if outcome.status == "would_tag":
+        return f"{outcome.path}: would add " + ", ".join(f"{s.tag} ({s.score:.2f})" for s in outcome.added)
+    if outcome.status == "failed":
+        return f"{outcome.path}: not changed: {outcome.reason}"
+    return None
+
+
+def summary_line(counts: dict, dry_run: bool) -> str:
+    if dry_run:
+        head = (f"Would tag {counts['would_tag']} photos with {counts['keywords']} keywords "
+                "(dry run: nothing was written)")
+    else:
+        head = f"Tagged {counts['tagged']} photos with {counts['keywords']} keywords"
+    return (f"{head}; {counts['already_tagged']} already tagged by Lablr, {counts['nothing_new']} with nothing "
+            f"new to add, {counts['failed']} left unchanged because they could not be read or written.")
+
+
+def summarize(outcomes) -> dict:
+    counts = {status: 0 for status in ("tagged", "would_tag", "already_tagged", "nothing_new", "failed")}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    counts["keywords"] = sum(len(o.added) for o in outcomes if o.status in ("tagged", "would_tag"))
+    counts["photos"] = len(outcomes)
+    return counts

@@ -1,0 +1,285 @@
+"""A photo's keywords (XMP dc:subject, IPTC Keywords) and Lablr's record, read and written in memory.
+
+`KeywordStore` is the small interface the rest of Lablr uses; `Exiv2Store` is its one
+implementation, on libexiv2 through python-exiv2. Exiv2 rewrites only the metadata segments
+of a file and copies the image data as it is; it reads nothing as code. Every write is checked
+before it is handed back: the picture's bytes (see lablr.core.imagedata) and every metadata
+key that was there must come out as they went in, or the write is refused.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from . import defaults
+from .errors import ImageError
+from .imagedata import picture
+
+SUBJECT = "Xmp.dc.subject"
+KEYWORDS = "Iptc.Application2.Keywords"
+CHARSET = "Iptc.Envelope.CharacterSet"
+UTF8 = "\x1b%G"  # ISO 2022 escape for UTF-8, the IPTC way to say so
+STAMP_TAGGED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Tagged"
+STAMP_MODEL = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Model"
+STAMP_ADDED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Added"
+WRITABLE = ("image/jpeg", "image/png", "image/tiff", "image/webp")
+WITH_IPTC = ("image/jpeg", "image/tiff")  # PNG and WebP have no standard place for IPTC
+
+
+def keyword_key(tag: str) -> str:
+    """Two keywords are the same when they differ only in case and spacing (as on Flickr)."""
+    return " ".join(tag.casefold().split())
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What Lablr records in a photo it tagged (XMP, in Lablr's own namespace)."""
+
+    model: str
+    tagged: str  # ISO 8601 time
+    added: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Embedded:
+    mime: str
+    xmp: tuple[str, ...] = ()  # dc:subject
+    iptc: tuple[str, ...] = ()  # IPTC Keywords
+    stamp: Stamp | None = None
+
+    @property
+    def keywords(self) -> list[str]:
+        """XMP and IPTC keywords together, in order, each once."""
+        seen, out = set(), []
+        for tag in self.xmp + self.iptc:
+            if keyword_key(tag) not in seen:
+                seen.add(keyword_key(tag))
+                out.append(tag)
+        return out
+
+
+@dataclass
+class Written:
+    data: bytes
+    added: list[str] = field(default_factory=list)  # to XMP dc:subject
+    iptc_added: list[str] = field(default_factory=list)  # to IPTC Keywords too
+
+
+class KeywordStore(Protocol):
+    def read(self, data: bytes) -> Embedded:
+        """The keywords and stamp of a photo (or of an XMP sidecar). Raises ImageError."""
+
+    def add(self, data: bytes, tags: list[str], stamp: Stamp) -> Written:
+        """The photo with the tags it lacks added and the stamp recorded; nothing else changed."""
+
+    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp) -> Written:
+        """An XMP sidecar (a new one when data is None) with the tags it lacks added."""
+
+
+class Exiv2Store:
+    """KeywordStore on libexiv2. One lock: the XMP toolkit inside exiv2 is not thread-safe."""
+
+    _lock = threading.Lock()
+    _registered = False
+
+    def __init__(self):
+        import exiv2
+
+        self.exiv2 = exiv2
+        with self._lock:
+            if not Exiv2Store._registered:
+                exiv2.XmpProperties.registerNs(defaults.LABLR_XMP_NAMESPACE, defaults.LABLR_XMP_PREFIX)
+                Exiv2Store._registered = True
+
+    def read(self, data: bytes) -> Embedded:
+        with self._lock:
+            return self._embedded(self._open(data))
+
+    def add(self, data: bytes, tags: list[str], stamp: Stamp) -> Written:
+        with self._lock:
+            image = self._open(data)
+            if image.mimeType() not in WRITABLE:
+                raise _unsupported(image.mimeType())
+            before = self._keys(image)
+            written = self._add_keywords(image, tags, stamp, iptc=image.mimeType() in WITH_IPTC)
+            if written.added:
+                self._write(image)
+                written.data = self._bytes(image)
+                self._check(data, written.data, image.mimeType(), before)
+            else:
+                written.data = data
+            return written
+
+    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp) -> Written:
+        with self._lock:
+            if data is None:
+                image = self.exiv2.ImageFactory.create(self.exiv2.ImageType.xmp)
+            else:
+                image = self._open(data)
+                if image.mimeType() != "application/rdf+xml":
+                    raise ImageError("The sidecar is not an XMP file.", code="not_xmp")
+            written = self._add_keywords(image, tags, stamp, iptc=False)
+            if written.added or data is None:
+                self._write(image)
+                written.data = self._bytes(image)
+            else:
+                written.data = data
+            return written
+
+    # -- inside the lock --------------------------------------------------------------------------
+
+    def _open(self, data: bytes):
+        try:
+            image = self.exiv2.ImageFactory.open(data)
+            image.readMetadata()
+        except self.exiv2.Exiv2Error as error:
+            if error.code == self.exiv2.ErrorCode.kerMemoryContainsUnknownImageType:
+                raise _unsupported("this file") from None
+            raise ImageError(f"The photo is damaged or cut short ({error.message}).", code="truncated_image") from None
+        return image
+
+    def _write(self, image):
+        try:
+            image.writeMetadata()
+        except self.exiv2.Exiv2Error as error:
+            raise ImageError(f"The keywords could not be written ({error.message}); nothing was changed.",
+                             code="write_failed", status=422) from None
+
+    def _embedded(self, image) -> Embedded:
+        xmp, iptc = image.xmpData(), image.iptcData()
+        stamp = None
+        if self._find(xmp, STAMP_TAGGED) is not None:
+            stamp = Stamp(model=self._text(xmp, STAMP_MODEL), tagged=self._text(xmp, STAMP_TAGGED),
+                          added=tuple(self._bag(xmp, STAMP_ADDED)))
+        return Embedded(mime=image.mimeType(), xmp=tuple(self._bag(xmp, SUBJECT)),
+                        iptc=tuple(self._iptc_keywords(iptc)), stamp=stamp)
+
+    def _add_keywords(self, image, tags, stamp: Stamp, *, iptc: bool) -> Written:
+        """Add the tags that are in neither XMP nor IPTC yet: to XMP, and to IPTC where the format has it."""
+        xmp, embedded = image.xmpData(), self._embedded(image)
+        present = {keyword_key(t) for t in embedded.keywords}
+        new = _unique([t for t in tags if keyword_key(t) not in present])
+        if not new:
+            return Written(b"")
+        self._set_bag(xmp, SUBJECT, list(embedded.xmp) + new)
+        previous = embedded.stamp.added if embedded.stamp else ()
+        self._set_bag(xmp, STAMP_ADDED, _unique(list(previous) + new))
+        xmp[STAMP_MODEL] = stamp.model
+        xmp[STAMP_TAGGED] = stamp.tagged
+        return Written(b"", added=new, iptc_added=self._add_iptc(image.iptcData(), new) if iptc else [])
+
+    def _add_iptc(self, iptc, new) -> list[str]:
+        utf8 = self._iptc_is_utf8(iptc)
+        added = []
+        for tag in new:
+            if len(tag.encode("utf-8")) > defaults.IPTC_KEYWORD_MAX_BYTES:
+                continue  # over the standard's limit: XMP only
+            if not tag.isascii() and utf8 is False:
+                continue  # the old records are in another character set: XMP only
+            iptc.add(self.exiv2.IptcKey(KEYWORDS), self.exiv2.StringValue(tag))
+            added.append(tag)
+        if utf8 is None and not all(t.isascii() for t in added):
+            iptc[CHARSET] = UTF8
+        return added
+
+    def _iptc_is_utf8(self, iptc) -> bool | None:
+        """True if the IPTC says UTF-8; None if it is all ASCII (UTF-8 can be declared); else False."""
+        charset = self._find(iptc, CHARSET)
+        if charset is not None:
+            return bytes(charset.value().data()) == UTF8.encode()
+        for datum in iptc:
+            value = datum.value()
+            if value.typeId() == self.exiv2.TypeId.string and not bytes(value.data()).isascii():
+                return False
+        return None
+
+    def _iptc_keywords(self, iptc) -> list[str]:
+        utf8 = self._iptc_is_utf8(iptc) is not False
+        out = []
+        for datum in iptc:
+            if datum.key() == KEYWORDS:
+                raw = bytes(datum.value().data())
+                out.append(raw.decode("utf-8", "replace") if utf8 else raw.decode("latin-1"))
+        return out
+
+    def _find(self, data, key):
+        found = data.findKey(self._key_type(key)(key))
+        return None if found == data.end() else found
+
+    def _key_type(self, key):
+        return self.exiv2.IptcKey if key.startswith("Iptc.") else self.exiv2.XmpKey
+
+    def _text(self, xmp, key) -> str:
+        datum = self._find(xmp, key)
+        return "" if datum is None else datum.toString()
+
+    def _bag(self, xmp, key) -> list[str]:
+        datum = self._find(xmp, key)
+        if datum is None:
+            return []
+        value = datum.value()
+        return [value.toString(i) for i in range(value.count())]
+
+    def _set_bag(self, xmp, key, items):
+        bag = self.exiv2.XmpArrayValue(self.exiv2.TypeId.xmpBag)
+        for item in items:
+            bag.read(item)
+        existing = self._find(xmp, key)
+        if existing is not None:
+            xmp.erase(existing)
+        xmp.add(self.exiv2.XmpKey(key), bag)
+
+    def _bytes(self, image) -> bytes:
+        io = image.io()
+        with io.mmap() as view:
+            return bytes(view)
+
+    def _keys(self, image) -> dict:
+        icc = image.iccProfile()
+        return {"exif": self._datums(image.exifData()), "iptc": self._datums(image.iptcData()),
+                "xmp": self._datums(image.xmpData()), "icc": bytes(icc.data()) if icc.size() else b"",
+                "comment": image.comment()}
+
+    def _datums(self, data) -> set:
+        return {(datum.key(), datum.toString()) for datum in data}
+
+    def _check(self, old: bytes, new: bytes, mime: str, before: dict):
+        """Refuse a write that changed the picture, or dropped or changed any other metadata."""
+        if picture(old, mime) != picture(new, mime):
+            raise _refused("the picture itself")
+        after = self._keys(self._open(new))
+        for kind in ("exif", "iptc", "xmp"):
+            keys_now = {key for key, _ in after[kind]}
+            lost = {key for key, _ in before[kind] - after[kind]
+                    if key not in OURS and (key not in RELOCATED or key not in keys_now)}
+            if lost:
+                raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
+        for kind in ("icc", "comment"):
+            if before[kind] != after[kind]:
+                raise _refused(f"the {kind.upper() if kind == 'icc' else kind}")
+
+
+OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
+# Where a TIFF keeps its data and its metadata blocks: offsets move when the file is rewritten.
+RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
+             "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
+             "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+
+
+def _unsupported(what) -> ImageError:
+    return ImageError(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, and {what} is none of them.",
+                      code="unsupported_format", status=415)
+
+
+def _refused(what) -> ImageError:
+    return ImageError(f"Writing the keywords would have changed {what}; the photo was left as it was.",
+                      code="write_refused", status=422)
+
+
+def _unique(tags) -> list[str]:
+    seen, out = set(), []
+    for tag in tags:
+        if keyword_key(tag) not in seen:
+            seen.add(keyword_key(tag))
+            out.append(tag)
+    return out

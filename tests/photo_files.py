@@ -1,0 +1,87 @@
+"""Photos with real metadata, made here, and an independent reader for what ends up in them.
+
+Lablr writes keywords with libexiv2; these helpers read them back with exiftool (Debian's
+libimage-exiftool-perl), a different implementation, and compare pictures with Pillow.
+"""
+
+import io
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from conftest import draw_shape
+
+EXIFTOOL = shutil.which("exiftool")
+needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed "
+                                    "(apt-get install libimage-exiftool-perl)")
+FORMATS = {"jpg": "JPEG", "png": "PNG", "tif": "TIFF", "webp": "WEBP"}
+WITH_IPTC = {"jpg", "tif"}
+OLD_XMP = ["Old Tag", "café"]  # keywords the photo had before, written by exiftool
+OLD_IPTC = ["Old Tag"]
+CAMERA = {"Make": "Canon", "Model": "Canon EOS 5D Mark IV", "Orientation": "Rotate 90 CW",
+          "GPSLatitude": "52 deg 30' 0.00\"", "GPSLatitudeRef": "North",
+          "GPSLongitude": "13 deg 24' 0.00\"", "GPSLongitudeRef": "East"}
+
+
+def srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def make_photo(path, colour="red", shape="circle", size=96, seed=0, keywords=True):
+    """A drawn photo in the format its suffix names, with an ICC profile, EXIF camera fields,
+    orientation and GPS, and (unless keywords=False) keywords from another program."""
+    image = draw_shape(colour, shape, size=size, seed=seed)
+    suffix = path.suffix.lstrip(".")
+    options = {"JPEG": {"quality": 92}, "WEBP": {"lossless": True}, "TIFF": {"compression": "tiff_lzw"}}
+    image.save(path, FORMATS[suffix], icc_profile=srgb_profile(), **options.get(FORMATS[suffix], {}))
+    exiftool(path, "-Make=Canon", "-Model=Canon EOS 5D Mark IV", "-Orientation#=6",
+             "-GPSLatitude=52.5", "-GPSLatitudeRef=N", "-GPSLongitude=13.4", "-GPSLongitudeRef=E",
+             *([f"-XMP-dc:Subject={k}" for k in OLD_XMP] if keywords else []),
+             *([f"-IPTC:Keywords={k}" for k in OLD_IPTC] if keywords and suffix in WITH_IPTC else []),
+             *(["-IPTC:CodedCharacterSet=UTF8"] if keywords and suffix in WITH_IPTC else []))
+    return path
+
+
+def exiftool(path, *args):
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-charset", "iptc=UTF8", *args, str(path)],
+                   check=True, capture_output=True)
+
+
+def read_tags(path) -> dict:
+    """What exiftool sees: Subject (XMP), Keywords (IPTC), Lablr's record (Added, Tagged, LablrModel)
+    and the CAMERA fields; lists always lists."""
+    out = subprocess.run([EXIFTOOL, "-j", "-G1", "-charset", "iptc=UTF8", "-XMP-dc:Subject", "-IPTC:Keywords",
+                          "-XMP-lablr:all", *[f"-{name}" for name in CAMERA], str(path)],
+                         check=True, capture_output=True, text=True).stdout
+    found = {}
+    for key, value in json.loads(out)[0].items():
+        group, _, name = key.rpartition(":")
+        if group == "XMP-lablr":
+            name = {"Model": "LablrModel"}.get(name, name)
+        elif group == "Composite" or (name in CAMERA and name in found):
+            continue
+        found[name] = value
+    for key in ("Subject", "Keywords", "Added"):
+        value = found.get(key, [])
+        found[key] = [str(v) for v in (value if isinstance(value, list) else [value])]
+    return found
+
+
+def pixels(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+def icc(data: bytes) -> bytes | None:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.info.get("icc_profile")
+
+
+def jpeg_scan(data: bytes) -> bytes:
+    """The JPEG's entropy-coded data, from its (last) start-of-scan marker to the end. A 0xFF byte
+    inside scan data is always followed by 0x00 or a restart marker, so 0xFFDA only starts a scan."""
+    return data[data.rindex(b"\xff\xda"):]

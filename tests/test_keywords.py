@@ -1,0 +1,292 @@
+"""`lablr tag`: suggested tags written into photos as XMP and IPTC keywords, read back by exiftool."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+
+from lablr.core.cli import cli
+from photo_files import (CAMERA, OLD_IPTC, OLD_XMP, WITH_IPTC, icc, jpeg_scan, make_photo, needs_exiftool,
+                         pixels, read_tags)
+
+pytestmark = needs_exiftool
+SUFFIXES = ("jpg", "png", "tif", "webp")
+PARTIAL = ".lablr-partial"
+
+
+def tag(model, *args):
+    result = CliRunner().invoke(cli, ["tag", "--model", str(model), *map(str, args)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def dry_run(model, *args) -> dict:
+    result = tag(model, "--dry-run", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for i, suffix in enumerate(SUFFIXES):
+        make_photo(tmp_path / f"photo-{i}.{suffix}", colour=["red", "blue", "green", "red"][i],
+                   shape=["circle", "square", "triangle", "square"][i])
+    return tmp_path
+
+
+def test_dry_run_json_shows_each_photos_new_tags_with_scores_and_writes_nothing(tiny_bundle, folder):
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    report = dry_run(tiny_bundle, folder, "--k", "3")
+    assert {os.path.basename(p["path"]) for p in report["photos"]} == set(before)
+    for photo in report["photos"]:
+        assert photo["status"] == "would_tag"
+        assert len(photo["added"]) == 3 and all(0 < s["score"] <= 1 for s in photo["added"])
+        assert [s["score"] for s in photo["added"]] == sorted((s["score"] for s in photo["added"]), reverse=True)
+        assert photo["kept"] == OLD_XMP
+    assert report["summary"]["would_tag"] == 4 and report["summary"]["keywords"] == 12
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_tags_are_written_as_each_format_allows_and_nothing_else_changes(tiny_bundle, tmp_path, suffix):
+    photo = make_photo(tmp_path / f"shot.{suffix}", colour="blue", shape="triangle")
+    original = photo.read_bytes()
+    would = [s["tag"] for s in dry_run(tiny_bundle, photo, "--k", "4")["photos"][0]["added"]]
+
+    result = tag(tiny_bundle, photo, "--k", "4")
+    assert result.exit_code == 0, result.output
+    assert f"{photo}: added {', '.join(would)}" in result.stdout
+    assert "Tagged 1 photos with 4 keywords" in result.stdout
+
+    seen = read_tags(photo)  # exiftool, not the library that wrote them
+    assert seen["Subject"] == OLD_XMP + would  # kept first, then the new ones, each once
+    assert seen["Keywords"] == (OLD_IPTC + would if suffix in WITH_IPTC else [])  # PNG, WebP: XMP only
+    assert seen["Added"] == would and seen["LablrModel"] == "tiny-model"
+    assert {key: seen[key] for key in CAMERA} == CAMERA  # EXIF camera fields, orientation, GPS
+    new = photo.read_bytes()
+    assert icc(new) == icc(original) is not None
+    assert (pixels(new) == pixels(original)).all()
+    if suffix == "jpg":
+        assert jpeg_scan(new) == jpeg_scan(original) and len(jpeg_scan(new)) > 500
+
+
+def test_a_second_run_changes_nothing_even_when_forced(tiny_bundle, folder):
+    assert tag(tiny_bundle, folder).exit_code == 0
+    tagged = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    again = tag(tiny_bundle, folder)
+    assert "Tagged 0 photos" in again.stdout and "4 already tagged by Lablr" in again.stdout
+    forced = tag(tiny_bundle, folder, "--force")
+    assert "Tagged 0 photos" in forced.stdout and "4 with nothing new to add" in forced.stdout
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == tagged
+    for photo in folder.iterdir():
+        subject = read_tags(photo)["Subject"]
+        assert len({s.casefold() for s in subject}) == len(subject)
+
+
+def test_force_adds_only_what_is_missing_and_the_record_grows(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "a.jpg")
+    tag(tiny_bundle, photo, "--k", "2")
+    first = read_tags(photo)["Added"]
+    result = tag(tiny_bundle, photo, "--k", "4", "--force")
+    seen = read_tags(photo)
+    assert len(seen["Added"]) == 4 and seen["Added"][:2] == first
+    assert seen["Subject"] == OLD_XMP + seen["Added"]
+    assert f"added {', '.join(seen['Added'][2:])}" in result.stdout
+
+
+def test_keywords_already_there_in_another_case_are_not_repeated(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "a.jpg", keywords=False)
+    top = dry_run(tiny_bundle, photo, "--k", "3")["photos"][0]["added"]
+    from photo_files import exiftool
+
+    exiftool(photo, f"-XMP-dc:Subject={top[0]['tag'].upper()}", f"-IPTC:Keywords={top[1]['tag'].title()}")
+    report = dry_run(tiny_bundle, photo, "--k", "3")["photos"][0]
+    assert [s["tag"] for s in report["added"]] == [top[2]["tag"]]
+    tag(tiny_bundle, photo, "--k", "3")
+    seen = read_tags(photo)
+    assert seen["Subject"] == [top[0]["tag"].upper(), top[2]["tag"]]
+    assert seen["Keywords"] == [top[1]["tag"].title(), top[2]["tag"]]
+
+
+def test_min_score_follows_the_scores_shown(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "a.png")
+    shown = dry_run(tiny_bundle, photo, "--k", "6")["photos"][0]["added"]
+    cut = (shown[1]["score"] + shown[2]["score"]) / 2  # between the second and third best
+    report = dry_run(tiny_bundle, photo, "--k", "6", "--min-score", cut)
+    assert [s["tag"] for s in report["photos"][0]["added"]] == [s["tag"] for s in shown[:2]]
+    tag(tiny_bundle, photo, "--k", "6", "--min-score", cut)
+    assert read_tags(photo)["Added"] == [s["tag"] for s in shown[:2]]
+    nothing = dry_run(tiny_bundle, photo, "--force", "--min-score", shown[0]["score"] + 1)
+    assert nothing["photos"][0]["status"] == "nothing_new"
+
+
+def test_permissions_and_owner_are_kept_and_mtime_changes_unless_asked(tiny_bundle, tmp_path):
+    kept, touched = make_photo(tmp_path / "kept.jpg"), make_photo(tmp_path / "touched.jpg")
+    old = 1_000_000_000_123_456_789  # 2001, with nanoseconds
+    for photo in (kept, touched):
+        photo.chmod(0o640)
+        os.utime(photo, ns=(old, old))
+        if os.getuid() == 0:
+            os.chown(photo, 1234, 5678)
+    started = time.time_ns()
+    tag(tiny_bundle, kept, "--keep-mtime")
+    tag(tiny_bundle, touched)
+    for photo in (kept, touched):
+        info = photo.stat()
+        assert read_tags(photo)["Added"] and info.st_mode & 0o777 == 0o640
+        if os.getuid() == 0:
+            assert (info.st_uid, info.st_gid) == (1234, 5678)
+    assert kept.stat().st_mtime_ns == old
+    assert touched.stat().st_mtime_ns >= started - 10**9  # now, not 2001
+
+
+def test_sidecar_leaves_the_photo_untouched(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "raw-ish.tif")
+    original = photo.read_bytes()
+    result = tag(tiny_bundle, photo, "--sidecar", "--k", "3")
+    assert "(raw-ish.xmp)" in result.stdout
+    assert photo.read_bytes() == original
+    sidecar = read_tags(tmp_path / "raw-ish.xmp")
+    assert len(sidecar["Subject"]) == 3 and sidecar["Added"] == sidecar["Subject"]
+    assert not set(OLD_XMP) & set(sidecar["Subject"])  # the photo's own keywords are not copied
+    again = tag(tiny_bundle, photo, "--sidecar")
+    assert "1 already tagged by Lablr" in again.stdout
+
+
+def test_sidecar_refuses_a_name_two_photos_would_share(tiny_bundle, tmp_path):
+    make_photo(tmp_path / "same.jpg")
+    make_photo(tmp_path / "same.png")
+    result = tag(tiny_bundle, tmp_path, "--sidecar")
+    assert result.exit_code == 1
+    assert "same.xmp would also describe" in result.stderr
+    assert not (tmp_path / "same.xmp").exists()
+
+
+def test_unreadable_and_unwritable_files_are_listed_counted_and_left_alone(tiny_bundle, folder):
+    (folder / "notes.jpg").write_bytes(b"not a photo at all")
+    good = make_photo(folder / "cut.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(good[: len(good) // 2])
+    make_photo(folder / "locked.jpg").chmod(0o444)
+    (folder / "camera.gif").write_bytes(b"GIF89a")  # not a suffix Lablr looks for in folders
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    review = json.loads(tag(tiny_bundle, folder, "--dry-run", "--json").stdout)
+    assert {os.path.basename(p["path"]): p["status"] for p in review["photos"] if p["status"] == "failed"} == \
+        {"notes.jpg": "failed", "cut.jpg": "failed", "locked.jpg": "failed"}  # the dry run says so too
+
+    result = tag(tiny_bundle, folder, folder / "missing.jpg")
+    assert result.exit_code == 1
+    problems = [line for line in result.stderr.splitlines() if "not changed" in line or "no such" in line]
+    assert len(problems) == 4, result.stderr
+    assert any("locked.jpg: not changed: it is read-only" in line for line in problems)
+    assert any("notes.jpg: not changed:" in line for line in problems)
+    assert any("cut.jpg: not changed:" in line for line in problems)
+    assert "Tagged 4 photos" in result.stdout and "4 left unchanged because they could not be read or written" \
+        in result.stdout
+    for name in ("notes.jpg", "cut.jpg", "locked.jpg", "camera.gif"):
+        assert (folder / name).read_bytes() == before[name]
+    assert not list(folder.glob(f".*{PARTIAL}"))
+
+
+def test_a_progress_bar_then_a_summary(tiny_bundle, folder):
+    result = tag(tiny_bundle, folder)
+    assert "4/4" in result.stderr and "photo" in result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("Tagged 4 photos with")
+    quiet = tag(tiny_bundle, folder, "--quiet", "--force")
+    assert "4/4" not in quiet.stderr
+
+
+def test_kill_9_in_the_middle_of_a_batch_leaves_each_photo_whole(tiny_bundle, tmp_path):
+    """SIGKILL a real `lablr tag` while it works: every photo is as it was or fully tagged; a rerun finishes."""
+    originals = {}
+    for i in range(40):
+        photo = make_photo(tmp_path / f"p{i:02d}.jpg", colour=["red", "blue", "green"][i % 3],
+                           shape=["circle", "square", "triangle"][i % 3], size=900, seed=i)
+        originals[photo.name] = photo.read_bytes()
+    command = [sys.executable, "-m", "lablr.core.cli", "tag", str(tmp_path), "--model", str(tiny_bundle), "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while len(lines) < 3 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    assert len(lines) == 3, "lablr tag finished or failed before it could be killed"
+
+    tagged = [name for name, data in originals.items() if (tmp_path / name).read_bytes() != data]
+    assert 3 <= len(tagged) < len(originals)  # it was killed mid-batch
+    for name, data in originals.items():
+        now = (tmp_path / name).read_bytes()
+        if now != data:
+            assert_fully_tagged(tmp_path / name, data)
+
+    rerun = tag(tiny_bundle, tmp_path)
+    assert rerun.exit_code == 0, rerun.output
+    assert f"{len(tagged)} already tagged by Lablr" in rerun.stdout
+    assert not list(tmp_path.glob(f".*{PARTIAL}"))  # a leftover of the killed run is cleaned up
+    for name, data in originals.items():
+        assert_fully_tagged(tmp_path / name, data)
+
+
+def assert_fully_tagged(path, original: bytes):
+    seen = read_tags(path)
+    assert seen["Added"] and seen["Subject"] == OLD_XMP + seen["Added"]
+    assert seen["Keywords"] == OLD_IPTC + seen["Added"]
+    assert {key: seen[key] for key in CAMERA} == CAMERA
+    assert jpeg_scan(path.read_bytes()) == jpeg_scan(original)
+
+
+def test_a_symlinked_photo_is_tagged_where_it_lives_and_the_link_stays(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "real.jpg")
+    (tmp_path / "links").mkdir()
+    link = tmp_path / "links" / "link.jpg"
+    link.symlink_to(photo)
+    result = tag(tiny_bundle, link, tmp_path)  # named twice: through the link and in the folder
+    assert "Tagged 1 photos" in result.stdout
+    assert link.is_symlink() and read_tags(photo)["Added"]
+
+
+UNICODE_NAMES = {"red": "rouge vif", "blue": "синий", "green": "緑", "circle": "círculo", "square": "carré",
+                 "triangle": "τρίγωνο"}
+
+
+@pytest.fixture(scope="module")
+def unicode_bundle(tmp_path_factory):
+    """A tiny model whose tags are in five scripts, trained like the shared one."""
+    from conftest import TINY_RULES, write_shapes
+    from lablr.core.importing import import_source
+    from lablr.core.selection import Rules
+    from lablr.core.training import train
+
+    root = tmp_path_factory.mktemp("unicode")
+    rows = [f"images/{path.name},{UNICODE_NAMES[tag]}\n" for path, tags in write_shapes(root / "images", per_kind=6)
+            for tag in tags]
+    (root / "labels.csv").write_text("path,label\n" + "".join(rows), encoding="utf-8")
+    import_source("csv", str(root / "labels.csv"), root / "catalog.db", progress=False)
+    train(root / "catalog.db", root / "unicode-model",
+          encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8}, rules=Rules(**{**TINY_RULES, "min_tag_photos": 3}), epochs=2, progress=False)
+    return root / "unicode-model"
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "webp"])
+def test_unicode_tags_are_written_and_read_back(unicode_bundle, tmp_path, suffix):
+    photo = make_photo(tmp_path / f"a.{suffix}", colour="green", shape="triangle")
+    result = tag(unicode_bundle, photo, "--k", "6")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert sorted(seen["Added"]) == sorted(UNICODE_NAMES.values())
+    assert seen["Subject"] == OLD_XMP + seen["Added"]
+    assert seen["Keywords"] == (OLD_IPTC + seen["Added"] if suffix in WITH_IPTC else [])
+    assert f"{photo}: added {', '.join(seen['Added'])}" in result.stdout

@@ -1,0 +1,55 @@
+"""The keyword store and the picture check, on photos cut short and changed byte by byte."""
+
+import pytest
+
+from lablr.core.errors import ImageError
+from lablr.core.imagedata import picture
+from lablr.core.keywords import check_image
+from lablr.core.metadata import Exiv2Store, Stamp
+from photo_files import make_photo, needs_exiftool
+
+pytestmark = needs_exiftool
+MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}
+STAMP = Stamp(model="test", tagged="2026-01-01T00:00:00+00:00")
+
+
+@pytest.fixture(scope="module")
+def store():
+    return Exiv2Store()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on cut TIFF tags
+@pytest.mark.parametrize("suffix", list(MIME))
+def test_a_photo_cut_at_any_length_is_refused_cleanly_or_tagged_whole(store, tmp_path, suffix):
+    whole = make_photo(tmp_path / f"a.{suffix}").read_bytes()
+    lengths = [*range(0, min(len(whole), 700)), *range(700, len(whole), 53)]
+    for length in lengths:
+        data = whole[:length]
+        try:
+            check_image(data)
+            written = store.add(data, ["red"], STAMP)
+        except ImageError as error:
+            assert error.message and error.status in (400, 413, 415, 422)
+            continue
+        assert store.read(written.data).keywords[-1] == "red"
+        assert picture(written.data, MIME[suffix]) == picture(data, MIME[suffix])
+
+
+def test_the_picture_check_sees_the_image_data_and_not_the_metadata(tmp_path):
+    data = make_photo(tmp_path / "a.jpg").read_bytes()
+    scan = data.rindex(b"\xff\xda") + 20
+    flipped = data[:scan] + bytes([data[scan] ^ 0x01]) + data[scan + 1:]
+    assert picture(flipped, "image/jpeg") != picture(data, "image/jpeg")
+    comment = b"\xff\xfe\x00\x07hello"  # a COM segment right after the start marker: metadata
+    assert picture(data[:2] + comment + data[2:], "image/jpeg") == picture(data, "image/jpeg")
+    quantisation = data.index(b"\xff\xdb") + 10  # a quantisation table: part of the picture
+    changed = data[:quantisation] + bytes([data[quantisation] ^ 0x01]) + data[quantisation + 1:]
+    assert picture(changed, "image/jpeg") != picture(data, "image/jpeg")
+
+
+def test_a_sidecar_is_created_and_merged(store):
+    first = store.add_to_sidecar(None, ["red", "été"], STAMP)
+    assert store.read(first.data).xmp == ("red", "été")
+    second = store.add_to_sidecar(first.data, ["RED", "circle"], STAMP)
+    assert second.added == ["circle"] and store.read(second.data).xmp == ("red", "été", "circle")
+    assert store.read(second.data).stamp.added == ("red", "été", "circle")
