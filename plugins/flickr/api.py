@@ -198,6 +198,12 @@ class FlickrClient:
                              "photos, or their URL name.")
         return found.get("id")
 
+    def hot_tags(self, count: int = defaults.HOT_COUNT, period: str = "day") -> list[str]:
+        """The tags Flickr lists as hot now (flickr.tags.getHotList), most used first."""
+        hot = self.call("flickr.tags.getHotList", period=period, count=count).find("hottags")
+        tags = [flickr_tag(t.text or "") for t in (hot.findall("tag") if hot is not None else [])]
+        return list(dict.fromkeys(t for t in tags if t))
+
     def _user(self, method, **params):
         """The <user> element of the answer, or None when Flickr says there is no such user (error 1)."""
         try:
