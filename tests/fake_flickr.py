@@ -47,7 +47,8 @@ COLOURS = ("red", "blue", "green")
 SHAPES = ("circle", "square", "triangle")
 RATE_LIMITED = "<html><body><h1>429 Too Many Requests</h1>\nYou have sent too many requests in a given amount of time.\n</body></html>\n"
 SERVER_ERROR = "<html><body><h1>{code} Server Error</h1>\nThe server encountered a temporary error.\n</body></html>\n"
-ERRORS = {1: "User not found", 2: "Unknown user", 100: "Invalid API Key (Key has invalid format)", 96: "Invalid signature",
+ERRORS = {1: "User not found", 2: "Unknown user",
+          100: "Invalid API Key (Key has invalid format)", 96: "Invalid signature",
           105: "Service currently unavailable", 112: "Method \"{method}\" not found"}
 
 

@@ -469,8 +469,8 @@ def user_photos(owner="99999999@N00", alias="mariesky", count=12):
     return photos
 
 
-@pytest.mark.parametrize("who", ["99999999@N00", "https://www.flickr.com/photos/mariesky/", "flickr.com/people/mariesky",
-                                 "mariesky", "Marie Sky"])
+@pytest.mark.parametrize("who", ["99999999@N00", "https://www.flickr.com/photos/mariesky/",
+                                 "flickr.com/people/mariesky", "mariesky", "Marie Sky"])
 def test_fetch_user_records_their_public_photos_with_their_tags(tmp_path, monkeypatch, who):
     mine = user_photos()
     fake = FakeFlickr(photos=make_photos() + mine).start()

@@ -1,7 +1,9 @@
 """`flickr`: photos found on Flickr by tag, with all their tags, for training a model.
 
-The plugin adds `lablr fetch` and `lablr build flickr` (commands.py, building.py), which searches Flickr (api.py) and downloads the
-photos into the catalog, resumably (fetcher.py, downloads.py, tables.py). Photos it records
+The plugin adds `lablr fetch` (commands.py), which searches Flickr (api.py) and downloads the
+photos into the catalog, resumably (fetcher.py, downloads.py, tables.py), at the smallest size
+that covers the model's input (sizes.py); and `lablr build flickr` (building.py), which goes on
+to a model in one command. Photos it records
 are the catalog's source "flickr"; `lablr prepare`, `train` and `fit` choose them with
 Flickr's selection rules: one owner's photos on one side of the split, non-visual tags dropped.
 """

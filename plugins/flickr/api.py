@@ -227,7 +227,8 @@ def image_choice(photo: dict, extras) -> ImageChoice | None:
     for extra in extras:
         if photo.get(extra):
             suffix = extra[len("url_"):]
-            return ImageChoice(extra, photo[extra], _int(photo.get(f"width_{suffix}")), _int(photo.get(f"height_{suffix}")))
+            width, height = _int(photo.get(f"width_{suffix}")), _int(photo.get(f"height_{suffix}"))
+            return ImageChoice(extra, photo[extra], width, height)
     return None
 
 

@@ -106,7 +106,8 @@ def summary(report, catalog, images, input_size, source) -> str:
 @click.option("--min-train-photos", type=click.IntRange(1),
               help=f"Keep tags with at least this many training photos (default: {CORE.MIN_TRAIN_PHOTOS}).")
 @click.option("--per-owner-cap", type=click.IntRange(1),
-              help=f"At most this many photos of one photographer, not counting --user (default: {CORE.PER_OWNER_CAP}).")
+              help=f"At most this many photos of one photographer, not counting --user "
+                   f"(default: {CORE.PER_OWNER_CAP}).")
 @click.option("--workers", default=defaults.WORKERS, show_default=True, type=click.IntRange(1, 64),
               help="Images downloaded at once.")
 @click.option("--calls-per-hour", default=defaults.CALLS_PER_HOUR, show_default=True, type=click.FloatRange(min=1),

@@ -3,9 +3,11 @@
 `fetch()` runs in two resumable phases:
 
 1. Search: for each tag, page through flickr.photos.search (sorted by relevance; Flickr's own
-   `tags` field gives every tag of a photo, already normalised) and add each photo once to the
-   catalog as "pending". The `searches` table records how far each query has paged, so a rerun
-   continues with the next page.
+   `tags` field gives every tag of a photo, already normalised), and for a user through
+   flickr.people.getPublicPhotos, and add each photo once to the catalog as "pending", with the
+   URL of the first image size it has of those asked for (sizes.py), recorded in `image_sizes`.
+   The `searches` table records how far each query has paged, so a rerun continues with the
+   next page.
 2. Download: the pending photos' images, a bounded pool of threads at a time, each written to
    a temporary name, fsynced and renamed; only then is the photo marked "ok" and the file
    recorded in `downloads`. A rerun downloads only what is still pending.
@@ -164,8 +166,7 @@ def _search(catalog, queries, settings, extras, report, bars):
             while not done:
                 page += 1
                 photos, pages = query.page(page)
-                chosen = [(r, image_choice(p, extras)) for r, p in ((photo_record(p, extras), p) for p in photos) if r]
-                chosen = chosen[:max(0, settings.per_tag - found)]
+                chosen = _with_images(photos, extras)[:max(0, settings.per_tag - found)]
                 added = catalog.add([r for r, _ in chosen], SOURCE, status="pending")
                 found += len(chosen)
                 report.found += len(chosen)
@@ -177,6 +178,12 @@ def _search(catalog, queries, settings, extras, report, bars):
                     db.execute("insert or replace into searches values (?, ?, ?, ?, ?, ?, ?, ?)",
                                [query.key, SOURCE, query.label, page, pages, found, done, _now()])
                 bar.update(len(chosen))
+
+
+def _with_images(photos, extras):
+    """(catalog record, image size chosen) of each photo in an answer that offers an image."""
+    records = ((photo_record(photo, extras), photo) for photo in photos)
+    return [(record, image_choice(photo, extras)) for record, photo in records if record]
 
 
 def _record_sizes(db, chosen):
