@@ -114,6 +114,9 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
                 epochs=epochs, source=source)
+    if model is None:
+        click.echo("Trained as a worker of a multi-worker job; the chief evaluates and writes the bundle.")
+        return
     _print_report(model.manifest.evaluation)
     click.echo(f"Saved {out}")
 
@@ -124,16 +127,40 @@ def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scor
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
 @click.option("--source", default=None, help="Only photos imported from this source.")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Fit only shard I (0 to N-1) of the photos; --out is then a part for `lablr merge`.")
+@click.option("--shards", type=click.IntRange(1), default=None,
+              help="With --dask: fit N shards on the cluster (default: one per worker).")
+@click.option("--dask", "scheduler", default=None, metavar="ADDRESS",
+              help="Fit the shards on a Dask cluster (tcp://host:8786) and merge them: pip install 'lablr[dask]'.")
 @rules_options
-def fit(model, catalog, out, add, source, **options):
+def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
+    rules, source = _chosen_rules(catalog, source, **options)
+    if shard or shards or scheduler:
+        from .sharding import fit_sharded_command
+
+        click.echo(fit_sharded_command(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
+                                       scheduler=scheduler, rules=rules))
+        return
     from .fitting import refit
 
-    rules, source = _chosen_rules(catalog, source, **options)
     fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
     if fitted.manifest.evaluation:
         _print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
+
+
+@cli.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--model", "-m", default=None, help="The bundle the parts were fitted with (default: as they record it).")
+def merge(parts, out, model):
+    """Add the tag statistics of PARTS (from `lablr fit --shard`) into one bundle."""
+    from .sharding import merge as run
+
+    merged = run(parts, out, model_name=model)
+    click.echo(f"Saved {out} ({len(merged.tag_model.tags)} tags from {len(parts)} parts)")
 
 
 @cli.command()

@@ -9,16 +9,17 @@ beside it, in CATALOG.images/ (`prepared_images`): `lablr prepare`, `train`, `fi
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from . import images as imaging
-from .errors import ImageError
+from .errors import ImageError, LablrError
 
 SHARD_SIZE = 1024
 INDEX = "index.json"
@@ -54,7 +55,8 @@ def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSe
 
     jobs = [(p["key"], p["path"], size) for p in photos]
     workers = workers or min(4, os.cpu_count() or 1)
-    with ProcessPoolExecutor(workers) as pool:
+    daemon = multiprocessing.current_process().daemon  # e.g. a Dask worker: it may not start processes
+    with (ThreadPoolExecutor if daemon else ProcessPoolExecutor)(workers) as pool:
         results = pool.map(_decode_one, jobs, chunksize=32)
         for key, array, error in tqdm(results, total=len(jobs), desc="Decoding images", unit="img",
                                       disable=not progress):
@@ -116,7 +118,7 @@ class ImageSet:
                 yield [keys[r] for r in chosen], np.asarray(data[chosen])
 
 
-def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
+def prepared_images(catalog_path, photos, size, *, progress=True, decode=True) -> ImageSet:
     """The photos decoded at this size, from the cache beside the catalog or decoded now."""
     keys = sorted(p["key"] for p in photos)
     digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
@@ -128,6 +130,9 @@ def prepared_images(catalog_path, photos, size, *, progress=True) -> ImageSet:
         found = ImageSet(index.parent)
         if wanted <= set(found.keys):
             return found.subset(keys)
+    if not decode:  # the workers of a multi-worker job would decode into the same place at once
+        raise LablrError(f"The images of {catalog_path} are not prepared at {size}x{size}: run "
+                         f"`lablr prepare --catalog {catalog_path} --size {size}` first.")
     return prepare(photos, directory, size, progress=progress)
 
 

@@ -14,7 +14,7 @@ top the options a person gave. The split is a hash under those rules, so `lablr 
 
 import hashlib
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import defaults
@@ -36,6 +36,9 @@ class Rules:
 
     @classmethod
     def from_dict(cls, data):
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise LablrError(f"Unknown selection rules: {', '.join(sorted(unknown))}.")
         return cls(**{**data, "stop_tags": tuple(data.get("stop_tags", ()))})
 
 

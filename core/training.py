@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from . import defaults
+from . import defaults, multiworker
 from .bundle import Manifest, PartSpec, TrainingData
 from .catalog import Catalog
 from .errors import LablrError
@@ -34,12 +34,15 @@ def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
           tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
           visualizer=defaults.DEFAULT_PARTS["visualizer"], rules: Rules | None = None, epochs=defaults.EPOCHS,
-          work_dir=None, name=None, source=None, seed=0, progress=True) -> Model:
+          work_dir=None, name=None, source=None, seed=0, progress=True) -> Model | None:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle.
 
-    Without rules, those `lablr prepare` recorded apply, else the source's defaults.
+    Without rules, those `lablr prepare` recorded apply, else the source's defaults. With
+    TF_CONFIG set this process is one worker of a multi-worker job; only the chief writes to
+    the catalog and the bundle, and the other workers return None.
     """
     check_pairing(scorer, tag_model)  # now, not after hours of training
+    role = multiworker.role()
     catalog = Catalog(catalog_path)
     if rules is None:
         rules, source = choose_rules(catalog, source)
@@ -47,13 +50,17 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     if not selection.train or not selection.test:
         raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
                          f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
-    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
-                        rules=rules.as_dict(), source=source)
+    if role is None or role.is_chief:
+        catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
+                            rules=rules.as_dict(), source=source)
     part = get_part("encoder", encoder)(**(encoder_settings or {}))
-    images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress)
+    images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress,
+                             decode=role is None)
     train_images = images.subset(p["key"] for p in selection.train)
     work_dir = Path(work_dir or f"{out}.work")
     part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
+    if role and not role.is_chief:
+        return None
     model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer, visualizer=visualizer,
                       name=name or Path(out).name, data=data_summary(source, rules, selection))
     model.manifest.evaluation = held_out_report(model, selection, images)

@@ -77,7 +77,15 @@ class VAEEncoder:
 
     def fit(self, images, *, work_dir: Path, epochs: int = defaults.EPOCHS,
             batch_size: int = defaults.BATCH_SIZE, seed: int = 0, verbose: int | str = "auto"):
-        """Train on a stream of image batches; checkpoints go to work_dir, and a rerun resumes there."""
+        """Train on a stream of image batches; checkpoints go to work_dir, and a rerun resumes there.
+
+        With TF_CONFIG set, this process is one worker of a multi-worker job (see vae_multiworker).
+        """
+        if os.environ.get("TF_CONFIG"):
+            from .vae_multiworker import fit_multiworker
+
+            return fit_multiworker(self, images, work_dir=Path(work_dir), epochs=epochs, batch_size=batch_size,
+                                   seed=seed, verbose=verbose)
         keras = import_keras()
         import tensorflow as tf
 
@@ -166,17 +174,22 @@ def _build_vae(keras, image_size, latent_dim, filters, beta, seed):
             mean, _ = self.encoder(images)
             return self.decoder(mean)
 
+        def vae_losses(self, images, noise=None):
+            """(loss, reconstruction loss, KL term), each the mean over the batch."""
+            mean, log_var = self.encoder(images, training=True)
+            if noise is None:
+                noise = keras.random.normal(ops.shape(mean), seed=self.noise)
+            reconstruction = self.decoder(mean + ops.exp(0.5 * log_var) * noise, training=True)
+            reconstruction_loss = ops.mean(ops.sum(
+                keras.losses.binary_crossentropy(images, reconstruction), axis=(1, 2)))
+            kl = ops.mean(ops.sum(-0.5 * (1 + log_var - ops.square(mean) - ops.exp(log_var)), axis=1))
+            return reconstruction_loss + beta * kl, reconstruction_loss, kl
+
         def train_step(self, images):
             import tensorflow as tf
 
             with tf.GradientTape() as tape:
-                mean, log_var = self.encoder(images, training=True)
-                noise = keras.random.normal(ops.shape(mean), seed=self.noise)
-                reconstruction = self.decoder(mean + ops.exp(0.5 * log_var) * noise, training=True)
-                reconstruction_loss = ops.mean(ops.sum(
-                    keras.losses.binary_crossentropy(images, reconstruction), axis=(1, 2)))
-                kl = ops.mean(ops.sum(-0.5 * (1 + log_var - ops.square(mean) - ops.exp(log_var)), axis=1))
-                loss = reconstruction_loss + beta * kl
+                loss, reconstruction_loss, kl = self.vae_losses(images)
             gradients = tape.gradient(loss, self.trainable_weights)
             self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
             self.loss_tracker.update_state(loss)

@@ -137,3 +137,14 @@ def test_the_format_doc_describes_every_field_written(tiny_bundle):
     assert f"Format {bundle.FORMAT_VERSION}" in doc
     for field in fields:
         assert f"`{field}`" in doc, field
+
+
+def test_only_core_bundle_reads_or_writes_manifest_json():
+    import re
+
+    root = Path(__file__).parent.parent
+    raw_access = re.compile(r"manifest\[|manifest\.get\(|manifest\.json|\bMANIFEST\b|json\.(loads?|dumps?)\(.*manifest")
+    for folder in ("core", "server", "plugins", "scripts"):
+        for path in (root / folder).rglob("*.py"):
+            if path != root / "core" / "bundle.py":
+                assert not raw_access.search(path.read_text()), f"{path} reads or writes manifest fields itself"

@@ -42,6 +42,16 @@ def test_the_core_imports_nothing_of_flickr_and_defines_no_flickr_command():
     assert "fetch" not in core_commands
 
 
+def test_the_core_catalog_creates_no_flickr_tables(tmp_path):
+    from lablr.core.catalog import Catalog
+    from lablr.plugins.flickr.tables import create_tables
+
+    catalog = Catalog(tmp_path / "c.db")
+    assert not {"downloads", "searches"} & set(catalog.db.table_names())
+    create_tables(catalog.db)  # what `lablr fetch` does first
+    assert {"downloads", "searches"} <= set(catalog.db.table_names())
+
+
 def test_flickr_is_not_a_source_that_import_cannot_read():
     assert "flickr" not in {p.name for p in all_parts() if p.kind == "source"}
 

@@ -7,6 +7,7 @@ figures do not move; Flickr photos are split by owner with non-visual tags dropp
 
 from dataclasses import replace
 
+import pytest
 from click.testing import CliRunner
 
 from conftest import TINY_RULES
@@ -14,6 +15,7 @@ from lablr.core.bundle import bundled_names, bundled_root, read_manifest
 from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
 from lablr.core.defaults import NON_VISUAL_TAGS
+from lablr.core.errors import LablrError
 from lablr.core.parts import PhotoRecord
 from lablr.core.selection import Rules, choose_rules, source_rules
 
@@ -40,6 +42,11 @@ def test_flickr_photos_are_split_by_owner_without_non_visual_tags():
 def test_a_source_whose_plugin_says_nothing_gets_lablrs_defaults():
     for source in ("csv", "folder", "no-such-source", None):
         assert source_rules(source) == Rules()
+
+
+def test_unknown_rules_are_a_clear_error():
+    with pytest.raises(LablrError, match="Unknown selection rules: per_creator_cap"):
+        Rules.from_dict({"per_creator_cap": 3})
 
 
 def records(source, count=3):

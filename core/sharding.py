@@ -1,0 +1,246 @@
+"""Sharded fitting: a bundle's tag statistics fitted in N parts, apart, and merged exactly.
+
+`lablr fit --shard I/N` encodes only the training photos whose key hashes to shard I (of 0 to
+N-1) with the bundle's own encoder, never retrained, so every part lies in the same latent
+space; it writes a *part*: the tag model's sums (count, sum, sum of outer products per tag)
+and a `part.json` saying what they were fitted with. `lablr merge` adds the parts' sums into
+a normal bundle, the same as one `lablr fit` over all the photos up to float rounding.
+
+Every shard chooses the photos and tags from the whole catalog under the same rules (cheap:
+no image is read), so the parts agree on the vocabulary and on which photos count. Parts
+that disagree (another encoder, other rules, another catalog) are refused.
+"""
+
+import hashlib
+from dataclasses import asdict
+import json
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import Manifest, PartSpec, TrainingData
+from .checksums import sha256_file
+from .catalog import Catalog
+from .errors import LablrError
+from .model import Model
+from .plugins import get_part
+from .selection import Rules, select, unit_hash
+from .training import data_summary, encode_set, prepared_images
+
+PART_FILE = "part.json"
+PART_KIND = "lablr-part"
+PART_FORMAT = 1
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), with 0 <= I < N."""
+    try:
+        index, count = (int(n) for n in str(text).split("/"))
+    except ValueError:
+        raise LablrError(f"--shard takes I/N, e.g. 0/4 for the first of four shards; not {text!r}.") from None
+    if not 0 <= index < count:
+        raise LablrError(f"--shard {text}: I counts from 0 to N-1.")
+    return index, count
+
+
+def shard_of(key: str, count: int) -> int:
+    """The shard a photo belongs to: a hash of its key, the same on every machine."""
+    return int(unit_hash("shard:" + key) * count)
+
+
+def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Rules(), source=None) -> dict:
+    """Encode this shard's training photos with the bundle's encoder and write their tag sums as a part."""
+    index, count = shard
+    started = time.perf_counter()
+    model = Model.load(model_name)
+    loaded = time.perf_counter()
+    selection = select(Catalog(catalog_path).photos(source), rules)
+    if not selection.train:
+        raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
+    mine = [p for p in selection.train if shard_of(p["key"], count) == index]
+    tag_model = get_part("tag_model", model.part_names["tag_model"])()  # as `lablr fit` builds it
+    if not hasattr(tag_model, "merge"):
+        raise LablrError(f"The tag model {model.part_names['tag_model']!r} cannot merge shards.")
+    if mine:
+        keys, latents = encode_set(model.encoder, prepared_images(catalog_path, mine, model.image_size))
+    else:
+        keys, latents = [], np.zeros((0, model.encoder.latent_dim))
+    encoded = time.perf_counter()
+    tags_of = {p["key"]: p["tags"] for p in mine}
+    tag_model.fit(latents, [tags_of[k] for k in keys], selection.tags)
+    seconds = {"load": loaded - started, "select_and_encode": encoded - loaded,
+               "statistics": time.perf_counter() - encoded}
+    record = {
+        "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
+        "model": model_reference(model.path), "latent_space": latent_space(model),
+        "tag_model": {"name": model.part_names["tag_model"], "settings": tag_model.settings()},
+        "selection": _selection_digest(selection), "data": asdict(data_summary(source, rules, selection)),
+        "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
+        "seconds": {name: round(value, 3) for name, value in seconds.items()},
+    }
+    _write_part(tag_model, record, Path(out))
+    return record
+
+
+def merge(part_dirs, out, *, model_name=None) -> Model:
+    """Add the parts' statistics into a bundle with the encoder they were fitted with."""
+    if not part_dirs:
+        raise LablrError("Nothing to merge: give the part directories that `lablr fit --shard` wrote.")
+    parts = [(Path(d), read_part(d)) for d in part_dirs]
+    _check_compatible(parts)
+    first_dir, first = parts[0]
+    base = Model.load(model_name or first["model"])
+    if latent_space(base) != first["latent_space"]:
+        raise LablrError(f"Cannot merge into {base.name}: its encoder is not the one the parts were fitted with "
+                         f"({first['model']}).")
+    merged = None
+    for directory, record in parts:
+        statistics = _tag_model(record["tag_model"], directory)
+        statistics.load(directory)
+        merged = statistics if merged is None else merged.merge(statistics)
+    picture = get_part("visualizer", base.part_names["visualizer"])().fit(merged)  # as `lablr fit` builds them
+    manifest = Manifest(parts={kind: PartSpec(name) for kind, name in base.part_names.items()},
+                        name=Path(out).name, data=_training_data(first["data"], first_dir))
+    model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
+    model.save(out)
+    return model
+
+
+def _training_data(data: dict, directory: Path) -> TrainingData:
+    try:
+        return TrainingData(**data)
+    except TypeError as error:
+        raise LablrError(f"{directory / PART_FILE} is damaged: {error}") from None
+
+
+def _tag_model(spec: dict, directory: Path):
+    try:
+        return get_part("tag_model", spec["name"])(**spec["settings"])
+    except (TypeError, ValueError) as error:
+        raise LablrError(f"The tag model settings in {directory / PART_FILE} are not valid: {error}") from None
+
+
+def read_part(directory) -> dict:
+    directory = Path(directory)
+    try:
+        record = json.loads((directory / PART_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise LablrError(f"{directory} is not a part written by `lablr fit --shard`: {error}") from None
+    if not isinstance(record, dict) or record.get("kind") != PART_KIND:
+        raise LablrError(f"{directory} is not a part written by `lablr fit --shard`.")
+    if record.get("format") != PART_FORMAT:
+        raise LablrError(f"The part {directory} has format {record.get('format')!r}; this Lablr merges format "
+                         f"{PART_FORMAT}: fit it again with this Lablr.")
+    if not _well_formed(record):
+        raise LablrError(f"{directory / PART_FILE} is damaged: fit this shard again.")
+    for name, expected in record["files"].items():
+        if not (directory / name).is_file() or sha256_file(directory / name) != expected:
+            raise LablrError(f"{directory / name} is missing or does not match its checksum: the part is damaged.")
+    return record
+
+
+def _well_formed(record: dict) -> bool:
+    shard, files, tag_model = record.get("shard"), record.get("files"), record.get("tag_model")
+    return (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
+            and 0 <= shard[0] < shard[1]
+            and isinstance(files, dict) and PART_FILE not in files
+            and all(isinstance(v, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
+                    for n, v in files.items())
+            and isinstance(tag_model, dict) and isinstance(tag_model.get("name"), str)
+            and isinstance(tag_model.get("settings"), dict)
+            and all(isinstance(record.get(k), str) for k in ("model", "latent_space", "selection"))
+            and isinstance(record.get("data"), dict) and type(record.get("photos")) is int)
+
+
+def latent_space(model: Model) -> str:
+    """A fingerprint of the encoder: its plugin, settings and files. Parts with the same one
+    hold statistics of the same latent space."""
+    stateful = {"tag_model": model.tag_model, "visualizer": model.visualizer}
+    with tempfile.TemporaryDirectory() as scratch:  # which of the bundle's files are not the encoder's
+        for part in stateful.values():
+            part.save(Path(scratch))
+        others = set(os.listdir(scratch))
+    files = model.manifest.files
+    identity = {"encoder": asdict(model.manifest.parts["encoder"]), "image_size": model.image_size,
+                "files": {name: sha for name, sha in sorted(files.items()) if name not in others}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def model_reference(bundle_path) -> str:
+    """How another machine finds the same bundle: a bundled model's name, or the path."""
+    from .bundle import bundled_root
+
+    path = Path(bundle_path).resolve()
+    return path.name if path.parent == bundled_root().resolve() else str(path)
+
+
+def _selection_digest(selection) -> str:
+    chosen = {"tags": selection.tags, "train": sorted(p["key"] for p in selection.train)}
+    return hashlib.sha256(json.dumps(chosen).encode()).hexdigest()
+
+
+_MUST_AGREE = (("latent_space", "encoder"), ("tag_model", "tag model or its settings"),
+               ("data", "data source or selection rules"), ("selection", "photos or tags (another catalog?)"))
+
+
+def _check_compatible(parts):
+    first_dir, first = parts[0]
+    count = first["shard"][1]
+    for directory, record in parts[1:]:
+        for field, what in _MUST_AGREE:
+            if record[field] != first[field]:
+                raise LablrError(f"Cannot merge {directory} with {first_dir}: "
+                                 f"they were fitted with a different {what}.")
+        if record["shard"][1] != count:
+            raise LablrError(f"Cannot merge {directory} (shard {record['shard'][0]}/{record['shard'][1]}) with "
+                             f"{first_dir} (of {count} shards): split the catalog the same way for every part.")
+    indices = [m["shard"][0] for _, m in parts]
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    missing = sorted(set(range(count)) - set(indices))
+    if twice:
+        raise LablrError(f"Cannot merge: shard {twice[0]}/{count} is given more than once.")
+    if missing:
+        raise LablrError(f"Cannot merge: shard{'s' if len(missing) > 1 else ''} "
+                         f"{', '.join(f'{i}/{count}' for i in missing)} missing.")
+
+
+def _write_part(tag_model, record: dict, directory: Path):
+    """Written beside its place and renamed into it: a part is whole or absent."""
+    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        tag_model.save(partial)
+        record = {**record, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
+        (partial / PART_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        if directory.exists():
+            if not (directory / PART_FILE).exists():
+                raise LablrError(f"{directory} exists and is not a part: choose another --out.")
+            shutil.rmtree(directory)
+        partial.rename(directory)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, shards, scheduler, rules) -> str:
+    """`lablr fit` with --shard, or with --dask: what it did, in one line."""
+    if add:
+        raise LablrError("--add does not combine with --shard or --dask: merge the parts, then `lablr fit --add`.")
+    if shard and (shards or scheduler):
+        raise LablrError("--shard fits one part here; --dask with --shards N fits them all on a cluster: not both.")
+    if shard:
+        index, count = parse_shard(shard)
+        part = fit_shard(model_name, catalog_path, out, (index, count), rules=rules, source=source)
+        return (f"Saved part {index}/{count} at {out}: {part['photos']} of {part['data']['train_photos']} training "
+                f"photos. Merge all {count} with `lablr merge PART... --out MODEL`.")
+    if not scheduler:
+        raise LablrError("--shards N runs on a cluster: add --dask ADDRESS, or run `lablr fit --shard I/N` for each I.")
+    from .cluster import fit_on_dask
+
+    model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
+    return f"Saved {out} ({len(model.tag_model.tags)} tags; shards fitted on {scheduler}, parts in {out}.parts)"
