@@ -23,6 +23,7 @@ from . import __version__
 from .checksums import sha256_file
 from .errors import BundleError
 from .plugins import check_pairing, get_part
+from .settings import check_part_kinds, check_settings
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -222,7 +223,14 @@ def load_parts(directory) -> tuple[dict, Manifest]:
 
 
 def build_parts(manifest: Manifest) -> dict:
-    """Each part the manifest names, built from its settings (nothing learned is loaded yet)."""
+    """Each part the manifest names, built from its settings (nothing learned is loaded yet).
+
+    Every part's settings are checked (names, types, ranges) before any part is built from them.
+    """
+    check_part_kinds({kind: spec.name for kind, spec in manifest.parts.items()})
     names = manifest.part_names()
     check_pairing(names["scorer"], names["tag_model"])
-    return {kind: get_part(kind, spec.name)(**spec.settings) for kind, spec in manifest.parts.items()}
+    chosen = {kind: get_part(kind, spec.name) for kind, spec in manifest.parts.items()}
+    for kind, spec in manifest.parts.items():
+        check_settings(kind, spec.name, chosen[kind].factory, spec.settings)
+    return {kind: chosen[kind](**manifest.parts[kind].settings) for kind in chosen}

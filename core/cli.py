@@ -189,29 +189,34 @@ def _print_report(report):
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def suggest(images, k, model, scorer, exclude, as_json):
-    """Suggest tags for each IMAGE, best first."""
-    import numpy as np
+    """Suggest tags for each IMAGE, best first.
 
-    from . import images as imaging
+    An image that cannot be read (missing, damaged, too large) gets one line on stderr and the
+    others are still answered; the exit status is then 1, and 0 when every image was answered.
+    """
     from .model import Model
+    from .suggesting import suggest_files
 
     loaded = Model.load(model)
-    arrays = np.stack([imaging.load(path, loaded.image_size) for path in images])
-    results = loaded.suggest(arrays, k, scorer=scorer, exclude=exclude.split(","))
+    loaded.scorer(scorer)  # an unknown scorer fails before any image is read
+    results = suggest_files(loaded, images, k, scorer=scorer, exclude=exclude.split(","))
     if as_json:
-        click.echo(json.dumps({"model": loaded.name, "results": [
-            {"filename": path, "suggestions": [s.as_dict() for s in found]} for path, found in zip(images, results)
-        ]}, indent=2))
-        return
-    for path, found in zip(images, results):
-        click.echo(f"{path}: " + ", ".join(f"{s.tag} ({s.score:.2f})" for s in found))
+        click.echo(json.dumps({"model": loaded.name, "results": results}, indent=2))
+    for result in results:
+        if "error" in result:
+            click.echo(f"{result['filename']}: {result['error']['message']}", err=True)
+        elif not as_json:
+            click.echo(f"{result['filename']}: " + ", ".join(f"{s['tag']} ({s['score']:.2f})"
+                                                             for s in result["suggestions"]))
+    if any("error" in result for result in results):
+        sys.exit(1)
 
 
 @cli.command()
@@ -285,7 +290,17 @@ def plot(image, output, k, model):
 @click.option("--max-body", default=defaults.MAX_BODY_BYTES, show_default=True, type=click.IntRange(1),
               help="The largest request body accepted, in bytes.")
 @click.option("--access-log", is_flag=True, help="Log every request.")
-def serve(host, port, model, workers, max_body, access_log):
+@click.option("--allowed-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests for this host name (repeatable); loopback names and --host always are.")
+@click.option("--body-timeout", default=defaults.BODY_TIMEOUT, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds a request may take to send its body; then 408.")
+@click.option("--keep-alive", default=defaults.KEEP_ALIVE_TIMEOUT, show_default=True,
+              type=click.FloatRange(0.1, 300),
+              help="Seconds a connection may stay idle: after an answer, or before it has sent a whole request head.")
+@click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
+              type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
+def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
+          limit_concurrency):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
     from .bundle import check_parts, resolve
 
@@ -293,7 +308,9 @@ def serve(host, port, model, workers, max_body, access_log):
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
     from lablr.server.run import serve as run_server
 
-    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log)
+    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
+               allowed_hosts=allowed_hosts, body_timeout=body_timeout, keep_alive=keep_alive,
+               limit_concurrency=limit_concurrency)
 
 
 @cli.command()

@@ -29,13 +29,17 @@ DEFAULT_K = 10
 MAX_K = 100
 
 # Input limits: a decompression bomb is refused before it is decoded
-MAX_IMAGE_PIXELS = 100_000_000
+MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by lablr.core.images)
+MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS  # all the images of one request together
 MAX_BODY_BYTES = 25 * 1024 * 1024
 MAX_IMAGES = 64  # photos in one request
 
 # The server
 HOST = "127.0.0.1"
 PORT = 8777
+BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, then 408
+KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
+LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
 
 # Data selection: how training and held-out photos are chosen (see lablr.core.selection)
 PER_OWNER_CAP = 100

@@ -3,18 +3,50 @@
 Everything happens in memory. Big JPEGs are scaled while decoding (Pillow's draft mode),
 EXIF orientation is applied, and every mode (grayscale, palette, CMYK, 16-bit, alpha) ends
 up as RGB, transparent parts on white.
+
+Memory is bounded: an image over MAX_IMAGE_PIXELS is refused from its header, before any
+pixel is decoded; a request's images together stay within MAX_REQUEST_PIXELS; no more
+decodes run at once than there are cores; and 16-bit, 32-bit and float images are shrunk in
+their own mode before they become 8 bits, so no full-size copy is ever made of them.
 """
 
 import io
+import os
+import struct
+import threading
 import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .defaults import MAX_IMAGE_PIXELS
+from .defaults import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
 from .errors import ImageError
 
 WHITE = (255, 255, 255)
+
+# Pillow's own bomb limit is Lablr's: above it Pillow warns (up to twice it) or refuses, and
+# Lablr refuses with its own message, so the warning adds nothing. Its plugins' UserWarnings
+# ("Truncated File Read" in a TIFF tag) come before a clear ImageError too.
+Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+# What Pillow's format plugins raise on malformed or cut-off data (tests/test_fuzz_images.py
+# feeds them thousands of such files). Truncated images stay refused: ImageFile.LOAD_TRUNCATED_IMAGES
+# is left False.
+DAMAGED = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
+           OverflowError, struct.error)
+
+# Modes with more than 8 bits per channel: shrunk in their own mode, then scaled to 0..255.
+HIGH_DEPTH = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# Decoding a big image is memory- and CPU-bound: no more at once than the cores can do.
+decode_slots = threading.BoundedSemaphore(available_cores())
 
 
 def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
@@ -22,14 +54,14 @@ def open_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Imag
     if not data:
         raise ImageError("The image is empty.", code="empty_image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageError("This is not an image Lablr can read (JPEG, PNG, GIF, WebP, BMP, TIFF).",
                          code="not_an_image") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise _too_large(max_pixels) from None
+    except DAMAGED as error:
+        raise _damaged(error) from None
     width, height = image.size
     if width * height > max_pixels:
         raise _too_large(max_pixels)
@@ -40,40 +72,98 @@ def _too_large(max_pixels):
     return ImageError(f"The image has more than {max_pixels:,} pixels.", code="image_too_large", status=413)
 
 
+def _damaged(error):
+    return ImageError(f"The image is damaged or truncated ({error or type(error).__name__}).",
+                      code="truncated_image")
+
+
 def to_square_rgb(image: Image.Image, size: int) -> np.ndarray:
     """Fit an opened image into size x size without distortion, padded with white."""
-    if image.format == "JPEG":
-        image.draft("RGB", (size * 2, size * 2))  # decodes at 1/2..1/8 scale: cheap for big photos
     try:
-        image = ImageOps.exif_transpose(image)
-        image = _rgb_on_white(image)
-    except (OSError, SyntaxError, ValueError) as error:
-        raise ImageError(f"The image is damaged or truncated ({error}).", code="truncated_image") from None
-    image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        with decode_slots:
+            image = _shrunk_rgb(image, size)
+    except MemoryError:
+        raise ImageError("The image is too large to decode in the memory there is.", code="image_too_large",
+                         status=413) from None
+    except DAMAGED as error:
+        raise _damaged(error) from None
     canvas = Image.new("RGB", (size, size), WHITE)
     canvas.paste(image, ((size - image.width) // 2, (size - image.height) // 2))
     return np.asarray(canvas, dtype=np.uint8)
 
 
+def _shrunk_rgb(image: Image.Image, size: int) -> Image.Image:
+    if image.format == "JPEG":
+        image.draft("RGB", (size * 2, size * 2))  # decodes at 1/2..1/8 scale: cheap for big photos
+    if image.mode in HIGH_DEPTH:
+        image = _shrunk_to_8_bits(image, size)
+    elif image.mode in ("1", "L"):  # grey stays one channel until it is small; the result is the same
+        image = image.convert("L") if image.mode == "1" else image
+        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    image = ImageOps.exif_transpose(image)
+    image = _rgb_on_white(image)
+    image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image
+
+
+def _shrunk_to_8_bits(image: Image.Image, size: int) -> Image.Image:
+    """A deep image as 8-bit grayscale of at most size x size: resampled first, so only the small copy is scaled."""
+    low, high = image.getextrema()
+    image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=None)  # Pillow cannot reduce() I;16
+    pixels = np.asarray(image, dtype=np.float32)
+    scaled = np.clip(pixels * _to_8_bit_scale(image.mode, high), 0, 255)
+    return Image.fromarray(scaled.astype(np.uint8), "L")
+
+
+def _to_8_bit_scale(mode: str, high: float) -> float:
+    if mode == "F" and high <= 1.0:
+        return 255.0  # floats from 0 to 1
+    if high <= 255:
+        return 1.0  # 8-bit values stored wide
+    if high <= 65535:
+        return 255.0 / 65535.0
+    return 255.0 / high
+
+
 def _rgb_on_white(image: Image.Image) -> Image.Image:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = pixels.max() or 1.0
-        scale = 255.0 / (65535.0 if top > 255 else 255.0)
-        image = Image.fromarray(np.clip(pixels * scale, 0, 255).astype(np.uint8), "L")
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, WHITE)
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def decode(data: bytes, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Encoded bytes -> uint8 array (size, size, 3). Raises ImageError with a clear message."""
     return to_square_rgb(open_image(data, max_pixels=max_pixels), size)
+
+
+def decode_all(datas, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS,
+               max_total_pixels: int = MAX_REQUEST_PIXELS) -> np.ndarray:
+    """Several encoded images -> uint8 array (n, size, size, 3), within a budget of pixels for them all.
+
+    Every header is read before any image is decoded, so a request over the budget costs nothing.
+    """
+    opened = [_with_position(open_image, data, i, len(datas), max_pixels=max_pixels) for i, data in enumerate(datas)]
+    total = sum(image.width * image.height for image in opened)
+    if total > max_total_pixels:
+        raise ImageError(f"These {len(opened)} images have {total:,} pixels in all; one request may have at most "
+                         f"{max_total_pixels:,}. Send fewer or smaller photos.", code="too_many_pixels", status=413)
+    decoded = [_with_position(to_square_rgb, image, i, len(opened), size=size) for i, image in enumerate(opened)]
+    return np.stack(decoded) if decoded else np.empty((0, size, size, 3), np.uint8)
+
+
+def _with_position(step, item, index, count, **options):
+    try:
+        return step(item, **options)
+    except ImageError as error:
+        if count > 1:
+            error.message = f"Photo {index + 1} of {count}: {error.message}"
+            error.args = (error.message,)
+        raise
 
 
 def load(path, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:

@@ -73,6 +73,10 @@ class Model:
     def decode(self, data: bytes) -> np.ndarray:
         return imaging.decode(data, self.image_size)
 
+    def decode_all(self, datas) -> np.ndarray:
+        """Several photos of one request, within its pixel budget -> (n, s, s, 3)."""
+        return imaging.decode_all(datas, self.image_size)
+
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.encoder.encode(images)
 

@@ -29,6 +29,7 @@ import numpy as np
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.parts import check_images
+from lablr.core.settings import Setting
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -202,6 +203,9 @@ def network_functions(image_size: int = 224):
 
 class EffNetLite0Encoder:
     """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos."""
+
+    SETTINGS = {"latent_dim": Setting(int, 1, FEATURES), "image_size": Setting(int, 32, 512),
+                "batch_size": Setting(int, 1, 1024)}
 
     def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE):
         weights_path()  # choosing this encoder without the weights says what to install, at once

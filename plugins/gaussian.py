@@ -14,6 +14,7 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.settings import Setting
 
 FILE = "tag_stats.npz"
 
@@ -24,6 +25,8 @@ def register_tag_models(register):
 
 
 class GaussianTagModel:
+    SETTINGS = {"shrinkage": Setting(str, choices=("oas", "none"))}
+
     def __init__(self, shrinkage: str = "oas"):
         if shrinkage not in ("oas", "none"):
             raise ValueError("shrinkage must be 'oas' or 'none'")

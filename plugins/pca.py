@@ -13,6 +13,7 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.settings import Setting
 
 FILE = "pca.npz"
 HIGHLIGHT = "#d9480f"
@@ -25,6 +26,9 @@ def register_visualizers(register):
 
 
 class PCAVisualizer:
+    # The picture is at most 20 x 20 inches at 200 dpi: 4,000 pixels a side.
+    SETTINGS = {"width": Setting(float, 1, 20), "height": Setting(float, 1, 20), "dpi": Setting(int, 20, 200)}
+
     def __init__(self, width: float = 7.0, height: float = 6.0, dpi: int = 100):
         self.width, self.height, self.dpi = width, height, dpi
         self.mean = self.components = None

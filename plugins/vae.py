@@ -19,6 +19,7 @@ import numpy as np
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.parts import check_images
+from lablr.core.settings import Setting
 
 FILE = "encoder.keras"
 _DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
@@ -39,6 +40,10 @@ def import_keras():
 
 
 class VAEEncoder:
+    SETTINGS = {"image_size": Setting(int, 8, 512), "latent_dim": Setting(int, 1, 1024),
+                "filters": Setting(int, 1, 512), "beta": Setting(float, 0, 1000),
+                "learning_rate": Setting(float, 0, 1)}
+
     def __init__(self, image_size: int = defaults.IMAGE_SIZE, latent_dim: int = defaults.LATENT_DIM,
                  filters: int = 32, beta: float = 1.0, learning_rate: float = 1e-3):
         if image_size % 2**_DOWNSAMPLINGS:

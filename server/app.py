@@ -19,6 +19,7 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -28,6 +29,7 @@ from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
 from .keywords import embed
 from .openapi import openapi_schema
 from .uploads import read_uploads
@@ -40,6 +42,8 @@ PLOT_LOCK = threading.Lock()  # matplotlib shares font objects between figures, 
 ENV_MODEL = "LABLR_MODEL"
 ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
 ENV_ADDRESS = "LABLR_ADDRESS"
+ENV_ALLOWED_HOSTS = "LABLR_ALLOWED_HOSTS"
+ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 # -- the endpoints ----------------------------------------------------------------------------------
@@ -57,7 +61,7 @@ async def suggest(request):
     exclude = request.query_params.get("exclude", "").split(",")
 
     def work():
-        images = np.stack([model.decode(upload.data) for upload in uploads])
+        images = model.decode_all([upload.data for upload in uploads])
         return model.suggest(images, k, scorer=scorer, exclude=exclude)
 
     found = await run_in_threadpool(work)
@@ -138,10 +142,16 @@ async def lifespan(app):
 
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
-               address: str | None = None) -> Starlette:
-    """The app for a model: a bundle's path, a bundled model's name, or a loaded Model."""
+               address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
+               body_timeout: float = defaults.BODY_TIMEOUT) -> Starlette:
+    """The app for a model: a bundle's path, a bundled model's name, or a loaded Model.
+
+    Only requests whose Host is one of `allowed_hosts` and that come from no other site reach any
+    route (lablr.server.guard); in-process tests use base_url="http://127.0.0.1:8777".
+    """
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers)
+    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout)]
+    app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.model_source = model
     app.state.max_body_bytes = max_body_bytes
     app.state.address = address
@@ -152,7 +162,9 @@ def create_app_from_env() -> Starlette:
     """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
     return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
-                      address=os.environ.get(ENV_ADDRESS))
+                      address=os.environ.get(ENV_ADDRESS),
+                      allowed_hosts=os.environ.get(ENV_ALLOWED_HOSTS, ",".join(LOOPBACK_NAMES)).split(","),
+                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)))
 
 
 def _load_and_warm(model) -> Model:

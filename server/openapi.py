@@ -15,9 +15,12 @@ def _json(schema, description):
 
 
 def _errors(*statuses):
-    meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image).",
+    meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image); or a Host "
+                    "this server does not answer to.",
+               403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site).",
                404: "No such path.",
-               413: "The body is over the limit, or the image has more pixels than Lablr decodes.",
+               408: "The body did not arrive in time.",
+               413: "The body is over the limit, or the images have more pixels than Lablr decodes.",
                415: "The body is neither multipart/form-data nor an image/* type (embed: or a format Lablr "
                     "cannot write keywords into).",
                422: "A parameter is out of range or names nothing registered."}
@@ -29,7 +32,8 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
         "required": True,
         "description": f"One or more photos as files in the multipart field `{FIELD}` (at most {defaults.MAX_IMAGES}), "
                        f"or one photo as the raw body with its image/* type. At most {max_body_bytes:,} bytes "
-                       f"in all and {defaults.MAX_IMAGE_PIXELS:,} pixels per image.",
+                       f"in all, {defaults.MAX_IMAGE_PIXELS:,} pixels per image and "
+                       f"{defaults.MAX_REQUEST_PIXELS:,} for all of them.",
         "content": {
             "multipart/form-data": {"schema": {
                 "type": "object", "required": [FIELD],
@@ -60,7 +64,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                     "description": "The photo's name, echoed back, when it is sent as a raw body."}],
                 "requestBody": photo_body,
                 "responses": {"200": _json(_ref("Suggestions"), "One result per photo, in the order sent."),
-                              **_errors(400, 413, 415, 422)},
+                              **_errors(400, 403, 408, 413, 415, 422)},
             }},
             "/api/v1/plot": {"post": {
                 "summary": "Where one photo falls among the tags: a 2-D picture of the latent space.",
@@ -71,7 +75,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "responses": {"200": {"description": "The picture, the k suggested tags highlighted.", "content": {
                     "image/png": {"schema": {"type": "string", "format": "binary"}},
                     "image/svg+xml": {"schema": {"type": "string"}}}},
-                    **_errors(400, 413, 415, 422)},
+                    **_errors(400, 403, 408, 413, 415, 422)},
             }},
             "/api/v1/embed": {"post": {
                 "summary": "The photo with the chosen tags embedded as keywords: XMP dc:subject, and IPTC "
@@ -95,7 +99,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                        "the ones sent).", "schema": {"type": "string"}}},
                     "content": {mime: {"schema": {"type": "string", "format": "binary"}}
                                 for mime in ("image/jpeg", "image/png", "image/tiff", "image/webp")}},
-                    **_errors(400, 413, 415, 422)},
+                    **_errors(400, 403, 408, 413, 415, 422)},
             }},
             "/api/v1/tags": {"get": {
                 "summary": "Every tag the model knows, with its photo count and dispersion.", "operationId": "tags",
