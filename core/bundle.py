@@ -3,7 +3,7 @@
 This module is the one place that reads and writes the manifest's fields (docs/bundle-format.md
 describes each). Elsewhere a manifest is a `Manifest`; its JSON form stays here.
 
-Nothing in a bundle is pickled or executed: the encoder is a Keras file loaded in safe mode,
+Nothing in a bundle is pickled or executed: the encoder is a LiteRT .tflite (and a Keras file loaded in safe mode),
 the statistics are .npz arrays read without pickle, and every file's SHA-256 is checked
 against the manifest before use. Saving writes a sibling directory and renames it into place.
 
@@ -55,6 +55,9 @@ class Manifest:
     name: str | None = None
     data: TrainingData | None = None
     evaluation: dict | None = None  # figures by scorer, on the held-out photos (lablr.core.evaluation)
+    # By scorer: the function from raw score to shown probability (lablr.core.calibration); none in a
+    # bundle made before calibration, whose raw scores are shown as they are.
+    calibration: dict = field(default_factory=dict)
     # Recorded by save() for people and tools to read; a loaded model takes them from its parts.
     tags: list[tuple[str, int]] = field(default_factory=list)  # (tag, photos), in the tag model's order
     image_size: int | None = None
@@ -113,12 +116,23 @@ def _from_json(raw: dict) -> Manifest:
         data=TrainingData(data.get("source"), data.get("rules") or {}, data.get("train_photos", 0),
                           data.get("test_photos", 0), list(data.get("test_keys", []))) if data else None,
         evaluation=raw.get("evaluation"),
+        calibration=_calibrations(raw.get("calibration")),
         tags=[(row["tag"], row["count"]) for row in raw.get("tags", [])],
         image_size=raw.get("image_size"),
         lablr_version=raw.get("lablr_version"),
         created=raw.get("created"),
         files=dict(raw.get("files", {})),
     )
+
+
+def _calibrations(raw) -> dict:
+    from .calibration import Calibration
+
+    try:
+        return {name: Calibration.from_dict(spec) for name, spec in (raw or {}).items()}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise BundleError("The manifest's calibration is damaged: rebuild the bundle, or remove its "
+                          "\"calibration\" entry to show raw scores.") from None
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -143,6 +157,8 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
                        "test_photos": data.test_photos, "test_keys": sorted(data.test_keys)}
     if manifest.evaluation is not None:
         out["evaluation"] = manifest.evaluation
+    if manifest.calibration:
+        out["calibration"] = {name: calibration.as_dict() for name, calibration in manifest.calibration.items()}
     out["files"] = files
     return out
 

@@ -21,12 +21,15 @@ IMAGE_SIZE = 64
 LATENT_DIM = 32
 EPOCHS = 60
 BATCH_SIZE = 64
-DEFAULT_MODEL = "openclipart-vae"
+DEFAULT_MODEL = "openclipart-effnet"  # the pretrained encoder; openclipart-vae is the original's method
+ORIGINAL_MODEL = "openclipart-vae"
 DEFAULT_PARTS = {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis", "visualizer": "pca"}
 
 # Suggestions
 DEFAULT_K = 10
 MAX_K = 100
+# The web page hides tags whose calibrated probability is below this (the user can change it; 0 shows all)
+DEFAULT_MIN_PROBABILITY = 0.2
 
 # Input limits: a decompression bomb is refused before it is decoded
 MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by lablr.core.images)

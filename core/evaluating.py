@@ -46,6 +46,8 @@ def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, sco
     images = prepared_images(catalog_path, selection.test, model.image_size)
     report = held_out_report(model, selection, images, scorers)
     report["model"] = model.name
+    if "ece" in report.get(model.default_scorer, {}):  # the calibration error of what people are shown
+        report["ece"] = report[model.default_scorer]["ece"]
     return report
 
 

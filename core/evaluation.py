@@ -8,6 +8,8 @@ the most frequent training tags) is scored the same way, in the same run.
 
 import numpy as np
 
+from .calibration import expected_calibration_error
+
 CUTOFF = 5
 
 
@@ -54,12 +56,20 @@ def relevance(photo_tags, tags) -> np.ndarray:
 
 
 def evaluate(model, latents, photo_tags, scorers=None) -> dict:
-    """Metrics of each scorer and of the popularity baseline on held-out latents."""
+    """Metrics of each scorer and of the popularity baseline on held-out latents.
+
+    A calibrated scorer is measured as it is served, ranked by its calibrated probability, with
+    the expected calibration error of each photo's top 10 (`ece`) and the raw ranking's mAP beside.
+    """
     relevant = relevance(photo_tags, model.tag_model.tags)
     report = {}
     for name in scorers or [model.default_scorer]:
-        scores = model.score(latents, name).score
-        report[name] = {**ranking_metrics(scores, relevant), "tag_map": tagwise_map(scores, relevant)}
+        scores = model.score(latents, name)
+        report[name] = {**ranking_metrics(scores.score, relevant), "tag_map": tagwise_map(scores.score, relevant)}
+        if name in model.calibrations:
+            raw = model.score(latents, name, calibrated=False).score
+            report[name]["uncalibrated_map"] = ranking_metrics(raw, relevant)["map"]
+            report[name]["ece"] = expected_calibration_error(scores.display, relevant)
     baseline = popularity_scores(model.tag_model.counts, len(latents))
     report["popularity"] = {**ranking_metrics(baseline, relevant), "tag_map": tagwise_map(baseline, relevant)}
     return report

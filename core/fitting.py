@@ -34,7 +34,8 @@ def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = Non
     else:
         names = model.part_names
         model = fit_model(model.encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
-                          scorer=names["scorer"], visualizer=names["visualizer"], name=Path(out).name,
+                          tag_model_settings=model.tag_model.settings(), scorer=names["scorer"],
+                          visualizer=names["visualizer"], name=Path(out).name,
                           data=data_summary(source, rules, selection))
         if selection.test:
             model.manifest.evaluation = held_out_report(model, selection, images)

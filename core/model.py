@@ -8,9 +8,11 @@ import numpy as np
 
 from . import bundle, defaults
 from . import images as imaging
-from .catalog import normalize_tag
 from .bundle import Manifest
+from .calibration import sigmoid
+from .catalog import normalize_tag
 from .errors import LablrError
+from .parts import Scores
 from .plugins import check_pairing, get_part
 
 
@@ -36,6 +38,7 @@ class Model:
         self.default_scorer = self.part_names["scorer"]
         self.manifest = manifest
         self.path = path
+        self.calibrations = manifest.calibration  # {scorer: Calibration}: the scores shown are probabilities
         self._scorers = {}
 
     @classmethod
@@ -80,8 +83,15 @@ class Model:
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.encoder.encode(images)
 
-    def score(self, latents, scorer=None):
-        return self.scorer(scorer).score(latents, self.tag_model)
+    def score(self, latents, scorer=None, *, calibrated=True) -> Scores:
+        """Every tag's score; with a calibration for the scorer, ranked by it and shown as P(tag applies)."""
+        name = scorer or self.default_scorer
+        raw = self.scorer(name).score(latents, self.tag_model)
+        calibration = self.calibrations.get(name) if calibrated else None
+        if calibration is None:
+            return raw
+        logit = calibration.logit(raw.score, self.tag_model.counts)
+        return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):
         """uint8 images (n, s, s, 3) -> for each, the k best tags, best first.
@@ -110,4 +120,10 @@ class Model:
 
     def summary(self) -> dict:
         return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.part_names["encoder"],
-                "scorer": self.default_scorer, "image_size": self.image_size}
+                "scorer": self.default_scorer, "image_size": self.image_size, **self._probability_summary()}
+
+    def _probability_summary(self) -> dict:
+        """Whether scores are probabilities, and below which one a page hides a tag by default."""
+        if self.default_scorer not in self.calibrations:
+            return {"calibrated": False}
+        return {"calibrated": True, "min_probability": defaults.DEFAULT_MIN_PROBABILITY}

@@ -104,8 +104,10 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
     picture = get_part("visualizer", base.part_names["visualizer"])().fit(merged)  # as `lablr fit` builds them
+    # The base's calibration is a function of each tag's statistics, so it holds for the merged ones too
     manifest = Manifest(parts={kind: PartSpec(name) for kind, name in base.part_names.items()},
-                        name=Path(out).name, data=_training_data(first["data"], first_dir))
+                        name=Path(out).name, data=_training_data(first["data"], first_dir),
+                        calibration=base.manifest.calibration)
     model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
     model.save(out)
     return model

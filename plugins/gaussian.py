@@ -5,6 +5,11 @@ shards merge exactly and more photos can be added later. Covariances are shrunk 
 scaled identity with the Oracle Approximating Shrinkage of Chen et al. (2010), a
 Ledoit-Wolf-type estimator that needs nothing but those statistics: a tag with fewer photos
 than latent dimensions still gets an invertible covariance.
+
+`shared` adds a covariance every tag has in common, the pooled within-tag covariance (also a
+function of the sums), worth that many photos: a tag's covariance is
+(n·own + shared·pooled) / (n + shared), so a rare tag leans on the common shape of all tags
+and a frequent one keeps its own.
 """
 
 from pathlib import Path
@@ -25,12 +30,14 @@ def register_tag_models(register):
 
 
 class GaussianTagModel:
-    SETTINGS = {"shrinkage": Setting(str, choices=("oas", "none"))}
+    SETTINGS = {"shrinkage": Setting(str, choices=("oas", "none")), "shared": Setting(float, 0, 1e9)}
 
-    def __init__(self, shrinkage: str = "oas"):
+    def __init__(self, shrinkage: str = "oas", shared: float = 0.0):
         if shrinkage not in ("oas", "none"):
             raise ValueError("shrinkage must be 'oas' or 'none'")
-        self.shrinkage = shrinkage
+        if not shared >= 0:
+            raise ValueError("shared must be a number of photos, 0 or more")
+        self.shrinkage, self.shared = shrinkage, float(shared)
         self.tags: list[str] = []
         self.counts = np.zeros(0)
         self._sums = None  # (K, d)
@@ -38,7 +45,7 @@ class GaussianTagModel:
         self._cache = None
 
     def settings(self):
-        return {"shrinkage": self.shrinkage}
+        return {"shrinkage": self.shrinkage, **({"shared": self.shared} if self.shared else {})}
 
     # -- learning -----------------------------------------------------------------------------
 
@@ -118,6 +125,8 @@ class GaussianTagModel:
         means = self._sums / counts
         empirical = self._outer_sums / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
         covariances = self._shrink(empirical, self.counts)
+        if self.shared:
+            covariances = self._share(covariances, empirical, means)
         cholesky = np.linalg.cholesky(covariances)
         # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W| with W = C^-T
         per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
@@ -144,6 +153,11 @@ class GaussianTagModel:
         scale = trace / dim
         shrunk = (1 - rho)[:, None, None] * empirical + (rho * scale)[:, None, None] * identity
         return shrunk + floor * identity
+
+    def _share(self, covariances, empirical, means):
+        weights = self.counts[:, None, None]
+        pooled = (weights * empirical).sum(axis=0) / max(self.counts.sum(), 1)
+        return (weights * covariances + self.shared * pooled) / (weights + self.shared)
 
     # -- bundle files ---------------------------------------------------------------------------
 

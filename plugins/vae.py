@@ -5,7 +5,9 @@ whose train_step samples z = mean + sigma * noise and adds beta times the KL ter
 reconstruction loss. Photos are encoded to z_mean, never to a sample, so the same photo always
 gets the same tags; only that mean encoder goes into a bundle.
 
-TensorFlow is imported when the encoder is first used, not when Lablr starts.
+Once trained, the mean encoder is also converted to LiteRT (`encoder.tflite`, beside
+`encoder.keras` in a bundle), and photos are encoded through it: loading a bundle and
+suggesting tags import no TensorFlow. Training does, when it starts.
 """
 
 import json
@@ -16,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import defaults, hookimpl
+from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.parts import check_images
 from lablr.core.settings import Setting
 
 FILE = "encoder.keras"
+LITE_FILE = "encoder.tflite"
 _DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
 
 
@@ -34,7 +37,9 @@ def import_keras():
     """Import Keras on TensorFlow once, quietly."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    with litert.quiet_native_stderr():
+        import keras
+        import tensorflow  # noqa: F401  (its C++ start-up lines go to stderr before any log level applies)
 
     return keras
 
@@ -50,8 +55,10 @@ class VAEEncoder:
             raise LablrError(f"The VAE's image size must be a multiple of {2**_DOWNSAMPLINGS}, not {image_size}.")
         self.image_size, self.latent_dim = image_size, latent_dim
         self.filters, self.beta, self.learning_rate = filters, beta, learning_rate
-        self._encoder = None
+        self._encoder = None  # the Keras mean encoder, after training (or from a bundle without .tflite)
         self._encode_fn = None
+        self._lite = None  # the same encoder on LiteRT: what encodes photos when present
+        self._keras_file = None  # the bundle's encoder.keras, when loaded through LiteRT
 
     def settings(self):
         return {"image_size": self.image_size, "latent_dim": self.latent_dim, "filters": self.filters,
@@ -60,10 +67,13 @@ class VAEEncoder:
     # -- inference --------------------------------------------------------------------------------
 
     def encode(self, images: np.ndarray) -> np.ndarray:
-        if self._encoder is None:
+        if self._encoder is None and self._lite is None:
             raise LablrError("The VAE encoder has not been trained or loaded.")
         images = check_images(images, self.image_size)
-        out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
+        if self._lite is not None:
+            out = [self._lite(images[i:i + 256].astype(np.float32) / 255.0) for i in range(0, len(images), 256)]
+        else:
+            out = [self._encode_fn(images[i:i + 256]).numpy() for i in range(0, len(images), 256)]
         return np.concatenate(out) if out else np.zeros((0, self.latent_dim), np.float32)
 
     def _use(self, encoder):
@@ -111,21 +121,33 @@ class VAEEncoder:
         steps = math.ceil(images.count / batch_size)  # the batches arrive shuffled from the image set
         vae.fit(dataset, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=verbose, callbacks=[resume])
         self._use(vae.encoder_mean)
+        self._lite = litert.LiteModel(litert.convert(vae.encoder_mean))
         return self
 
     # -- bundle files -----------------------------------------------------------------------------
 
     def save(self, directory: Path):
-        self._encoder.save(Path(directory) / FILE)
+        if self._encoder is not None:
+            self._encoder.save(Path(directory) / FILE)
+        else:
+            shutil.copyfile(self._keras_file, Path(directory) / FILE)
+        if self._lite is None:
+            self._lite = litert.LiteModel(litert.convert(self._encoder))
+        self._lite.save(Path(directory) / LITE_FILE)
 
     def load(self, directory: Path):
-        keras = import_keras()
+        lite = Path(directory) / LITE_FILE
+        if lite.exists():  # no TensorFlow: the Keras file stays on disk, for saving the bundle again
+            self._lite, self._keras_file = litert.LiteModel.read(lite), Path(directory) / FILE
+            return self
+        keras = import_keras()  # a bundle from before LiteRT: converted now, so it encodes as it will once saved
         path = Path(directory) / FILE
         try:
             encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError, TypeError) as error:
             raise BundleError(f"The encoder in {path} cannot be loaded: {error}") from None
         self._use(encoder)
+        self._lite = litert.LiteModel(litert.convert(encoder))
         return self
 
 

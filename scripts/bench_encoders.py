@@ -36,9 +36,9 @@ def vae_encoder():
     from lablr.core.bundle import bundled_names
     from lablr.core.model import Model
 
-    if defaults.DEFAULT_MODEL in bundled_names():
-        model = Model.load(defaults.DEFAULT_MODEL)
-        return model.encoder, f"bundle {defaults.DEFAULT_MODEL}"
+    if defaults.ORIGINAL_MODEL in bundled_names():
+        model = Model.load(defaults.ORIGINAL_MODEL)
+        return model.encoder, f"bundle {defaults.ORIGINAL_MODEL}"
     from lablr.plugins.vae import VAEEncoder, _build_vae, import_keras
 
     encoder = VAEEncoder()

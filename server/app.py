@@ -134,6 +134,8 @@ ROUTES = [
 @contextlib.asynccontextmanager
 async def lifespan(app):
     app.state.model = await run_in_threadpool(_load_and_warm, app.state.model_source)
+    # matplotlib's import and fonts take a second or two: after start-up, not before health answers
+    threading.Thread(target=_warm_picture, args=(app.state.model,), daemon=True).start()
     summary = app.state.model.summary()
     where = f" at {app.state.address}" if app.state.address else ""
     log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
@@ -170,10 +172,15 @@ def create_app_from_env() -> Starlette:
 def _load_and_warm(model) -> Model:
     loaded = model if isinstance(model, Model) else Model.load(model)
     blank = np.full((1, loaded.image_size, loaded.image_size, 3), 255, np.uint8)
-    loaded.suggest(blank, 1)  # traces the encoder, derives the tag statistics, builds the scorer
-    loaded.plot(blank[0], 1)  # imports matplotlib and loads its fonts
+    loaded.suggest(blank, 1)  # prepares the encoder, derives the tag statistics, builds the scorer
     all_parts()
     return loaded
+
+
+def _warm_picture(loaded: Model):
+    blank = np.full((loaded.image_size, loaded.image_size, 3), 255, np.uint8)
+    with PLOT_LOCK:  # a picture asked for meanwhile waits for this one
+        loaded.plot(blank, 1)  # imports matplotlib and loads its fonts
 
 
 def _k(request) -> int:

@@ -125,12 +125,17 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                "message": {"type": "string"}}}}},
             "Model": {"type": "object", "required": ["name", "tags", "encoder", "scorer"], "properties": {
                 "name": {"type": "string"}, "tags": {"type": "integer", "description": "How many tags."},
-                "encoder": {"type": "string"}, "scorer": {"type": "string"}, "image_size": {"type": "integer"}}},
+                "encoder": {"type": "string"}, "scorer": {"type": "string"}, "image_size": {"type": "integer"},
+                "calibrated": {"type": "boolean", "description": "Whether `score` is a calibrated probability."},
+                "min_probability": {"type": "number", "description": "When calibrated: below this probability "
+                                    "the web page hides a tag unless the user chooses otherwise."}}},
             "Health": {"type": "object", "required": ["status", "model"], "properties": {
                 "status": {"const": "ok"}, "model": _ref("Model")}},
             "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
                 "tag": {"type": "string"},
-                "score": {"type": "number", "description": "Higher is better; the scorer's own scale."},
+                "score": {"type": "number", "description": "With a calibrated model (see health): the probability, "
+                          "0 to 1, that the tag applies to this photo, each tag on its own (they do not sum to 1). "
+                          "Otherwise the scorer's own scale. Higher is better."},
                 "distance": {"type": "number", "description": "Mahalanobis distance to the tag, when known."}}},
             "Suggestions": {"type": "object", "required": ["results", "model", "elapsed_ms"], "properties": {
                 "results": {"type": "array", "items": {"type": "object", "required": ["filename", "suggestions"],

@@ -67,7 +67,8 @@ def test_suggest_json_ranks_tags_of_the_tiny_model(tiny_bundle, tmp_path):
     for item in report["results"]:
         suggestions = item["suggestions"]
         assert len(suggestions) == 3 and "green" not in [s["tag"] for s in suggestions]
-        assert [s["distance"] for s in suggestions] == sorted(s["distance"] for s in suggestions)
+        # ranked by the calibrated probability (of the distance and the tag's photo count), best first
+        assert [s["score"] for s in suggestions] == sorted((s["score"] for s in suggestions), reverse=True)
 
 
 def test_suggest_exclude_reads_tags_as_a_person_types_them_like_the_api(tiny_bundle, tmp_path):

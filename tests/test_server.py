@@ -146,7 +146,8 @@ def test_suggest_with_another_scorer(client):
     plain = suggest(client, photo(), params={"k": 6}).json()["results"][0]["suggestions"]
     loglik = suggest(client, photo(), params={"k": 6, "scorer": "loglik"}).json()["results"][0]["suggestions"]
     assert {s["tag"] for s in loglik} == {s["tag"] for s in plain}
-    assert abs(sum(s["score"] for s in loglik) - 1) < 1e-3  # loglik shows probabilities over the tags
+    # each score is that tag's own calibrated probability: not a softmax that sums to 1 over the tags
+    assert all(0 <= s["score"] <= 1 for s in loglik + plain)
     assert [s["score"] for s in loglik] != [s["score"] for s in plain]
 
 

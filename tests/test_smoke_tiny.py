@@ -23,8 +23,12 @@ def test_tiny_bundle_suggests(tiny_bundle):
     (found,) = model.suggest(photo[None], 6)
     assert sorted(s.tag for s in found) == sorted(model.tag_model.tags)
     distances = np.array([s.distance for s in found])
-    assert np.all(np.diff(distances) >= 0)  # nearest first
-    np.testing.assert_allclose([s.score for s in found], 1 / (1 + distances**2 / 4), rtol=1e-5)
+    scores = np.array([s.score for s in found])
+    assert np.all(np.diff(scores) <= 0)  # most probable first
+    # The score is the calibrated probability of the Mahalanobis similarity 1 / (1 + d²/d) and the tag's count
+    counts = model.tag_model.counts[[model.tag_index[s.tag] for s in found]]
+    expected = model.calibrations["mahalanobis"].probability(1 / (1 + distances**2 / 4), counts)
+    np.testing.assert_allclose(scores, expected, rtol=1e-4)
 
     # The distances are the Mahalanobis distances to each tag's Gaussian, computed here the plain way
     z = model.encode(photo[None])[0]

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from lablr.core import defaults
+
 from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
 from lablr_server import running_server
 from photo_files import OLD_IPTC, OLD_XMP, jpeg_scan, make_photo, needs_exiftool, read_tags
@@ -64,14 +66,20 @@ def wait_for_picture(page):
                            " return p.complete && p.naturalWidth > 300; }")
 
 
+def show_every_tag(page):
+    """Threshold 0: every tag the server returns is shown, so counts and order can be compared."""
+    page.fill("#threshold", "0")
+
+
 def test_choose_a_photo_see_its_tags_scores_and_picture(page):
     page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
+    show_every_tag(page)
     photo = png_bytes(draw_shape("red", "circle", size=240))
     page.set_input_files("#photo", files=[{"name": "red-circle.png", "mimeType": "image/png", "buffer": photo}])
     tags = shown_tags(page)
     assert len(tags) == len(TAGS) and set(tags) == TAGS  # k=10 asked; the tiny model has 6 tags
     scores = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
-    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0 and all(0 <= s <= 1 for s in scores)
     wait_for_picture(page)
     assert page.locator("#preview").is_visible()
     assert page.locator("#error").is_hidden()
@@ -84,7 +92,32 @@ def test_choose_a_photo_see_its_tags_scores_and_picture(page):
     wait_for_picture(page)
 
 
+def test_tags_below_the_threshold_are_hidden_and_the_page_says_so(page):
+    page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
+    assert page.locator("#threshold").input_value() == "0.2"  # the server's default, until the user picks one
+    page.set_input_files("#photo", files=[{"name": "red-circle.png", "mimeType": "image/png",
+                                           "buffer": png_bytes(draw_shape("red", "circle", size=240))}])
+    page.wait_for_selector("#results:not([hidden])")
+    shown = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
+    assert all(s >= 0.2 for s in shown)
+    hidden = len(TAGS) - len(shown)
+    if hidden:
+        assert f"{hidden} more below a probability of 0.2" in page.locator("#hidden-note").inner_text()
+
+    page.fill("#threshold", "1")  # no tag is certain: none is shown, and the page says why
+    page.wait_for_function("() => document.querySelectorAll('#tags li').length === 0")
+    assert "No tag reaches a probability of 1" in page.locator("#hidden-note").inner_text()
+
+    page.fill("#threshold", "0")  # 0 shows every tag, and the choice is remembered
+    page.wait_for_function(f"() => document.querySelectorAll('#tags li').length === {len(TAGS)}")
+    assert page.locator("#hidden-note").is_hidden()
+    page.reload()
+    page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
+    assert page.locator("#threshold").input_value() == "0"
+
+
 def test_drop_a_photo(page):
+    show_every_tag(page)
     photo = base64.b64encode(png_bytes(draw_shape("blue", "square", size=120))).decode()
     page.evaluate("""async (data) => {
         const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
@@ -109,6 +142,7 @@ def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
 @needs_exiftool
 def test_download_with_tags_gives_the_photo_back_with_the_ticked_tags_in_it(page, tmp_path):
     photo = make_photo(tmp_path / "holiday.jpg", colour="green", shape="triangle", size=200)
+    show_every_tag(page)  # at least three tags to choose from
     page.set_input_files("#photo", files=[str(photo)])
     tags = shown_tags(page)
     page.locator("#tags .pick").nth(1).uncheck()  # the person drops the second suggestion
@@ -143,8 +177,9 @@ def test_download_with_no_tag_ticked_says_so(page):
     assert "Tick at least one tag" in page.locator("#error").inner_text()
 
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / "openclipart-vae"
-CLIPART = held_out_drawing(DEFAULT_BUNDLE) if (DEFAULT_BUNDLE / "manifest.json").exists() else None
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / defaults.DEFAULT_MODEL
+CLIPART = (held_out_drawing(DEFAULT_BUNDLE, hints=("deer_matt_todd", "animals/"))  # a typical held-out animal
+           if (DEFAULT_BUNDLE / "manifest.json").exists() else None)
 
 
 @pytest.mark.skipif(CLIPART is None or not CLIPART.exists(), reason="needs the default bundle and openclipart-png")
@@ -155,8 +190,9 @@ def test_default_model_on_a_drawing_takes_the_readme_screenshot(browser):
         page = context.new_page()
         page.goto(base + "/")
         page.set_input_files("#photo", files=[str(CLIPART)])
-        tags = shown_tags(page)
-        assert len(tags) == 10
+        tags = shown_tags(page)  # those at or above the default threshold, as a new user sees them
+        scores = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
+        assert 1 <= len(tags) <= 10 and all(s >= 0.2 for s in scores)
         wait_for_picture(page)
         shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
         context.close()

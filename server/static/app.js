@@ -3,7 +3,10 @@
 // "Download with tags" sends it to /api/v1/embed with the ticked tags and saves what comes back.
 
 const $ = (id) => document.getElementById(id);
+let lastSuggestions = [];
 let current = null; // the photo shown
+let calibrated = false; // whether scores are probabilities (health says); only then does the threshold apply
+const THRESHOLD_KEY = "lablr.minProbability";
 
 async function apiError(response) {
   try {
@@ -19,7 +22,21 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
-function renderTags(suggestions) {
+function threshold() {
+  const value = Number.parseFloat($("threshold").value);
+  return calibrated && Number.isFinite(value) ? Math.min(Math.max(value, 0), 1) : 0;
+}
+
+function renderTags(all) {
+  lastSuggestions = all;
+  const limit = threshold();
+  const suggestions = all.filter((s) => s.score >= limit);
+  const hidden = all.length - suggestions.length;
+  const note = $("hidden-note");
+  note.hidden = hidden === 0;
+  note.textContent = suggestions.length === 0
+    ? `No tag reaches a probability of ${limit} for this photo: lower "Hide tags below" to see all ${all.length}.`
+    : `${hidden} more below a probability of ${limit} (set "Hide tags below" to 0 to show them).`;
   const list = $("tags");
   list.replaceChildren();
   const top = Math.max(...suggestions.map((s) => s.score), 1e-9);
@@ -42,8 +59,9 @@ function renderTags(suggestions) {
     bar.append(fill);
     const score = document.createElement("span");
     score.className = "score";
-    score.textContent = s.score.toFixed(3);
-    score.title = s.distance === undefined ? "score" : `score; distance ${s.distance}`;
+    score.textContent = s.score.toFixed(calibrated ? 2 : 3);
+    const meaning = calibrated ? `probability that "${s.tag}" applies to this photo` : "score";
+    score.title = s.distance === undefined ? meaning : `${meaning}; distance ${s.distance}`;
     item.append(pick, name, bar, score);
     list.append(item);
   }
@@ -79,7 +97,7 @@ async function handle(file) {
       if (old) URL.revokeObjectURL(old);
     }
     $("results").hidden = false;
-    $("status").textContent = `${answer.results[0].suggestions.length} tags in ${Math.round(answer.elapsed_ms)} ms.`;
+    $("status").textContent = `${chosenTags().length} tags in ${Math.round(answer.elapsed_ms)} ms.`;
   } catch (error) {
     $("results").hidden = true;
     $("status").textContent = "";
@@ -129,6 +147,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   const drop = $("drop");
   $("photo").addEventListener("change", (event) => handle(event.target.files[0]));
   $("k").addEventListener("change", () => handle(current));
+  $("threshold").addEventListener("input", () => {
+    localStorage.setItem(THRESHOLD_KEY, $("threshold").value);
+    if (lastSuggestions.length) renderTags(lastSuggestions);
+  });
   for (const name of ["dragenter", "dragover"]) {
     drop.addEventListener(name, (event) => { event.preventDefault(); drop.classList.add("over"); });
   }
@@ -151,6 +173,11 @@ document.addEventListener("DOMContentLoaded", async () => {
     const health = await (await fetch("/api/v1/health")).json();
     const m = health.model;
     $("model").textContent = `Model ${m.name}: ${m.tags} tags, ${m.encoder} encoder, ${m.scorer} scorer.`;
+    calibrated = Boolean(m.calibrated);
+    $("threshold-label").hidden = !calibrated; // raw scores are no probabilities: nothing to hide by
+    const chosen = localStorage.getItem(THRESHOLD_KEY);
+    $("threshold").value = chosen ?? String(m.min_probability ?? 0);
+    if (lastSuggestions.length) renderTags(lastSuggestions);
   } catch {
     $("model").textContent = "The Lablr server cannot be reached.";
   }

@@ -1,0 +1,150 @@
+"""Scores people can read as probabilities: P(the tag applies to this photo).
+
+A scorer's raw score ranks tags but means nothing on its own (a Mahalanobis similarity, or a
+softmax across tags that gives one tag everything). Calibration maps it to the probability that
+the tag is one of the photo's own tags, with ONE logistic function shared by every tag:
+
+    logit P = a · raw + b · log(photos of the tag) + c
+
+It depends only on the raw score and the tag's current photo count, so it holds for a tag the
+user adds later from feedback as much as for the tags it was fitted on: nothing per tag is
+fitted. It is fitted by cross-fitting on the training side (each fold's photos scored by tag
+models fitted on the other folds; the statistics are sums, so each such model is the whole
+model minus one fold), never on the held-out photos it is measured on.
+
+Raw scores are clipped to [RAW_FLOOR, ...] for the fit: a log posterior of -700 and one of -30
+both mean "no", and the clip keeps the linear fit from chasing those extremes. Applying the
+function does not clip, so that no two raw scores collapse into a tie.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+RAW_FLOOR = -30.0
+FOLDS = 5
+ECE_TOP = 10
+ECE_BINS = 10
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """logit P = slope · clip(raw) + count_slope · log(count) + intercept."""
+
+    slope: float
+    count_slope: float
+    intercept: float
+
+    def logit(self, raw: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        features = _features(raw, counts, clip=False)  # unclipped: the ranking keeps every distinction
+        return features @ np.array([self.slope, self.count_slope, self.intercept])
+
+    def probability(self, raw: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        return sigmoid(self.logit(raw, counts))
+
+    def as_dict(self) -> dict:
+        return {"slope": self.slope, "count_slope": self.count_slope, "intercept": self.intercept}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        values = [float(data[name]) for name in ("slope", "count_slope", "intercept")]
+        if not all(math.isfinite(value) for value in values):
+            raise ValueError("a calibration coefficient is not a finite number")
+        return cls(*values)
+
+
+def sigmoid(x):
+    return 0.5 * (1 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))  # no overflow for any x
+
+
+def _features(raw, counts, *, clip=True) -> np.ndarray:
+    raw = np.asarray(raw, dtype=np.float64)
+    raw = np.clip(raw, RAW_FLOOR, None) if clip else raw
+    log_counts = np.broadcast_to(np.log(np.maximum(np.asarray(counts, dtype=np.float64), 1)), raw.shape)
+    return np.stack([raw, log_counts, np.ones_like(raw)], axis=-1)
+
+
+def fit(raw: np.ndarray, counts: np.ndarray, relevant: np.ndarray) -> Calibration:
+    """The calibration of cross-fitted scores; its count term only where it ranks no worse.
+
+    With the count term, tags are re-ranked (a popular tag gains); where that lowers the
+    cross-fitted mAP the term is dropped, and the calibration is a monotone map of the raw
+    score that keeps its ranking exactly. Either way the choice never sees held-out photos.
+    """
+    from .evaluation import ranking_metrics
+
+    with_counts = fit_logistic(raw, counts, relevant)
+    without = fit_logistic(raw, counts, relevant, use_counts=False)
+    kept = ranking_metrics(with_counts.logit(raw, counts), relevant)["map"]
+    return with_counts if kept >= ranking_metrics(raw, relevant)["map"] else without
+
+
+def fit_logistic(raw: np.ndarray, counts: np.ndarray, relevant: np.ndarray, *, use_counts: bool = True,
+                 iterations: int = 100) -> Calibration:
+    """Logistic regression of relevant (n, K) on the raw scores (n, K) and tag counts ((K,) or (n, K)).
+
+    Newton's method on three parameters, with a whisker of ridge so that perfectly separated
+    data (a tiny training set) still gives finite coefficients.
+    """
+    x = _features(raw, counts).reshape(-1, 3)
+    if not use_counts:
+        x[:, 1] = 0.0
+    y = np.asarray(relevant, dtype=np.float64).reshape(-1)
+    ridge = 1e-4 * len(y) * np.diag([1.0, 1.0, 0.0])
+    weights = np.zeros(3)
+    for _ in range(iterations):
+        p = sigmoid(x @ weights)
+        gradient = x.T @ (p - y) + ridge @ weights
+        hessian = (x * (p * (1 - p))[:, None]).T @ x + ridge + 1e-9 * np.eye(3)
+        step = np.linalg.solve(hessian, gradient)
+        weights -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return Calibration(*map(float, weights))
+
+
+def cross_fitted_scores(latents, photo_tags, tags, make_tag_model, scorer, *, folds: int = FOLDS, seed: int = 0):
+    """(raw scores (n, K), tag counts (n, K), relevant (n, K)) of the training photos, each photo
+    scored by a tag model that never saw it: the model fitted on the other folds."""
+    latents = np.asarray(latents, dtype=np.float64)
+    order = np.random.default_rng(seed).permutation(len(latents))
+    index = {tag: k for k, tag in enumerate(tags)}
+    relevant = np.zeros((len(latents), len(tags)), dtype=bool)
+    for row, own in enumerate(photo_tags):
+        relevant[row, [index[t] for t in own if t in index]] = True
+    raw = np.zeros(relevant.shape)
+    counts = np.zeros(relevant.shape)
+    for fold in np.array_split(order, min(folds, len(latents))):
+        inside = np.setdiff1d(order, fold)
+        model = make_tag_model().fit(latents[inside], [photo_tags[i] for i in inside], tags)
+        raw[fold] = scorer.score(latents[fold], model).score
+        counts[fold] = model.counts
+    return raw, counts, relevant
+
+
+def top_rows(scores: np.ndarray, top: int = ECE_TOP) -> np.ndarray:
+    """(n, top) column indices of each row's highest scores, best first."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :top]
+
+
+def reliability(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> dict:
+    """Over each photo's `top` most probable tags: per probability bin, the mean probability, the
+    share of those tags that were right, and how many fell there; and the expected calibration
+    error, the count-weighted mean gap between the two."""
+    probabilities, relevant = np.asarray(probabilities), np.asarray(relevant, dtype=bool)
+    chosen = top_rows(probabilities, top)
+    p = np.take_along_axis(probabilities, chosen, axis=1).reshape(-1)
+    hit = np.take_along_axis(relevant, chosen, axis=1).reshape(-1).astype(np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(which, weights=p, minlength=bins) / count
+        accuracy = np.bincount(which, weights=hit, minlength=bins) / count
+    gaps = np.where(count > 0, np.abs(confidence - accuracy), 0.0)
+    return {"ece": float((gaps * count).sum() / max(count.sum(), 1)), "confidence": confidence,
+            "accuracy": accuracy, "count": count}
+
+
+def expected_calibration_error(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> float:
+    return reliability(probabilities, relevant, top=top, bins=bins)["ece"]
