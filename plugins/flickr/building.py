@@ -82,8 +82,8 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
             part = _trained_encoder(encoder, selection, images, out, epochs, display) if trains else None
             with display.phase("Fitting and evaluating", 1):
                 part = part or Model.load(base_path).encoder
-                model, own_evaluation = _fit_and_evaluate(part, base.part_names(), selection, images,
-                                                          set(fetched.users), out.name, data)
+                model, own_evaluation = _fit_and_evaluate(part, base, selection, images, set(fetched.users),
+                                                          out.name, data)
                 model.save(out)
                 _record_build(catalog, out, fingerprint, own_evaluation)
     finally:
@@ -137,11 +137,13 @@ def _trained_encoder(encoder, selection, images, out, epochs, display):
     return part
 
 
-def _fit_and_evaluate(encoder, names, selection, images, own_owners, name, data):
-    """The tag models fitted on the training photos with the held-out figures; and the figures on
-    the user's own held-out photos ({} without --user)."""
+def _fit_and_evaluate(encoder, base: bundle.Manifest, selection, images, own_owners, name, data):
+    """The tag models (of the base model's kind and settings) fitted on the training photos, with
+    the held-out figures; and the figures on the user's own held-out photos ({} without --user)."""
+    names = base.part_names()
     model = fit_model(encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
-                      scorer=names["scorer"], visualizer=names["visualizer"], name=name, data=data)
+                      tag_model_settings=base.parts["tag_model"].settings, scorer=names["scorer"],
+                      visualizer=names["visualizer"], name=name, data=data)
     model.manifest.evaluation = held_out_report(model, selection, images)
     own_test = [p for p in selection.test if p.get("owner") in own_owners]
     own = held_out_report(model, Selection(test=own_test), images) if own_test else {}
