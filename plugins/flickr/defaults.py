@@ -69,5 +69,5 @@ OWN_MIN_TAG_PHOTOS = 5
 OWN_MIN_TRAIN_PHOTOS = 3
 # Each phase's share of the overall progress bar: seconds for 45 x 300 photos measured by
 # scripts/measure_flickr.py on 2 cores (training: the pixel VAE's 60 epochs, estimated)
-PHASE_WEIGHTS = {"Photos found": 12, "Images downloaded": 97, "Decoding images": 81, "Training the encoder": 8000,
-                 "Fitting and evaluating": 201}
+PHASE_WEIGHTS = {"Photos found": 4, "Images downloaded": 89, "Decoding images": 23, "Training the encoder": 8000,
+                 "Fitting and evaluating": 125}
