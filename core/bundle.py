@@ -201,6 +201,11 @@ def bundled_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / MANIFEST).exists()) if root.is_dir() else []
 
 
+def checksum(directory) -> str:
+    """A bundle's identity: the SHA-256 of its manifest, which holds the SHA-256 of every other file."""
+    return sha256_file(Path(directory) / MANIFEST)
+
+
 def resolve(model) -> Path:
     """A bundle directory from a path or the name of a bundle that ships with Lablr."""
     path = Path(model).expanduser()

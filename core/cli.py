@@ -309,18 +309,23 @@ def plot(image, output, k, model):
               help="Seconds a connection may stay idle: after an answer, or before it has sent a whole request head.")
 @click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
               type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
+@click.option("--no-personal", is_flag=True, help="Serve the model alone: neither use nor record what you publish.")
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
-          limit_concurrency):
+          limit_concurrency, no_personal):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
     from .bundle import check_parts, resolve
 
     path = resolve(model)  # a missing model fails here, in one line, before any worker starts
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
+    if not no_personal:
+        from .personal import check
+
+        check(path)  # and a personal layer that cannot be read
     from lablr.server.run import serve as run_server
 
     run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
                allowed_hosts=allowed_hosts, body_timeout=body_timeout, keep_alive=keep_alive,
-               limit_concurrency=limit_concurrency)
+               limit_concurrency=limit_concurrency, personal=not no_personal)
 
 
 @cli.command()
@@ -379,6 +384,71 @@ def _add_plugin_commands():
 
 
 _add_plugin_commands()
+
+
+@cli.group()
+def personal():
+    """What Lablr learned from the photos you published (kept on this machine): show, export, undo, reset."""
+
+
+MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True,
+                            help="A bundle path or name: each model has its own layer.")
+
+
+@personal.command("show")
+@MODEL_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def personal_show(model, as_json):
+    """How many photos the model learned from, the tags added, the last events."""
+    from .personal import describe
+
+    report = describe(model)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"Model {report['model']}: learned from {report['photos']} of your photos"
+               f"{' (' + report['layer'] + ')' if report['layer'] else ''}.")
+    click.echo("Tags added: " + (", ".join(report["added_tags"]) or "none"))
+    if report["pending_tags"]:
+        click.echo(f"Waiting for {report['min_photos']} photos: "
+                   + ", ".join(f"{t} ({n})" for t, n in report["pending_tags"].items()))
+    for event in report["last"]:
+        click.echo(f"  {event['time']}  {event['photo_hash'][:12]}  {', '.join(event['tags'])}")
+
+
+@personal.command("export")
+@click.argument("destination", type=click.Path(dir_okay=False))
+@MODEL_OPTION
+def personal_export(destination, model):
+    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
+    from .personal import export
+
+    click.echo(f"Wrote {export(model, destination)} events to {destination}")
+
+
+@personal.command("undo")
+@click.argument("count", type=click.IntRange(min=1))
+@MODEL_OPTION
+def personal_undo(count, model):
+    """Forget the last COUNT photos: their latents leave the statistics exactly."""
+    from .personal import undo
+
+    undone = undo(model, count)
+    for event in undone:
+        click.echo(f"Forgot {event.photo_hash[:12]} ({event.time}): {', '.join(event.tags)}")
+    click.echo(f"{len(undone)} photos forgotten.")
+
+
+@personal.command("reset")
+@MODEL_OPTION
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def personal_reset(model, yes):
+    """Forget everything learned for this model: it serves the bundle as shipped."""
+    from .personal import reset
+
+    if not yes:
+        click.confirm(f"Forget every photo learned for {model}?", abort=True)
+    click.echo(f"{reset(model)} photos forgotten.")
 
 
 def main():

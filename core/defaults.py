@@ -13,6 +13,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lablr"
 
 
+def data_dir() -> Path:
+    """Where Lablr keeps what only the user has: the personal layer of each model."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "lablr"
+
+
 # Where photos and tags are recorded (lablr import, fetch, prepare, train...)
 CATALOG = os.environ.get("LABLR_CATALOG", "lablr.db")
 
@@ -43,6 +48,11 @@ PORT = 8777
 BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, then 408
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
+
+# The personal layer: what the user publishes teaches the model (see lablr.core.personal)
+PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
+MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
+PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
 
 # Data selection: how training and held-out photos are chosen (see lablr.core.selection)
 PER_OWNER_CAP = 100
@@ -77,7 +87,7 @@ NON_VISUAL_TAGS = (
 # Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
 TAG_K = 5  # fewer than shown on screen: these stay in the photo
 TAG_BATCH = 16  # photos decoded and scored at once
-TAG_MAX_CHARS = 100  # a longer tag is refused by the server
+TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback)
 IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
 TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
 SIDECAR_SUFFIX = ".xmp"

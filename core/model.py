@@ -1,5 +1,6 @@
 """A loaded model: encoder, tag model, scorer and visualizer, ready to suggest tags."""
 
+import copy
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -50,6 +51,13 @@ class Model:
     def save(self, directory):
         stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
         return bundle.save(stateful, self.manifest, directory)
+
+    def with_tag_model(self, tag_model) -> "Model":
+        """The same model with other tag statistics (the personal layer's); this one is unchanged."""
+        other = copy.copy(self)
+        other.tag_model = tag_model
+        other.__dict__.pop("tag_index", None)
+        return other
 
     @property
     def name(self) -> str:

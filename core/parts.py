@@ -73,6 +73,10 @@ class TagModel(Protocol):
     def update(self, latents: np.ndarray, photo_tags: Sequence[Sequence[str]]) -> object:
         """Add photos to what is known; a tag not seen before joins the model."""
 
+    def copy(self) -> Self:
+        """An independent copy: updating it leaves this one as it was (the personal layer updates a
+        copy of the bundle's tag model with the user's photos)."""
+
     def centroids(self) -> np.ndarray:
         """(K, d) the centre of each tag."""
 

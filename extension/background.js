@@ -15,6 +15,8 @@ if (typeof LABLR_DEFAULTS === "undefined" && typeof importScripts === "function"
 const api = globalThis.browser ?? globalThis.chrome;
 const HEALTH_TIMEOUT_MS = 4000;
 const SUGGEST_TIMEOUT_MS = 60000;
+const FEEDBACK_TIMEOUT_MS = 30000;
+const FEEDBACK_RETRY_MS = 3000;
 
 async function loadSettings() {
   return lablrNormalizeSettings(await api.storage.local.get(null));
@@ -81,7 +83,7 @@ async function health() {
   if (!(await mayReach(parsed))) return needPermission(parsed);
   const answer = await call(`${parsed.base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: parsed.base };
-  return { ok: true, server: parsed.base, model: answer.body.model || null };
+  return { ok: true, server: parsed.base, model: answer.body.model || null, version: answer.body.version || null };
 }
 
 function dataUrlToBlob(dataUrl) {
@@ -121,7 +123,43 @@ async function suggest(message) {
   return { ok: true, server: parsed.base, suggestions, model: answer.body.model || null };
 }
 
+const cleanTags = (tags) =>
+  (Array.isArray(tags) ? tags : []).map((t) => String(t).trim()).filter((t) => t && !t.includes(","));
+
+/**
+ * A published photo's final tags, to the server's feedback endpoint so it learns from them.
+ * Runs in the background (the page never waits for it); a failure is retried once.
+ */
+async function feedback(message) {
+  const settings = await loadSettings();
+  if (!settings.teach) return { ok: false, kind: "off", message: "Teaching Lablr is switched off." };
+  const parsed = lablrParseServer(settings.server);
+  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
+  if (!(await mayReach(parsed))) return needPermission(parsed);
+  const tags = cleanTags(message.tags);
+  if (!tags.length) return { ok: false, kind: "input", message: "No tags to send." };
+  let blob;
+  try {
+    blob = dataUrlToBlob(message.image);
+  } catch (_) {
+    return { ok: false, kind: "input", message: "The photo could not be prepared." };
+  }
+  const form = new FormData();
+  form.append("image", blob, String(message.filename || "photo.jpg"));
+  form.append("tags", tags.join(","));
+  const suggested = cleanTags(message.suggested);
+  if (suggested.length) form.append("suggested", suggested.join(","));
+  const send = () => call(`${parsed.base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
+  let answer = await send();
+  if (!answer.ok) {
+    await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
+    answer = await send();
+  }
+  return { ...answer, server: parsed.base };
+}
+
 const HANDLERS = {
+  feedback,
   health,
   suggest,
   settings: async () => ({ ok: true, settings: await loadSettings() }),

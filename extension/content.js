@@ -27,6 +27,8 @@
   const state = {
     photos: [], // {id, name, stem, status, dataUrl, width, height, suggestions, message, requested}
     settings: lablrNormalizeSettings({}),
+    picked: null, // the selector of the tag field the user picked, from storage.local
+    picking: false, // waiting for the user to click the tag field
     alive: true, // false once the extension was reloaded or removed under this page
     server: { down: false, kind: null, dismissed: false, address: LABLR_DEFAULTS.server },
   };
@@ -54,29 +56,39 @@
 
   // ---------------------------------------------------------------- finding things on the page
 
+  function tryAll(selector, root, fn) {
+    try {
+      return fn(selector, root);
+    } catch (_) {
+      return null; // a selector this browser does not understand: try the next one
+    }
+  }
+
   function first(selectors, root = document) {
     for (const selector of selectors) {
-      try {
-        const element = root.querySelector(selector);
-        if (element) return element;
-      } catch (_) {
-        /* a selector this browser does not understand: try the next one */
-      }
+      const element = tryAll(selector, root, (s, r) => r.querySelector(s));
+      if (element) return element;
     }
     return null;
   }
 
   function all(selectors, root = document) {
     for (const selector of selectors) {
-      try {
-        const elements = root.querySelectorAll(selector);
-        if (elements.length) return Array.from(elements);
-      } catch (_) {
-        /* next */
-      }
+      const elements = tryAll(selector, root, (s, r) => r.querySelectorAll(s));
+      if (elements && elements.length) return Array.from(elements);
     }
     return [];
   }
+
+  const matchesAny = (element, selectors) => selectors.some((s) => tryAll(s, element, (sel, e) => e.matches(sel)));
+  const closestAny = (element, selectors) => {
+    for (const selector of selectors) {
+      const found = tryAll(selector, element, (s, e) => e.closest(s));
+      if (found) return found;
+    }
+    return null;
+  };
+  const visible = (element) => (element.checkVisibility ? element.checkVisibility() : element.getClientRects().length > 0);
 
   const norm = (text) => String(text || "").trim().toLowerCase();
   const stemOf = (name) => String(name || "").replace(/\.[^./\\]+$/, "");
@@ -90,9 +102,16 @@
     return element.tagName === "INPUT" || element.tagName === "TEXTAREA" ? element.value : element.textContent;
   }
 
-  /** Pairs the page's photo cards with our photos: remembered, then by name, then by position. */
-  function pairCards() {
-    const cards = all(S.photoCard);
+  /** The photo a card names by its title (filled in from the file name), if exactly one does. */
+  function photoNamedBy(card, used) {
+    const name = norm(stemOf(cardName(card)));
+    if (!name) return null;
+    const named = state.photos.filter((p) => !used.has(p.id) && (norm(p.stem) === name || norm(p.name) === name));
+    return named.length === 1 ? named[0] : null; // two files of one name: no guessing
+  }
+
+  /** Cards paired with our photos: remembered pairs first, then by the title. Never by position. */
+  function pairWith(cards) {
     const pairs = new Map();
     const used = new Set();
     const exists = (id) => state.photos.some((p) => p.id === id);
@@ -105,45 +124,99 @@
     }
     for (const card of cards) {
       if (pairs.has(card)) continue;
-      const name = norm(stemOf(cardName(card)));
-      if (!name) continue;
-      const photo = state.photos.find((p) => !used.has(p.id) && (norm(p.stem) === name || norm(p.name) === name));
+      const photo = photoNamedBy(card, used);
       if (photo) {
         pairs.set(card, photo.id);
         used.add(photo.id);
       }
     }
-    const restCards = cards.filter((c) => !pairs.has(c));
-    const restPhotos = state.photos.filter((p) => !used.has(p.id));
-    if (restCards.length && restCards.length === restPhotos.length) {
-      restCards.forEach((card, i) => pairs.set(card, restPhotos[i].id));
-    }
-    for (const [card, id] of pairs) cardPhoto.set(card, id);
-    return { cards, pairs };
+    return pairs;
   }
 
-  /** The photo whose details the editing panel shows now, or null. */
-  function currentPhoto() {
-    if (!state.photos.length) return null;
-    const { cards, pairs } = pairCards();
-    if (!cards.length) return state.photos[state.photos.length - 1]; // no grid we know: the newest
-    for (const card of all(S.selectedCard)) {
-      const id = pairs.get(card);
-      if (id) return state.photos.find((p) => p.id === id) || null;
+  // The matches of a selector that are not inside another match of it.
+  const outermost = (elements, selector) => elements.filter((e) => !(e.parentElement && e.parentElement.closest(selector)));
+
+  /** The photo grid: built-in card selectors, else the class-fragment rule that names most of our photos. */
+  function grid() {
+    const known = all(S.photoCard);
+    if (known.length) return { cards: known, pairs: pairWith(known), how: "built-in" };
+    let best = { cards: [], pairs: new Map(), how: null };
+    for (const selector of S.photoCardLoose) {
+      const found = tryAll(selector, document, (s, r) => r.querySelectorAll(s));
+      if (!found || !found.length) continue;
+      const cards = outermost(Array.from(found), selector);
+      const pairs = pairWith(cards);
+      if (!best.how || pairs.size > best.pairs.size) best = { cards, pairs, how: selector };
     }
-    return null;
+    return best;
   }
 
+  function commitPairs(found) {
+    for (const [card, id] of found.pairs) cardPhoto.set(card, id);
+  }
+
+  function isSelected(card, how) {
+    if (how === "built-in") return all(S.selectedCard).includes(card);
+    if (matchesAny(card, S.selectedLoose)) return true;
+    const marker = first(S.selectedMarker, card);
+    return Boolean(marker && visible(marker));
+  }
+
+  /**
+   * Which photo the edit panel shows: {photo} when Lablr can tell, else {photo: null, why}.
+   * why: "select" (no card selected), "several" (more than one selected), "unknown" (cannot tell).
+   */
+  function editTarget() {
+    const photos = state.photos;
+    if (!photos.length) return { photo: null, why: "none" };
+    const found = grid();
+    commitPairs(found);
+    if (photos.length === 1 && found.cards.length <= 1) return { photo: photos[0] }; // one photo: no other to mix up
+    const selected = found.cards.filter((card) => isSelected(card, found.how));
+    const byId = (id) => photos.find((p) => p.id === id) || null;
+    if (selected.length > 1) return { photo: null, why: "several" };
+    if (selected.length === 1) {
+      const photo = byId(found.pairs.get(selected[0]));
+      return photo ? { photo } : { photo: null, why: "unknown" };
+    }
+    if (found.pairs.size) return { photo: null, why: "select" };
+    return { photo: null, why: "unknown" };
+  }
+
+  /** A text input or textarea that names tags, in the edit panel if there is one; never the site's search. */
+  function looseTagInput() {
+    const word = S.tagWord.toLowerCase();
+    const names = (input) => S.tagWordAttributes.some((a) => norm(input.getAttribute(a)).includes(word));
+    const inPanel = (input) => Boolean(closestAny(input, S.editPanel));
+    const candidates = all(S.textEntry).filter(
+      (input) => names(input) && !input.disabled && !input.readOnly && (inPanel(input) || !closestAny(input, S.searchBox))
+    );
+    const rank = (input) => (inPanel(input) ? 2 : 0) + (visible(input) ? 1 : 0);
+    candidates.sort((a, b) => rank(b) - rank(a));
+    return candidates[0] || null;
+  }
+
+  function pickedInput() {
+    if (!state.picked) return null;
+    const element = tryAll(state.picked, document, (s, r) => r.querySelector(s));
+    return element && (element.tagName === "INPUT" || element.tagName === "TEXTAREA") ? element : null;
+  }
+
+  /** Where tags are typed: {input, field, how} with how "picked", "built-in" or "loose"; or null. */
   function tagFieldParts() {
-    const input = first(S.tagInput);
+    let how = "picked";
+    let input = pickedInput();
+    if (!input) [how, input] = ["built-in", first(S.tagInput)];
+    if (!input) [how, input] = ["loose", looseTagInput()];
     if (!input) return null;
-    const field = (input.closest && S.tagField.map((s) => input.closest(s)).find(Boolean)) || first(S.tagField) || input.parentElement;
-    return { input, field };
+    const field = closestAny(input, S.tagField) || input.parentElement;
+    return { input, field, how };
   }
 
-  /** Tags already on the photo being edited, as the tag widget shows them. */
-  function currentTags(field) {
-    const tokens = all(S.tagToken, field && field.isConnected ? field : document);
+  /** Tags already on the photo being edited, as the tag widget shows them; null when its tokens cannot be read. */
+  function currentTags(parts) {
+    const tokens = all(S.tagToken, parts.field && parts.field.isConnected ? parts.field : document);
+    if (!tokens.length && parts.how !== "built-in") return null;
     const tags = [];
     for (const token of tokens) {
       let text = null;
@@ -157,31 +230,111 @@
     return tags;
   }
 
-  // ---------------------------------------------------------------- typing a tag like a person
-
-  function typeTag(input, tag) {
-    input.focus();
-    const setValue = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
-    setValue.call(input, tag);
-    input.dispatchEvent(new InputEvent("input", { bubbles: true, composed: true, inputType: "insertText", data: tag }));
-    const enter = { key: "Enter", code: "Enter", keyCode: 13, which: 13, bubbles: true, cancelable: true, composed: true };
-    input.dispatchEvent(new KeyboardEvent("keydown", enter));
-    input.dispatchEvent(new KeyboardEvent("keypress", enter));
-    input.dispatchEvent(new KeyboardEvent("keyup", enter));
-    if (input.isConnected && input.value.trim() === tag) {
-      // A widget that only takes tags on change/blur.
-      input.dispatchEvent(new Event("change", { bubbles: true }));
-    }
+  /** The tags a photo has: the page's tokens while it shows them, else the ones added through Lablr. */
+  function tagsOf(photo, parts) {
+    const shown = parts ? currentTags(parts) : null;
+    if (shown) return shown;
+    if (photo.pageTags) return [...photo.pageTags];
+    return [...photo.added];
   }
 
-  function addTags(tags) {
-    for (const tag of tags) {
-      const parts = tagFieldParts(); // the widget may re-render after each tag
-      if (!parts) return;
-      if (currentTags(parts.field).some((t) => norm(t) === norm(tag))) continue;
-      typeTag(parts.input, tag);
+  // ---------------------------------------------------------------- typing a tag like a person
+
+  const STICK_WAIT_MS = 80;
+  const settle = () => new Promise((resolve) => setTimeout(() => requestAnimationFrame(() => resolve()), STICK_WAIT_MS));
+  const setValue = (input, text) => {
+    const proto = input.tagName === "TEXTAREA" ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
+    Object.getOwnPropertyDescriptor(proto, "value").set.call(input, text);
+  };
+  const key = (input, type, name, code, keyCode) =>
+    input.dispatchEvent(new KeyboardEvent(type, { key: name, code, keyCode, which: keyCode, bubbles: true, cancelable: true, composed: true }));
+  const inputEvent = (input, data) =>
+    input.dispatchEvent(new InputEvent("input", { bubbles: true, composed: true, inputType: "insertText", data }));
+
+  // The ways a tag widget takes a typed tag, tried in turn until one sticks.
+  const TYPE_WAYS = [
+    function enter(input, tag) {
+      setValue(input, tag);
+      inputEvent(input, tag);
+      for (const type of ["keydown", "keypress", "keyup"]) key(input, type, "Enter", "Enter", 13);
+    },
+    function comma(input, tag) {
+      if (input.value.trim() !== tag) return; // taken in the meantime
+      if (key(input, "keydown", ",", "Comma", 188)) {
+        setValue(input, `${tag},`);
+        inputEvent(input, ",");
+      }
+      key(input, "keyup", ",", "Comma", 188);
+    },
+    function blur(input, tag) {
+      if (input.value.trim() === `${tag},`) {
+        setValue(input, tag); // the comma did nothing: take it back before leaving
+        inputEvent(input, null);
+      }
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+      if (document.activeElement === input) input.blur();
+      else input.dispatchEvent(new FocusEvent("blur"));
+    },
+  ];
+
+  /** Elements near the tag input whose whole text is the tag: a token, however the widget marks it up. */
+  function tokensNamed(input, tag) {
+    let root = input;
+    for (let i = 0; i < S.tokenSearchLevels && root.parentElement; i++) root = root.parentElement;
+    const want = norm(tag);
+    let count = 0;
+    for (const element of root.getElementsByTagName("*")) {
+      if (element.firstElementChild || element === input) continue;
+      if (norm(String(element.textContent).replace(/[×✕]/g, "")) === want) count++;
     }
-    scheduleRender();
+    return count;
+  }
+
+  /** Types one tag; resolves true when the page took it (a new token, or the input cleared). */
+  async function typeTag(tag) {
+    let parts = tagFieldParts();
+    if (!parts) return false;
+    const before = { value: parts.input.value, tokens: tokensNamed(parts.input, tag) };
+    parts.input.focus();
+    for (const way of TYPE_WAYS) {
+      parts = tagFieldParts();
+      if (!parts) return false;
+      way(parts.input, tag);
+      await settle();
+      const now = tagFieldParts();
+      if (!now) return false;
+      const shown = currentTags(now);
+      if ((shown && shown.some((t) => norm(t) === norm(tag))) || tokensNamed(now.input, tag) > before.tokens) return true;
+      if (now.input !== parts.input) return !now.input.value.trim(); // re-rendered: an empty new field took it
+      if (!now.input.value.trim()) return true; // the field was cleared: taken
+    }
+    const last = tagFieldParts();
+    if (last && norm(last.input.value).replace(/,$/, "") === norm(tag)) {
+      setValue(last.input, before.value); // leave no half-typed tag behind
+      inputEvent(last.input, null);
+    }
+    return false;
+  }
+
+  let adding = Promise.resolve();
+  function addTags(photo, tags) {
+    // One at a time, in order, even when clicks come faster than the widget.
+    adding = adding.then(async () => {
+      for (const tag of tags) {
+        const parts = tagFieldParts();
+        if (!parts || editTarget().photo !== photo) break; // the user selected another photo meanwhile
+        const have = tagsOf(photo, parts);
+        if (have.some((t) => norm(t) === norm(tag))) continue;
+        if (await typeTag(tag)) {
+          photo.added.add(tag);
+          photo.refused.delete(tag);
+        } else {
+          photo.refused.add(tag);
+        }
+        scheduleRender();
+      }
+    });
+    return adding;
   }
 
   // ---------------------------------------------------------------- photos in, shrunk
@@ -202,6 +355,10 @@
         status: "shrinking",
         suggestions: [],
         requested: false,
+        added: new Set(), // tags added through Lablr's chips that the page took
+        refused: new Set(), // tags the page did not take
+        pageTags: null, // the tags the page last showed for it, where its tokens can be read
+        taught: false, // its final tags went to the server on publishing
       };
       state.photos.push(photo);
       added++;
@@ -310,7 +467,7 @@
 
   function excludeFor(photo) {
     const parts = tagFieldParts();
-    return parts && currentPhoto() === photo ? currentTags(parts.field) : [];
+    return parts && editTarget().photo === photo ? tagsOf(photo, parts) : [];
   }
 
   async function suggestFor(photo) {
@@ -397,8 +554,11 @@
     .action:hover { background: #0058b8; }
     .link { border: 0; background: none; color: #006add; padding: 0; cursor: pointer; font-size: 12px; text-decoration: underline; }
     .muted { color: #898989; font-style: italic; }
+    .chip.failed { border-color: #d08700; background: #fff4e0; }
+    .warn { color: #a15c00; font-size: 12px; }
     .notice { position: fixed; right: 16px; bottom: 16px; z-index: 2147483646; max-width: 340px; background: #212124; color: #fff;
               border-radius: 6px; padding: 12px 14px; font-size: 13px; line-height: 18px; box-shadow: 0 4px 16px rgba(0,0,0,.3); }
+    .notice.top { top: 16px; bottom: auto; }
     .notice code { font-family: Menlo, Consolas, monospace; background: #3b3b3f; padding: 1px 5px; border-radius: 3px; }
     .notice .row { display: flex; gap: 12px; margin-top: 8px; }
     .notice .link { color: #8fc6ff; }
@@ -455,10 +615,13 @@
 
   const fmt = (n, digits) => (Number.isFinite(n) ? n.toFixed(digits) : "?");
   const chipTitle = (s) => `score ${fmt(s.score, 3)} · distance ${fmt(s.distance, 2)}`;
+  const clearing = (photo) => photo.suggestions.filter((s) => !(s.score < state.settings.minScore)).slice(0, state.settings.count);
   const visibleSuggestions = (photo, have) => {
     const taken = new Set(have.map(norm));
-    return photo.suggestions.filter((s) => !taken.has(norm(s.tag))).slice(0, state.settings.count);
+    return clearing(photo).filter((s) => !taken.has(norm(s.tag)));
   };
+  const belowThreshold = () =>
+    `No suggested tag scores ${fmt(state.settings.minScore, 2)} or more; lower “Hide tags scoring below” in Lablr's options to see them.`;
 
   function statusText(photo) {
     if (photo.status === "shrinking" || photo.status === "asking") return "Lablr is finding tags…";
@@ -467,20 +630,29 @@
     return "";
   }
 
+  // What the inline bar says when it has no photo to add tags to.
+  const NO_PHOTO = {
+    select: "Select a photo to see its suggested tags.",
+    several: "Several photos are selected: select one to add its suggested tags.",
+    unknown: "Lablr cannot tell which photo this panel shows, so it adds no tags here: see Lablr's panel.",
+  };
+
   // Inline chips beside the tag field.
   const inline = makeHost("chips");
 
-  function renderInline(photo, parts) {
+  function renderInline(target, parts) {
     const anchor = parts.field;
     if (inline.host.previousElementSibling !== anchor || !inline.host.isConnected) anchor.after(inline.host);
-    const have = currentTags(parts.field);
-    const shown = photo ? visibleSuggestions(photo, have) : [];
+    const photo = target.photo;
+    const shown = photo ? visibleSuggestions(photo, tagsOf(photo, parts)) : [];
+    const refused = photo ? [...photo.refused] : [];
     const several = state.photos.length > 1;
-    const signature = JSON.stringify([photo && photo.id, photo && photo.status, shown, state.settings.addTop, several, state.server.down, photo && photo.message]);
+    const signature = JSON.stringify([photo && photo.id, target.why, photo && photo.status, shown, refused, state.settings.addTop,
+      state.settings.minScore, several, state.server.down, photo && photo.message]);
     setView(inline, signature, () => {
       const bar = el("div", { class: "bar", role: "group", "aria-label": "Tags suggested by Lablr" }, el("span", { class: "label" }, "Lablr"));
       if (!photo) {
-        bar.append(el("span", { class: "muted" }, "Select a photo to see its suggested tags."));
+        bar.append(el("span", { class: "muted", role: "status" }, NO_PHOTO[target.why] || NO_PHOTO.unknown));
         return bar;
       }
       if (several) bar.append(el("span", { class: "for" }, `for ${photo.name}:`));
@@ -489,15 +661,23 @@
       } else if (photo.status !== "done") {
         bar.append(el("span", { class: "muted", role: "status" }, statusText(photo)));
       } else if (!shown.length) {
-        bar.append(el("span", { class: "muted" }, photo.suggestions.length ? "All suggested tags added." : "No tags to suggest."));
+        const message = !photo.suggestions.length ? "No tags to suggest." : !clearing(photo).length ? belowThreshold() : "All suggested tags added.";
+        bar.append(el("span", { class: "muted", role: "status" }, message));
       } else {
         for (const s of shown) {
-          bar.append(el("button", { class: "chip", type: "button", title: chipTitle(s), "data-tag": s.tag, on: { click: () => addTags([s.tag]) } }, s.tag));
+          const failed = photo.refused.has(s.tag);
+          const title = failed ? `Flickr did not take “${s.tag}”: type it into the tag field yourself.` : chipTitle(s);
+          bar.append(el("button", { class: `chip${failed ? " failed" : ""}`, type: "button", title, "data-tag": s.tag,
+            on: { click: () => addTags(photo, [s.tag]) } }, failed ? `${s.tag} — not taken` : s.tag));
         }
         const n = Math.min(state.settings.addTop, shown.length);
         if (n > 1) {
-          bar.append(el("button", { class: "action", type: "button", on: { click: () => addTags(shown.slice(0, n).map((s) => s.tag)) } }, `Add top ${n}`));
+          bar.append(el("button", { class: "action", type: "button", on: { click: () => addTags(photo, shown.slice(0, n).map((s) => s.tag)) } }, `Add top ${n}`));
         }
+      }
+      if (refused.length) {
+        bar.append(el("span", { class: "warn", role: "alert" },
+          `Flickr's tag field did not take ${refused.map((t) => `“${t}”`).join(", ")}: type ${refused.length > 1 ? "them" : "it"} yourself.`));
       }
       return bar;
     });
@@ -542,19 +722,28 @@
 
   const flickrTag = (tag) => (/\s/.test(tag) ? `"${tag}"` : tag);
 
-  function renderPanel() {
+  // Why the floating panel is shown.
+  const PANEL_WHY = {
+    field: "Flickr's tag field was not found on this page. Copy the tags and paste them into Flickr, " +
+      "or use “Pick the tag field” in Lablr's toolbar popup.",
+    unknown: "Lablr cannot tell which photo Flickr's edit panel shows, so it types no tags into it: " +
+      "they could land on the wrong photo. Copy each photo's tags here and paste them into Flickr.",
+    select: "Lablr sees no selected photo. Select one in Flickr's grid to add its tags there, or copy them here.",
+  };
+
+  function renderPanel(why) {
     if (!panel.host.isConnected) document.body.append(panel.host);
-    const rows = state.photos.map((p) => [p.id, p.status, p.suggestions.slice(0, state.settings.count), p.message]);
-    const signature = JSON.stringify([rows, panelMinimised, state.server.down]);
+    const rows = state.photos.map((p) => [p.id, p.status, clearing(p), p.message]);
+    const signature = JSON.stringify([rows, why, panelMinimised, state.server.down, state.settings.minScore]);
     setView(panel, signature, () => {
       const box = el("aside", { class: `panel${panelMinimised ? " minimised" : ""}`, role: "complementary", "aria-label": "Tags suggested by Lablr" });
       box.append(
         el("header", {}, el("span", {}, "Lablr: suggested tags"),
           el("button", { class: "link", type: "button", on: { click: () => { panelMinimised = !panelMinimised; scheduleRender(); } } }, panelMinimised ? "Show" : "Hide")),
-        el("p", { class: "hint" }, "Flickr's tag field was not found on this page. Copy the tags and paste them into Flickr.")
+        el("p", { class: "hint", role: "note" }, PANEL_WHY[why])
       );
       for (const photo of state.photos) {
-        const shown = photo.suggestions.slice(0, state.settings.count);
+        const shown = clearing(photo);
         const section = el("section", { "data-photo": photo.name },
           el("div", { class: "photo" }, thumbnail(photo), el("span", { class: "name", title: photo.name }, photo.name)));
         if (photo.status === "done" && shown.length) {
@@ -571,7 +760,8 @@
         } else if (photo.status === "idle") {
           section.append(el("button", { class: "action", type: "button", on: { click: () => enqueue(photo) } }, "Suggest tags"));
         } else {
-          section.append(el("span", { class: "muted", role: "status" }, photo.status === "done" ? "No tags to suggest." : statusText(photo)));
+          const done = photo.status === "done" && (photo.suggestions.length ? belowThreshold() : "No tags to suggest.");
+          section.append(el("span", { class: "muted", role: "status" }, done || statusText(photo)));
         }
         box.append(section);
       }
@@ -610,22 +800,30 @@
     });
   }
 
+  /** Remembers the tags the page shows for the photo it is editing, for when that photo is published. */
+  function rememberPageTags(target, parts) {
+    if (!target.photo || !parts) return;
+    const shown = currentTags(parts);
+    if (shown) target.photo.pageTags = shown;
+  }
+
   function render() {
     if (!document.body) return;
     renderNotice();
+    renderPicking();
     if (!state.photos.length) {
       inline.host.remove();
       panel.host.remove();
       return;
     }
     const parts = tagFieldParts();
-    if (parts) {
-      panel.host.remove();
-      renderInline(currentPhoto(), parts);
-    } else {
-      inline.host.remove();
-      renderPanel();
-    }
+    const target = editTarget();
+    rememberPageTags(target, parts);
+    if (parts) renderInline(target, parts);
+    else inline.host.remove();
+    const why = !parts ? "field" : ["unknown", "select"].includes(target.why) ? target.why : null;
+    if (why) renderPanel(why);
+    else panel.host.remove();
   }
 
   let renderPending = false;
@@ -642,29 +840,246 @@
     }, 30);
   }
 
+  // ---------------------------------------------------------------- "Pick the tag field"
+
+  // Ids and classes that a page makes anew on every load (YUI's yui_3_…, long numbers or hex);
+  // YUI's own class names (yui3-…) are stable.
+  const GENERATED = /yui_|\d{4,}|[0-9a-f]{10,}/i;
+  const picking = makeHost("picking");
+  let pickMessage = "";
+
+  const unique = (selector, element) => {
+    const found = tryAll(selector, document, (s, r) => r.querySelectorAll(s));
+    return Boolean(found && found.length === 1 && found[0] === element);
+  };
+
+  /** A selector for the element that does not rely on generated ids: stable attributes, else its place in the page. */
+  function stableSelector(element) {
+    const tag = element.tagName.toLowerCase();
+    const stableId = (e) => e.id && !GENERATED.test(e.id);
+    const tries = [];
+    if (stableId(element)) tries.push(`#${CSS.escape(element.id)}`);
+    for (const attribute of ["name", "placeholder", "aria-label", "data-name", "data-field"]) {
+      const value = element.getAttribute(attribute);
+      if (value) tries.push(`${tag}[${attribute}="${value.replace(/["\\]/g, "\\$&")}"]`);
+    }
+    const classes = Array.from(element.classList).filter((c) => !GENERATED.test(c));
+    if (classes.length) tries.push(`${tag}.${classes.map((c) => CSS.escape(c)).join(".")}`);
+    const found = tries.find((selector) => unique(selector, element));
+    if (found) return found;
+    const steps = [];
+    for (let node = element; node && node !== document.documentElement; node = node.parentElement) {
+      if (node !== element && stableId(node)) {
+        steps.unshift(`#${CSS.escape(node.id)}`);
+        break;
+      }
+      const name = node.tagName.toLowerCase();
+      const index = Array.from(node.parentElement ? node.parentElement.children : []).filter((c) => c.tagName === node.tagName).indexOf(node) + 1;
+      steps.unshift(node === document.body ? "body" : `${name}:nth-of-type(${index})`);
+    }
+    return steps.join(" > ");
+  }
+
+  function stopPicking() {
+    state.picking = false;
+    pickMessage = "";
+    document.removeEventListener("click", onPickClick, true);
+    document.removeEventListener("keydown", onPickKey, true);
+    scheduleRender();
+  }
+
+  function onPickKey(event) {
+    if (event.isTrusted && event.key === "Escape") stopPicking();
+  }
+
+  function onPickClick(event) {
+    if (!event.isTrusted) return;
+    const target = event.composedPath()[0];
+    if (!(target instanceof Element) || picking.host.contains(target)) return;
+    event.preventDefault();
+    event.stopPropagation();
+    if (target.tagName !== "INPUT" && target.tagName !== "TEXTAREA") {
+      pickMessage = "That is not a text field. Click the field where you type tags (Esc to stop).";
+      scheduleRender();
+      return;
+    }
+    const selector = stableSelector(target);
+    state.picked = selector;
+    api.storage.local.set({ [LABLR_PICKED_FIELD]: selector });
+    stopPicking();
+  }
+
+  function startPicking() {
+    if (state.picking) return;
+    state.picking = true;
+    pickMessage = "";
+    document.addEventListener("click", onPickClick, true);
+    document.addEventListener("keydown", onPickKey, true);
+    scheduleRender();
+  }
+
+  function renderPicking() {
+    if (!state.picking) {
+      picking.host.remove();
+      return;
+    }
+    if (!picking.host.isConnected) document.body.append(picking.host);
+    setView(picking, pickMessage, () =>
+      el("div", { class: "notice top", role: "status", "aria-live": "polite" },
+        el("strong", {}, "Lablr: click Flickr's tag field once. "),
+        pickMessage || "Lablr will use it from now on, on every visit (Esc to stop).",
+        el("div", { class: "row" }, el("button", { class: "link", type: "button", on: { click: stopPicking } }, "Cancel"))));
+  }
+
+  // ---------------------------------------------------------------- "Report a problem"
+
+  const OUTLINE_UP = 3;
+  const OUTLINE_DEPTH = 5;
+  const OUTLINE_LINES = 80;
+
+  /** Tag names, ids, classes and placeholders around an element: no text, no values. */
+  function outline(focus) {
+    let root = focus;
+    for (let i = 0; i < OUTLINE_UP && root.parentElement && root.parentElement !== document.body; i++) root = root.parentElement;
+    const lines = [];
+    const describe = (e) => {
+      let text = e.tagName.toLowerCase();
+      if (e.id) text += `#${e.id}`;
+      for (const c of e.classList) text += `.${c}`;
+      const placeholder = e.getAttribute("placeholder");
+      if (placeholder) text += ` [placeholder="${placeholder}"]`;
+      return e === focus ? `${text}   <== this field` : text;
+    };
+    const walk = (e, depth) => {
+      if (lines.length >= OUTLINE_LINES || depth > OUTLINE_DEPTH) return;
+      lines.push(`${"  ".repeat(depth)}${describe(e)}`);
+      for (const child of e.children) walk(child, depth + 1);
+    };
+    walk(root, 0);
+    return lines;
+  }
+
+  function diagnose() {
+    const groups = {};
+    for (const [name, selectors] of Object.entries(S)) {
+      if (!Array.isArray(selectors) || /Attributes?$/.test(name)) continue;
+      groups[name] = {};
+      for (const selector of selectors) {
+        const found = tryAll(selector, document, (s, r) => r.querySelectorAll(s));
+        if (!found || found.length) groups[name][selector] = found ? found.length : "invalid";
+      }
+    }
+    const parts = tagFieldParts();
+    const found = grid();
+    const target = editTarget();
+    const active = document.activeElement;
+    const focus = active && (active.tagName === "INPUT" || active.tagName === "TEXTAREA") ? active : parts && parts.input;
+    return {
+      ok: true,
+      page: location.pathname,
+      realUploader: Boolean(first(S.realUploader)),
+      matched: groups,
+      tagField: parts ? { how: parts.how, selector: stableSelector(parts.input) } : null,
+      pickedSelector: state.picked || null,
+      pickedFound: Boolean(pickedInput()),
+      grid: { how: found.how, cards: found.cards.length, paired: found.pairs.size },
+      photos: state.photos.length,
+      editing: target.photo ? "known" : target.why,
+      outline: focus ? outline(focus) : ["(no text field has the focus, and no tag field was found)"],
+    };
+  }
+
+  // ---------------------------------------------------------------- publishing teaches Lablr
+
+  const PUBLISH_SETTLE_MS = 600;
+
+  /** Each photo on the page with its final tags goes to the server's feedback endpoint, through the worker. */
+  function teach() {
+    if (!state.settings.teach) return;
+    const parts = tagFieldParts();
+    rememberPageTags(editTarget(), parts);
+    const found = grid();
+    const onPage = found.pairs.size ? new Set(found.pairs.values()) : null;
+    for (const photo of state.photos) {
+      if (photo.taught || !photo.dataUrl || (onPage && !onPage.has(photo.id))) continue;
+      const tags = (photo.pageTags || [...photo.added]).filter((t) => t && !t.includes(","));
+      if (!tags.length) continue;
+      photo.taught = true;
+      const suggested = photo.suggestions.map((s) => s.tag).filter((t) => !t.includes(","));
+      ask({ type: "feedback", image: photo.dataUrl, filename: `${photo.stem}.jpg`, tags, suggested }); // not awaited
+    }
+  }
+
+  // A chip clicked just before publishing counts: its tag is still being checked.
+  const teachAfterAdding = () => adding.then(teach, teach);
+
+  let publishing = null; // the timer that teaches unless a confirmation dialog shows up first
+
+  function onPublishClick(event) {
+    if (!event.isTrusted || !state.photos.length) return;
+    const target = event.composedPath()[0];
+    if (!(target instanceof Element)) return;
+    if (closestAny(target, S.publishConfirm)) teachAfterAdding();
+    else if (closestAny(target, S.publishStart) && !first(S.publishConfirm) && !publishing) {
+      // A confirmation dialog may follow: then its button publishes, and a cancel teaches nothing.
+      publishing = setTimeout(() => {
+        publishing = null;
+        if (!first(S.publishConfirm)) teachAfterAdding();
+      }, PUBLISH_SETTLE_MS);
+    }
+  }
+
+  // A page that goes away right after publishing still teaches.
+  window.addEventListener("pagehide", () => {
+    if (!publishing) return;
+    clearTimeout(publishing);
+    publishing = null;
+    teach();
+  });
+
   // ---------------------------------------------------------------- wiring
 
   // Capture phase on the document: we see the files before the page's own handlers reset them.
+  // Only the user's own actions count: a page script's made-up events are ignored.
   document.addEventListener(
     "change",
     (event) => {
       const target = event.target;
+      if (!event.isTrusted) return;
       if (target && target.tagName === "INPUT" && target.type === "file" && target.files && target.files.length) {
         addFiles(target.files);
       }
     },
     true
   );
-  window.addEventListener(
-    "drop",
-    (event) => {
-      const files = event.dataTransfer && event.dataTransfer.files;
-      if (files && files.length) addFiles(files);
-    },
-    true
-  );
+  for (const [type, transfer] of [["drop", "dataTransfer"], ["paste", "clipboardData"]]) {
+    window.addEventListener(
+      type,
+      (event) => {
+        const files = event.isTrusted && event[transfer] && event[transfer].files;
+        if (files && files.length) addFiles(files);
+      },
+      true
+    );
+  }
+  document.addEventListener("click", onPublishClick, true);
 
-  const ours = new Set([inline.host, panel.host, notice.host]);
+  api.runtime.onMessage.addListener((message, sender, sendResponse) => {
+    if (!message || sender.id !== api.runtime.id) return false;
+    if (message.type === "pickTagField") {
+      startPicking();
+      sendResponse({ ok: true });
+    } else if (message.type === "diagnose") {
+      try {
+        sendResponse(diagnose());
+      } catch (err) {
+        sendResponse({ ok: false, message: String((err && err.message) || err) });
+      }
+    }
+    return false;
+  });
+
+  const ours = new Set([inline.host, panel.host, notice.host, picking.host]);
   // Runs from document_start: the listeners above are in place before the page's own scripts.
   new MutationObserver((mutations) => {
     if (!state.photos.length && !state.server.down) return;
@@ -672,12 +1087,17 @@
     scheduleRender();
   }).observe(document.documentElement, { childList: true, subtree: true, attributes: true, attributeFilter: ["class", "aria-selected", "hidden", "data-tag"] });
 
+  function applyStored(stored) {
+    state.settings = lablrNormalizeSettings(stored);
+    state.server.address = state.settings.server;
+    state.picked = stored[LABLR_PICKED_FIELD] || null;
+  }
+
   api.storage.onChanged.addListener((changes, area) => {
     if (area !== "local") return;
     const before = state.settings;
     api.storage.local.get(null).then((stored) => {
-      state.settings = lablrNormalizeSettings(stored);
-      state.server.address = state.settings.server;
+      applyStored(stored);
       const askAgain = before.server !== state.settings.server || before.count !== state.settings.count;
       for (const photo of state.photos) {
         if (!photo.dataUrl) continue;
@@ -691,8 +1111,7 @@
   document.addEventListener("DOMContentLoaded", scheduleRender);
 
   api.storage.local.get(null).then((stored) => {
-    state.settings = lablrNormalizeSettings(stored);
-    state.server.address = state.settings.server;
+    applyStored(stored);
     if (state.settings.autoSuggest) checkServer(); // say at once if the server is not running
   });
 })();

@@ -1,4 +1,4 @@
-/* Lablr's options page: server address, number of tags, "add top N", auto-suggest. */
+/* Lablr's options page: server address, number of tags, threshold, "add top N", auto-suggest, teaching, the picked tag field. */
 "use strict";
 
 const api = globalThis.browser ?? globalThis.chrome;
@@ -16,10 +16,21 @@ function show(settings) {
   field("count").value = settings.count;
   field("addTop").value = settings.addTop;
   field("autoSuggest").checked = settings.autoSuggest;
+  field("minScore").value = settings.minScore;
+  field("teach").checked = settings.teach;
+}
+
+function showPicked(selector) {
+  field("picked-status").textContent = selector
+    ? `Lablr uses the tag field you picked: ${selector}`
+    : "Lablr finds Flickr's tag field by itself.";
+  field("forget").disabled = !selector;
 }
 
 async function load() {
-  show(lablrNormalizeSettings(await api.storage.local.get(null)));
+  const stored = await api.storage.local.get(null);
+  show(lablrNormalizeSettings(stored));
+  showPicked(stored[LABLR_PICKED_FIELD]);
 }
 
 /** Asks for a host permission only when the address is not already covered. */
@@ -68,6 +79,8 @@ form.addEventListener("submit", async (event) => {
     count: field("count").value,
     addTop: field("addTop").value,
     autoSuggest: field("autoSuggest").checked,
+    minScore: field("minScore").value,
+    teach: field("teach").checked,
   });
   await api.storage.local.set(settings);
   show(settings);
@@ -79,6 +92,15 @@ field("reset").addEventListener("click", async () => {
   await api.storage.local.set({ ...LABLR_DEFAULTS });
   show(lablrNormalizeSettings(LABLR_DEFAULTS));
   say("Defaults restored.", "ok");
+});
+
+field("forget").addEventListener("click", async () => {
+  await api.storage.local.remove(LABLR_PICKED_FIELD);
+  showPicked(null);
+  say("Lablr forgot the tag field you picked.", "ok");
+});
+api.storage.onChanged.addListener((changes, area) => {
+  if (area === "local" && LABLR_PICKED_FIELD in changes) showPicked(changes[LABLR_PICKED_FIELD].newValue);
 });
 
 load();

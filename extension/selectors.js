@@ -2,24 +2,42 @@
  * Every Flickr selector Lablr uses, in one place.
  *
  * Flickr changes its upload page now and then. When it does, this is the only file to edit:
- * each entry is a list of CSS selectors tried in order, the first that matches wins. If the tag
- * field cannot be found at all, content.js falls back to a floating panel, so the user still
- * gets suggestions (with copy buttons) while this file waits for an update.
+ * each entry is a list of CSS selectors tried in order, the first that matches wins.
+ *
+ * What is attested about the real uploader (flickr.com/photos/upload, "editr", a YUI 3 app):
+ * the ids in `realUploader` and `publish*`, a grid called editr-grid with a `.selected-wrapper`,
+ * a left edit panel whose tag part is Flickr's autocomplete widget. The exact markup of the tag
+ * field and of the photo cards is NOT known, so they are found by the looser rules below
+ * (attribute words and class fragments), and a user can point at the tag field once ("Pick the
+ * tag field" in the popup). When no tag field is found, or Lablr cannot tell which photo the
+ * edit panel shows, content.js lists every photo in a floating panel instead of typing anywhere.
  */
 "use strict";
 
 // eslint-disable-next-line no-unused-vars
 const LABLR_SELECTORS = Object.freeze({
-  // Where photos come in: the "Choose photos and videos" file input and the page-wide drop zone.
-  // (content.js listens to change/drop on the whole document, so these are only hints.)
-  fileInput: ['input[type="file"]'],
+  // Attested on the real uploader: any one of them means "this is Flickr's editr".
+  realUploader: [
+    "#choose-photos-and-videos",
+    "#button-add-photos",
+    "#action-publish",
+    "#editr-publish-dialog",
+    ".browse-button-choose-files",
+  ],
 
-  // One card per added photo in the grid.
+  // One card per added photo in the grid: known markup first, then class fragments (guessed).
   photoCard: [
     ".uploadr-photo-card",
     "[data-uploadr-item]",
     ".photo-card",
     "li.upload-item",
+  ],
+  photoCardLoose: [
+    "[class*='editr-grid'] li",
+    "[class*='grid'] [class*='item']",
+    "[class*='grid'] [class*='photo']",
+    "[class*='grid'] [class*='card']",
+    "[class*='grid'] [class*='tile']",
   ],
   // The card(s) currently selected: their details show in the editing panel.
   selectedCard: [
@@ -29,13 +47,25 @@ const LABLR_SELECTORS = Object.freeze({
     ".photo-card.selected",
     "li.upload-item.selected",
   ],
+  // A loose card is selected when it matches one of these, or holds a visible `selectedMarker`.
+  selectedLoose: [
+    ".selected-wrapper",
+    "[aria-selected='true']",
+    "[class*='selected']",
+    "[class*='active']",
+  ],
+  selectedMarker: [".selected-wrapper"], // attested on the real grid; guessed to show on the chosen card
   // Inside a card: the element that names the photo (Flickr titles a new photo after its file).
   cardName: [
     "[data-uploadr-filename]",
     ".uploadr-photo-card-title input",
     ".uploadr-photo-card-title",
     ".photo-title",
-    "img[alt]",
+    "[class*='title'] input",
+    "[class*='title'] textarea",
+    "[class*='title']",
+    "input[type='text']",
+    "img[alt]:not([alt=''])",
   ],
   // The attribute on cardName that holds the name, when it is not a value or text.
   cardNameAttribute: ["data-uploadr-filename", "alt"],
@@ -53,6 +83,25 @@ const LABLR_SELECTORS = Object.freeze({
     "input[aria-label='Add tags']",
     "input[placeholder='Add tags']",
   ],
+  // The loose rule: a text input or textarea whose placeholder, aria-label or name contains this
+  // word (any case), preferring one inside the edit panel, never one in the site's search.
+  textEntry: ["input:not([type]), input[type='text'], textarea"],
+  tagWord: "tag",
+  tagWordAttributes: ["placeholder", "aria-label", "name"],
+  editPanel: [
+    ".uploadr-edit-panel",
+    "[class*='edit-panel']",
+    "[class*='edit'][class*='panel']",
+    "[class*='sidebar']",
+    "[role='complementary']",
+  ],
+  searchBox: [
+    "[role='search']",
+    "form[action*='search']",
+    "[class*='search']",
+    "[id*='search']",
+    "input[type='search']",
+  ],
   tagToken: [
     ".uploadr-edit-tags .uploadr-tag-token",
     "[data-uploadr-field='tags'] [data-tag]",
@@ -61,4 +110,11 @@ const LABLR_SELECTORS = Object.freeze({
   // On a token, where the tag's text is (an attribute is preferred over visible text).
   tagTokenAttribute: ["data-tag"],
   tagTokenText: [".uploadr-tag-text", ".tag-text"],
+  // How far up from the tag input a new token is looked for, to tell that a typed tag was taken.
+  tokenSearchLevels: 3,
+
+  // Publishing. A click on `publishStart` publishes at once, unless one of `publishConfirm` is
+  // on the page: then the click on it does (attested: #action-publish opens #editr-publish-dialog).
+  publishStart: ["#action-publish", ".uploadr-upload-button"],
+  publishConfirm: ["#confirm-publish"],
 });

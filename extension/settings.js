@@ -7,7 +7,13 @@ const LABLR_DEFAULTS = Object.freeze({
   count: 10, // how many tags to suggest per photo
   addTop: 5, // how many the "Add top N" button adds
   autoSuggest: true, // ask as soon as a photo is added, or only on a click
+  minScore: 0.2, // hide tags whose score (a probability) is below this; 0 shows all
+  teach: true, // on publishing, send each photo's final tags to the server so it learns
 });
+
+// Where the tag field the user picked ("Pick the tag field" in the popup) is kept in storage.local.
+// eslint-disable-next-line no-unused-vars
+const LABLR_PICKED_FIELD = "tagFieldSelector";
 
 // Lablr only ever talks to a server on this computer.
 // eslint-disable-next-line no-unused-vars
@@ -24,6 +30,9 @@ function lablrNormalizeSettings(stored) {
   s.count = int(s.count, 1, 100, LABLR_DEFAULTS.count);
   s.addTop = int(s.addTop, 1, 100, LABLR_DEFAULTS.addTop);
   s.autoSuggest = s.autoSuggest !== false;
+  s.teach = s.teach !== false;
+  const score = Number(s.minScore);
+  s.minScore = Number.isFinite(score) ? Math.min(1, Math.max(0, score)) : LABLR_DEFAULTS.minScore;
   s.server = String(s.server || LABLR_DEFAULTS.server).replace(/\/+$/, "");
   return s;
 }

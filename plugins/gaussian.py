@@ -76,6 +76,13 @@ class GaussianTagModel:
         self._cache = None
         return self
 
+    def copy(self) -> "GaussianTagModel":
+        other = GaussianTagModel(self.shrinkage, self.shared)
+        other.tags, other.counts = list(self.tags), self.counts.copy()
+        other._sums = None if self._sums is None else self._sums.copy()
+        other._outer_sums = None if self._outer_sums is None else self._outer_sums.copy()
+        return other
+
     def merge(self, other: "GaussianTagModel"):
         """Add another model's statistics (e.g. fitted on another shard of the data)."""
         self._add_tags([t for t in other.tags if t not in self.tags], other._sums.shape[1])

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,11 +25,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lablr.core import defaults
+from lablr.core import __version__, defaults
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
+from . import feedback
 from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
 from .keywords import embed
 from .openapi import openapi_schema
@@ -42,6 +44,7 @@ PLOT_LOCK = threading.Lock()  # matplotlib shares font objects between figures, 
 ENV_MODEL = "LABLR_MODEL"
 ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
 ENV_ADDRESS = "LABLR_ADDRESS"
+ENV_PERSONAL = "LABLR_PERSONAL"  # "0": serve the bundle alone (lablr serve --no-personal)
 ENV_ALLOWED_HOSTS = "LABLR_ALLOWED_HOSTS"
 ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
@@ -50,7 +53,7 @@ ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 async def health(request):
-    return JSONResponse({"status": "ok", "model": request.app.state.model.summary()})
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
 
 
 async def suggest(request):
@@ -85,12 +88,13 @@ async def plot(request):
         raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
                          code="bad_parameter", status=422)
 
-    def work():
-        image = model.decode(uploads[0].data)
+    def draw(image):
         with PLOT_LOCK:
             return model.plot(image, k, format=picture_format, scorer=scorer)
 
-    data = await run_in_threadpool(work)
+    image = await run_in_threadpool(model.decode, uploads[0].data)
+    async with request.app.state.plot_turn:  # pictures wait here, in the event loop, not in pool threads
+        data = await run_in_threadpool(draw, image)
     return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
 
 
@@ -123,6 +127,8 @@ ROUTES = [
     Route("/api/v1/embed", embed, methods=["POST"]),
     Route("/api/v1/tags", tags, methods=["GET"]),
     Route("/api/v1/plugins", plugins, methods=["GET"]),
+    Route("/api/v1/feedback", feedback.feedback, methods=["POST"]),
+    Route("/api/v1/personal", feedback.personal, methods=["GET"]),
     Route("/openapi.json", openapi, methods=["GET"]),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
@@ -134,6 +140,8 @@ ROUTES = [
 @contextlib.asynccontextmanager
 async def lifespan(app):
     app.state.model = await run_in_threadpool(_load_and_warm, app.state.model_source)
+    app.state.plot_turn = anyio.Lock()
+    await run_in_threadpool(feedback.open_personal, app.state, app.state.personal_enabled)
     # matplotlib's import and fonts take a second or two: after start-up, not before health answers
     threading.Thread(target=_warm_picture, args=(app.state.model,), daemon=True).start()
     summary = app.state.model.summary()
@@ -145,18 +153,21 @@ async def lifespan(app):
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
                address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
-               body_timeout: float = defaults.BODY_TIMEOUT) -> Starlette:
-    """The app for a model: a bundle's path, a bundled model's name, or a loaded Model.
+               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True) -> Starlette:
+    """The app for a model: a bundle's path, a bundled model's name, or a loaded Model; with the
+    user's personal layer of that model unless `personal` is False.
 
     Only requests whose Host is one of `allowed_hosts` and that come from no other site reach any
     route (lablr.server.guard); in-process tests use base_url="http://127.0.0.1:8777".
     """
     handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout)]
+    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout),
+                  Middleware(feedback.PersonalRefresh)]
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.model_source = model
     app.state.max_body_bytes = max_body_bytes
     app.state.address = address
+    app.state.personal_enabled = personal
     return app
 
 
@@ -166,7 +177,8 @@ def create_app_from_env() -> Starlette:
                       max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
                       address=os.environ.get(ENV_ADDRESS),
                       allowed_hosts=os.environ.get(ENV_ALLOWED_HOSTS, ",".join(LOOPBACK_NAMES)).split(","),
-                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)))
+                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)),
+                      personal=os.environ.get(ENV_PERSONAL, "1") != "0")
 
 
 def _load_and_warm(model) -> Model:

@@ -20,6 +20,7 @@ def _errors(*statuses):
                403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site).",
                404: "No such path.",
                408: "The body did not arrive in time.",
+               409: "The server runs with --no-personal and records no feedback.",
                413: "The body is over the limit, or the images have more pixels than Lablr decodes.",
                415: "The body is neither multipart/form-data nor an image/* type (embed: or a format Lablr "
                     "cannot write keywords into).",
@@ -101,6 +102,29 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                 for mime in ("image/jpeg", "image/png", "image/tiff", "image/webp")}},
                     **_errors(400, 403, 408, 413, 415, 422)},
             }},
+            "/api/v1/feedback": {"post": {
+                "summary": "Learn from a published photo: its latent joins the statistics of its final tags.",
+                "description": "The photo is encoded once; its latent, tags and what was suggested are recorded in "
+                               "the personal layer of this model on this machine (the image is not kept). A tag "
+                               f"new to the model is suggested once {defaults.PERSONAL_MIN_PHOTOS} photos carry "
+                               "it. The same photo (by SHA-256) counts once. The next request uses the update.",
+                "operationId": "feedback",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": [FIELD, "tags"], "properties": {
+                        FIELD: {"type": "string", "format": "binary", "description": "The photo, one file."},
+                        "tags": {"type": "string", "examples": ["sunset,beach,sea"],
+                                 "description": "The tags the photo was published with, comma-separated "
+                                                f"(at most {defaults.MAX_FEEDBACK_TAGS})."},
+                        "suggested": {"type": "string", "description": "What Lablr suggested, comma-separated."},
+                    }}}}},
+                "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
+                              **_errors(400, 409, 413, 415, 422)},
+            }},
+            "/api/v1/personal": {"get": {
+                "summary": "What the model learned from your photos: how many, and the tags added.",
+                "operationId": "personal",
+                "responses": {"200": _json(_ref("Personal"), "The personal layer's state.")},
+            }},
             "/api/v1/tags": {"get": {
                 "summary": "Every tag the model knows, with its photo count and dispersion.", "operationId": "tags",
                 "responses": {"200": _json(_ref("Tags"), "Most frequent tags first.")},
@@ -129,8 +153,9 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "calibrated": {"type": "boolean", "description": "Whether `score` is a calibrated probability."},
                 "min_probability": {"type": "number", "description": "When calibrated: below this probability "
                                     "the web page hides a tag unless the user chooses otherwise."}}},
-            "Health": {"type": "object", "required": ["status", "model"], "properties": {
-                "status": {"const": "ok"}, "model": _ref("Model")}},
+            "Health": {"type": "object", "required": ["status", "version", "model"], "properties": {
+                "status": {"const": "ok"}, "version": {"type": "string", "description": "Lablr's version."},
+                "model": _ref("Model")}},
             "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
                 "tag": {"type": "string"},
                 "score": {"type": "number", "description": "With a calibrated model (see health): the probability, "
@@ -149,6 +174,26 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                                     "properties": {
                     "tag": {"type": "string"}, "count": {"type": "integer"},
                     "dispersion": {"type": "number", "description": "Log-determinant of the tag's covariance."}}}}}},
+            "Personal": {"type": "object", "required": ["enabled", "photos", "added_tags", "pending_tags"],
+                         "properties": {
+                "enabled": {"type": "boolean", "description": "False when serving with --no-personal."},
+                "photos": {"type": "integer", "description": "Photos learned from."},
+                "added_tags": {"type": "array", "items": {"type": "string"},
+                               "description": "Tags new to the model that are now suggested."},
+                "pending_tags": {"type": "object", "additionalProperties": {"type": "integer"},
+                                 "description": "New tags with fewer photos than min_photos: not suggested yet."},
+                "min_photos": {"type": "integer"}, "version": {"type": "integer"}}},
+            "Feedback": {"type": "object", "required": ["recorded", "photo_hash", "tags", "personal"], "properties": {
+                "recorded": {"type": "boolean", "description": "False when this photo was already learned from."},
+                "photo_hash": {"type": "string", "description": "SHA-256 of the photo's bytes."},
+                "tags": {"type": "array", "items": {"type": "string"}, "description": "The tags, as stored."},
+                "suggested": {"type": ["array", "null"], "items": {"type": "string"}},
+                "learning": {"type": "array", "items": {"type": "string"},
+                             "description": "Those of its tags that the model suggests, with this photo in them."},
+                "pending": {"type": "object", "additionalProperties": {"type": "integer"},
+                            "description": "Its new tags still below min_photos, with their photo counts."},
+                "min_photos": {"type": "integer"}, "message": {"type": "string"},
+                "personal": _ref("Personal")}},
             "Plugins": {"type": "object", "required": ["plugins"], "properties": {"plugins": {
                 "type": "array", "items": {"type": "object", "required": ["kind", "name", "plugin"], "properties": {
                     "kind": {"type": "string", "enum": ["encoder", "tag_model", "scorer", "visualizer", "source"]},

@@ -9,7 +9,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from lablr.core import defaults
 
-from .app import ENV_ADDRESS, ENV_ALLOWED_HOSTS, ENV_BODY_TIMEOUT, ENV_MAX_BODY, ENV_MODEL
+from .app import ENV_ADDRESS, ENV_ALLOWED_HOSTS, ENV_BODY_TIMEOUT, ENV_MAX_BODY, ENV_MODEL, ENV_PERSONAL
 from .connections import HeadDeadlineProtocol
 from .guard import allowed_names
 
@@ -17,7 +17,7 @@ from .guard import allowed_names
 def serve(host=defaults.HOST, port=defaults.PORT, model=defaults.DEFAULT_MODEL, workers=1,
           max_body_bytes=defaults.MAX_BODY_BYTES, access_log=False, allowed_hosts=(),
           body_timeout=defaults.BODY_TIMEOUT, keep_alive=defaults.KEEP_ALIVE_TIMEOUT,
-          limit_concurrency=defaults.LIMIT_CONCURRENCY):
+          limit_concurrency=defaults.LIMIT_CONCURRENCY, personal=True):
     # Workers are separate processes that build their own app: the settings travel in the environment.
     shown_host = f"[{host}]" if ":" in host else host
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
@@ -25,7 +25,7 @@ def serve(host=defaults.HOST, port=defaults.PORT, model=defaults.DEFAULT_MODEL, 
     os.environ.update({ENV_MODEL: str(model), ENV_MAX_BODY: str(max_body_bytes),
                        ENV_ADDRESS: f"http://{shown_host}:{port}",
                        ENV_ALLOWED_HOSTS: ",".join(sorted(allowed_names(host, allowed_hosts))),
-                       ENV_BODY_TIMEOUT: str(body_timeout)})
+                       ENV_BODY_TIMEOUT: str(body_timeout), ENV_PERSONAL: "1" if personal else "0"})
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lablr"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     log_config["loggers"]["uvicorn.error"] = {"level": "WARNING"}  # uvicorn's own startup lines

@@ -100,7 +100,48 @@ async def read_uploads(request: Request, limit: int) -> list[Upload]:
     return uploads
 
 
+async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[str, str]]:
+    """(photos, text fields by name) of a multipart/form-data request. Raises LablrError (400, 413, 415)."""
+    media_type, options = parse_options_header(request.headers.get("content-type", ""))
+    if media_type.decode("latin-1").lower() != "multipart/form-data":
+        declared = request.headers.get("content-length", "")
+        await _drain(request, int(declared) if declared.isdigit() else None, limit)
+        raise LablrError(f"Send multipart/form-data: the photo as a file in the field '{FIELD}', and the other "
+                         "fields as text.", code="unsupported_media_type", status=415)
+    body = await read_body(request, limit)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
+    return parse_form(body, boundary)
+
+
+def parse_form(body: bytes, boundary: bytes) -> tuple[list[Upload], dict[str, str]]:
+    """(photos, the first text field of each other name). Raises LablrError (400)."""
+    parts = parse_parts(body, boundary)
+    fields = {}
+    for part in parts:
+        if part.name != FIELD and part.name not in fields:
+            try:
+                fields[part.name] = bytes(part.data).decode("utf-8")
+            except UnicodeDecodeError:
+                raise LablrError(f"The field '{part.name}' is not UTF-8 text.", code="bad_multipart") from None
+    return _photos(parts), fields
+
+
 def parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
+    return _photos(parse_parts(body, boundary))
+
+
+def _photos(parts) -> list[Upload]:
+    uploads = [Upload(p.filename, bytes(p.data)) for p in parts if p.name == FIELD]
+    if not uploads:
+        sent = ", ".join(sorted({repr(p.name) for p in parts})) or "nothing"
+        raise LablrError(f"No photo: send it as a file in the form field '{FIELD}' (this request had {sent}).",
+                         code="no_image")
+    return uploads
+
+
+def parse_parts(body: bytes, boundary: bytes) -> list[_Part]:
     parts: list[_Part] = []
     header = [b"", b""]
 
@@ -136,9 +177,4 @@ def parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
         parser.finalize()
     except (MultipartParseError, ValueError) as error:
         raise LablrError(f"The multipart body is malformed ({error}).", code="bad_multipart") from None
-    uploads = [Upload(p.filename, bytes(p.data)) for p in parts if p.name == FIELD]
-    if not uploads:
-        sent = ", ".join(sorted({repr(p.name) for p in parts})) or "nothing"
-        raise LablrError(f"No photo: send it as a file in the form field '{FIELD}' (this request had {sent}).",
-                         code="no_image")
-    return uploads
+    return parts

@@ -1,9 +1,12 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
 import os
+import tempfile
 import zlib
 
 os.environ["LABLR_LOAD_PLUGINS"] = ""  # no third-party plugin unless a test installs one
+# Personal layers (and anything else of the user's) go to a directory of this run, never ~/.local/share.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="lablr-test-data-")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np

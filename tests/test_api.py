@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+import lablr.core
 from conftest import COLOURS, SHAPES, draw_shape
 from lablr.core.model import Model
 from lablr.server import create_app
@@ -66,9 +67,9 @@ def test_the_lifespan_loads_a_bundle_into_app_state(tiny_bundle):
 
 def test_health_names_the_model(client, tiny_bundle):
     body = client.get("/api/v1/health").json()
-    assert body == {"status": "ok", "model": {"name": tiny_bundle.name, "tags": len(TAGS), "encoder": "vae",
-                                              "scorer": "mahalanobis", "image_size": 16,
-                                              "calibrated": True, "min_probability": 0.2}}
+    assert body == {"status": "ok", "version": lablr.core.__version__,
+                    "model": {"name": tiny_bundle.name, "tags": len(TAGS), "encoder": "vae", "scorer": "mahalanobis",
+                              "image_size": 16, "calibrated": True, "min_probability": 0.2}}
 
 
 def test_tags_lists_every_tag_most_frequent_first(client, model):

@@ -124,6 +124,11 @@ class Centroids:
                 self.counts[self.tags.index(tag)] += 1
                 self._sums[self.tags.index(tag)] += z
 
+    def copy(self):
+        other = Centroids()
+        other.tags, other.counts, other._sums = list(self.tags), self.counts.copy(), self._sums.copy()
+        return other
+
     def centroids(self):
         return self._sums / np.maximum(self.counts, 1)[:, None]
 

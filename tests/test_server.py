@@ -11,6 +11,8 @@ import httpx
 import pytest
 from PIL import Image
 
+import lablr.core
+
 from conftest import COLOURS, SHAPES, draw_shape
 from lablr_server import READY, running_server
 
@@ -93,6 +95,7 @@ def test_health(client, tiny_bundle):
     assert answer.status_code == 200
     body = answer.json()
     assert body["status"] == "ok"
+    assert body["version"] == lablr.core.__version__ != ""
     assert body["model"]["name"] == tiny_bundle.name
     assert body["model"]["tags"] == len(TAGS)
     assert body["model"]["encoder"] == "vae" and body["model"]["scorer"] == "mahalanobis"

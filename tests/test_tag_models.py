@@ -21,8 +21,8 @@ def make_data(n=300, dim=6, seed=0):
     return np.array(latents), photo_tags
 
 
-def gaussian():
-    return get_part("tag_model", "gaussian")()
+def gaussian(**settings):
+    return get_part("tag_model", "gaussian")(**settings)
 
 
 def test_merging_shards_gives_the_same_model_as_fitting_everything():
@@ -57,13 +57,44 @@ def test_a_tag_with_fewer_photos_than_dimensions_is_still_invertible():
 def test_shrinkage_is_close_to_scikit_learns_oas_and_vanishes_with_many_photos():
     rng = np.random.default_rng(2)
     few = rng.normal(size=(40, 10)) @ rng.normal(size=(10, 10))
-    model = gaussian().fit(few, [["t"]] * 40, ["t"])
+    model = gaussian(shrinkage="oas").fit(few, [["t"]] * 40, ["t"])
     reference = OAS().fit(few).covariance_
     assert np.linalg.norm(model.covariances()[0] - reference) / np.linalg.norm(reference) < 0.05
 
     many = rng.normal(size=(20000, 4)) * [1, 2, 3, 4]
     model = gaussian().fit(many, [["t"]] * 20000, ["t"])
     np.testing.assert_allclose(model.covariances()[0], np.cov(many.T, bias=True), rtol=0.02, atol=0.02)
+
+
+def test_a_rare_tag_borrows_the_shape_of_the_common_ones():
+    """`shared`: 5 photos of a new tag get the typical tags' covariance, not a sphere."""
+    rng = np.random.default_rng(5)
+    shape = np.diag([9.0, 4.0, 1.0, 0.25])  # every tag spreads along the same axes
+    common = [rng.multivariate_normal(np.full(4, 5.0 * k), shape, size=300) for k in range(3)]
+    rare = rng.multivariate_normal(np.full(4, -5.0), shape, size=5)
+    latents = np.concatenate(common + [rare])
+    tags = [[f"t{k}"] for k in range(3) for _ in range(300)] + [["rare"]] * 5
+    model = gaussian(shared=20).fit(latents, tags, ["t0", "t1", "t2", "rare"])
+    variances = np.diag(model.covariances()[3])
+    assert np.all(np.abs(np.log(variances / np.diag(shape))) < np.log(2.5))
+    sphere = np.diag(gaussian().fit(latents, tags, ["t0", "t1", "t2", "rare"]).covariances()[3])
+    assert sphere[3] > 4 * shape[3, 3]  # OAS alone pulls 5 photos towards a sphere: the thin axis is lost
+    assert variances[3] < sphere[3] / 2
+    # a photo of the rare kind along its long axis is nearer the rare tag than any other
+    probe = np.array([[-5.0 + 6.0, -5.0, -5.0, -5.0]])
+    distances = get_part("scorer", "mahalanobis")().score(probe, model).distance[0]
+    assert int(np.argmin(distances)) == 3
+
+
+def test_a_copy_is_updated_alone():
+    latents, photo_tags = make_data()
+    model = gaussian(shared=10).fit(latents, photo_tags, TAGS)
+    before = model.covariances().copy()
+    copy = model.copy()
+    copy.update(latents[:5], [["new"]] * 5)
+    assert copy.tags == TAGS + ["new"] and copy.settings() == model.settings()
+    assert model.tags == TAGS
+    np.testing.assert_array_equal(model.covariances(), before)
 
 
 def test_mahalanobis_matches_scipy_for_every_tag():

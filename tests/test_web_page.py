@@ -199,3 +199,50 @@ def test_default_model_on_a_drawing_takes_the_readme_screenshot(browser):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     shot.convert("RGB").quantize(colors=128).save(SCREENSHOT, optimize=True)  # small enough for the README
     assert SCREENSHOT.stat().st_size < 300_000
+
+
+@pytest.fixture
+def learning_page(browser, tiny_bundle, tmp_path):
+    """The page of a server with its own, empty personal layer."""
+    with running_server(tiny_bundle, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _):
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        page.goto(base + "/")
+        yield page, base
+        context.close()
+
+
+def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(learning_page):
+    import httpx
+
+    page, base = learning_page
+    page.wait_for_function("() => document.getElementById('learned').textContent.includes('0 of your photos')")
+    assert "no new tags yet" in page.locator("#learned").inner_text()
+    page.fill("#threshold", "0")  # every suggestion shown, whatever its probability
+    before = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
+
+    for seed in range(5):
+        photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
+        page.set_input_files("#photo", files=[{"name": f"mine-{seed}.png", "mimeType": "image/png", "buffer": photo}])
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")  # this photo's
+        assert page.locator("#my-tags").input_value() == ""  # a new photo starts with no tags of its own
+        page.locator("#tags .name", has_text="red").click()  # a suggestion, added with a click
+        assert page.locator("#my-tags").input_value() == "red"
+        page.locator("#my-tags").press("End")
+        page.locator("#my-tags").type(", circle, my stamp")
+        page.click("#mine")
+        page.wait_for_function(f"() => document.getElementById('learned').textContent"
+                               f".includes('Learned from {seed + 1} of your photo')")
+        if seed < 4:
+            assert f"my stamp ({seed + 1} of 5)" in page.locator("#learned").inner_text()
+            assert "Learned from this photo for red, circle" in page.locator("#status").inner_text()
+
+    assert "tags added: my stamp" in page.locator("#learned").inner_text()
+    assert "7 tags" in page.locator("#model").inner_text()
+    after = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
+    assert after == {**before, "red": before["red"] + 5, "circle": before["circle"] + 5, "my stamp": 5}
+
+    page.click("#mine")  # the same photo again counts once
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('counts once')")
+    assert httpx.get(base + "/api/v1/personal").json()["photos"] == 5
+    assert page.locator("#error").is_hidden()

@@ -52,6 +52,8 @@ function renderTags(all) {
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = s.tag;
+    name.title = "Add to the tags you gave this photo";
+    name.addEventListener("click", () => addMyTag(s.tag));
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
@@ -69,6 +71,7 @@ function renderTags(all) {
 
 async function handle(file) {
   if (!file) return;
+  if (file !== current) $("my-tags").value = "";
   current = file;
   showError("");
   const preview = $("preview");
@@ -101,6 +104,52 @@ async function handle(file) {
   } catch (error) {
     $("results").hidden = true;
     $("status").textContent = "";
+    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+  }
+}
+
+function myTags() {
+  return $("my-tags").value.split(",").map((t) => t.trim()).filter((t) => t);
+}
+
+function addMyTag(tag) {
+  const tags = myTags();
+  if (!tags.includes(tag)) $("my-tags").value = [...tags, tag].join(", ");
+}
+
+function showLearned(personal) {
+  const line = $("learned");
+  if (!personal.enabled) {
+    line.textContent = "Not learning from your photos (this server runs with --no-personal).";
+    $("mine-form").hidden = true;
+    return;
+  }
+  const photos = personal.photos === 1 ? "1 of your photos" : `${personal.photos} of your photos`;
+  const added = personal.added_tags.length ? `tags added: ${personal.added_tags.join(", ")}` : "no new tags yet";
+  const waiting = Object.entries(personal.pending_tags).map(([t, n]) => `${t} (${n} of ${personal.min_photos})`);
+  line.textContent = `Learned from ${photos}; ${added}.` + (waiting.length ? ` Waiting for more photos: ${waiting.join(", ")}.` : "");
+}
+
+async function sendMyTags(event) {
+  event.preventDefault();
+  showError("");
+  const tags = myTags();
+  if (!current) return showError("Choose a photo first.");
+  if (!tags.length) return showError("Write the tags you gave this photo first, comma-separated.");
+  const data = new FormData();
+  data.append("image", current, current.name);
+  data.append("tags", tags.join(","));
+  data.append("suggested", [...document.querySelectorAll("#tags .pick")].map((box) => box.value).join(","));
+  try {
+    const response = await fetch("/api/v1/feedback", { method: "POST", body: data });
+    if (!response.ok) throw new Error(await apiError(response));
+    const answer = await response.json();
+    const waiting = Object.keys(answer.pending);
+    $("status").textContent = !answer.recorded ? answer.message
+      : `Learned from this photo for ${answer.learning.join(", ") || "no tag yet"}.`
+        + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.join(", ")}.` : "");
+    await showModel(); // the tag count and what was learned, as the server now has them
+  } catch (error) {
     showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
   }
 }
@@ -169,16 +218,24 @@ document.addEventListener("DOMContentLoaded", async () => {
     $("status").textContent = "Tags copied: paste them into Flickr's tag field.";
   });
   $("download").addEventListener("click", downloadWithTags);
+  $("mine-form").addEventListener("submit", sendMyTags);
+  await showModel(true);
+});
+
+async function showModel(first = false) {
   try {
     const health = await (await fetch("/api/v1/health")).json();
     const m = health.model;
     $("model").textContent = `Model ${m.name}: ${m.tags} tags, ${m.encoder} encoder, ${m.scorer} scorer.`;
-    calibrated = Boolean(m.calibrated);
-    $("threshold-label").hidden = !calibrated; // raw scores are no probabilities: nothing to hide by
-    const chosen = localStorage.getItem(THRESHOLD_KEY);
-    $("threshold").value = chosen ?? String(m.min_probability ?? 0);
-    if (lastSuggestions.length) renderTags(lastSuggestions);
+    if (first) {
+      calibrated = Boolean(m.calibrated);
+      $("threshold-label").hidden = !calibrated; // raw scores are no probabilities: nothing to hide by
+      const chosen = localStorage.getItem(THRESHOLD_KEY);
+      $("threshold").value = chosen ?? String(m.min_probability ?? 0);
+      if (lastSuggestions.length) renderTags(lastSuggestions);
+    }
+    showLearned(await (await fetch("/api/v1/personal")).json());
   } catch {
     $("model").textContent = "The Lablr server cannot be reached.";
   }
-});
+}
