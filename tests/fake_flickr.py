@@ -3,12 +3,16 @@
 A Starlette app under uvicorn, in a thread of the test process, on a free port. It answers the
 way api.flickr.com does (format=rest: `<rsp stat="ok">` XML; format=json too) for
 flickr.photos.search (tags, licence filter, relevance order, paging; pages past the last repeat
-the last one, as Flickr's do) and flickr.tags.getHotList; checks the API key and the OAuth
-HMAC-SHA1 signature flickrapi sends in its Authorization header (error 100, 96); and serves
-real JPEGs at the URLs its answers give, laid out like live.staticflickr.com
-(/{server}/{id}_{secret}.jpg). Deleted photos redirect to Flickr's "photo unavailable" image.
+the last one, as Flickr's do), flickr.people.getPublicPhotos (a user's photos, newest first),
+flickr.urls.lookupUser, flickr.people.findByUsername and flickr.tags.getHotList; checks the API
+key and the OAuth HMAC-SHA1 signature flickrapi sends in its Authorization header (error 100, 96);
+and serves real JPEGs at the URLs its answers give, laid out like live.staticflickr.com
+(/{server}/{id}_{secret}_{suffix}.jpg), at each size's pixels: every size up to the original's,
+less those a photo `lacks` (`url_n`, `width_n`, `height_n`... as the `extras` ask). Deleted
+photos redirect to Flickr's "photo unavailable" image.
 
-Faults are scripted per call: `fail_next(method, "503", "429", "slow", "105")` for the API,
+Faults are scripted per call: `fail_next(method, "503", "429", "slow", "105", "cut:40")` for the API
+(cut:N sends the first N bytes of the real answer),
 `fail_image(photo_id, ...)` for images. It counts what it served, so tests can check that
 nothing was asked twice.
 """
@@ -19,6 +23,7 @@ import hashlib
 import hmac
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -35,12 +40,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from lablr.plugins.flickr.defaults import SIZES  # Flickr's size names, URL suffixes and pixels
+
 API_KEY, API_SECRET = "0123456789abcdef0123456789abcdef", "fedcba9876543210"
 COLOURS = ("red", "blue", "green")
 SHAPES = ("circle", "square", "triangle")
 RATE_LIMITED = "<html><body><h1>429 Too Many Requests</h1>\nYou have sent too many requests in a given amount of time.\n</body></html>\n"
 SERVER_ERROR = "<html><body><h1>{code} Server Error</h1>\nThe server encountered a temporary error.\n</body></html>\n"
-ERRORS = {100: "Invalid API Key (Key has invalid format)", 96: "Invalid signature",
+ERRORS = {1: "User not found", 2: "Unknown user",
+          100: "Invalid API Key (Key has invalid format)", 96: "Invalid signature",
           105: "Service currently unavailable", 112: "Method \"{method}\" not found"}
 
 
@@ -57,6 +65,10 @@ class FakePhoto:
     colour: str
     shape: str
     seed: int
+    width: int = 1024  # the original's pixels: Flickr offers every size up to these
+    height: int = 768
+    lacks: frozenset = frozenset()  # size extras this photo has not (e.g. an old upload without url_n)
+    path_alias: str = ""  # the owner's URL name: flickr.com/photos/{path_alias}/
 
 
 def make_photos(per_kind=6, owners=9, extra_tags=True) -> list[FakePhoto]:
@@ -74,16 +86,36 @@ def make_photos(per_kind=6, owners=9, extra_tags=True) -> list[FakePhoto]:
             id=photo_id, owner=owner, ownername=f"Photographer {i % owners}",
             secret=hashlib.sha1(photo_id.encode()).hexdigest()[:10], server="65535",
             title=f"A {colour} {shape} & friends #{n}", license=i % 11, tags=tags, colour=colour, shape=shape,
-            seed=zlib.crc32(photo_id.encode())))
+            seed=zlib.crc32(photo_id.encode()), width=(1024, 768)[i % 2], height=(768, 1024)[i % 2],
+            path_alias=f"photographer{i % owners}"))
     return photos
 
 
-def jpeg_bytes(photo: FakePhoto, side: int) -> bytes:
+def size_pixels(photo: FakePhoto, extra: str):
+    """(width, height) of a photo at one of Flickr's sizes, or None when Flickr does not offer it."""
+    _, longest, square = SIZES[extra]
+    if extra in photo.lacks or longest > max(photo.width, photo.height) and not square:
+        return None
+    if square:
+        return longest, longest
+    scale = longest / max(photo.width, photo.height)
+    return round(photo.width * scale), round(photo.height * scale)
+
+
+def draw(photo: FakePhoto, width: int, height: int) -> Image.Image:
+    """The photo's shape on white, drawn at the size's short side and centred."""
     from conftest import draw_shape  # tests/conftest.py: the drawn shapes the tiny models learn
 
-    image = draw_shape(photo.colour, photo.shape, size=side, seed=photo.seed)
+    side = min(width, height)
+    image = Image.new("RGB", (width, height), "white")
+    image.paste(draw_shape(photo.colour, photo.shape, size=side, seed=photo.seed),
+                ((width - side) // 2, (height - side) // 2))
+    return image
+
+
+def jpeg_bytes(photo: FakePhoto, side: int = 96, height: int | None = None) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
+    draw(photo, side, height or side).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 
@@ -99,7 +131,6 @@ class FakeFlickr:
     api_key: str = API_KEY
     secret: str = API_SECRET
     hot: tuple = ("green", "circle", "red", "square")
-    image_side: int = 96
     image_delay: float = 0.0  # seconds between the chunks of an image: slow downloads
     api_delay: float = 0.0  # seconds before every API answer
     slow_seconds: float = 3.0  # how long a "slow" fault waits before answering
@@ -112,9 +143,11 @@ class FakeFlickr:
         self.calls = Counter()  # API method -> calls answered (faults included)
         self.searches = []  # (tags, page) of every search answered with photos
         self.image_requests = Counter()  # photo id -> requests
+        self.size_requests = Counter()  # size extra (url_n, url_q...) -> image requests
         self.images_served = Counter()  # photo id -> whole bodies sent
         self._lock = threading.Lock()
         self._by_id = {p.id: p for p in self.photos}
+        self._suffixes = {suffix: extra for extra, (suffix, _, _) in SIZES.items()}
         self._jpegs = {}
         self.app = Starlette(routes=[
             Route("/services/rest/", self.rest, methods=["GET", "POST"]),
@@ -162,8 +195,13 @@ class FakeFlickr:
         return {"LABLR_FLICKR_API_URL": self.api_url, "FLICKR_API_KEY": self.api_key,
                 "FLICKR_API_SECRET": self.secret}
 
-    def url_of(self, photo: FakePhoto) -> str:
-        return f"{self.base_url}/{photo.server}/{photo.id}_{photo.secret}.jpg"
+    def url_of(self, photo: FakePhoto, extra: str = "url_n") -> str:
+        suffix = SIZES[extra][0]
+        return f"{self.base_url}/{photo.server}/{photo.id}_{photo.secret}{'_' + suffix if suffix else ''}.jpg"
+
+    def users(self) -> dict:
+        """NSID -> (username, URL name) of everyone who has photos here."""
+        return {p.owner: (p.ownername, p.path_alias or p.owner) for p in self.photos}
 
     # -- the API ------------------------------------------------------------------------------
 
@@ -183,17 +221,29 @@ class FakeFlickr:
             return Response(RATE_LIMITED, status_code=429, media_type="text/html")
         elif fault and fault.isdigit() and int(fault) >= 500:
             return Response(SERVER_ERROR.format(code=fault), status_code=int(fault), media_type="text/html")
-        elif fault:
+        elif fault and not fault.startswith("cut:"):
             return self._error(int(fault), fmt, method)
         oauth = _oauth_params(request.headers.get("authorization", ""))
         if (oauth.get("oauth_consumer_key") or params.get("api_key")) != self.api_key:
             return self._error(100, fmt, method)
         if oauth and not self._signed(request, params, oauth):
             return self._error(96, fmt, method)
+        answer = self._answer(method, params, fmt)
+        if fault:  # "cut:N": the answer's first N bytes, as a dropped connection or a broken proxy leaves it
+            return Response(answer.body[:int(fault.split(":")[1])], media_type=answer.media_type)
+        return answer
+
+    def _answer(self, method, params, fmt):
         if method == "flickr.photos.search":
             return self._search(params, fmt)
         if method == "flickr.tags.getHotList":
             return self._hot(params, fmt)
+        if method == "flickr.people.getPublicPhotos":
+            return self._public_photos(params, fmt)
+        if method == "flickr.urls.lookupUser":
+            return self._lookup_user(params, fmt)
+        if method == "flickr.people.findByUsername":
+            return self._find_by_username(params, fmt)
         return self._error(112, fmt, method)
 
     def _signed(self, request, params, oauth):
@@ -210,14 +260,43 @@ class FakeFlickr:
     def _search(self, params, fmt):
         tag = params.get("tags", "").split(",")[0].strip().lower()
         licenses = {int(x) for x in params["license"].split(",")} if params.get("license") else None
+        with self._lock:
+            self.searches.append((tag, max(1, int(params.get("page", 1)))))
+        return self._photos_page(self.photos_tagged(tag, licenses), params, fmt)
+
+    def _public_photos(self, params, fmt):
+        user = params.get("user_id", "")
+        if user not in self.users():
+            return self._error(2, fmt, "")
+        with self._lock:
+            self.searches.append((f"user:{user}", max(1, int(params.get("page", 1)))))
+        newest_first = sorted((p for p in self.photos if p.owner == user), key=lambda p: -int(p.id))
+        return self._photos_page(newest_first, params, fmt)
+
+    def _lookup_user(self, params, fmt):
+        match = re.match(r"^(?:https?://)?(?:www\.)?flickr\.com/(?:photos|people)/([^/?#]+)", params.get("url", ""))
+        name = match and unquote(match.group(1))
+        found = [(nsid, user) for nsid, user in self.users().items() if name in (nsid, user[1])]
+        return self._user(found, fmt)
+
+    def _find_by_username(self, params, fmt):
+        wanted = params.get("username", "").strip().lower()
+        return self._user([(nsid, u) for nsid, u in self.users().items() if u[0].lower() == wanted], fmt)
+
+    def _user(self, found, fmt):
+        if not found:
+            return self._error(1, fmt, "")
+        nsid, (username, _) = found[0]
+        if fmt == "json":
+            return JSONResponse({"user": {"id": nsid, "nsid": nsid, "username": {"_content": username}}, "stat": "ok"})
+        return self._xml(f'<user id="{nsid}" nsid="{nsid}">\n\t<username>{escape(username)}</username>\n</user>')
+
+    def _photos_page(self, found, params, fmt):
         per_page = max(1, min(500, int(params.get("per_page", 100))))
-        found = self.photos_tagged(tag, licenses)
         pages = max(1, -(-len(found) // per_page))
         page = max(1, int(params.get("page", 1)))
         shown = min(page, pages)  # past the last page Flickr answers with the last page again
         chunk = found[(shown - 1) * per_page:shown * per_page]
-        with self._lock:
-            self.searches.append((tag, page))
         extras = set(params.get("extras", "").split(","))
         rows = [self._photo_attrs(p, extras) for p in chunk]
         head = {"page": page, "pages": pages, "perpage": per_page, "total": len(found)}
@@ -235,8 +314,11 @@ class FakeFlickr:
             row["ownername"] = photo.ownername
         if "tags" in extras:
             row["tags"] = " ".join(photo.tags)
-        if "url_m" in extras:
-            row |= {"url_m": self.url_of(photo), "height_m": self.image_side, "width_m": self.image_side}
+        for extra in sorted(extras & set(SIZES)):
+            pixels = size_pixels(photo, extra)
+            if pixels:
+                suffix = extra[len("url_"):]
+                row |= {extra: self.url_of(photo, extra), f"height_{suffix}": pixels[1], f"width_{suffix}": pixels[0]}
         return row
 
     def _hot(self, params, fmt):
@@ -271,12 +353,14 @@ class FakeFlickr:
     # -- the image servers --------------------------------------------------------------------
 
     async def image(self, request: Request):
-        photo_id = request.path_params["name"].split("_")[0]
-        photo = self._by_id.get(photo_id)
+        match = re.fullmatch(r"(\d+)_([0-9a-f]+)(?:_([a-z]))?\.jpg", request.path_params["name"])
+        photo_id, secret, suffix = match.groups() if match else ("", "", None)
+        photo, extra = self._by_id.get(photo_id), self._suffixes.get(suffix or "")
         with self._lock:
             self.image_requests[photo_id] += 1
+            self.size_requests[extra] += 1
             fault = self.image_faults[photo_id].pop(0) if self.image_faults[photo_id] else None
-        if photo is None or request.path_params["name"] != f"{photo.id}_{photo.secret}.jpg":
+        if photo is None or secret != photo.secret or extra is None or size_pixels(photo, extra) is None:
             return Response("Not Found", status_code=404)
         if photo_id in self.missing:
             return RedirectResponse("/images/en-us/photo_unavailable.png", status_code=302)
@@ -286,7 +370,7 @@ class FakeFlickr:
             return Response(RATE_LIMITED, status_code=429, media_type="text/html", headers={"Retry-After": "0"})
         elif fault:
             return Response(SERVER_ERROR.format(code=fault), status_code=int(fault), media_type="text/html")
-        data = self._jpeg(photo)
+        data = self._jpeg(photo, extra)
         if self.image_delay <= 0:
             with self._lock:
                 self.images_served[photo_id] += 1
@@ -302,11 +386,16 @@ class FakeFlickr:
 
         return StreamingResponse(slowly(), media_type="image/jpeg", headers={"Content-Length": str(len(data))})
 
-    def _jpeg(self, photo):
-        if photo.id not in self._jpegs:
-            data = jpeg_bytes(photo, self.image_side)
-            self._jpegs[photo.id] = data[:len(data) * 2 // 5] if photo.id in self.broken else data
-        return self._jpegs[photo.id]
+    def render(self, photo: FakePhoto, width: int, height: int) -> Image.Image:
+        return draw(photo, width, height)
+
+    def _jpeg(self, photo, extra):
+        if (photo.id, extra) not in self._jpegs:
+            buffer = io.BytesIO()
+            self.render(photo, *size_pixels(photo, extra)).save(buffer, "JPEG", quality=90)
+            data = buffer.getvalue()
+            self._jpegs[photo.id, extra] = data[:len(data) * 2 // 5] if photo.id in self.broken else data
+        return self._jpegs[photo.id, extra]
 
     async def unavailable(self, request: Request):
         return Response(unavailable_png(), media_type="image/png")

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from fake_flickr import COLOURS, SHAPES, FakeFlickr, make_photos
+from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
 from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
 from lablr.core.defaults import NON_VISUAL_TAGS
@@ -25,9 +25,10 @@ from lablr.core.errors import LablrError
 from lablr.plugins.flickr.api import FetchSettings, flickr_tag
 from lablr.plugins.flickr.downloads import Retry, TokenBucket
 from lablr.plugins.flickr.fetcher import fetch
+from lablr.plugins.flickr.sizes import preference
 
 FAST = FetchSettings(per_tag=1000, per_page=5, calls_per_hour=1e7, burst=100, workers=4, timeout=1.0,
-                     retry=Retry(attempts=5, backoff=0.01, cap=0.05))
+                     retry=Retry(attempts=5, backoff=0.01, cap=0.05), image_extras=preference(64))
 LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
@@ -72,8 +73,8 @@ def test_fetch_pages_through_every_tag_and_records_each_photo_once_with_all_its_
     for key, status, path, owner, license, title, url in rows:
         photo = wanted[key.split(":")[1]]
         assert (status, owner, license, title, url) == ("ok", photo.owner, str(photo.license), photo.title,
-                                                        flickr.url_of(photo))
-        assert Image.open(path).size == (flickr.image_side, flickr.image_side)
+                                                        flickr.url_of(photo, "url_q"))
+        assert Image.open(path).size == (150, 150)  # FAST is sized for the 64 px default: url_q
     assert set(flickr.image_requests) == set(wanted) and max(flickr.image_requests.values()) == 1
     assert not list(Path(f"{catalog}.flickr").rglob("*.part"))
 
@@ -393,3 +394,156 @@ def test_a_later_run_with_a_higher_per_tag_continues_the_search(flickr, tmp_path
     fetch(catalog, ["red"], settings=FetchSettings(**{**FAST.__dict__, "per_tag": 12}), progress=False)
     assert len(Catalog(catalog).photos()) == 12
     assert [page for _, page in flickr.searches] == [1, 2, 3]  # pages of 5: page 1, then 2 and 3
+
+
+# -- image sizes: the smallest that covers the model's input ------------------------------------
+
+def sizes_recorded(catalog):
+    with sqlite3.connect(catalog) as db:
+        return dict(db.execute("select p.key, s.size from image_sizes s join photos p on p.id = s.photo_id"))
+
+
+@pytest.mark.parametrize("options, size, pixels", [
+    (["--model", "openclipart-effnet"], "url_n", {(320, 240), (240, 320)}),  # the pretrained model's 224 px
+    (["--model", "openclipart-vae"], "url_q", {(150, 150)}),  # the pixel VAE's 64 px
+    (["--size", "224"], "url_n", {(320, 240), (240, 320)}),
+    (["--size", "400"], "url_z", {(640, 480), (480, 640)}),  # 500x375 (url_m) would not cover 400 px
+])
+def test_fetch_downloads_the_smallest_size_that_covers_the_model_input(flickr, tmp_path, options, size, pixels):
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "red", "--catalog", str(catalog), "--quiet",
+                                      "--calls-per-hour", "1e7", *options])
+    assert result.exit_code == 0, result.output
+    red = flickr.photos_tagged("red")
+    assert flickr.size_requests == {size: len(red)}  # every image asked once, at that size only
+    assert set(sizes_recorded(catalog).values()) == {size}
+    assert {Image.open(p["path"]).size for p in Catalog(catalog).photos()} == pixels
+    assert f"{size} {len(red)} (" in result.output
+
+
+def test_fetch_defaults_to_the_default_model_input_size(flickr, tmp_path):
+    from lablr.core import bundle, defaults
+
+    expected = preference(bundle.read_manifest(bundle.resolve(defaults.DEFAULT_MODEL)).image_size)[0]
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "blue", "--catalog", str(catalog), "--quiet",
+                                      "--calls-per-hour", "1e7"])
+    assert result.exit_code == 0, result.output
+    assert set(flickr.size_requests) == {expected}
+
+
+def test_a_photo_without_the_size_falls_back_to_the_next_larger_one(tmp_path, monkeypatch):
+    photos = make_photos()
+    lacking_n, small = photos[0], photos[1]
+    photos[0] = FakePhoto(**{**lacking_n.__dict__, "lacks": frozenset({"url_n"})})  # an old upload
+    photos[1] = FakePhoto(**{**small.__dict__, "width": 300, "height": 200})  # an original under 320 px
+    fake = FakeFlickr(photos=photos).start()
+    try:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        catalog = tmp_path / "flickr.db"
+        settings = FetchSettings(**{**FAST.__dict__, "image_extras": preference(224)})
+        fetch(catalog, ["red"], settings=settings, progress=False)
+        red = fake.photos_tagged("red")
+        sizes = sizes_recorded(catalog)
+        assert sizes.pop(f"flickr:{lacking_n.id}") == "url_m"  # the next larger: 500x375
+        assert sizes.pop(f"flickr:{small.id}") == "url_s"  # no size covers 224 px: the largest it has
+        assert set(sizes.values()) == {"url_n"}
+        assert fake.size_requests == {"url_n": len(red) - 2, "url_m": 1, "url_s": 1}
+    finally:
+        fake.stop()
+
+
+# -- a user's own photos -------------------------------------------------------------------------
+
+def user_photos(owner="99999999@N00", alias="mariesky", count=12):
+    """A user whose photos carry their own tags (a place, a dog's name) beside common ones."""
+    photos = []
+    for i in range(count):
+        colour, shape = COLOURS[i % 3], SHAPES[i % 3]
+        photo_id = str(54000000000 + i)
+        photos.append(FakePhoto(
+            id=photo_id, owner=owner, ownername="Marie Sky", secret=f"{i:010x}", server="65535",
+            title=f"Bruno #{i}", license=4, tags=["bruno", "lakegeneva", colour] + (["morgesharbour"] if i % 2 else []),
+            colour=colour, shape=shape, seed=i, path_alias=alias))
+    return photos
+
+
+@pytest.mark.parametrize("who", ["99999999@N00", "https://www.flickr.com/photos/mariesky/",
+                                 "flickr.com/people/mariesky", "mariesky", "Marie Sky"])
+def test_fetch_user_records_their_public_photos_with_their_tags(tmp_path, monkeypatch, who):
+    mine = user_photos()
+    fake = FakeFlickr(photos=make_photos() + mine).start()
+    try:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        catalog = tmp_path / "flickr.db"
+        result = CliRunner().invoke(cli, ["fetch", "--user", who, "--tags", "none", "--catalog", str(catalog),
+                                          "--quiet", "--calls-per-hour", "1e7", "--per-page", "5", "--size", "64"])
+        assert result.exit_code == 0, result.output
+        assert tags_of(catalog) == {f"flickr:{p.id}": expected_tags(p) for p in mine}
+        assert any("morgesharbour" in tags for tags in tags_of(catalog).values())
+        rows = catalog_rows(catalog)
+        assert {owner for _, _, _, owner, *_ in rows} == {"99999999@N00"}
+        assert [page for user, page in fake.searches if user == "user:99999999@N00"] == [1, 2, 3]
+        assert fake.calls["flickr.photos.search"] == 0 and fake.size_requests == {"url_q": len(mine)}
+    finally:
+        fake.stop()
+
+
+def test_fetch_user_and_tags_into_one_catalog_and_an_unknown_user(tmp_path, monkeypatch):
+    mine = user_photos()
+    fake = FakeFlickr(photos=make_photos() + mine).start()
+    try:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        catalog = tmp_path / "flickr.db"
+        result = CliRunner().invoke(cli, ["fetch", "--user", "mariesky", "--tags", "red,blue", "--catalog",
+                                          str(catalog), "--quiet", "--calls-per-hour", "1e7", "--size", "64"])
+        assert result.exit_code == 0, result.output
+        keys = set(tags_of(catalog))
+        assert {f"flickr:{p.id}" for p in mine} <= keys
+        assert {f"flickr:{p.id}" for p in fake.photos_tagged("red") + fake.photos_tagged("blue")} <= keys
+
+        result = CliRunner().invoke(cli, ["fetch", "--user", "nobody-here", "--tags", "none", "--catalog",
+                                          str(catalog), "--quiet", "--size", "64"])
+        assert result.exit_code == 1 and "Flickr knows no user 'nobody-here'" in result.output
+        assert fake.calls["flickr.people.findByUsername"] == 1  # not a URL name: perhaps a username
+        result = CliRunner().invoke(cli, ["fetch", "--tags", "none", "--catalog", str(catalog), "--size", "64"])
+        assert result.exit_code == 1 and "Nothing to fetch: give --tags, --user, or both." in result.output
+        assert "Traceback" not in result.output
+    finally:
+        fake.stop()
+
+
+def test_user_answers_cut_at_every_length_are_retried_or_refused_in_one_line(tmp_path, monkeypatch):
+    """flickr.urls.lookupUser and flickr.people.getPublicPhotos answers cut short, at every length:
+    never a traceback, never a wrong user or a photo read from half an answer."""
+    import httpx
+
+    from lablr.plugins.flickr.api import FlickrClient
+
+    mine = user_photos(count=3)
+    fake = FakeFlickr(photos=make_photos(per_kind=1) + mine).start()
+    try:
+        one_try = FetchSettings(**{**FAST.__dict__, "retry": Retry(attempts=1, backoff=0, cap=0),
+                                   "image_extras": preference(224)})
+        client = FlickrClient(fake.api_key, fake.secret, fake.api_url, one_try)
+        full = {method: len(httpx.post(fake.api_url, data={"method": method, "api_key": fake.api_key, **params})
+                            .content.rstrip())  # cut short of its closing tag
+                for method, params in [("flickr.urls.lookupUser", {"url": "flickr.com/photos/mariesky"}),
+                                       ("flickr.people.getPublicPhotos", {"user_id": mine[0].owner, "per_page": 3,
+                                                                          "extras": "tags,url_n"})]}
+        for length in range(full["flickr.urls.lookupUser"]):
+            fake.fail_next("flickr.urls.lookupUser", f"cut:{length}")
+            with pytest.raises(LablrError, match="Flickr did not answer flickr.urls.lookupUser"):
+                client.lookup_user("flickr.com/photos/mariesky")
+        assert client.lookup_user("flickr.com/photos/mariesky") == mine[0].owner
+        for length in range(0, full["flickr.people.getPublicPhotos"], 3):
+            fake.fail_next("flickr.people.getPublicPhotos", f"cut:{length}")
+            with pytest.raises(LablrError, match="Flickr did not answer"):
+                client.public_photos(mine[0].owner, 1, 3, preference(224))
+        photos, pages = client.public_photos(mine[0].owner, 1, 3, preference(224))
+        assert [p["id"] for p in photos] == [p.id for p in sorted(mine, key=lambda p: -int(p.id))] and pages == 1
+    finally:
+        fake.stop()

@@ -26,6 +26,7 @@ from .downloads import Retry, TokenBucket, Transient
 TRANSIENT_CODES = {0, 10, 105}
 KEY_CODES = {96, 97, 100}  # invalid signature, missing signature, invalid API key
 _MACHINE_TAG = re.compile(r"^[^:=\s]+:[^=\s]+=")
+_NSID = re.compile(r"\d+@N\d\d")
 
 
 def flickr_tag(text: str) -> str:
@@ -52,7 +53,7 @@ class FetchSettings:
     timeout: float = defaults.TIMEOUT
     retry: Retry = field(default_factory=lambda: Retry(defaults.ATTEMPTS, defaults.BACKOFF,
                                                        defaults.BACKOFF_CAP))
-    image_extras: tuple = defaults.IMAGE_EXTRAS
+    image_extras: tuple = ()  # the image sizes to ask for, best first (sizes.preference); () for the default model's
 
 
 def parse_licenses(text: str | None) -> tuple:
@@ -163,17 +164,39 @@ class FlickrClient:
         except SyntaxError as error:  # xml.etree's ParseError: a proxy's error page, a cut-off answer
             raise Transient(f"{method}: unreadable answer ({error})") from None
 
-    def search(self, tag: str, page: int, per_page: int, licenses=()):
+    def search(self, tag: str, page: int, per_page: int, licenses=(), extras=()):
         """(photo dicts, pages) for one page of photos carrying the tag, most relevant first."""
         params = {"tags": tag, "tag_mode": "all", "sort": "relevance", "media": "photos", "content_type": 1,
-                  "safe_search": 1, "per_page": per_page, "page": page,
-                  "extras": ",".join(["tags", "license", "owner_name", *self.settings.image_extras])}
+                  "safe_search": 1, "per_page": per_page, "page": page, "extras": _extras(extras)}
         if licenses:
             params["license"] = ",".join(str(i) for i in licenses)
-        photos = self.call("flickr.photos.search", **params).find("photos")
+        return self._page("flickr.photos.search", params)
+
+    def public_photos(self, user_id: str, page: int, per_page: int, extras=()):
+        """(photo dicts, pages) for one page of a user's public photos, newest first."""
+        params = {"user_id": user_id, "safe_search": 1, "content_type": 1, "per_page": per_page, "page": page,
+                  "extras": _extras(extras)}
+        return self._page("flickr.people.getPublicPhotos", params)
+
+    def _page(self, method, params):
+        photos = self.call(method, **params).find("photos")
         if photos is None:
-            raise LablrError("Flickr's answer to flickr.photos.search has no <photos>.")
+            raise LablrError(f"Flickr's answer to {method} has no <photos>.")
         return [dict(p.attrib) for p in photos.findall("photo")], int(photos.get("pages") or 0)
+
+    def lookup_user(self, text: str) -> str:
+        """The NSID of a user given as an NSID, a Flickr URL of theirs, or their URL name or username."""
+        text = text.strip()
+        if _NSID.fullmatch(text):
+            return text
+        url = text if re.match(r"^(https?://)?(www\.)?flickr\.com/", text) else None
+        found = self._user("flickr.urls.lookupUser", url=url or f"{defaults.PHOTOS_URL}{text}/")
+        if found is None and not url:
+            found = self._user("flickr.people.findByUsername", username=text)
+        if found is None or not found.get("id"):
+            raise LablrError(f"Flickr knows no user {text!r}. Give their NSID (12345678@N01), a link to their "
+                             "photos, or their URL name.")
+        return found.get("id")
 
     def hot_tags(self, count: int = defaults.HOT_COUNT, period: str = "day") -> list[str]:
         """The tags Flickr lists as hot now (flickr.tags.getHotList), most used first."""
@@ -181,12 +204,51 @@ class FlickrClient:
         tags = [flickr_tag(t.text or "") for t in (hot.findall("tag") if hot is not None else [])]
         return list(dict.fromkeys(t for t in tags if t))
 
+    def _user(self, method, **params):
+        """The <user> element of the answer, or None when Flickr says there is no such user (error 1)."""
+        try:
+            return self.call(method, **params).find("user")
+        except LablrError as error:
+            if "user not found" in str(error).lower():
+                return None
+            raise
 
-def photo_record(photo: dict, extras=defaults.IMAGE_EXTRAS) -> PhotoRecord | None:
+
+@dataclass(frozen=True)
+class ImageChoice:
+    size: str  # the size extra it came from, e.g. "url_n"
+    url: str
+    width: int | None
+    height: int | None
+
+
+def image_choice(photo: dict, extras) -> ImageChoice | None:
+    """The first of the size extras, in order, that the photo has (None when it has none)."""
+    for extra in extras:
+        if photo.get(extra):
+            suffix = extra[len("url_"):]
+            width, height = _int(photo.get(f"width_{suffix}")), _int(photo.get(f"height_{suffix}"))
+            return ImageChoice(extra, photo[extra], width, height)
+    return None
+
+
+def photo_record(photo: dict, extras) -> PhotoRecord | None:
     """A catalog record from one <photo> of a search answer (None when it offers no image)."""
-    url = next((photo[e] for e in extras if photo.get(e)), None)
-    if not url or not photo.get("id"):
+    choice = image_choice(photo, extras)
+    if not choice or not photo.get("id"):
         return None
+    url = choice.url
     tags = [t for t in (flickr_tag(raw) for raw in photo.get("tags", "").split()) if t]
     return PhotoRecord(key=f"flickr:{photo['id']}", path=None, tags=list(dict.fromkeys(tags)),
                        owner=photo.get("owner"), license=photo.get("license"), title=photo.get("title"), url=url)
+
+
+def _extras(sizes) -> str:
+    return ",".join(["tags", "license", "owner_name", *sizes])
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

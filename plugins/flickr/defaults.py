@@ -16,6 +16,7 @@ KEY_ENV, SECRET_ENV = "FLICKR_API_KEY", "FLICKR_API_SECRET"
 CONFIG_ENV = "LABLR_FLICKR_CONFIG"
 CONFIG = "~/.config/lablr/flickr.json"  # {"api_key": ..., "api_secret": ...}; under $XDG_CONFIG_HOME if set
 KEY_PAGE = "https://www.flickr.com/services/apps/create/"
+PHOTOS_URL = "https://www.flickr.com/photos/"  # + a URL name: a user's photostream
 
 # Flickr's all-time popular tags, as the original Lablr used them: `lablr fetch --tags default`
 TAGS = (
@@ -38,8 +39,19 @@ TIMEOUT = 30.0  # seconds per request
 ATTEMPTS = 6  # tries per request on timeouts, 5xx and rate limits
 BACKOFF = 1.0  # seconds before the first retry; doubles each time, with jitter
 BACKOFF_CAP = 120.0
-# The image to download: the first of these sizes a photo has (url_m: 500 px on the long side)
-IMAGE_EXTRAS = ("url_m", "url_n", "url_z", "url_s")
+
+# Flickr's image sizes, as the API's `extras` name them: (the image URL's suffix, the longest side in
+# pixels, cropped to a square). https://www.flickr.com/services/api/misc.urls.html
+SIZES = {
+    "url_sq": ("s", 75, True), "url_t": ("t", 100, False), "url_q": ("q", 150, True),
+    "url_s": ("m", 240, False), "url_n": ("n", 320, False), "url_m": ("", 500, False),
+    "url_z": ("z", 640, False), "url_c": ("c", 800, False), "url_l": ("b", 1024, False),
+}
+# A size covers a model's input when its short side does, for a photo of this shape (4:3, the most
+# common): url_n (320x240) covers 224 px. Sizes under MIN_SIDE are never taken: url_sq (75) and
+# url_t (100) would save a few kB a photo and leave nothing to spare for wider photos.
+ASPECT = 3 / 4
+MIN_SIDE = 150
 
 # Licence names for --licenses, as Flickr numbers them (flickr.photos.licenses.getInfo)
 LICENSES = {
@@ -47,3 +59,15 @@ LICENSES = {
     "no-known-restrictions": 7, "us-government": 8, "cc0": 9, "public-domain": 10,
 }
 LICENSE_GROUPS = {"cc": (1, 2, 3, 4, 5, 6, 9, 10), "free": (4, 5, 7, 8, 9, 10)}
+
+# `lablr build flickr`
+BUILD_PER_TAG = 300  # 45 tags x 300: a model in minutes (docs/flickr.md)
+TRAINED_ENCODERS = ("vae",)  # encoders build trains anew; any other is the model's own, and only the tags are fitted
+# A --user's photos are all theirs: no per-owner cap, split photo by photo, and their own tags are
+# learnt from this many photos (the popular tags keep the usual rules)
+OWN_MIN_TAG_PHOTOS = 5
+OWN_MIN_TRAIN_PHOTOS = 3
+# Each phase's share of the overall progress bar: seconds for 45 x 300 photos measured by
+# scripts/measure_flickr.py on 2 cores (training: the pixel VAE's 60 epochs, estimated)
+PHASE_WEIGHTS = {"Photos found": 4, "Images downloaded": 89, "Decoding images": 23, "Training the encoder": 8000,
+                 "Fitting and evaluating": 125}

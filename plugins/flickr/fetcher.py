@@ -3,9 +3,11 @@
 `fetch()` runs in two resumable phases:
 
 1. Search: for each tag, page through flickr.photos.search (sorted by relevance; Flickr's own
-   `tags` field gives every tag of a photo, already normalised) and add each photo once to the
-   catalog as "pending". The `searches` table records how far each query has paged, so a rerun
-   continues with the next page.
+   `tags` field gives every tag of a photo, already normalised), and for a user through
+   flickr.people.getPublicPhotos, and add each photo once to the catalog as "pending", with the
+   URL of the first image size it has of those asked for (sizes.py), recorded in `image_sizes`.
+   The `searches` table records how far each query has paged, so a rerun continues with the
+   next page.
 2. Download: the pending photos' images, a bounded pool of threads at a time, each written to
    a temporary name, fsynced and renamed; only then is the photo marked "ok" and the file
    recorded in `downloads`. A rerun downloads only what is still pending.
@@ -26,8 +28,10 @@ from lablr.core.checksums import sha256_file
 from lablr.core.errors import LablrError
 
 from . import defaults
-from .api import FetchSettings, FlickrClient, flickr_tag, photo_record
+from .api import FetchSettings, FlickrClient, flickr_tag, image_choice, photo_record
 from .downloads import ExclusiveLock, Gone, Transient, remove_partials, write_whole
+from .progress import as_progress
+from .sizes import model_input_size, preference
 from .tables import create_tables
 
 SOURCE = defaults.SOURCE
@@ -48,6 +52,7 @@ class FetchReport:
     failed: int = 0  # still failing after every retry: left pending for the next run
     calls: int = 0
     retries: list = field(default_factory=list)
+    users: list = field(default_factory=list)  # the NSIDs whose photos were fetched
 
 
 def default_images_dir(catalog_path) -> Path:
@@ -73,83 +78,129 @@ def resolve_tags(spec, client: FlickrClient) -> list[str]:
     return tags
 
 
-def fetch(catalog_path, tags="default", *, images_dir=None, settings: FetchSettings = FetchSettings(), client=None,
-          progress=True, log=None) -> FetchReport:
-    """Search Flickr for each tag and download every photo found; safe to kill and rerun.
+def fetch(catalog_path, tags="default", *, user=None, images_dir=None, settings: FetchSettings = FetchSettings(),
+          client=None, progress=True, log=None) -> FetchReport:
+    """Search Flickr for each tag (and a user's public photos) and download every photo found;
+    safe to kill and rerun.
 
-    `tags` is a list of tags or a spec for resolve_tags ('default', 'hot', 'hot:N', 'a,b,c').
+    `tags` is a list of tags or a spec for resolve_tags ('default', 'hot', 'hot:N', 'a,b,c'), or
+    None for none; `user` an NSID, a link to the user's photos, or their URL name. The image size
+    is the first of settings.image_extras a photo has; by default the smallest that covers the
+    default model's input (sizes.preference). `progress` is True (a bar per phase), False, or a
+    Progress (see progress.py) that shows the phases in an overall display.
     """
     report = FetchReport()
     say = log or (lambda message: None)
+    bars = as_progress(progress)
 
     def on_retry(error, attempt, delay):
         report.retries.append(str(error))
         say(f"{error}; trying again in {delay:.1f} s (attempt {attempt + 1} of {settings.retry.attempts})")
 
     client = client or FlickrClient.from_environment(settings, on_retry=on_retry)
+    extras = settings.image_extras or preference(model_input_size())
     images_dir = Path(images_dir or default_images_dir(catalog_path)).absolute()
     with ExclusiveLock(Path(f"{catalog_path}.fetch.lock"), f"fetching into {catalog_path}"):
         catalog = Catalog(catalog_path)
         create_tables(catalog.db)
         remove_partials(images_dir)
         try:
-            tags = resolve_tags(tags, client)
-            _search(catalog, client, tags, settings, report, progress)
-            _download(catalog, images_dir, settings, report, progress, on_retry)
+            queries = []
+            if tags:
+                queries += [_tag_query(tag, client, settings, extras) for tag in resolve_tags(tags, client)]
+            if user:
+                report.users.append(client.lookup_user(user))
+                queries.append(_user_query(report.users[-1], client, settings, extras))
+            if not queries:
+                raise LablrError("Nothing to fetch: give --tags, --user, or both.")
+            _search(catalog, queries, settings, extras, report, bars)
+            _download(catalog, images_dir, settings, report, bars, on_retry)
         finally:
             report.calls = client.calls
     return report
 
 
-def _query(tag, settings, per_page):
-    return "flickr.photos.search?" + urlencode({"tags": tag, "sort": "relevance", "per_page": per_page,
-                                                 "license": ",".join(map(str, settings.licenses))})
+@dataclass(frozen=True)
+class _Query:
+    key: str  # how the searches table knows it
+    label: str  # the tag, or user:NSID
+    page: object  # page number -> (photo dicts, pages)
+    per_page: int
 
 
-def _search(catalog, client, tags, settings, report, progress):
-    from tqdm import tqdm
+def _tag_query(tag, client, settings, extras):
+    per_page = _per_page(settings)
+    key = "flickr.photos.search?" + urlencode({"tags": tag, "sort": "relevance", "per_page": per_page,
+                                                "license": ",".join(map(str, settings.licenses))})
+    return _Query(_with_sizes(key, extras), tag,
+                  lambda page: client.search(tag, page, per_page, settings.licenses, extras), per_page)
 
+
+def _user_query(nsid, client, settings, extras):
+    per_page = _per_page(settings)
+    key = "flickr.people.getPublicPhotos?" + urlencode({"user_id": nsid, "per_page": per_page})
+    return _Query(_with_sizes(key, extras), f"user:{nsid}",
+                  lambda page: client.public_photos(nsid, page, per_page, extras), per_page)
+
+
+def _per_page(settings):
+    return max(1, min(settings.per_page, settings.per_tag, 500))
+
+
+def _with_sizes(key, extras):
+    # The same search for another model's input is another query: its new photos take that size.
+    return f"{key}&size={extras[0]}"
+
+
+def _search(catalog, queries, settings, extras, report, bars):
     db = catalog.db
-    per_page = max(1, min(settings.per_page, settings.per_tag, 500))
-    last_page = max(1, defaults.MAX_RESULTS // per_page)
-    bar = tqdm(total=len(tags) * settings.per_tag, desc="Photos found", unit="photo", disable=not progress)
-    with bar:
-        for tag in tags:
+    with bars.phase("Photos found", len(queries) * settings.per_tag, "photo") as bar:
+        for query in queries:
             report.tags += 1
-            query = _query(tag, settings, per_page)
-            row = db.execute("select page, pages, found, done from searches where query = ?", [query]).fetchone()
+            last_page = max(1, defaults.MAX_RESULTS // query.per_page)
+            row = db.execute("select page, pages, found, done from searches where query = ?", [query.key]).fetchone()
             page, pages, found, _ = row if row else (0, None, 0, 0)
             # done for this run's --per-tag: a later run may ask more of a query an earlier one finished
             done = found >= settings.per_tag or (pages is not None and page >= min(pages, last_page))
             bar.update(min(found, settings.per_tag))
             while not done:
                 page += 1
-                photos, pages = client.search(tag, page, per_page, settings.licenses)
-                records = [r for r in (photo_record(p, settings.image_extras) for p in photos) if r]
-                records = records[:max(0, settings.per_tag - found)]
-                added = catalog.add(records, SOURCE, status="pending")
-                found += len(records)
-                report.found += len(records)
+                photos, pages = query.page(page)
+                chosen = _with_images(photos, extras)[:max(0, settings.per_tag - found)]
+                added = catalog.add([r for r, _ in chosen], SOURCE, status="pending")
+                found += len(chosen)
+                report.found += len(chosen)
                 report.new += added
                 done = int(found >= settings.per_tag or page >= min(pages, last_page) or not photos)
                 # After the photos: a crash in between repeats this page, and known keys are skipped.
                 with db.atomic():
+                    _record_sizes(db, chosen)
                     db.execute("insert or replace into searches values (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [query, SOURCE, tag, page, pages, found, done, _now()])
-                bar.update(len(records))
+                               [query.key, SOURCE, query.label, page, pages, found, done, _now()])
+                bar.update(len(chosen))
 
 
-def _download(catalog, images_dir, settings, report, progress, on_retry):
-    from tqdm import tqdm
+def _with_images(photos, extras):
+    """(catalog record, image size chosen) of each photo in an answer that offers an image."""
+    records = ((photo_record(photo, extras), photo) for photo in photos)
+    return [(record, image_choice(photo, extras)) for record, photo in records if record]
 
+
+def _record_sizes(db, chosen):
+    """The size each new photo's image will be downloaded at (a photo found before keeps its own)."""
+    db.conn.executemany(
+        "insert or ignore into image_sizes select id, ?, ?, ?, ? from photos where key = ? and url = ?",
+        [(c.size, c.width, c.height, c.url, r.key, c.url) for r, c in chosen])
+
+
+def _download(catalog, images_dir, settings, report, bars, on_retry):
     db = catalog.db
     pending = db.execute("select id, key, url from photos where source = ? and status = 'pending' order by id",
                          [SOURCE]).fetchall()
     stop = threading.Event()
     fetcher = _ImageFetcher(settings, stop)
     todo = []
-    bar = tqdm(total=len(pending), desc="Images downloaded", unit="img", disable=not progress)
-    with bar:
+    with bars.phase("Images downloaded", len(pending), "img") as bar:
         for photo_id, key, url in pending:
             destination = _destination(images_dir, key, url)
             if destination.is_file():  # renamed into place whole, but the run died before recording it
