@@ -20,7 +20,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from . import __version__
-from .checksums import sha256_file
+from .files import sha256_file
 from .errors import BundleError
 from .plugins import check_pairing, get_part
 from .settings import check_part_kinds, check_settings

@@ -20,6 +20,7 @@ import numpy as np
 from . import defaults
 from . import images as imaging
 from .errors import ImageError, LablrError
+from .files import fsync_dir
 from .metadata import WRITABLE, Embedded, Exiv2Store, KeywordStore, Stamp, keyword_key
 
 PARTIAL = ".lablr-partial"  # .NAME.PID.lablr-partial, beside the photo, while it is written
@@ -258,16 +259,7 @@ def replace_file(path: Path, data: bytes, *, expected: os.stat_result | None, ke
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path):
-    """Make a rename in directory survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def _check_writable(path: Path, before: os.stat_result):

@@ -289,5 +289,4 @@ def undo(model, count: int) -> list[Event]:
 def reset(model) -> int:
     layer, _ = open_for_bundle(model)
     return layer.reset() if layer else 0
-class _AlreadyThere(Exception):
-    """Raised inside the write transaction so that a duplicate changes nothing, not even the version."""
+

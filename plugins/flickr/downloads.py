@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lablr.core.errors import LablrError
+from lablr.core.files import fsync_dir
 
 PARTIAL = ".part"
 
@@ -103,14 +104,6 @@ def write_whole(destination: Path, chunks) -> tuple[int, str]:
         raise
     fsync_dir(destination.parent)
     return size, digest.hexdigest()
-
-
-def fsync_dir(directory: Path):
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def remove_partials(directory: Path) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from lablr.core.catalog import Catalog
-from lablr.core.checksums import sha256_file
+from lablr.core.files import sha256_file
 from lablr.core.errors import LablrError
 
 from . import defaults
