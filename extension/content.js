@@ -30,7 +30,7 @@
     picked: null, // the selector of the tag field the user picked, from storage.local
     picking: false, // waiting for the user to click the tag field
     alive: true, // false once the extension was reloaded or removed under this page
-    server: { down: false, kind: null, dismissed: false, address: LABLR_DEFAULTS.server },
+    server: { down: false, kind: null, dismissed: false, address: LABLR_DEFAULTS.server, model: null },
   };
   const seenFiles = new WeakSet();
   const cardPhoto = new WeakMap();
@@ -474,6 +474,7 @@
     photo.status = "asking";
     photo.requested = true;
     scheduleRender();
+    if (!state.server.model) await checkServer(); // its threshold, before the first chips
     const answer = await ask({ type: "suggest", image: photo.dataUrl, filename: `${photo.stem}.jpg`, exclude: excludeFor(photo) });
     if (answer.ok) {
       photo.status = "done";
@@ -526,7 +527,11 @@
 
   async function checkServer() {
     const answer = await ask({ type: "health" });
-    if (answer.ok) serverUp();
+    if (answer.ok) {
+      state.server.model = answer.model;
+      serverUp();
+      scheduleRender(); // the model's threshold may have changed
+    }
     else if (answer.kind !== "gone") serverDown(answer);
   }
 
@@ -615,13 +620,19 @@
 
   const fmt = (n, digits) => (Number.isFinite(n) ? n.toFixed(digits) : "?");
   const chipTitle = (s) => `score ${fmt(s.score, 3)} · distance ${fmt(s.distance, 2)}`;
-  const clearing = (photo) => photo.suggestions.filter((s) => !(s.score < state.settings.minScore)).slice(0, state.settings.count);
+  // The user's threshold, else the one the server suggests; none when the model's scores are not probabilities.
+  const threshold = () => {
+    const model = state.server.model;
+    if (model && model.calibrated === false) return 0;
+    return state.settings.minScore ?? (model && model.min_probability) ?? 0;
+  };
+  const clearing = (photo) => photo.suggestions.filter((s) => !(s.score < threshold())).slice(0, state.settings.count);
   const visibleSuggestions = (photo, have) => {
     const taken = new Set(have.map(norm));
     return clearing(photo).filter((s) => !taken.has(norm(s.tag)));
   };
   const belowThreshold = () =>
-    `No suggested tag scores ${fmt(state.settings.minScore, 2)} or more; lower “Hide tags scoring below” in Lablr's options to see them.`;
+    `No suggested tag scores ${fmt(threshold(), 2)} or more; lower “Hide tags scoring below” in Lablr's options to see them.`;
 
   function statusText(photo) {
     if (photo.status === "shrinking" || photo.status === "asking") return "Lablr is finding tags…";
@@ -648,7 +659,7 @@
     const refused = photo ? [...photo.refused] : [];
     const several = state.photos.length > 1;
     const signature = JSON.stringify([photo && photo.id, target.why, photo && photo.status, shown, refused, state.settings.addTop,
-      state.settings.minScore, several, state.server.down, photo && photo.message]);
+      threshold(), several, state.server.down, photo && photo.message]);
     setView(inline, signature, () => {
       const bar = el("div", { class: "bar", role: "group", "aria-label": "Tags suggested by Lablr" }, el("span", { class: "label" }, "Lablr"));
       if (!photo) {
@@ -734,7 +745,7 @@
   function renderPanel(why) {
     if (!panel.host.isConnected) document.body.append(panel.host);
     const rows = state.photos.map((p) => [p.id, p.status, clearing(p), p.message]);
-    const signature = JSON.stringify([rows, why, panelMinimised, state.server.down, state.settings.minScore]);
+    const signature = JSON.stringify([rows, why, panelMinimised, state.server.down, threshold()]);
     setView(panel, signature, () => {
       const box = el("aside", { class: `panel${panelMinimised ? " minimised" : ""}`, role: "complementary", "aria-label": "Tags suggested by Lablr" });
       box.append(

@@ -16,7 +16,7 @@ function show(settings) {
   field("count").value = settings.count;
   field("addTop").value = settings.addTop;
   field("autoSuggest").checked = settings.autoSuggest;
-  field("minScore").value = settings.minScore;
+  field("minScore").value = settings.minScore ?? "";
   field("teach").checked = settings.teach;
 }
 

@@ -7,7 +7,7 @@ const LABLR_DEFAULTS = Object.freeze({
   count: 10, // how many tags to suggest per photo
   addTop: 5, // how many the "Add top N" button adds
   autoSuggest: true, // ask as soon as a photo is added, or only on a click
-  minScore: 0.2, // hide tags whose score (a probability) is below this; 0 shows all
+  minScore: null, // hide tags whose score (a probability) is below this; 0 shows all; null: the server's suggestion
   teach: true, // on publishing, send each photo's final tags to the server so it learns
 });
 
@@ -31,8 +31,8 @@ function lablrNormalizeSettings(stored) {
   s.addTop = int(s.addTop, 1, 100, LABLR_DEFAULTS.addTop);
   s.autoSuggest = s.autoSuggest !== false;
   s.teach = s.teach !== false;
-  const score = Number(s.minScore);
-  s.minScore = Number.isFinite(score) ? Math.min(1, Math.max(0, score)) : LABLR_DEFAULTS.minScore;
+  const score = s.minScore === null || s.minScore === "" ? NaN : Number(s.minScore);
+  s.minScore = Number.isFinite(score) ? Math.min(1, Math.max(0, score)) : null;
   s.server = String(s.server || LABLR_DEFAULTS.server).replace(/\/+$/, "");
   return s;
 }

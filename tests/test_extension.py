@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -723,9 +724,11 @@ def test_a_tag_the_page_takes_only_on_leaving_the_field_sticks(browser, recorder
 def test_chips_below_the_threshold_are_hidden(browser, recorder, tmp_path):
     from playwright.sync_api import expect
 
-    browser.configure(server=recorder.base)  # the default threshold
+    browser.configure(server=recorder.base)  # no threshold of the user's: the server's suggestion
     options = browser.open_extension_page("options.html")
-    expect(options.locator("#minScore")).to_have_value("0.2")
+    expect(options.locator("#minScore")).to_have_value("")
+    suggested = httpx.get(recorder.base + "/api/v1/health").json()["model"]["min_probability"]
+    assert 0 < suggested < 1
     page = browser.open_upload_page()
     page.locator(UPLOADR.file_input).set_input_files(write_photo(tmp_path, "blue", "circle"))
     wait_for_requests(recorder, 1)
@@ -733,7 +736,7 @@ def test_chips_below_the_threshold_are_hidden(browser, recorder, tmp_path):
     scores = [(s["tag"], s["score"]) for s in exchange["answer"]["results"][0]["suggestions"]]
     bar = page.locator("[data-lablr=chips]")
     expect(bar).not_to_contain_text("finding tags", timeout=WAIT_MS)
-    assert chip_texts(page) == [t for t, score in scores if score >= 0.2]
+    assert chip_texts(page) == [t for t, score in scores if score >= suggested]
 
     # A threshold between two of the scores shows exactly the tags at or above it.
     distinct = sorted({score for _, score in scores}, reverse=True)
@@ -752,6 +755,28 @@ def test_chips_below_the_threshold_are_hidden(browser, recorder, tmp_path):
     expect(bar).to_contain_text("No suggested tag scores")
     browser.configure(minScore=0)  # 0 shows all
     expect(bar.locator(".chip")).to_have_count(len(scores))
+
+
+@pytest.mark.browser
+def test_a_model_whose_scores_are_not_probabilities_hides_no_chip(browser, tmp_path):
+    """Format-1 bundles carry no calibration: the server says so, and no probability threshold applies."""
+    from playwright.sync_api import expect
+
+    running = LablrServer(FIXTURES / "bundle-format-1").start()
+    proxy = Recorder(running.port)
+    try:
+        assert httpx.get(proxy.base + "/api/v1/health").json()["model"]["calibrated"] is False
+        browser.configure(server=proxy.base, count=4, minScore=0.99)  # a probability: means nothing here
+        page = browser.open_upload_page()
+        page.locator(UPLOADR.file_input).set_input_files(write_photo(tmp_path, "red", "square"))
+        wait_for_requests(proxy, 1)
+        (exchange,) = proxy.suggests()
+        ranked = [s["tag"] for s in exchange["answer"]["results"][0]["suggestions"]][:4]
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(len(ranked), timeout=WAIT_MS)
+        assert chip_texts(page) == ranked
+    finally:
+        proxy.close()
+        running.close()
 
 
 @pytest.mark.browser
