@@ -12,6 +12,7 @@ event removes exactly what it added. A tag the bundle does not know joins the vo
 server process compares it before a request and rebuilds its tag model when it moved.
 """
 
+import fcntl
 import hashlib
 import json
 import sqlite3
@@ -113,7 +114,10 @@ class PersonalLayer:
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                        timeout=defaults.PERSONAL_BUSY_SECONDS)
-            with self._lock:
+            # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
+            # take turns through a lock file instead of failing with "database is locked".
+            with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as turn:
+                fcntl.flock(turn, fcntl.LOCK_EX)
                 self._db.execute("pragma journal_mode=wal")
                 self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
                 self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
