@@ -168,16 +168,30 @@ class GaussianTagModel:
 
     # -- bundle files ---------------------------------------------------------------------------
 
+    # Each tag's sum of outer products is symmetric: its upper triangle is stored, half the bytes.
+
     def save(self, directory: Path):
+        upper = np.triu_indices(self._sums.shape[1])
         np.savez_compressed(Path(directory) / FILE, tags=np.array(self.tags, dtype=str), counts=self.counts,
-                            sums=self._sums, outer_sums=self._outer_sums)
+                            sums=self._sums, outer_upper=self._outer_sums[:, upper[0], upper[1]])
 
     def load(self, directory: Path):
         try:
             with np.load(Path(directory) / FILE, allow_pickle=False) as data:
                 self.tags = [str(t) for t in data["tags"]]
-                self.counts, self._sums, self._outer_sums = data["counts"], data["sums"], data["outer_sums"]
+                self.counts, self._sums = data["counts"], data["sums"]
+                self._outer_sums = (_symmetric(data["outer_upper"], self._sums.shape[1]) if "outer_upper" in data
+                                    else data["outer_sums"])  # bundles written before the packing
         except (OSError, KeyError, ValueError) as error:
             raise BundleError(f"The tag statistics in {directory} cannot be read: {error}") from None
         self._cache = None
         return self
+
+
+def _symmetric(upper: np.ndarray, dim: int) -> np.ndarray:
+    """(K, dim*(dim+1)/2) upper triangles -> (K, dim, dim) symmetric matrices."""
+    rows, cols = np.triu_indices(dim)
+    full = np.zeros((len(upper), dim, dim))
+    full[:, rows, cols] = upper
+    full[:, cols, rows] = upper
+    return full

@@ -42,7 +42,7 @@ def assert_same_model(one, other):
     expected, found = statistics(one), statistics(other)
     assert list(found["tags"]) == list(expected["tags"])
     np.testing.assert_array_equal(found["counts"], expected["counts"])
-    for name in "sums", "outer_sums":
+    for name in "sums", "outer_upper":
         np.testing.assert_allclose(found[name], expected[name], rtol=1e-9, atol=1e-9)
     images = drawings()
     single, merged = Model.load(one), Model.load(other)
