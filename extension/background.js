@@ -76,14 +76,21 @@ async function call(url, init, timeoutMs) {
   return { ok: true, status: response.status, body };
 }
 
-async function health() {
+/** The settings and the server's address once it may be reached, or `refusal`: the answer saying why not. */
+async function reachServer() {
   const settings = await loadSettings();
   const parsed = lablrParseServer(settings.server);
-  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
-  if (!(await mayReach(parsed))) return needPermission(parsed);
-  const answer = await call(`${parsed.base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
-  if (!answer.ok) return { ...answer, server: parsed.base };
-  return { ok: true, server: parsed.base, model: answer.body.model || null, version: answer.body.version || null };
+  if (parsed.error) return { settings, refusal: { ok: false, kind: "config", server: settings.server, message: parsed.error } };
+  if (!(await mayReach(parsed))) return { settings, refusal: needPermission(parsed) };
+  return { settings, base: parsed.base };
+}
+
+async function health() {
+  const { base, refusal } = await reachServer();
+  if (refusal) return refusal;
+  const answer = await call(`${base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
+  if (!answer.ok) return { ...answer, server: base };
+  return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null };
 }
 
 function dataUrlToBlob(dataUrl) {
@@ -93,69 +100,66 @@ function dataUrlToBlob(dataUrl) {
   return new Blob([bytes], { type: match[1] });
 }
 
-async function suggest(message) {
-  const settings = await loadSettings();
-  const parsed = lablrParseServer(settings.server);
-  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
-  if (!(await mayReach(parsed))) return needPermission(parsed);
+/** A form with the message's photo in the field `image`, or null when the photo cannot be read. */
+function photoForm(message) {
   let blob;
   try {
     blob = dataUrlToBlob(message.image);
   } catch (_) {
-    return { ok: false, kind: "input", message: "The photo could not be prepared." };
+    return null;
   }
   const form = new FormData();
   form.append("image", blob, String(message.filename || "photo.jpg"));
+  return form;
+}
+
+const UNREADABLE_PHOTO = { ok: false, kind: "input", message: "The photo could not be prepared." };
+
+const cleanTags = (tags) =>
+  (Array.isArray(tags) ? tags : []).map((t) => String(t).trim()).filter((t) => t && !t.includes(","));
+
+async function suggest(message) {
+  const { settings, base, refusal } = await reachServer();
+  if (refusal) return refusal;
+  const form = photoForm(message);
+  if (!form) return UNREADABLE_PHOTO;
   const query = new URLSearchParams({ k: String(settings.count) });
-  const exclude = (Array.isArray(message.exclude) ? message.exclude : [])
-    .map((t) => String(t).trim())
-    .filter((t) => t && !t.includes(","));
+  const exclude = cleanTags(message.exclude);
   if (exclude.length) query.set("exclude", exclude.join(","));
-  const answer = await call(`${parsed.base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
-  if (!answer.ok) return { ...answer, server: parsed.base };
+  const answer = await call(`${base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
+  if (!answer.ok) return { ...answer, server: base };
   const result = (answer.body.results || [])[0];
   if (!result || !Array.isArray(result.suggestions)) {
-    return { ok: false, kind: "server", server: parsed.base, message: "The server's answer had no suggestions." };
+    return { ok: false, kind: "server", server: base, message: "The server's answer had no suggestions." };
   }
   const suggestions = result.suggestions
     .filter((s) => s && typeof s.tag === "string")
     .map((s) => ({ tag: s.tag, score: Number(s.score), distance: Number(s.distance) }));
-  return { ok: true, server: parsed.base, suggestions, model: answer.body.model || null };
+  return { ok: true, server: base, suggestions, model: answer.body.model || null };
 }
-
-const cleanTags = (tags) =>
-  (Array.isArray(tags) ? tags : []).map((t) => String(t).trim()).filter((t) => t && !t.includes(","));
 
 /**
  * A published photo's final tags, to the server's feedback endpoint so it learns from them.
  * Runs in the background (the page never waits for it); a failure is retried once.
  */
 async function feedback(message) {
-  const settings = await loadSettings();
+  const { settings, base, refusal } = await reachServer();
   if (!settings.teach) return { ok: false, kind: "off", message: "Teaching Lablr is switched off." };
-  const parsed = lablrParseServer(settings.server);
-  if (parsed.error) return { ok: false, kind: "config", server: settings.server, message: parsed.error };
-  if (!(await mayReach(parsed))) return needPermission(parsed);
+  if (refusal) return refusal;
   const tags = cleanTags(message.tags);
   if (!tags.length) return { ok: false, kind: "input", message: "No tags to send." };
-  let blob;
-  try {
-    blob = dataUrlToBlob(message.image);
-  } catch (_) {
-    return { ok: false, kind: "input", message: "The photo could not be prepared." };
-  }
-  const form = new FormData();
-  form.append("image", blob, String(message.filename || "photo.jpg"));
+  const form = photoForm(message);
+  if (!form) return UNREADABLE_PHOTO;
   form.append("tags", tags.join(","));
   const suggested = cleanTags(message.suggested);
   if (suggested.length) form.append("suggested", suggested.join(","));
-  const send = () => call(`${parsed.base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
+  const send = () => call(`${base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
   let answer = await send();
   if (!answer.ok) {
     await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
     answer = await send();
   }
-  return { ...answer, server: parsed.base };
+  return { ...answer, server: base };
 }
 
 const HANDLERS = {
