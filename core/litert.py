@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from .errors import BundleError
+from lablr.core.errors import BundleError
 
 COPIES = min(4, os.cpu_count() or 1)
 

@@ -12,7 +12,7 @@ from typing import Iterator, Protocol, Self, Sequence
 
 import numpy as np
 
-from .errors import LablrError
+from lablr.core.errors import LablrError
 
 
 class ImageBatches(Protocol):

@@ -31,8 +31,8 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
-from lablr.core.settings import Setting
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"

@@ -20,8 +20,8 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
-from lablr.core.settings import Setting
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"

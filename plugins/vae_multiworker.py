@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import multiworker
+from lablr.core.pipeline import multiworker
 
 from .vae import _build_vae, import_keras
 

@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lablr.core import bundle
-from lablr.core.catalog import Catalog
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import prepared_images
+from lablr.core.data.selection import Rules, Selection, select, source_rules
 from lablr.core.errors import LablrError
-from lablr.core.evaluating import held_out_report
-from lablr.core.imageset import prepared_images
 from lablr.core.model import Model
+from lablr.core.pipeline.evaluate import held_out_report
+from lablr.core.pipeline.train import data_summary, fit_model
 from lablr.core.plugins import get_part
-from lablr.core.selection import Rules, Selection, select, source_rules
-from lablr.core.training import data_summary, fit_model
 
 from . import defaults
 from .api import FetchSettings

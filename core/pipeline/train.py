@@ -2,15 +2,18 @@
 
 from pathlib import Path
 
-from . import calibration, defaults, multiworker
-from .bundle import Manifest, PartSpec, TrainingData
-from .catalog import Catalog
-from .errors import LablrError
-from .evaluating import EVALUATED_SCORERS, held_out_report
-from .imageset import ImageSet, encode_set, prepared_images
-from .model import Model
-from .plugins import check_pairing, get_part, pairing_problem
-from .selection import Rules, Selection, choose_rules, select
+from lablr.core import defaults
+from lablr.core.bundle import Manifest, PartSpec, TrainingData
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import ImageSet, encode_set, prepared_images
+from lablr.core.data.selection import Rules, Selection, choose_rules, select
+from lablr.core.errors import LablrError
+from lablr.core.model import Model
+from lablr.core.pipeline import calibrate as calibration
+from lablr.core.pipeline import multiworker
+from lablr.core.pipeline.evaluate import EVALUATED_SCORERS, held_out_report
+from lablr.core.plugins import check_pairing, get_part, pairing_problem
+
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
               tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
