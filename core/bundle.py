@@ -12,8 +12,6 @@ format into the next, so a bundle written by any earlier Lablr still loads.
 """
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -21,7 +19,7 @@ from pathlib import Path
 
 from lablr.core import __version__
 from lablr.core.errors import BundleError
-from lablr.core.files import sha256_file
+from lablr.core.files import atomic_directory, sha256_file
 from lablr.core.part_settings import check_part_kinds, check_settings
 from lablr.core.plugins import check_pairing, get_part
 
@@ -166,27 +164,13 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
 def save(parts: dict, manifest: Manifest, directory) -> Path:
     """Write a bundle: the stateful parts' files, then the manifest with their checksums."""
     directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_directory(directory) as partial:
         for kind in STATEFUL_PARTS:
             parts[kind].save(partial)
         checksums = {p.name: sha256_file(p) for p in sorted(partial.iterdir())}
         text = json.dumps(_to_json(manifest, parts, checksums), indent=2, ensure_ascii=False) + "\n"
         (partial / MANIFEST).write_text(text)
-        _swap_into_place(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return directory
-
-
-def _swap_into_place(partial: Path, directory: Path):
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(old)
-    partial.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- finding and loading ----------------------------------------------------------------------------
