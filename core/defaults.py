@@ -53,6 +53,16 @@ LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn ans
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
 PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
+# The user's own tag frequencies as a prior (see lablr.core.personal.prior): the bundle's
+# popularity counts as this many of the user's photos
+PERSONAL_PRIOR_PHOTOS = float(os.environ.get("LABLR_PERSONAL_PRIOR_PHOTOS", 20))
+# How far kept and removed suggestions may move a tag: the prior variance of its log-odds bias
+PERSONAL_BIAS_VARIANCE = float(os.environ.get("LABLR_PERSONAL_BIAS_VARIANCE", 8))
+# Bounds on a personal layer, so that a layer at its limits starts in seconds and bounded memory
+PERSONAL_MAX_EVENTS = int(os.environ.get("LABLR_PERSONAL_MAX_EVENTS", 50_000))  # photos learned from
+PERSONAL_MAX_LEARNED_TAGS = int(os.environ.get("LABLR_PERSONAL_MAX_LEARNED_TAGS", 300))  # new tags suggested
+PERSONAL_MAX_PENDING_TAGS = int(os.environ.get("LABLR_PERSONAL_MAX_PENDING_TAGS", 20_000))  # new tags counted
+PERSONAL_MAX_EVENT_TAGS = int(os.environ.get("LABLR_PERSONAL_MAX_EVENT_TAGS", MAX_FEEDBACK_TAGS))  # per photo
 
 # Data selection: how training and held-out photos are chosen (see lablr.core.data.selection)
 PER_OWNER_CAP = 100

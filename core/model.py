@@ -13,6 +13,7 @@ from lablr.core.data import decoding as imaging
 from lablr.core.data.catalog import normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.parts import Scores
+from lablr.core.personal import prior as personal_prior
 from lablr.core.pipeline.calibrate import sigmoid
 from lablr.core.plugins import check_pairing, get_part
 
@@ -40,6 +41,7 @@ class Model:
         self.manifest = manifest
         self.path = path
         self.calibrations = manifest.calibration  # {scorer: Calibration}: the scores shown are probabilities
+        self.personal_offsets = None  # (K,) this user's log-odds shifts (lablr.core.personal.prior)
         self._scorers = {}
 
     @classmethod
@@ -52,10 +54,12 @@ class Model:
         stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
         return bundle.save(stateful, self.manifest, directory)
 
-    def with_tag_model(self, tag_model) -> "Model":
-        """The same model with other tag statistics (the personal layer's); this one is unchanged."""
+    def with_tag_model(self, tag_model, personal_offsets=None) -> "Model":
+        """The same model with other tag statistics and the user's offsets (the personal layer's);
+        this one is unchanged."""
         other = copy.copy(self)
         other.tag_model = tag_model
+        other.personal_offsets = personal_offsets
         other.__dict__.pop("tag_index", None)
         return other
 
@@ -98,7 +102,7 @@ class Model:
         calibration = self.calibrations.get(name) if calibrated else None
         if calibration is None:
             return raw
-        logit = calibration.logit(raw.score, self.tag_model.counts)
+        logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):

@@ -43,6 +43,8 @@ class GaussianTagModel:
         self._sums = None  # (K, d)
         self._outer_sums = None  # (K, d, d)
         self._cache = None
+        self._frozen = None  # (pooled covariance, floor) once `freeze` is called
+        self._dirty = set()  # tags whose sums moved since the cache was derived (frozen models only)
 
     def settings(self):
         return {"shrinkage": self.shrinkage, **({"shared": self.shared} if self.shared else {})}
@@ -73,7 +75,17 @@ class GaussianTagModel:
                 self.counts[k] += len(rows)
                 self._sums[k] += z.sum(axis=0)
                 self._outer_sums[k] += z.T @ z
-        self._cache = None
+                self._dirty.add(k)
+        if self._frozen is None:
+            self._cache = None
+        return self
+
+    def freeze(self):
+        """From now on, the shape all tags share (the pooled covariance and the floor) stays as these
+        statistics give it, so adding photos re-derives only the tags they carry (the personal
+        layer: one feedback is one small update, not a rebuild of every tag)."""
+        self._derived()
+        self._frozen = self._shared_shape(*self._empirical())
         return self
 
     def copy(self) -> "GaussianTagModel":
@@ -81,6 +93,17 @@ class GaussianTagModel:
         other.tags, other.counts = list(self.tags), self.counts.copy()
         other._sums = None if self._sums is None else self._sums.copy()
         other._outer_sums = None if self._outer_sums is None else self._outer_sums.copy()
+        if self._frozen is not None:  # the derived arrays are never written in place: sharing them is safe
+            other._frozen, other._cache, other._dirty = self._frozen, self._cache, set(self._dirty)
+        return other
+
+    def snapshot(self) -> "GaussianTagModel":
+        """A read-only view for scoring: the tags, counts and derived arrays of now, without the sums
+        (which the owner goes on adding to)."""
+        self._derived()
+        other = GaussianTagModel(self.shrinkage, self.shared)
+        other.tags, other.counts = list(self.tags), self.counts.copy()
+        other._cache, other._frozen = self._cache, self._frozen
         return other
 
     def merge(self, other: "GaussianTagModel"):
@@ -125,15 +148,33 @@ class GaussianTagModel:
     def _derived(self):
         if self._cache is None:
             self._cache = self._compute()
+        elif self._dirty:
+            self._cache = self._recompute(sorted(self._dirty))
+        self._dirty = set()
         return self._cache
 
-    def _compute(self):
-        counts = np.maximum(self.counts, 1)[:, None]
-        means = self._sums / counts
-        empirical = self._outer_sums / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
-        covariances = self._shrink(empirical, self.counts)
+    def _empirical(self, rows=slice(None)):
+        counts = np.maximum(self.counts[rows], 1)[:, None]
+        means = self._sums[rows] / counts
+        return means, self._outer_sums[rows] / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
+
+    def _shared_shape(self, means, empirical):
+        """(pooled covariance or None, floor): what every tag's covariance leans on."""
+        dim = empirical.shape[-1]
+        trace = np.trace(empirical, axis1=1, axis2=2)
+        # A floor keeps a tag seen once (zero spread) invertible: a small share of the average spread.
+        floor = 1e-3 * max(float(np.average(trace, weights=np.maximum(self.counts, 1e-12))) / dim, 1e-12)
+        weights = self.counts[:, None, None]
+        pooled = (weights * empirical).sum(axis=0) / max(self.counts.sum(), 1) if self.shared else None
+        return pooled, floor
+
+    def _compute(self, rows=slice(None)):
+        means, empirical = self._empirical(rows)
+        pooled, floor = self._frozen or self._shared_shape(*self._empirical())
+        covariances = self._shrink(empirical, self.counts[rows], floor)
         if self.shared:
-            covariances = self._share(covariances, empirical, means)
+            weights = self.counts[rows][:, None, None]
+            covariances = (weights * covariances + self.shared * pooled) / (weights + self.shared)
         cholesky = np.linalg.cholesky(covariances)
         # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W| with W = C^-T
         per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
@@ -144,12 +185,32 @@ class GaussianTagModel:
         return {"means": means, "covariances": covariances, "whitening": whitening, "offset": offset,
                 "logdet": logdet}
 
-    def _shrink(self, empirical, counts):
+    def _recompute(self, rows):
+        """The cache with the given tags re-derived (and new tags appended): new arrays, the old ones
+        untouched, since a request may be scoring with them at this moment."""
+        old, fresh = self._cache, self._compute(rows)
+        kinds, dim = len(self.tags), self._sums.shape[1]
+        grown = kinds - len(old["means"])
+        out = {}
+        for name in ("means", "covariances", "offset", "logdet"):
+            array = old[name]
+            if grown:
+                array = np.concatenate([array, np.zeros((grown,) + array.shape[1:])])
+            else:
+                array = array.copy()
+            array[rows] = fresh[name]
+            out[name] = array
+        whitening = np.concatenate([old["whitening"], np.zeros((dim, grown * dim))], axis=1) if grown \
+            else old["whitening"].copy()
+        blocks = whitening.reshape(dim, kinds, dim)
+        blocks[:, rows, :] = fresh["whitening"].reshape(dim, len(rows), dim)
+        out["whitening"] = whitening
+        return out
+
+    def _shrink(self, empirical, counts, floor):
         dim = empirical.shape[-1]
         identity = np.eye(dim)
         trace = np.trace(empirical, axis1=1, axis2=2)
-        # A floor keeps a tag seen once (zero spread) invertible: a small share of the average spread.
-        floor = 1e-3 * max(float(np.average(trace, weights=np.maximum(counts, 1e-12))) / dim, 1e-12)
         if self.shrinkage == "none":
             return empirical + floor * identity
         trace_of_square = np.einsum("kij,kji->k", empirical, empirical)
@@ -160,11 +221,6 @@ class GaussianTagModel:
         scale = trace / dim
         shrunk = (1 - rho)[:, None, None] * empirical + (rho * scale)[:, None, None] * identity
         return shrunk + floor * identity
-
-    def _share(self, covariances, empirical, means):
-        weights = self.counts[:, None, None]
-        pooled = (weights * empirical).sum(axis=0) / max(self.counts.sum(), 1)
-        return (weights * covariances + self.shared * pooled) / (weights + self.shared)
 
     # -- bundle files ---------------------------------------------------------------------------
 
@@ -184,7 +240,7 @@ class GaussianTagModel:
                                     else data["outer_sums"])  # bundles written before the packing
         except (OSError, KeyError, ValueError) as error:
             raise BundleError(f"The tag statistics in {directory} cannot be read: {error}") from None
-        self._cache = None
+        self._cache, self._frozen, self._dirty = None, None, set()
         return self
 
 

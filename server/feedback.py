@@ -1,69 +1,62 @@
 """Learning from every upload: POST /api/v1/feedback, GET /api/v1/personal, and the check
 that keeps each worker's model up to date with the personal layer.
 
-The app's state holds the bundle's own tag model (`base_tag_model`), the layer (`personal`,
-None when serving with --no-personal), and the layer version its model was built from. Before
-every request the version stamp is read (one indexed SQLite row); when another request or
-another worker has written since, the model is rebuilt from the bundle's sums and the events.
+The app's state holds the layer (`personal`, None when serving with --no-personal) and its
+`learning` (lablr.core.personal.learning), whose model is the one served. Before every request
+but health, the layer's stamps are read (one indexed SQLite row, on a connection that no write
+holds): when another request or another worker has written since, the new events are added to
+the model, a few tags re-derived, and the new model swapped in whole. A request already scoring
+keeps the model it started with, so suggest never waits on a feedback.
 """
 
 import logging
 import os
-import threading
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, parse_tags, photo_hash
+from lablr.core.personal.learning import Learning
 
 from .uploads import read_form
 
 log = logging.getLogger("lablr.server")
-_rebuild_lock = threading.Lock()
+UNCHECKED = ("/api/v1/health",)  # answers at once, whatever the layer is doing
 
 
 def open_personal(state, enabled: bool):
     """Called once the model is loaded: open its layer and serve the model with it."""
-    state.base_tag_model = state.model.tag_model
     # A layer is keyed by its bundle's checksum: a model that was never saved has none.
     state.personal = PersonalLayer.for_bundle(state.model) if enabled and state.model.path else None
-    state.personal_version = None
-    state.learned = None
+    state.learning = None
     if state.personal is None:
         log.info("Serving the model alone%s: feedback is refused.", "" if state.model.path else " (not saved)")
         return
+    state.learning = Learning(state.model, state.personal)
     refresh(state)
-    learned = state.learned
+    learned = state.learning.learned()
     log.info("Learning from your photos in %s: %d so far, %d tags added.", state.personal.path, learned.photos,
              len(learned.added))
 
 
 def refresh(state):
-    """Rebuild the served model if the layer changed since it was built (any process's write)."""
-    layer = state.personal
-    if layer is None or layer.version() == state.personal_version:
-        return
-    with _rebuild_lock:
-        version, events = layer.snapshot()
-        if version == state.personal_version:
-            return
-        tag_model, learned = layer.apply(state.base_tag_model, events)
-        tag_model.centroids()  # derive the covariances' factors now, not in the next request
-        state.model = state.model.with_tag_model(tag_model)
-        state.learned, state.personal_version = learned, version
+    """Serve the model the layer's stamps say (new events of any process learned)."""
+    if state.learning is not None and state.learning.sync():
+        state.model = state.learning.model
 
 
 class PersonalRefresh:
-    """ASGI middleware: before each request, the model is the one the layer's version stamp says."""
+    """ASGI middleware: before each request, the model is the one the layer's stamps say."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+        if scope["type"] == "http" and scope["path"].startswith("/api/") and scope["path"] not in UNCHECKED:
             state = scope["app"].state
-            if getattr(state, "personal", None) is not None and state.personal.version() != state.personal_version:
+            learning = getattr(state, "learning", None)
+            if learning is not None and state.personal.stamps() != learning.stamps:
                 await run_in_threadpool(refresh, state)
         await self.app(scope, receive, send)
 
@@ -84,19 +77,22 @@ async def feedback(request):
         raise LablrError("No tags: send the photo's final tags, comma-separated, in the field 'tags'.",
                          code="no_tags", status=422)
     suggested = parse_tags(fields["suggested"], "suggested") if "suggested" in fields else None
-    model, data = state.model, uploads[0].data
+    model, data, learning = state.model, uploads[0].data, state.learning
 
     def work():
-        latent = model.encode(model.decode(data)[None])[0]
-        event = state.personal.record(photo_hash(data), latent, tags, suggested)
-        refresh(state)
-        return event
+        pixels = model.decode(data)
+        digest = photo_hash(pixels)
+        latent = model.encode(pixels[None])[0]
+        shown = learning.shown_logits(latent, suggested) if suggested else None
+        event = state.personal.record(digest, latent, tags, suggested, shown)
+        refresh(state)  # answered only once this worker's model has learned it
+        return digest, event
 
-    event = await run_in_threadpool(work)
-    learned = state.learned
+    digest, event = await run_in_threadpool(work)
+    learned = learning.learned()
     answer = {
         "recorded": event is not None,
-        "photo_hash": photo_hash(data),
+        "photo_hash": digest,
         "tags": tags,
         "suggested": suggested,
         "learning": [t for t in tags if t in model.tag_index or t in learned.added],
@@ -117,7 +113,7 @@ async def personal(request):
 def _status(state) -> dict:
     if state.personal is None:
         return {"enabled": False, "photos": 0, "added_tags": [], "pending_tags": {}, "worker": os.getpid()}
-    learned = state.learned
+    learned = state.learning.learned()
     return {"enabled": True, "photos": learned.photos, "added_tags": learned.added,
             "pending_tags": learned.pending, "min_photos": state.personal.min_photos,
-            "version": state.personal_version, "worker": os.getpid()}
+            "version": state.learning.stamps[0], "worker": os.getpid()}

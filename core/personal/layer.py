@@ -6,10 +6,14 @@ layer belongs to one bundle: the file is named by the checksum of the bundle's m
 holds the checksums of all its files), so a latent from one encoder never enters another
 model's statistics, and the bundle itself is never written.
 
+A photo is known by its decoded pixels (`photo_hash`), so it counts once however often it is
+sent or learned, even after `lablr tag` rewrote its keywords.
+
 The served tag model is the bundle's exact sums plus the latents of every event, so undoing an
-event removes exactly what it added. A tag the bundle does not know joins the vocabulary once
-`min_photos` events carry it. A version stamp in the same file changes with every write: each
-server process compares it before a request and rebuilds its tag model when it moved.
+event removes exactly what it added (lablr.core.personal.learning). Two stamps in the same file
+say what changed: `version` moves with every write, `removals` with every undo or reset. Each
+server process compares them before a request: new events are added to its model one by one,
+a removal replays the events that are left.
 """
 
 import fcntl
@@ -18,8 +22,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,7 @@ import numpy as np
 from lablr.core import bundle, defaults
 from lablr.core.data.catalog import normalize_tag
 from lablr.core.errors import LablrError
+from lablr.core.files import write_atomically
 
 FILE_SUFFIX = ".sqlite"
 SCHEMA = """
@@ -36,11 +41,16 @@ create table if not exists events (
     photo_hash text not null unique,
     latent blob not null,
     tags text not null,
-    suggested text
+    suggested text,
+    shown text
 );
 create table if not exists meta (key text primary key, value text not null);
 insert or ignore into meta (key, value) values ('version', '0');
+insert or ignore into meta (key, value) values ('removals', '0');
 """
+# Layers written before photos were known by their pixels hold file hashes in photo_hash, and no
+# `shown` column: the column is added, their events are kept as they are.
+MIGRATIONS = ("alter table events add column shown text",)
 
 
 def layer_path(bundle_path) -> Path:
@@ -48,14 +58,22 @@ def layer_path(bundle_path) -> Path:
     return defaults.data_dir() / "personal" / (bundle.checksum(bundle_path) + FILE_SUFFIX)
 
 
-def photo_hash(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def photo_hash(pixels: np.ndarray) -> str:
+    """A photo's identity: its decoded pixels, so that rewriting its keywords (`lablr tag`) or any
+    other metadata leaves it the same photo."""
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
 
 
 def parse_tags(text: str | None, what: str = "tags") -> list[str]:
     """Comma-separated tags -> their stored form, in order, each once. Raises LablrError (422)."""
+    return checked_tags((text or "").split(","), what)
+
+
+def checked_tags(raw_tags, what: str = "tags") -> list[str]:
+    """Tags -> their stored form, in order, each once. Raises LablrError (422)."""
     tags = []
-    for raw in (text or "").split(","):
+    for raw in raw_tags:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
@@ -63,9 +81,9 @@ def parse_tags(text: str | None, what: str = "tags") -> list[str]:
             raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
                              f"{tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)
-    if len(tags) > defaults.MAX_FEEDBACK_TAGS:
-        raise LablrError(f"At most {defaults.MAX_FEEDBACK_TAGS} {what} per photo (Flickr's limit); "
-                         f"this request has {len(tags)}.", code="bad_tags", status=422)
+    if len(tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
+        raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} {what} per photo; this one has {len(tags)}.",
+                         code="bad_tags", status=422)
     return tags
 
 
@@ -76,57 +94,63 @@ class Event:
     photo_hash: str
     latent: np.ndarray
     tags: list[str]
-    suggested: list[str] | None
+    suggested: list[str] | None  # the suggestions the user saw (shown, not those hidden below the threshold)
+    shown: list[float] | None = None  # the log-odds each of them was shown at, when known
 
     def as_dict(self, latent=False) -> dict:
         out = {"id": self.id, "time": self.time, "photo_hash": self.photo_hash, "tags": self.tags,
                "suggested": self.suggested}
         if latent:
             out["latent"] = self.latent.tolist()
+            out["shown"] = self.shown
         return out
 
 
-@dataclass
-class Learned:
-    """What the layer adds to a bundle's tag model."""
-
-    photos: int = 0
-    tag_photos: dict = field(default_factory=dict)  # tag -> the user's photos carrying it
-    added: list = field(default_factory=list)  # new tags in the vocabulary, most used first
-    pending: dict = field(default_factory=dict)  # new tag -> photos so far, below the threshold
-
-    def as_dict(self) -> dict:
-        return {"photos": self.photos, "added_tags": self.added, "pending_tags": self.pending,
-                "tag_photos": self.tag_photos}
-
-
 class PersonalLayer:
-    """One model's personal layer: a SQLite file of feedback events."""
+    """One model's personal layer: a SQLite file of feedback events.
+
+    Two connections: writes queue on one, while reads (the version stamp every request checks)
+    go through the other and never wait on a write's fsync (WAL lets a reader in beside a writer).
+    """
 
     def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS,
-                 model_name=None):
+                 model_name=None, max_events: int = defaults.PERSONAL_MAX_EVENTS):
         self.path = Path(path)
         self.latent_dim = latent_dim
         self.min_photos = min_photos
+        self.max_events = max_events
         self.model_name = model_name
-        self._lock = threading.Lock()  # one connection, shared by the threads of one process
+        self._lock = threading.Lock()  # the writing connection, shared by the threads of one process
+        self._read_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=defaults.PERSONAL_BUSY_SECONDS)
+            self._db = self._connect()
             # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
             # take turns through a lock file instead of failing with "database is locked".
             with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as turn:
                 fcntl.flock(turn, fcntl.LOCK_EX)
                 self._db.execute("pragma journal_mode=wal")
-                self._db.execute("pragma synchronous=full")  # an acknowledged event is on disk
                 self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
+                self._migrate()
                 if model_name:
                     self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
+            self._reader = self._connect()
         except sqlite3.DatabaseError as error:
             raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
                              "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
                              status=500) from None
+
+    def _connect(self):
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                             timeout=defaults.PERSONAL_BUSY_SECONDS)
+        db.execute("pragma synchronous=full")  # an acknowledged event is on disk
+        return db
+
+    def _migrate(self):
+        columns = {row[1] for row in self._db.execute("pragma table_info(events)")}
+        if "shown" not in columns:
+            for statement in MIGRATIONS:
+                self._db.execute(statement)
 
     @classmethod
     def for_bundle(cls, model) -> "PersonalLayer":
@@ -134,108 +158,134 @@ class PersonalLayer:
         return cls(layer_path(model.path), latent_dim=model.encoder.latent_dim, model_name=model.name)
 
     def close(self):
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
 
     # -- writing: each change is one transaction that also moves the version stamp ----------------
 
     class _Transaction:
-        def __init__(self, db):
-            self.db = db
+        def __init__(self, db, removal):
+            self.db, self.removal = db, removal
 
         def __enter__(self):
             self.db.execute("begin immediate")  # takes the write lock now: writers queue here, across processes
 
         def __exit__(self, kind, error, trace):
             if kind is None:
-                self.db.execute("update meta set value = cast(value as integer) + 1 where key = 'version'")
+                keys = ("version", "removals") if self.removal else ("version",)
+                self.db.execute(f"update meta set value = cast(value as integer) + 1 where key in "
+                                f"({', '.join('?' * len(keys))})", keys)
                 self.db.execute("commit")
             else:
                 self.db.execute("rollback")
 
-    def _write(self):
-        return self._Transaction(self._db)
+    def _write(self, *, removal=False):
+        return self._Transaction(self._db, removal)
 
-    def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None) -> Event | None:
+    def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None,
+               shown: list[float] | None = None) -> Event | None:
         """Add one photo; None when this photo (by hash) is already in the layer."""
         latent = np.asarray(latent, dtype="<f8").reshape(-1)
         if self.latent_dim is not None and latent.shape != (self.latent_dim,):
             raise ValueError(f"a latent of {latent.shape} in a layer of {self.latent_dim} dimensions")
+        if len(tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
+            raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; this one has {len(tags)}.",
+                             code="bad_tags", status=422)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             with self._lock, self._write():
+                held = self._db.execute("select count(*) from events").fetchone()[0]
+                if held >= self.max_events:
+                    raise self._full(held)
                 cursor = self._db.execute(
-                    "insert or ignore into events (time, photo_hash, latent, tags, suggested) values (?, ?, ?, ?, ?)",
+                    "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown) "
+                    "values (?, ?, ?, ?, ?, ?)",
                     [stamp, photo_hash, latent.tobytes(), json.dumps(tags),
-                     None if suggested is None else json.dumps(suggested)])
+                     None if suggested is None else json.dumps(suggested),
+                     None if shown is None else json.dumps([None if x is None else round(float(x), 6) for x in shown])])
                 if cursor.rowcount == 0:
                     raise _AlreadyThere
                 event_id = cursor.lastrowid
         except _AlreadyThere:
             return None
-        return Event(event_id, stamp, photo_hash, latent, tags, suggested)
+        return Event(event_id, stamp, photo_hash, latent, tags, suggested, shown)
+
+    def _full(self, held) -> LablrError:
+        return LablrError(f"The personal layer {self.path} holds {held:,} photos, its limit "
+                          f"(LABLR_PERSONAL_MAX_EVENTS={self.max_events}): forget some with `lablr personal undo` "
+                          "or raise the limit.", code="personal_full", status=409)
 
     def undo(self, count: int) -> list[Event]:
         """Remove the last `count` events; they are returned, newest first."""
-        with self._lock, self._write():
-            rows = self._db.execute("select * from events order by id desc limit ?", [count]).fetchall()
+        with self._lock, self._write(removal=True):
+            rows = self._db.execute(f"select {COLUMNS} from events order by id desc limit ?", [count]).fetchall()
             self._db.execute("delete from events where id in (select id from events order by id desc limit ?)",
                              [count])
         return [self._event(row) for row in rows]
 
+    def forget(self, photo_hashes) -> int:
+        """Remove the events of these photos; how many there were."""
+        hashes = list(photo_hashes)
+        with self._lock, self._write(removal=True):
+            return sum(self._db.execute("delete from events where photo_hash = ?", [h]).rowcount for h in hashes)
+
     def reset(self) -> int:
-        with self._lock, self._write():
+        with self._lock, self._write(removal=True):
             return self._db.execute("delete from events").rowcount
 
     # -- reading ------------------------------------------------------------------------------
 
     def version(self) -> int:
-        with self._lock:
-            return int(self._db.execute("select value from meta where key = 'version'").fetchone()[0])
+        return self.stamps()[0]
 
-    def events(self) -> list[Event]:
-        with self._lock:
-            rows = self._db.execute("select * from events order by id").fetchall()
+    def stamps(self) -> tuple[int, int]:
+        """(version, removals): the first moves with every write, the second with every undo or reset."""
+        with self._read_lock:
+            rows = dict(self._reader.execute("select key, value from meta where key in ('version', 'removals')"))
+        return int(rows["version"]), int(rows["removals"])
+
+    def count(self) -> int:
+        with self._read_lock:
+            return self._reader.execute("select count(*) from events").fetchone()[0]
+
+    def events(self, after: int = 0) -> list[Event]:
+        """The events with an id above `after`, oldest first."""
+        with self._read_lock:
+            rows = self._reader.execute(f"select {COLUMNS} from events where id > ? order by id", [after]).fetchall()
         return [self._event(row) for row in rows]
 
-    def _event(self, row) -> Event:
-        event_id, stamp, digest, latent, tags, suggested = row
-        return Event(event_id, stamp, digest, np.frombuffer(latent, dtype="<f8"), json.loads(tags),
-                     None if suggested is None else json.loads(suggested))
+    def latents(self, ids) -> np.ndarray:
+        ids = list(ids)
+        with self._read_lock:
+            rows = dict(self._reader.execute(f"select id, latent from events where id in ({', '.join('?' * len(ids))})",
+                                             ids).fetchall())
+        return np.stack([np.frombuffer(rows[i], dtype="<f8") for i in ids if i in rows])
 
-    def snapshot(self) -> tuple[int, list[Event]]:
-        """(version, events) read in one transaction, so they agree."""
-        with self._lock:
-            self._db.execute("begin")
+    def has(self, photo_hash: str) -> bool:
+        with self._read_lock:
+            return self._reader.execute("select 1 from events where photo_hash = ?", [photo_hash]).fetchone() is not None
+
+    def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
+        """(version, removals, events after `after`) read in one transaction, so they agree."""
+        with self._read_lock:
+            self._reader.execute("begin")
             try:
-                version = int(self._db.execute("select value from meta where key = 'version'").fetchone()[0])
-                rows = self._db.execute("select * from events order by id").fetchall()
+                rows = dict(self._reader.execute("select key, value from meta where key in ('version', 'removals')"))
+                events = self._reader.execute(f"select {COLUMNS} from events where id > ? order by id",
+                                              [after]).fetchall()
             finally:
-                self._db.execute("commit")
-        return version, [self._event(row) for row in rows]
+                self._reader.execute("commit")
+        return int(rows["version"]), int(rows["removals"]), [self._event(row) for row in events]
 
-    # -- the model it serves --------------------------------------------------------------------
+    def _event(self, row) -> Event:
+        event_id, stamp, digest, latent, tags, suggested, shown = row
+        return Event(event_id, stamp, digest, np.frombuffer(latent, dtype="<f8"), json.loads(tags),
+                     None if suggested is None else json.loads(suggested),
+                     None if shown is None else json.loads(shown))
 
-    def learned(self, known_tags, events: list[Event]) -> Learned:
-        """What the events add to a model that knows `known_tags`."""
-        known = set(known_tags)
-        tag_photos = Counter(tag for event in events for tag in event.tags)
-        by_use = sorted(tag_photos, key=lambda tag: (-tag_photos[tag], tag))
-        return Learned(photos=len(events), tag_photos=dict(sorted(tag_photos.items())),
-                       added=[t for t in by_use if t not in known and tag_photos[t] >= self.min_photos],
-                       pending={t: tag_photos[t] for t in by_use if t not in known and tag_photos[t] < self.min_photos})
 
-    def apply(self, base_tag_model, events: list[Event]):
-        """(tag model, Learned): a copy of the bundle's tag model with every event's latent added
-        to the sums of its tags; a new tag only once it has `min_photos` photos."""
-        learned = self.learned(base_tag_model.tags, events)
-        admitted = set(base_tag_model.tags) | set(learned.added)
-        tag_model = base_tag_model.copy()
-        if events:
-            tag_model.update(np.stack([event.latent for event in events]),
-                             [[tag for tag in event.tags if tag in admitted] for event in events])
-        return tag_model, learned
-
+COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
 
 
 class _AlreadyThere(Exception):
@@ -263,34 +313,45 @@ def check(model):
 
 
 def describe(model) -> dict:
+    from lablr.core.personal.learning import Vocabulary
+
     layer, manifest = open_for_bundle(model)
-    known = [tag for tag, _ in manifest.tags]
-    events = layer.events() if layer else []
-    learned = layer.learned(known, events) if layer else Learned()
+    vocabulary = Vocabulary([tag for tag, _ in manifest.tags])
+    events = []
+    if layer:
+        with closing(layer):
+            events = layer.events()
+    for event in events:
+        vocabulary.add(event.id, event.tags)
     return {"model": manifest.name, "layer": str(layer.path) if layer else None,
-            "min_photos": defaults.PERSONAL_MIN_PHOTOS, **learned.as_dict(),
+            "min_photos": defaults.PERSONAL_MIN_PHOTOS, **vocabulary.learned().as_dict(),
             "last": [event.as_dict() for event in events[-5:]][::-1]}
 
 
 def export(model, destination) -> int:
-    """Write every event (with its latent) as JSON, beside then renamed; the number written."""
+    """Write every event (with its latent) as JSON, atomically; the number written."""
     layer, manifest = open_for_bundle(model)
-    events = layer.events() if layer else []
+    events = []
+    if layer:
+        with closing(layer):
+            events = layer.events()
     document = {"model": manifest.name, "bundle_checksum": layer.path.stem if layer else None,
                 "events": [event.as_dict(latent=True) for event in events]}
-    destination = Path(destination)
-    partial = destination.with_name(f".{destination.name}.partial")
-    partial.write_text(json.dumps(document, indent=1) + "\n")
-    partial.replace(destination)
+    write_atomically(Path(destination), json.dumps(document, indent=1) + "\n")
     return len(events)
 
 
 def undo(model, count: int) -> list[Event]:
     layer, _ = open_for_bundle(model)
-    return layer.undo(count) if layer else []
+    if not layer:
+        return []
+    with closing(layer):
+        return layer.undo(count)
 
 
 def reset(model) -> int:
     layer, _ = open_for_bundle(model)
-    return layer.reset() if layer else 0
-
+    if not layer:
+        return 0
+    with closing(layer):
+        return layer.reset()

@@ -1,0 +1,191 @@
+"""The model a personal layer serves, kept up to date one event at a time.
+
+`Vocabulary` says which of a photo's tags the model learns from: the bundle's own tags at once,
+a new tag once `min_photos` of the user's photos carry it, while the layer holds fewer than
+`max_learned` new tags; a new tag below the threshold is counted (at most `max_pending` such
+tags are). It needs no latents, so `lablr personal show` uses it too.
+
+`Learning` adds each event's latent to the sums of its tags (a tag's earlier photos too, when it
+joins), counts the user's tags and keeps what they did with the suggestions they saw; then the
+served model is the bundle's with those sums and the user's offsets (lablr.core.personal.prior).
+Only the tags an event carries are re-derived, so a feedback costs the same whether the layer
+holds ten photos or ten thousand. An undo or reset replays the events that are left.
+"""
+
+import threading
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lablr.core import defaults
+from lablr.core.personal import prior
+from lablr.core.personal.layer import Event, PersonalLayer
+
+
+@dataclass
+class Learned:
+    """What the layer adds to a bundle's tag model."""
+
+    photos: int = 0
+    tag_photos: dict = field(default_factory=dict)  # tag -> the user's photos carrying it
+    added: list = field(default_factory=list)  # new tags in the vocabulary, most used first
+    pending: dict = field(default_factory=dict)  # new tag -> photos so far, below the threshold
+
+    def as_dict(self) -> dict:
+        return {"photos": self.photos, "added_tags": self.added, "pending_tags": self.pending,
+                "tag_photos": self.tag_photos}
+
+
+class Vocabulary:
+    def __init__(self, known_tags, *, min_photos: int = defaults.PERSONAL_MIN_PHOTOS,
+                 max_learned: int = defaults.PERSONAL_MAX_LEARNED_TAGS,
+                 max_pending: int = defaults.PERSONAL_MAX_PENDING_TAGS):
+        self.known = set(known_tags)
+        self.min_photos, self.max_learned, self.max_pending = min_photos, max_learned, max_pending
+        self.photos = 0
+        self.tag_photos = Counter()  # every tag counted: known, added and pending
+        self.added = []  # in the order they joined
+        self._joined = set()
+        self.pending = {}  # new tag -> ids of the events carrying it so far
+
+    def learns(self, tag: str) -> bool:
+        return tag in self.known or tag in self._joined
+
+
+    def add(self, event_id: int, tags) -> tuple[list[str], dict]:
+        """(the tags the model learns from this photo, {tag that joins now: ids of its earlier events})."""
+        self.photos += 1
+        learned, joined = [], {}
+        for tag in tags:
+            if self.learns(tag):
+                learned.append(tag)
+            elif tag in self.pending or len(self.pending) < self.max_pending:
+                ids = self.pending.setdefault(tag, [])
+                ids.append(event_id)
+                if len(ids) >= self.min_photos and len(self.added) < self.max_learned:
+                    self.added.append(tag)
+                    self._joined.add(tag)
+                    joined[tag] = self.pending.pop(tag)[:-1]
+                    learned.append(tag)
+            else:
+                continue  # past the bound on pending tags: not counted
+            self.tag_photos[tag] += 1
+        return learned, joined
+
+    def learned(self) -> Learned:
+        by_use = sorted(self.added, key=lambda tag: (-self.tag_photos[tag], tag))
+        pending = sorted(self.pending, key=lambda tag: (-len(self.pending[tag]), tag))
+        return Learned(photos=self.photos, tag_photos=dict(sorted(self.tag_photos.items())), added=by_use,
+                       pending={tag: len(self.pending[tag]) for tag in pending})
+
+
+class Learning:
+    """A bundle's model with one layer's events learned, served as `model` (swapped whole, never
+    changed under a request that is using it)."""
+
+    def __init__(self, base_model, layer: PersonalLayer):
+        self.base_model, self.layer = base_model, layer
+        self.base_photos = max(base_model.manifest.data.train_photos, float(base_model.tag_model.counts.max(initial=1)))
+        self._lock = threading.Lock()
+        self._start()
+
+    def _start(self):
+        base = self.base_model.tag_model.copy()
+        if hasattr(base, "freeze"):
+            base.freeze()
+        self.working = base
+        self.vocabulary = Vocabulary(base.tags, min_photos=self.layer.min_photos)
+        self.seen = defaultdict(lambda: ([], []))  # tag -> (log-odds shown at, kept)
+        self.biases = {}
+        self.last_id, self.stamps = 0, (None, None)
+        self.model, self.summary = self.base_model, self.vocabulary.learned()
+
+    # -- keeping up with the layer ----------------------------------------------------------------
+
+    def sync(self) -> bool:
+        """Learn what was written since (by any process); True if the model changed."""
+        with self._lock:
+            version, removals, events = self.layer.snapshot(after=self.last_id)
+            if (version, removals) == self.stamps:
+                return False
+            if self.stamps[1] is not None and removals != self.stamps[1]:
+                self._start()  # an undo or reset: the events that are left, replayed
+                version, removals, events = self.layer.snapshot()
+            self._learn(events)
+            self.stamps = (version, removals)
+            self._publish()
+            return True
+
+    def _learn(self, events: list[Event]):
+        latents = {event.id: event.latent for event in events}
+        for event in events:
+            learned, joined = self.vocabulary.add(event.id, event.tags)
+            if learned:
+                self.working.update(event.latent[None], [learned])
+            for tag, earlier in joined.items():
+                found = [latents[i] for i in earlier if i in latents]
+                missing = [i for i in earlier if i not in latents]
+                if missing:
+                    found += list(self.layer.latents(missing))
+                self.working.update(np.stack(found), [[tag]] * len(found))
+            self._observe(event)
+            self.last_id = event.id
+
+    def _observe(self, event: Event):
+        """A shown suggestion kept or removed: evidence for or against the tag, for this user."""
+        if not event.suggested or not event.shown or len(event.shown) != len(event.suggested):
+            return
+        kept = set(event.tags)
+        for tag, shown_at in zip(event.suggested, event.shown):
+            if self.vocabulary.learns(tag) and shown_at is not None and np.isfinite(shown_at):
+                logits, outcomes = self.seen[tag]
+                logits.append(shown_at)
+                outcomes.append(tag in kept)
+                self.biases[tag] = prior.bias(logits, outcomes)
+
+    def _publish(self):
+        tags = self.working.tags
+        user_counts = np.array([self.vocabulary.tag_photos.get(tag, 0) for tag in tags], dtype=np.float64)
+        offsets = prior.prior_offsets(self.working.counts, self.base_photos + self.vocabulary.photos, user_counts,
+                                      self.vocabulary.photos)
+        offsets += np.array([self.biases.get(tag, 0.0) for tag in tags])
+        served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
+        self.model = self.base_model.with_tag_model(served, offsets)
+        self.summary = self.vocabulary.learned()  # read by requests while the next sync goes on
+
+    # -- what the server and the CLI ask ------------------------------------------------------------
+
+    def learned(self) -> Learned:
+        return self.summary
+
+    def shown_logits(self, latent, tags) -> list[float | None]:
+        """The log-odds at which the served model shows these tags for a photo, without each tag's own
+        bias (the bias is what the user's answer is evidence about)."""
+        model = self.model
+        calibration = model.calibrations.get(model.default_scorer)
+        scores = model.score(latent[None]).score[0]
+        out = []
+        for tag in tags:
+            k = model.tag_index.get(tag)
+            if k is None or calibration is None:
+                out.append(None)
+            else:
+                out.append(float(scores[k]) - self.biases.get(tag, 0.0))
+        return out
+
+
+def personal_model(model, enabled: bool = True):
+    """A loaded Model with its user's personal layer learned (as the server serves it), or the model
+    alone when `enabled` is False, it was never saved, or the user has no layer yet."""
+    from lablr.core.personal.layer import layer_path
+
+    if not enabled or model.path is None or not layer_path(model.path).exists():
+        return model
+    layer = PersonalLayer.for_bundle(model)
+    try:
+        learning = Learning(model, layer)
+        learning.sync()
+        return learning.model
+    finally:
+        layer.close()
