@@ -198,6 +198,10 @@ def _print_report(report):
                "error over each photo's top 10 tags.")
 
 
+NO_PERSONAL_OPTION = click.option("--no-personal", is_flag=True,
+                                  help="The model alone, without what it learned from your photos.")
+
+
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
@@ -205,16 +209,18 @@ def _print_report(report):
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def suggest(images, k, model, scorer, exclude, as_json):
+@NO_PERSONAL_OPTION
+def suggest(images, k, model, scorer, exclude, as_json, no_personal):
     """Suggest tags for each IMAGE, best first.
 
     An image that cannot be read (missing, damaged, too large) gets one line on stderr and the
     others are still answered; the exit status is then 1, and 0 when every image was answered.
     """
     from lablr.core.model import Model
+    from lablr.core.personal.learning import personal_model
     from lablr.core.suggesting import suggest_files
 
-    loaded = Model.load(model)
+    loaded = personal_model(Model.load(model), not no_personal)
     loaded.scorer(scorer)  # an unknown scorer fails before any image is read
     results = suggest_files(loaded, images, k, scorer=scorer, exclude=exclude.split(","))
     if as_json:
@@ -242,7 +248,8 @@ def suggest(images, k, model, scorer, exclude, as_json):
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def tag(paths, model, as_json, quiet, **options):
+@NO_PERSONAL_OPTION
+def tag(paths, model, as_json, quiet, no_personal, **options):
     """Write suggested tags into each photo as XMP and IPTC keywords (XMP only in PNG and WebP).
 
     Keywords already there are kept; the picture and all other metadata stay as they were.
@@ -259,7 +266,9 @@ def tag(paths, model, as_json, quiet, **options):
         tag_photos,
     )
 
-    loaded = Model.load(model)
+    from lablr.core.personal.learning import personal_model
+
+    loaded = personal_model(Model.load(model), not no_personal)
     with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
             bar.update(1)
@@ -393,7 +402,7 @@ _add_plugin_commands()
 
 @cli.group()
 def personal():
-    """What Lablr learned from the photos you published (kept on this machine): show, export, undo, reset."""
+    """What Lablr learned from your photos (kept on this machine): show, learn, export, undo, reset."""
 
 
 MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True,
@@ -419,6 +428,34 @@ def personal_show(model, as_json):
                    + ", ".join(f"{t} ({n})" for t, n in report["pending_tags"].items()))
     for event in report["last"]:
         click.echo(f"  {event['time']}  {event['photo_hash'][:12]}  {', '.join(event['tags'])}")
+
+
+@personal.command("learn")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PHOTO_OR_FOLDER...")
+@MODEL_OPTION
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def personal_learn(paths, model, quiet):
+    """Learn from the keywords already in your photos (IPTC, XMP, Lightroom's hierarchy; not those
+    Lablr wrote). Folders are searched recursively, hidden files left out. Offline."""
+    from tqdm import tqdm
+
+    from lablr.core.model import Model
+    from lablr.core.personal.layer import PersonalLayer
+    from lablr.core.personal.learn import learn_photos, summary_line
+
+    loaded = Model.load(model)
+    layer = PersonalLayer.for_bundle(loaded)
+    with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+        def report(outcome):
+            bar.update(1)
+            if outcome.status == "failed":
+                tqdm.write(f"{outcome.path}: {outcome.reason}", file=sys.stderr)
+
+        outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
+    layer.close()
+    click.echo(summary_line(outcomes))
+    if any(o.status == "failed" for o in outcomes):
+        sys.exit(1)
 
 
 @personal.command("export")

@@ -17,6 +17,7 @@ from lablr.core.photometa.pixels import picture
 
 SUBJECT = "Xmp.dc.subject"
 KEYWORDS = "Iptc.Application2.Keywords"
+HIERARCHICAL = "Xmp.lr.hierarchicalSubject"  # Lightroom's "animals|birds|heron"
 CHARSET = "Iptc.Envelope.CharacterSet"
 UTF8 = "\x1b%G"  # ISO 2022 escape for UTF-8, the IPTC way to say so
 STAMP_TAGGED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Tagged"
@@ -46,6 +47,7 @@ class Embedded:
     xmp: tuple[str, ...] = ()  # dc:subject
     iptc: tuple[str, ...] = ()  # IPTC Keywords
     stamp: Stamp | None = None
+    hierarchical: tuple[str, ...] = ()  # Lightroom's lr:hierarchicalSubject, whole paths
 
     @property
     def keywords(self) -> list[str]:
@@ -152,7 +154,8 @@ class Exiv2Store:
             stamp = Stamp(model=self._text(xmp, STAMP_MODEL), tagged=self._text(xmp, STAMP_TAGGED),
                           added=tuple(self._bag(xmp, STAMP_ADDED)))
         return Embedded(mime=image.mimeType(), xmp=tuple(self._bag(xmp, SUBJECT)),
-                        iptc=tuple(self._iptc_keywords(iptc)), stamp=stamp)
+                        iptc=tuple(self._iptc_keywords(iptc)), stamp=stamp,
+                        hierarchical=tuple(self._bag(xmp, HIERARCHICAL)))
 
     def _add_keywords(self, image, tags, stamp: Stamp, *, iptc: bool) -> Written:
         """Add the tags that are in neither XMP nor IPTC yet: to XMP, and to IPTC where the format has it."""

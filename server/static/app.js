@@ -141,7 +141,8 @@ async function sendMyTags(event) {
   data.append("tags", tags.join(","));
   data.append("suggested", [...document.querySelectorAll("#tags .pick")].map((box) => box.value).join(","));
   try {
-    const response = await fetch("/api/v1/feedback", { method: "POST", body: data });
+    // Only the suggestions shown (those above the threshold) are sent: a hidden one was never passed over.
+    const response = await fetch("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
     const waiting = Object.keys(answer.pending);

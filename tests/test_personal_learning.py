@@ -1,0 +1,177 @@
+"""Learning the photographer's own language fast: keywords already in real JPEG, PNG and TIFF
+files (written by exiftool) through `lablr personal learn`, the user's tag frequencies as a
+prior and removed suggestions as evidence on a real server, one layer for the CLI and the
+server, photos known by their pixels, and the layer's bounds."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from conftest import draw_shape
+from lablr_server import running_server
+from photo_files import exiftool, make_photo, needs_exiftool
+
+pytestmark = needs_exiftool
+NEW_TAG = "grandmas garden"
+
+
+def lablr(*args, env):
+    return subprocess.run([sys.executable, "-m", "lablr.core.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=300)
+
+
+def png(colour, shape, seed) -> bytes:
+    buffer = io.BytesIO()
+    draw_shape(colour, shape, seed=seed).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def show(bundle, env) -> dict:
+    result = lablr("personal", "show", "--json", "--model", str(bundle), env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def suggested(bundle, photo, env, *extra) -> dict:
+    result = lablr("suggest", str(photo), "--json", "-k", "20", "--model", str(bundle), *extra, env=env)
+    assert result.returncode == 0, result.stderr
+    return {s["tag"]: s["score"] for s in json.loads(result.stdout)["results"][0]["suggestions"]}
+
+
+@pytest.fixture
+def env(tmp_path):
+    return {"XDG_DATA_HOME": str(tmp_path / "data")}
+
+
+@pytest.fixture
+def album(tmp_path):
+    """Real photos in three formats with the photographer's keywords, written by exiftool."""
+    folder = tmp_path / "album"
+    (folder / "2019" / ".thumbnails").mkdir(parents=True)
+    photos = []
+    for i, suffix in enumerate(["jpg", "png", "tif", "jpg", "png"]):
+        path = make_photo(folder / "2019" / f"garden-{i}.{suffix}", "green", "triangle", seed=40 + i, keywords=False)
+        exiftool(path, f"-XMP-dc:Subject={NEW_TAG}", "-XMP-dc:Subject=green",
+                 "-XMP-lr:HierarchicalSubject=places|europe|allotment",
+                 *([f"-IPTC:Keywords={NEW_TAG}"] if suffix in ("jpg", "tif") else []))
+        photos.append(path)
+    make_photo(folder / "2019" / ".thumbnails" / "hidden.jpg", "red", "circle", seed=1)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder, photos
+
+
+def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_takes_it_back(tiny_bundle, env, album):
+    folder, photos = album
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 1  # one unreadable photo: said in one line, the others learned
+    assert result.stderr.count("broken.jpg") == 1 and "Traceback" not in result.stderr
+    assert "Learned from 5 photos" in result.stdout
+    report = show(tiny_bundle, env)
+    assert report["photos"] == 5  # the hidden folder is left out
+    assert sorted(report["added_tags"]) == ["allotment", NEW_TAG]  # "allotment": the leaf of Lightroom's path
+    assert report["tag_photos"] == {"allotment": 5, "green": 5, NEW_TAG: 5}
+
+    # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once.
+    exiftool(photos[0], "-XMP-dc:Subject+=sunny")
+    again = lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
+    assert again.returncode == 0 and "Learned from 0 photos; 5 already known" in again.stdout
+    assert show(tiny_bundle, env)["photos"] == 5
+
+    undone = lablr("personal", "undo", "2", "--model", str(tiny_bundle), env=env)
+    assert undone.returncode == 0 and show(tiny_bundle, env)["photos"] == 3
+
+
+def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path):
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour")
+    tagged = lablr("tag", str(photo), "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+    assert tagged.returncode == 0, tagged.stderr
+    result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
+
+
+def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle, env, album):
+    folder, photos = album
+    lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
+    sixth = make_photo(folder / "sixth.png", "green", "triangle", seed=99, keywords=False)
+    with_layer = suggested(tiny_bundle, sixth, env)
+    assert NEW_TAG in list(with_layer)[:3]  # 5 photos of the user's own tag: in the top 3 for a 6th
+    assert NEW_TAG not in suggested(tiny_bundle, sixth, env, "--no-personal")
+    dry = lablr("tag", str(sixth), "--dry-run", "--json", "-k", "3", "--model", str(tiny_bundle), env=env)
+    assert NEW_TAG in [s["tag"] for s in json.loads(dry.stdout)["photos"][0]["added"]]
+
+
+@pytest.fixture
+def server(tiny_bundle, env):
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        yield client
+
+
+def send(client, data, tags, suggested=None):
+    fields = {"tags": tags, **({"suggested": suggested} if suggested is not None else {})}
+    return client.post("/api/v1/feedback", files={"image": ("p.png", data, "image/png")}, data=fields,
+                       headers={"Origin": client.base_url.scheme + "://" + client.base_url.netloc.decode(),
+                                "X-Lablr-Client": "test"})
+
+
+def scores(client, data) -> dict:
+    answer = client.post("/api/v1/suggest", params={"k": 20}, files={"image": ("p.png", data, "image/png")})
+    assert answer.status_code == 200, answer.text
+    return {s["tag"]: s["score"] for s in answer.json()["results"][0]["suggestions"]}
+
+
+def test_a_tag_given_to_five_photos_is_in_the_top_three_for_the_sixth_on_the_server(server):
+    for seed in range(5):
+        assert send(server, png("blue", "circle", 500 + seed), f"{NEW_TAG},blue").json()["recorded"]
+    assert NEW_TAG in list(scores(server, png("blue", "circle", 599)))[:3]
+
+
+def test_a_suggestion_removed_three_times_falls_below_the_display_threshold(server):
+    photos = [png("red", "square", 700 + seed) for seed in range(4)]
+    before = scores(server, photos[3])
+    shown = [tag for tag, p in before.items() if p >= 0.2]
+    victim = next(tag for tag in shown if tag in ("red", "square"))
+    for photo in photos[:3]:
+        kept = [tag for tag in shown if tag != victim]
+        assert send(server, photo, ",".join(kept), suggested=",".join(shown)).status_code == 200
+    assert scores(server, photos[3]).get(victim, 0.0) < 0.2 <= before[victim]
+
+
+def test_the_same_photo_with_other_metadata_counts_once_on_the_server(server, tmp_path):
+    photo = make_photo(tmp_path / "p.jpg", "green", "circle", seed=3, keywords=False)
+    first = send(server, photo.read_bytes(), "green")
+    exiftool(photo, "-XMP-dc:Subject=rewritten", "-Make=Other")
+    second = send(server, photo.read_bytes(), "green")
+    assert first.json()["recorded"] is True and second.json()["recorded"] is False
+    assert first.json()["photo_hash"] == second.json()["photo_hash"]
+
+
+def test_the_layer_keeps_its_bounds(tiny_bundle, tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "LABLR_PERSONAL_MAX_EVENTS": "3",
+           "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        for seed in range(3):
+            assert send(client, png("green", "square", 800 + seed), "first new,second new").status_code == 200
+        full = send(client, png("green", "square", 900), "green")
+        assert full.status_code == 409 and "LABLR_PERSONAL_MAX_EVENTS" in full.json()["error"]["message"]
+        assert client.get("/api/v1/health").status_code == 200
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        status = client.get("/api/v1/personal").json()  # a layer at its bounds starts again
+    assert status["photos"] == 3 and status["added_tags"] == [] and status["pending_tags"] == {
+        "first new": 3, "second new": 3}
+
+
+def test_new_tags_past_the_bound_stay_pending():
+    from lablr.core.personal.learning import Vocabulary
+
+    vocabulary = Vocabulary(["red"], min_photos=2, max_learned=1, max_pending=2)
+    for event in range(3):
+        vocabulary.add(event, ["red", "one", "two", "three"])
+    learned = vocabulary.learned()
+    # "three" was counted only once "one" joined and left room among the pending tags
+    assert learned.added == ["one"] and learned.pending == {"two": 3, "three": 2}
