@@ -10,6 +10,15 @@ wrong parameters and types, another Host, another site's Origin, unknown paths).
 count of 5xx answers (must be 0), answers other than each kind's expected ones, latency p50/p99,
 and the server's resident memory: its growth after the warm-up must stay within 50 MB.
 Exit status 1 when any of those fails.
+
+    python scripts/soak_server.py --mixed [--minutes 1] [--feedback-per-second 10]
+
+The mixed run measures what learning costs the people waiting for suggestions: one server (with
+an empty personal layer in a temporary data directory), first suggest alone at the given
+concurrency, then the same plus feedback at a steady rate (each a new photo with 20 tags, most
+of them new to the model, drawn from 2,000), while health is asked twice a second. It prints,
+for both halves, suggest throughput and latency, then feedback and health latency and the
+server's memory.
 """
 
 import argparse
@@ -196,6 +205,81 @@ def report(kinds, records, failures, memory, warm_up):
     return server_errors == 0 and not unexpected and not failures and growth <= MAX_GROWTH_MB * 1e6
 
 
+def mixed(base: str, pid: int, seconds: float, concurrency: int, feedback_rate: float):
+    """(suggest alone, suggest with feedback): each a dict of figures, over `seconds` each."""
+    import httpx
+
+    from bench_server import photo_jpeg
+
+    jpeg = photo_jpeg(1024, 768)
+    photos = [photo_jpeg(320, 240, seed=1000 + i) for i in range(int(seconds * feedback_rate) + 10)]
+    pool = [f"mine{i}" for i in range(2000)]
+    results = []
+    for rate in (0.0, feedback_rate):
+        deadline = time.monotonic() + seconds
+        suggest_times, feedback_times, health_times, statuses = [], [], [], Counter()
+        lock = threading.Lock()
+
+        def suggester():
+            with httpx.Client(base_url=base, timeout=120) as http:
+                while time.monotonic() < deadline:
+                    asked = time.monotonic()
+                    status = http.post("/api/v1/suggest", files={"image": ("p.jpg", jpeg, "image/jpeg")}).status_code
+                    with lock:
+                        suggest_times.append(time.monotonic() - asked)
+                        statuses[f"suggest {status}"] += 1
+
+        def teacher():
+            rng = random.Random(7)
+            with httpx.Client(base_url=base, timeout=120) as http:
+                for i, photo in enumerate(photos):
+                    due = deadline - seconds + i / rate
+                    if due >= deadline:
+                        break
+                    time.sleep(max(0.0, due - time.monotonic()))
+                    tags = ",".join(["sky", "tree", "water"] + rng.sample(pool, 17))
+                    asked = time.monotonic()
+                    status = http.post("/api/v1/feedback", data={"tags": tags},
+                                       files={"image": ("p.jpg", photo, "image/jpeg")}).status_code
+                    feedback_times.append(time.monotonic() - asked)
+                    statuses[f"feedback {status}"] += 1
+
+        def health():
+            with httpx.Client(base_url=base, timeout=120) as http:
+                while time.monotonic() < deadline:
+                    asked = time.monotonic()
+                    http.get("/api/v1/health")
+                    health_times.append(time.monotonic() - asked)
+                    time.sleep(0.5)
+
+        threads = [threading.Thread(target=suggester) for _ in range(concurrency)] + [threading.Thread(target=health)]
+        if rate:
+            threads.append(threading.Thread(target=teacher))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        results.append({"suggest_rps": len(suggest_times) / seconds, "suggest": suggest_times,
+                        "feedback": feedback_times, "health": health_times, "statuses": dict(statuses),
+                        "rss": rss_bytes(pid)})
+    return results
+
+
+def report_mixed(results, concurrency, rate):
+    def ms(values, q):
+        return f"{np.percentile(np.array(values) * 1000, q):.0f}" if values else "n/a"
+
+    print(f"| run | suggest req/s (c={concurrency}) | suggest p50 / p99 ms | feedback p50 / p99 ms | "
+          "health p99 ms | server RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for name, figures in zip(("suggest alone", f"suggest + {rate:g} feedback/s"), results):
+        print(f"| {name} | {figures['suggest_rps']:.1f} | {ms(figures['suggest'], 50)} / {ms(figures['suggest'], 99)} | "
+              f"{ms(figures['feedback'], 50)} / {ms(figures['feedback'], 99)} | {ms(figures['health'], 99)} | "
+              f"{figures['rss'] / 1e6:.0f} |")
+    print(f"answers: {results[-1]['statuses']}")
+    return all(k.endswith(" 200") for figures in results for k in figures["statuses"])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=5.0)
@@ -204,11 +288,26 @@ def main():
     parser.add_argument("--warm-up", type=float, default=None,
                         help="Seconds before RSS growth counts (default: a fifth of the run, at most 60).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mixed", action="store_true", help="Suggest alone, then suggest while feedback arrives.")
+    parser.add_argument("--feedback-per-second", type=float, default=10.0)
     options = parser.parse_args()
     seconds = options.minutes * 60
     warm_up = options.warm_up if options.warm_up is not None else min(60.0, seconds / 5)
 
     from lablr_server import running_server
+
+    if options.mixed:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as home, \
+                running_server(options.model, env={"XDG_DATA_HOME": home}) as (base, log):
+            pid = int(re.search(r"worker (\d+)", "\n".join(log)).group(1))
+            print(f"Mixed run on {base} (model {options.model}): {options.minutes:g} min each half")
+            results = mixed(base, pid, seconds, options.concurrency, options.feedback_per_second)
+            healthy = report_mixed(results, options.concurrency, options.feedback_per_second)
+            tracebacks = [line for line in log if "Traceback" in line]
+            print(f"tracebacks in the server log: {len(tracebacks)}")
+        sys.exit(0 if healthy and not tracebacks else 1)
 
     with running_server(options.model) as (base, log):
         pid = int(re.search(r"worker (\d+)", "\n".join(log)).group(1))

@@ -109,8 +109,9 @@ class Event:
 class PersonalLayer:
     """One model's personal layer: a SQLite file of feedback events.
 
-    Two connections: writes queue on one, while reads (the version stamp every request checks)
-    go through the other and never wait on a write's fsync (WAL lets a reader in beside a writer).
+    Three connections: writes queue on one; events are read through another; the stamps every
+    request checks have their own, so that they wait neither on a write's fsync (WAL lets a
+    reader in beside a writer) nor on a long read of events.
     """
 
     def __init__(self, path, *, latent_dim: int | None, min_photos: int = defaults.PERSONAL_MIN_PHOTOS,
@@ -122,6 +123,7 @@ class PersonalLayer:
         self.model_name = model_name
         self._lock = threading.Lock()  # the writing connection, shared by the threads of one process
         self._read_lock = threading.Lock()
+        self._stamps_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
         try:
             self._db = self._connect()
@@ -134,7 +136,7 @@ class PersonalLayer:
                 self._migrate()
                 if model_name:
                     self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
-            self._reader = self._connect()
+            self._reader, self._stamps_reader = self._connect(), self._connect()
         except sqlite3.DatabaseError as error:
             raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
                              "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
@@ -158,9 +160,9 @@ class PersonalLayer:
         return cls(layer_path(model.path), latent_dim=model.encoder.latent_dim, model_name=model.name)
 
     def close(self):
-        with self._lock, self._read_lock:
-            self._db.close()
-            self._reader.close()
+        with self._lock, self._read_lock, self._stamps_lock:
+            for db in (self._db, self._reader, self._stamps_reader):
+                db.close()
 
     # -- writing: each change is one transaction that also moves the version stamp ----------------
 
@@ -241,8 +243,8 @@ class PersonalLayer:
 
     def stamps(self) -> tuple[int, int]:
         """(version, removals): the first moves with every write, the second with every undo or reset."""
-        with self._read_lock:
-            rows = dict(self._reader.execute("select key, value from meta where key in ('version', 'removals')"))
+        with self._stamps_lock:
+            rows = dict(self._stamps_reader.execute(STAMPS))
         return int(rows["version"]), int(rows["removals"])
 
     def count(self) -> int:
@@ -271,7 +273,7 @@ class PersonalLayer:
         with self._read_lock:
             self._reader.execute("begin")
             try:
-                rows = dict(self._reader.execute("select key, value from meta where key in ('version', 'removals')"))
+                rows = dict(self._reader.execute(STAMPS))
                 events = self._reader.execute(f"select {COLUMNS} from events where id > ? order by id",
                                               [after]).fetchall()
             finally:
@@ -286,6 +288,7 @@ class PersonalLayer:
 
 
 COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
 class _AlreadyThere(Exception):

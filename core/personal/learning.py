@@ -118,31 +118,40 @@ class Learning:
             return True
 
     def _learn(self, events: list[Event]):
+        """Add the events' latents to their tags' sums in one update, and re-fit the biases they touch."""
         latents = {event.id: event.latent for event in events}
+        rows, row_tags, touched = [], [], set()
         for event in events:
             learned, joined = self.vocabulary.add(event.id, event.tags)
             if learned:
-                self.working.update(event.latent[None], [learned])
+                rows.append(event.latent)
+                row_tags.append(learned)
             for tag, earlier in joined.items():
-                found = [latents[i] for i in earlier if i in latents]
                 missing = [i for i in earlier if i not in latents]
-                if missing:
-                    found += list(self.layer.latents(missing))
-                self.working.update(np.stack(found), [[tag]] * len(found))
-            self._observe(event)
+                found = [latents[i] for i in earlier if i in latents] + (
+                    list(self.layer.latents(missing)) if missing else [])
+                rows += found
+                row_tags += [[tag]] * len(found)
+            touched |= self._observe(event)
             self.last_id = event.id
+        if rows:
+            self.working.update(np.stack(rows), row_tags)
+        for tag in touched:
+            self.biases[tag] = prior.bias(*self.seen[tag])
 
-    def _observe(self, event: Event):
-        """A shown suggestion kept or removed: evidence for or against the tag, for this user."""
+    def _observe(self, event: Event) -> set:
+        """A shown suggestion kept or removed: evidence for or against the tag, for this user. The
+        tags it concerns are returned."""
         if not event.suggested or not event.shown or len(event.shown) != len(event.suggested):
-            return
-        kept = set(event.tags)
+            return set()
+        kept, touched = set(event.tags), set()
         for tag, shown_at in zip(event.suggested, event.shown):
             if self.vocabulary.learns(tag) and shown_at is not None and np.isfinite(shown_at):
                 logits, outcomes = self.seen[tag]
                 logits.append(shown_at)
                 outcomes.append(tag in kept)
-                self.biases[tag] = prior.bias(logits, outcomes)
+                touched.add(tag)
+        return touched
 
     def _publish(self):
         tags = self.working.tags
