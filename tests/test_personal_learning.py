@@ -175,3 +175,54 @@ def test_new_tags_past_the_bound_stay_pending():
     learned = vocabulary.learned()
     # "three" was counted only once "one" joined and left room among the pending tags
     assert learned.added == ["one"] and learned.pending == {"two": 3, "three": 2}
+
+
+def test_one_event_at_a_time_serves_what_a_replay_of_every_event_serves(tiny_bundle, tmp_path):
+    import numpy as np
+
+    from lablr.core.model import Model
+    from lablr.core.personal.layer import PersonalLayer
+    from lablr.core.personal.learning import Learning
+
+    model = Model.load(tiny_bundle)
+    layer = PersonalLayer(tmp_path / "layer.sqlite", latent_dim=model.encoder.latent_dim)
+    incremental = Learning(model, layer)
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(12, model.encoder.latent_dim))
+    for i, latent in enumerate(latents):
+        shown = incremental.shown_logits(latent, ["red", "square"])
+        layer.record(f"photo{i}", latent, ["blue", NEW_TAG] if i % 2 else ["red"], ["red", "square"], shown)
+        incremental.sync()
+    replayed = Learning(model, layer)
+    replayed.sync()
+    probe = rng.normal(size=(5, model.encoder.latent_dim))
+    assert incremental.model.tag_model.tags == replayed.model.tag_model.tags
+    assert np.allclose(incremental.model.score(probe).score, replayed.model.score(probe).score)
+    layer.close()
+
+
+def test_a_layer_written_before_photos_were_known_by_pixels_still_opens(tiny_bundle, env):
+    import sqlite3
+
+    import numpy as np
+
+    from lablr.core.bundle import read_manifest
+    from lablr.core.personal.layer import layer_path
+
+    os.environ["XDG_DATA_HOME"], saved = env["XDG_DATA_HOME"], os.environ["XDG_DATA_HOME"]
+    try:
+        path = layer_path(tiny_bundle)
+    finally:
+        os.environ["XDG_DATA_HOME"] = saved
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:  # the schema of the layers written so far
+        db.executescript("""
+            create table events (id integer primary key autoincrement, time text not null,
+                photo_hash text not null unique, latent blob not null, tags text not null, suggested text);
+            create table meta (key text primary key, value text not null);
+            insert into meta values ('version', '1');""")
+        latent = np.zeros(read_manifest(tiny_bundle).parts["encoder"].settings["latent_dim"], "<f8")
+        db.execute("insert into events (time, photo_hash, latent, tags, suggested) values (?, ?, ?, ?, ?)",
+                   ["2026-01-01T00:00:00Z", "ab" * 32, latent.tobytes(), '["red", "old tag"]', '["red"]'])
+    assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "red": 1}
+    assert suggested(tiny_bundle, make_photo(path.parent / "x.png", "red", "circle", keywords=False), env)
