@@ -84,8 +84,8 @@ class Learning:
     """A bundle's model with one layer's events learned, served as `model` (swapped whole, never
     changed under a request that is using it)."""
 
-    def __init__(self, base_model, layer: PersonalLayer):
-        self.base_model, self.layer = base_model, layer
+    def __init__(self, base_model, layer: PersonalLayer, *, prior_photos: float = defaults.PERSONAL_PRIOR_PHOTOS):
+        self.base_model, self.layer, self.prior_photos = base_model, layer, prior_photos
         self.base_photos = max(base_model.manifest.data.train_photos, float(base_model.tag_model.counts.max(initial=1)))
         self._lock = threading.Lock()
         self._start()
@@ -157,7 +157,7 @@ class Learning:
         tags = self.working.tags
         user_counts = np.array([self.vocabulary.tag_photos.get(tag, 0) for tag in tags], dtype=np.float64)
         offsets = prior.prior_offsets(self.working.counts, self.base_photos + self.vocabulary.photos, user_counts,
-                                      self.vocabulary.photos)
+                                      self.vocabulary.photos, self.prior_photos)
         offsets += np.array([self.biases.get(tag, 0.0) for tag in tags])
         served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
         self.model = self.base_model.with_tag_model(served, offsets)
