@@ -41,7 +41,7 @@ class Model:
         self.manifest = manifest
         self.path = path
         self.calibrations = manifest.calibration  # {scorer: Calibration}: the scores shown are probabilities
-        self.personal_offsets = None  # (K,) this user's log-odds shifts (lablr.core.personal.prior)
+        self.personal_offsets = None  # this user's log-odds shifts per tag (lablr.core.personal.prior)
         self._scorers = {}
 
     @classmethod
@@ -102,7 +102,8 @@ class Model:
         calibration = self.calibrations.get(name) if calibrated else None
         if calibration is None:
             return raw
-        logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets)
+        logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets,
+                                      calibration)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):

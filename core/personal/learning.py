@@ -84,8 +84,10 @@ class Learning:
     """A bundle's model with one layer's events learned, served as `model` (swapped whole, never
     changed under a request that is using it)."""
 
-    def __init__(self, base_model, layer: PersonalLayer, *, prior_photos: float = defaults.PERSONAL_PRIOR_PHOTOS):
-        self.base_model, self.layer, self.prior_photos = base_model, layer, prior_photos
+    def __init__(self, base_model, layer: PersonalLayer, *, prior_photos: float = defaults.PERSONAL_PRIOR_PHOTOS,
+                 photo_weight: int = defaults.PERSONAL_PHOTO_WEIGHT):
+        self.base_model, self.layer = base_model, layer
+        self.prior_photos, self.photo_weight = prior_photos, photo_weight
         self.base_photos = max(base_model.manifest.data.train_photos, float(base_model.tag_model.counts.max(initial=1)))
         self._lock = threading.Lock()
         self._start()
@@ -134,8 +136,9 @@ class Learning:
                 row_tags += [[tag]] * len(found)
             touched |= self._observe(event)
             self.last_id = event.id
-        if rows:
-            self.working.update(np.stack(rows), row_tags)
+        if rows:  # a photo weighted w counts as w photos: its latent added w times, still exact sums
+            self.working.update(np.repeat(np.stack(rows), self.photo_weight, axis=0),
+                                [tags for tags in row_tags for _ in range(self.photo_weight)])
         for tag in touched:
             self.biases[tag] = prior.bias(*self.seen[tag])
 
@@ -156,9 +159,10 @@ class Learning:
     def _publish(self):
         tags = self.working.tags
         user_counts = np.array([self.vocabulary.tag_photos.get(tag, 0) for tag in tags], dtype=np.float64)
-        offsets = prior.prior_offsets(self.working.counts, self.base_photos + self.vocabulary.photos, user_counts,
+        model_photos = self.base_photos + self.photo_weight * self.vocabulary.photos
+        offsets = prior.prior_offsets(self.working.counts, model_photos, user_counts,
                                       self.vocabulary.photos, self.prior_photos)
-        offsets += np.array([self.biases.get(tag, 0.0) for tag in tags])
+        offsets = prior.Offsets(offsets, np.array([self.biases.get(tag, 0.0) for tag in tags]))
         served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
         self.model = self.base_model.with_tag_model(served, offsets)
         self.summary = self.vocabulary.learned()  # read by requests while the next sync goes on

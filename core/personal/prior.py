@@ -20,6 +20,7 @@ move it, each as a shift of the log-odds, added in `adjust` (the one place they 
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,8 +62,21 @@ def bias(shown_logits, kept, variance: float = defaults.PERSONAL_BIAS_VARIANCE) 
     return b if math.isfinite(b) else 0.0
 
 
-def adjust(logits: np.ndarray, offsets: np.ndarray | None) -> np.ndarray:
-    """Calibrated log-odds (n, K) as this user's: the one place the personal offsets are applied."""
+@dataclass(frozen=True)
+class Offsets:
+    """A user's log-odds shifts, one per tag of the model they were made for."""
+
+    prior: np.ndarray  # (K,) from the user's tag frequencies
+    bias: np.ndarray  # (K,) from the suggestions they kept and removed
+
+
+def adjust(logits: np.ndarray, offsets: Offsets | None, calibration) -> np.ndarray:
+    """Calibrated log-odds (n, K) as this user's: the one place the personal offsets are applied.
+
+    The prior shift moves a popularity the calibrated probability holds. A calibration without a
+    count term (fitted so because popularity ranked worse for its scorer) holds none, so only the
+    bias applies there.
+    """
     if offsets is None:
         return logits
-    return logits + offsets
+    return logits + offsets.bias + (offsets.prior if calibration.count_slope else 0.0)
