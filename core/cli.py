@@ -258,6 +258,7 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
     from tqdm import tqdm
 
     from lablr.core.model import Model
+    from lablr.core.personal.learning import personal_model
     from lablr.core.photometa.tagging import (
         Options,
         describe,
@@ -265,8 +266,6 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
         summary_line,
         tag_photos,
     )
-
-    from lablr.core.personal.learning import personal_model
 
     loaded = personal_model(Model.load(model), not no_personal)
     with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:

@@ -207,62 +207,63 @@ def report(kinds, records, failures, memory, warm_up):
 
 def mixed(base: str, pid: int, seconds: float, concurrency: int, feedback_rate: float):
     """(suggest alone, suggest with feedback): each a dict of figures, over `seconds` each."""
-    import httpx
-
     from bench_server import photo_jpeg
 
     jpeg = photo_jpeg(1024, 768)
     photos = [photo_jpeg(320, 240, seed=1000 + i) for i in range(int(seconds * feedback_rate) + 10)]
+    return [mixed_half(base, pid, seconds, concurrency, rate, jpeg, photos) for rate in (0.0, feedback_rate)]
+
+
+def mixed_half(base, pid, seconds, concurrency, rate, jpeg, photos) -> dict:
+    import httpx
+
     pool = [f"mine{i}" for i in range(2000)]
-    results = []
-    for rate in (0.0, feedback_rate):
-        deadline = time.monotonic() + seconds
-        suggest_times, feedback_times, health_times, statuses = [], [], [], Counter()
-        lock = threading.Lock()
+    start = time.monotonic()
+    deadline = start + seconds
+    times, statuses, lock = defaultdict(list), Counter(), threading.Lock()
 
-        def suggester():
-            with httpx.Client(base_url=base, timeout=120) as http:
-                while time.monotonic() < deadline:
-                    asked = time.monotonic()
-                    status = http.post("/api/v1/suggest", files={"image": ("p.jpg", jpeg, "image/jpeg")}).status_code
-                    with lock:
-                        suggest_times.append(time.monotonic() - asked)
-                        statuses[f"suggest {status}"] += 1
+    def note(kind, asked, status):
+        with lock:
+            times[kind].append(time.monotonic() - asked)
+            statuses[f"{kind} {status}"] += 1
 
-        def teacher():
-            rng = random.Random(7)
-            with httpx.Client(base_url=base, timeout=120) as http:
-                for i, photo in enumerate(photos):
-                    due = deadline - seconds + i / rate
-                    if due >= deadline:
-                        break
-                    time.sleep(max(0.0, due - time.monotonic()))
-                    tags = ",".join(["sky", "tree", "water"] + rng.sample(pool, 17))
-                    asked = time.monotonic()
-                    status = http.post("/api/v1/feedback", data={"tags": tags},
-                                       files={"image": ("p.jpg", photo, "image/jpeg")}).status_code
-                    feedback_times.append(time.monotonic() - asked)
-                    statuses[f"feedback {status}"] += 1
+    def suggester():
+        with httpx.Client(base_url=base, timeout=120) as http:
+            while time.monotonic() < deadline:
+                asked = time.monotonic()
+                note("suggest", asked, http.post("/api/v1/suggest",
+                                                 files={"image": ("p.jpg", jpeg, "image/jpeg")}).status_code)
 
-        def health():
-            with httpx.Client(base_url=base, timeout=120) as http:
-                while time.monotonic() < deadline:
-                    asked = time.monotonic()
-                    http.get("/api/v1/health")
-                    health_times.append(time.monotonic() - asked)
-                    time.sleep(0.5)
+    def teacher():
+        rng = random.Random(7)
+        with httpx.Client(base_url=base, timeout=120) as http:
+            for i, photo in enumerate(photos):
+                due = start + i / rate
+                if due >= deadline:
+                    break
+                time.sleep(max(0.0, due - time.monotonic()))
+                tags = ",".join(["sky", "tree", "water", *rng.sample(pool, 17)])
+                asked = time.monotonic()
+                note("feedback", asked, http.post("/api/v1/feedback", data={"tags": tags},
+                                                  files={"image": ("p.jpg", photo, "image/jpeg")}).status_code)
 
-        threads = [threading.Thread(target=suggester) for _ in range(concurrency)] + [threading.Thread(target=health)]
-        if rate:
-            threads.append(threading.Thread(target=teacher))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        results.append({"suggest_rps": len(suggest_times) / seconds, "suggest": suggest_times,
-                        "feedback": feedback_times, "health": health_times, "statuses": dict(statuses),
-                        "rss": rss_bytes(pid)})
-    return results
+    def health():
+        with httpx.Client(base_url=base, timeout=120) as http:
+            while time.monotonic() < deadline:
+                asked = time.monotonic()
+                note("health", asked, http.get("/api/v1/health").status_code)
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=suggester) for _ in range(concurrency)] + [threading.Thread(target=health)]
+    if rate:
+        threads.append(threading.Thread(target=teacher))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"suggest_rps": len(times["suggest"]) / seconds, "suggest": times["suggest"],
+            "feedback": times["feedback"], "health": times["health"], "statuses": dict(statuses),
+            "rss": rss_bytes(pid)}
 
 
 def report_mixed(results, concurrency, rate):

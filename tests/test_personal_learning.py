@@ -96,7 +96,7 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
 
 
 def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle, env, album):
-    folder, photos = album
+    folder, _ = album
     lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
     sixth = make_photo(folder / "sixth.png", "green", "triangle", seed=99, keywords=False)
     with_layer = suggested(tiny_bundle, sixth, env)

@@ -266,7 +266,8 @@ class PersonalLayer:
 
     def has(self, photo_hash: str) -> bool:
         with self._read_lock:
-            return self._reader.execute("select 1 from events where photo_hash = ?", [photo_hash]).fetchone() is not None
+            found = self._reader.execute("select 1 from events where photo_hash = ?", [photo_hash]).fetchone()
+        return found is not None
 
     def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
         """(version, removals, events after `after`) read in one transaction, so they agree."""
