@@ -27,11 +27,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from lablr.core import defaults
+from lablr.core.catalog import compact_tag
+from lablr.core.errors import LablrError
+
 LABELS = Path(__file__).resolve().parent / "photo_eval" / "photos.toml"
 SETS = ("everyday", "isolated", "unreadable")
 TOP = 3  # precision@3
 CONFIDENT = 0.5  # a score a person reads as "probably right"
-SHOWN = 0.2  # the web page's default threshold (lablr.core.defaults.DEFAULT_MIN_PROBABILITY)
+SHOWN = defaults.DEFAULT_MIN_PROBABILITY  # the web page shows tags scored this or more
 VERBOSE_TOP = 5
 SOURCE_KINDS = ("pypi", "debian")
 INSTALL_HINT = {"pypi": "pip install {}", "debian": "apt-get install {}"}
@@ -89,7 +93,7 @@ def _photo(entry, groups, index) -> Photo:
     if not isinstance(tags, list) or not tags:
         raise LabelError(f"{where}: needs at least one tag.")
     expanded = expand_tags(tags, groups, where)
-    return Photo(source, set_, entry.get("shows", ""), frozenset(compact(t) for t in expanded))
+    return Photo(source, set_, entry.get("shows", ""), frozenset(compact_tag(t) for t in expanded))
 
 
 def expand_tags(tags, groups, where, seen=()) -> set[str]:
@@ -106,11 +110,6 @@ def expand_tags(tags, groups, where, seen=()) -> set[str]:
         else:
             out.add(tag)
     return out
-
-
-def compact(tag: str) -> str:
-    from lablr.core.catalog import compact_tag
-    return compact_tag(tag)
 
 
 def parse_source(source: str):
@@ -200,7 +199,6 @@ def _rcc_files(blob: bytes):
 
 def suggest(model_name, files: list[Path]) -> tuple[str, list[dict]]:
     """The model's name and, per file, suggest_files' answer: as `lablr suggest --k 100` gives it."""
-    from lablr.core import defaults
     from lablr.core.model import Model
     from lablr.core.suggesting import suggest_files
 
@@ -219,9 +217,9 @@ def figures(photos: list[Photo], results: list[dict]) -> dict:
 
 
 def _set_figures(pairs) -> dict:
-    top_right = [sum(compact(s["tag"]) in p.tags for s in ranked[:TOP]) for p, ranked in pairs]
+    top_right = [sum(compact_tag(s["tag"]) in p.tags for s in ranked[:TOP]) for p, ranked in pairs]
     confident = [(p, s) for p, ranked in pairs for s in ranked if s["score"] >= CONFIDENT]
-    right = sum(compact(s["tag"]) in p.tags for p, s in confident)
+    right = sum(compact_tag(s["tag"]) in p.tags for p, s in confident)
     scores = [s["score"] for _, ranked in pairs for s in ranked]
     return {
         "photos": len(pairs),
@@ -243,7 +241,7 @@ def measure(model_names, photos: list[Photo], verbose=None) -> dict:
             name, results = suggest(model_name, [f for _, f in available])
             chosen = [p for p, _ in available]
             report["models"][name] = figures(chosen, results)
-            report["models"][name]["unreadable_files"] = [r["filename"] for r in results if "error" in r]
+            report["models"][name]["undecodable_files"] = [r["filename"] for r in results if "error" in r]
             if verbose:
                 print_photos(name, chosen, results, verbose)
     return report
@@ -264,7 +262,7 @@ def print_photos(model_name, photos, results, out):
         if "error" in result:
             print(f"  [{photo.set}] {photo.name}: {result['error']['message']}", file=out)
             continue
-        marks = ", ".join(f"{'+' if compact(s['tag']) in photo.tags else '-'}{s['tag']} {s['score']:.2f}"
+        marks = ", ".join(f"{'+' if compact_tag(s['tag']) in photo.tags else '-'}{s['tag']} {s['score']:.2f}"
                           for s in result["suggestions"][:VERBOSE_TOP])
         print(f"  [{photo.set}] {photo.name} ({photo.shows}): {marks}", file=out)
 
@@ -281,26 +279,25 @@ def print_report(report):
                 right = "-" if f["confident_right"] is None else f"{f['confident_right']:.2f}"
                 print(f"{model_name:<28} {set_:<11} {f['photos']:>6} {f['precision_at_3']:>7.3f} {f['confident']:>6} "
                       f"{right:>6} {f['shown_at_0_2']:>6.2f} {f['max_score']:>5.2f}")
-        for filename in sets["unreadable_files"]:
+        for filename in sets["undecodable_files"]:
             print(f"  {model_name}: could not read {filename}")
     print(f"prec@3: share of the top {TOP} tags that are acceptable; >=0.5: suggestions scored {CONFIDENT} or more, "
           f"right: the share of them acceptable; >={SHOWN}: photos with a tag the web page shows; max: top score.")
 
 
 def main(argv=None):
-    from lablr.core import defaults
-    from lablr.core.errors import LablrError
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", help="A bundle name or path (repeatable; default: the default "
                         "model and openclipart-effnet).")
-    parser.add_argument("--labels", type=Path, default=LABELS, help="The labels file (default: photo_eval/photos.toml).")
+    parser.add_argument("--labels", type=Path, default=LABELS,
+                        help="The labels file (default: photo_eval/photos.toml).")
     parser.add_argument("--from", dest="kind", choices=("all",) + SOURCE_KINDS, default="all",
                         help="Only the photos that Python packages (pypi) or Debian packages ship.")
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
     parser.add_argument("--verbose", action="store_true", help=f"Print each photo's top {VERBOSE_TOP}, marked "
                         "(on stderr with --json).")
-    parser.add_argument("--debian-packages", action="store_true", help="Print the Debian packages the photos come from.")
+    parser.add_argument("--debian-packages", action="store_true",
+                        help="Print the Debian packages the photos come from.")
     args = parser.parse_args(argv)
     try:
         photos = [p for p in load_labels(args.labels) if args.kind in ("all", p.kind)]

@@ -62,7 +62,7 @@ def test_the_benchmark_measures_a_real_model_on_the_photos_python_packages_ship(
     print(json.dumps(report["models"], indent=1))  # the figures, for whoever runs pytest -s
     assert report["available"] == report["photos"] > 0 and report["skipped"] == {}
     sets = report["models"]["openclipart-effnet"]
-    assert set(sets) == {*bench_photos.SETS, "unreadable_files"} and sets["unreadable_files"] == []
+    assert set(sets) == {*bench_photos.SETS, "undecodable_files"} and sets["undecodable_files"] == []
     for figures in (sets[s] for s in bench_photos.SETS):
         assert figures["photos"] > 0 and 0 <= figures["precision_at_3"] <= 1 and 0 <= figures["max_score"] <= 1
         assert figures["confident_right"] is None or 0 <= figures["confident_right"] <= 1
