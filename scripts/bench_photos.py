@@ -128,10 +128,7 @@ def parse_source(source: str):
 def locate(photo: Photo, scratch: Path, index: int) -> Path | None:
     """The photo's file on this machine (a Qt resource member is copied out into scratch), or None."""
     kind, _, path, member = parse_source(photo.source)
-    if kind == "pypi":
-        file = _python_package_file(path)
-    else:
-        file = Path(path)
+    file = _python_package_file(path) if kind == "pypi" else Path(path)
     if file is None or not file.is_file():
         return None
     if member is None:

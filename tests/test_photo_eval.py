@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def bench(*args):
 
 @pytest.mark.parametrize("name", LABEL_FILES)
 def test_every_photo_has_a_set_a_source_and_tags_as_flickr_writes_them(name):
-    raw = bench_photos.tomllib.loads(LABEL_FILES[name].read_text(encoding="utf-8"))
+    raw = tomllib.loads(LABEL_FILES[name].read_text(encoding="utf-8"))
     photos = bench_photos.load_labels(LABEL_FILES[name])  # raises on anything malformed
     assert len(photos) == len(raw["photo"]) == len({p.source for p in photos})
     for entry in raw["photo"]:
