@@ -51,6 +51,14 @@ class Encoder(Protocol):
     def load(self, directory: Path) -> object: ...
 
 
+def check_can_fit(encoder):
+    """Refuse now, before any photo is read, an encoder that cannot be trained here. An encoder may
+    define `check_can_fit()` for that (the VAE does: it needs the `train` extra's TensorFlow)."""
+    check = getattr(encoder, "check_can_fit", None)
+    if check is not None:
+        check()
+
+
 def check_images(images, image_size: int) -> np.ndarray:
     """The batch an encoder was given, as an array, once it is (n, image_size, image_size, 3)."""
     images = np.asarray(images)
