@@ -74,11 +74,14 @@ def require_train_extra(what: str):
 
 def install_command(extra: str) -> str:
     """`pip install 'lablr[EXTRA]'`, or the same with the checkout's path when Lablr was installed from one."""
+    # A build left in the checkout (lablr.egg-info) may be found first: the installed one says where it came from.
+    recorded = [found.read_text("direct_url.json") for found in metadata.distributions(name="lablr")]
     try:
-        origin = json.loads(metadata.distribution("lablr").read_text("direct_url.json") or "{}")
-    except (metadata.PackageNotFoundError, ValueError):
+        origin = json.loads(next(filter(None, recorded), "{}"))
+    except ValueError:
         origin = {}
-    url = origin.get("url", "") if isinstance(origin, dict) else ""
+    origin = origin if isinstance(origin, dict) else {}
+    url = origin.get("url", "")
     checkout = Path(unquote(urlparse(url).path)) if url.startswith("file://") else None
     if checkout is None or not (checkout / "pyproject.toml").is_file():
         return f"pip install {shlex.quote(f'lablr[{extra}]')}"
