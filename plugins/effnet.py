@@ -227,7 +227,7 @@ def lite_network(image_size: int = 224):
         try:
             return litert.LiteModel.read(path)
         except BundleError:
-            pass  # a damaged cache is converted again
+            pass  # a damaged file: the next one, or converted again
     from lablr.plugins.vae import import_keras
 
     keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from lablr_server import running_server
 
 from lablr.core import bundle
 from lablr.core.cli import cli
 from lablr.core.errors import install_command
-from lablr_server import running_server
 
 ROOT = Path(__file__).parent.parent
 TRAIN_EXTRA = ("tensorflow", "keras")
@@ -136,14 +136,15 @@ def plain_install(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "env")], check=True)
     python = root / "env" / "bin" / "python"
     installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-                                "--disable-pip-version-check", str(source)], capture_output=True, text=True, timeout=900)
+                                "--disable-pip-version-check", str(source)],
+                               check=False, capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return python
 
 
 def lablr_in(python: Path, *args, cwd, env):
     return subprocess.run([str(python.parent / "lablr"), *args], cwd=cwd, env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=300)
+                          check=False, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture
@@ -167,7 +168,7 @@ def test_a_plain_install_serves_suggests_and_tags_without_tensorflow(plain_insta
     python = plain_install
     coffee, temple = real_photos
     for name in TRAIN_EXTRA:
-        missing = subprocess.run([str(python), "-c", f"import {name}"], capture_output=True, text=True)
+        missing = subprocess.run([str(python), "-c", f"import {name}"], check=False, capture_output=True, text=True)
         assert missing.returncode == 1 and "ModuleNotFoundError" in missing.stderr
 
     with running_server("openclipart-effnet", python=python, env=user_env) as (base, _lines):
