@@ -73,6 +73,15 @@ def test_training_the_vae_says_in_one_line_what_to_install_before_reading_the_ca
     assert not catalog.exists() and not (tmp_path / "model").exists() and not (tmp_path / "model.work").exists()
 
 
+def test_a_flickr_build_on_the_vae_says_what_to_install_before_fetching(without_the_train_extra, tmp_path):
+    out = tmp_path / "flickr-vae"
+    result = CliRunner().invoke(cli, ["build", "flickr", "--model", "openclipart-vae", "--tags", "cat",
+                                      "--out", str(out), "--quiet"])
+    assert result.exit_code == 1
+    assert_says_install_the_train_extra(result.output)
+    assert not out.exists() and not (tmp_path / "flickr-vae.db").exists()  # nothing fetched, no catalog made
+
+
 def test_effnet_fits_on_the_shipped_network_without_tensorflow(without_the_train_extra, shapes_csv, shapes_catalog,
                                                                tmp_path):
     out = tmp_path / "effnet-model"
@@ -117,8 +126,13 @@ def test_the_install_command_names_the_checkout_lablr_was_installed_from():
 
 def checkout_files(destination: Path) -> Path:
     """The checkout's files as a fresh clone has them, with uncommitted changes: no .venv, no builds."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                                capture_output=True, check=True).stdout.decode().split("\0")
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: what .gitignore would leave out
+        shutil.copytree(ROOT, destination, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "*.db"))
+        return destination
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
