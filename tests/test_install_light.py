@@ -186,6 +186,8 @@ def test_a_plain_install_serves_suggests_and_tags_without_tensorflow(plain_insta
         assert missing.returncode == 1 and "ModuleNotFoundError" in missing.stderr
 
     with running_server("openclipart-effnet", python=python, env=user_env) as (base, _lines):
+        page = httpx.get(base + "/", timeout=30)
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         with open(coffee, "rb") as photo:
             answer = httpx.post(base + "/api/v1/suggest?k=5", files={"image": ("coffee.png", photo, "image/png")},
                                 timeout=60)
