@@ -113,10 +113,12 @@ def _chosen_rules(catalog, source, *, recorded=True, **options):
 @rules_options
 def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **options):
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
+    from lablr.core.pipeline.train import encoder_to_train
     from lablr.core.pipeline.train import train as run
 
-    rules, source = _chosen_rules(catalog, source, **options)
     settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
+    encoder_to_train(encoder, settings)  # a missing extra or a bad setting: said before the catalog is read
+    rules, source = _chosen_rules(catalog, source, **options)
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
                 epochs=epochs, source=source)

@@ -24,7 +24,7 @@ from lablr.core.data.selection import Rules, Selection, select, source_rules
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.pipeline.evaluate import held_out_report
-from lablr.core.pipeline.train import data_summary, fit_model
+from lablr.core.pipeline.train import data_summary, encoder_to_train, fit_model
 from lablr.core.plugins import get_part
 
 from . import defaults
@@ -64,6 +64,8 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
     size, encoder = base.image_size, base.parts["encoder"]
     trains = encoder.name in defaults.TRAINED_ENCODERS
+    if trains:  # the VAE needs the `train` extra: said before anything is downloaded
+        encoder_to_train(encoder.name, encoder.settings)
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
     display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
     try:
