@@ -3,7 +3,6 @@
 import json
 import os
 import sys
-from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -327,14 +326,13 @@ def tag(paths, model, as_json, quiet, **options):
 def plot(image, output, k, model):
     """Draw where IMAGE falls among the tags."""
     from lablr.core.data import decoding as imaging
+    from lablr.core.files import write_atomically
     from lablr.core.model import Model
 
     picture_format = "svg" if output.lower().endswith(".svg") else "png"
     loaded = Model.load(model)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
-    partial = Path(output + ".partial")
-    partial.write_bytes(data)
-    partial.replace(output)
+    write_atomically(output, data)
     click.echo(f"Wrote {output}")
 
 

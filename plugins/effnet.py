@@ -23,7 +23,6 @@ weights (`lablr.core.litert`; 6.8 MB, as fast as float32 on XNNPACK), is cached 
 TensorFlow and need no weights package; building the network and converting it do, once.
 """
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
+from lablr.core.files import atomic_file, write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
@@ -89,9 +89,8 @@ def converted_weights() -> dict[str, np.ndarray]:
     arrays = convert(load_state_dict(path, sha256=WEIGHTS_SHA256))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, cached)
+        with atomic_file(cached) as file:
+            np.savez(file, **arrays)
     except OSError:
         pass  # a read-only home still works, only slower to start
     return arrays
@@ -193,16 +192,14 @@ def lite_network(image_size: int = 224):
             return litert.LiteModel.read(cached)
         except BundleError:
             pass  # a damaged cache is converted again
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
     keras = import_keras()
     network = build_network(keras, image_size, converted_weights())
     content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
-        partial.write_bytes(content)
-        os.replace(partial, cached)
+        write_atomically(cached, content)
     except OSError:
         pass
     return litert.LiteModel(content)
@@ -211,7 +208,7 @@ def lite_network(image_size: int = 224):
 @cache
 def network_functions(image_size: int = 224):
     """(features, logits) compiled functions on uint8 batches; built once per process and size."""
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
     keras = import_keras()
     import tensorflow as tf

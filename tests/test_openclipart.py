@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from lablr.core import defaults
-from lablr.plugins import openclipart
 from lablr.core.bundle import bundled_root
 from lablr.core.data.catalog import Catalog
 from lablr.core.data.importing import import_source
 from lablr.core.data.selection import Rules, select
+from lablr.plugins import openclipart
 
 pytestmark = pytest.mark.skipif(not Path(openclipart.installed_root(), "svg").is_dir(),
                                 reason="needs Debian's openclipart-png and openclipart-svg (scripts/test.sh installs them)")
