@@ -366,11 +366,12 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
         from lablr.core.personal.layer import check
 
         check(path)  # and a personal layer that cannot be read
+    from lablr.server.options import ServerOptions
     from lablr.server.run import serve as run_server
 
-    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
-               allowed_hosts=allowed_hosts, body_timeout=body_timeout, keep_alive=keep_alive,
-               limit_concurrency=limit_concurrency, personal=not no_personal)
+    run_server(ServerOptions(model=str(path), host=host, port=port, workers=workers, max_body_bytes=max_body,
+                             access_log=access_log, allowed_hosts=tuple(allowed_hosts), body_timeout=body_timeout,
+                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal))
 
 
 @cli.command()
