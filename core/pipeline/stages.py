@@ -22,6 +22,7 @@ from lablr.core.bundle import Manifest, PartSpec, TrainingData
 from lablr.core.data.catalog import Catalog
 from lablr.core.data.image_cache import ImageSet, encode_set
 from lablr.core.data.selection import Rules, Selection, choose_rules, select
+from lablr.core.data.selection import record_split as save_split
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.pipeline import calibrate as calibration
@@ -75,8 +76,7 @@ def require_photos(selection: Selection, catalog_path, rules: Rules, *, test=Tru
 
 def record_split(catalog_path, selection: Selection, recipe: Recipe):
     """Record in the catalog which photos train and which are held out, and the rules that chose them."""
-    sides = {p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test}
-    Catalog(catalog_path).save_splits(sides, rules=recipe.rules.as_dict(), source=recipe.source)
+    save_split(Catalog(catalog_path), selection, recipe.rules, recipe.source)
 
 
 def data_summary(recipe: Recipe, selection: Selection) -> TrainingData:
