@@ -28,13 +28,12 @@ class Recipe:
 
     @classmethod
     def from_options(cls, *, encoder=None, encoder_settings=None, tag_model=None, tag_model_settings=None,
-                     scorer=None, visualizer=None, **rest) -> "Recipe":
+                     scorer=None, visualizer=None) -> "Recipe":
         """The default parts with what a command or a caller chose instead."""
         names = {**defaults.DEFAULT_PARTS, **{kind: name for kind, name in [
             ("encoder", encoder), ("tag_model", tag_model), ("scorer", scorer), ("visualizer", visualizer)] if name}}
         settings = {"encoder": encoder_settings or {}, "tag_model": tag_model_settings or {}}
-        return cls(parts={kind: PartSpec(names[kind], dict(settings.get(kind, {}))) for kind in PART_KINDS},
-                   **{name: value for name, value in rest.items() if value is not None})
+        return cls(parts={kind: PartSpec(names[kind], dict(settings.get(kind, {}))) for kind in PART_KINDS})
 
     @classmethod
     def of_manifest(cls, manifest: Manifest, *, with_data: bool = True) -> "Recipe":

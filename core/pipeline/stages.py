@@ -13,7 +13,7 @@ that fitting the same photos in one run or in shards merged later gives the same
 float rounding (the calibration's folds follow the order).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ class Encoded:
 
     keys: list[str]
     latents: np.ndarray
-    tags: list[list[str]] = field(default_factory=list)
+    tags: list[list[str]]
 
     @classmethod
     def joined(cls, pieces) -> "Encoded":
@@ -68,8 +68,9 @@ def select_photos(catalog_path, recipe: Recipe) -> tuple[Recipe, Selection]:
     return recipe.with_data(source, rules), select(catalog.photos(source), rules)
 
 
-def require_photos(selection: Selection, catalog_path, rules: Rules, *, test=True):
-    if not selection.train or (test and not selection.test):
+def require_photos(selection: Selection, catalog_path, rules: Rules):
+    """Training and held-out photos both, or a one-line error saying what to do."""
+    if not selection.train or not selection.test:
         raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
                          f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
 
