@@ -9,7 +9,6 @@ docs/scale.md promises the two are the same bundle up to float rounding.
 """
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def main():
         report = evaluate_bundle(path, catalog)
         scorer = model.default_scorer
         print(f"{name:<18} mAP {report[scorer]['map']:.3f}  ECE {report[scorer].get('ece', float('nan')):.3f}  "
-              f"tag model {json.dumps(model.manifest.parts['tag_model'].settings)}  "
+              f"tag model {model.tag_model.settings()}  "
               f"calibration {model.calibrations[scorer].as_dict()}")
     test = select(Catalog(catalog).photos("openclipart"), rules).test[:20]
     images = prepared_images(catalog, test, one.image_size, progress=False)
