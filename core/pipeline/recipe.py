@@ -60,6 +60,10 @@ class Recipe:
         """A scorer that does not suit the tag model fails now, not after hours of training."""
         check_pairing(self.parts["scorer"].name, self.parts["tag_model"].name)
 
+    def but(self, **changes) -> "Recipe":
+        """This recipe with the changes that are not None."""
+        return replace(self, **{name: value for name, value in changes.items() if value is not None})
+
     def with_data(self, source, rules: Rules) -> "Recipe":
         return replace(self, source=source, rules=rules)
 

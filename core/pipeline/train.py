@@ -26,10 +26,7 @@ def train(catalog_path, out, *, recipe: Recipe | None = None, encoder=None, enco
     recipe = recipe or Recipe.from_options(encoder=encoder, encoder_settings=encoder_settings, tag_model=tag_model,
                                            tag_model_settings=tag_model_settings, scorer=scorer,
                                            visualizer=visualizer)
-    recipe = Recipe(recipe.parts, source=source if source is not None else recipe.source,
-                    rules=rules if rules is not None else recipe.rules,
-                    epochs=epochs if epochs is not None else recipe.epochs,
-                    seed=seed if seed is not None else recipe.seed)
+    recipe = recipe.but(source=source, rules=rules, epochs=epochs, seed=seed)
     recipe.check()  # now, not after hours of training
     role = multiworker.role()
     recipe, selection = stages.select_photos(catalog_path, recipe)

@@ -61,8 +61,7 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     rules = rules or source_rules(SOURCE)
     base_path = bundle.resolve(base_model or _default_model())
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
-    recipe = replace(Recipe.of_manifest(base, with_data=False), source=SOURCE, rules=rules)
-    recipe = replace(recipe, epochs=epochs) if epochs else recipe
+    recipe = Recipe.of_manifest(base, with_data=False).but(source=SOURCE, rules=rules, epochs=epochs)
     trains = recipe.parts["encoder"].name in defaults.TRAINED_ENCODERS
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
     display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
