@@ -25,7 +25,6 @@ shipped bundle built from the same weights already holds that conversion: fittin
 (`lablr train --encoder effnet-lite0`) reuses its .tflite, and needs no TensorFlow either.
 """
 
-import os
 from functools import cache
 from pathlib import Path
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError, MissingExtra, require_train_extra
-from lablr.core.files import sha256_file
+from lablr.core.files import atomic_file, sha256_file, write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
@@ -85,9 +84,8 @@ def converted_weights() -> dict[str, np.ndarray]:
     arrays = convert(load_state_dict(path, sha256=WEIGHTS_SHA256))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, cached)
+        with atomic_file(cached) as file:
+            np.savez(file, **arrays)
     except OSError:
         pass  # a read-only home still works, only slower to start
     return arrays
@@ -228,7 +226,7 @@ def lite_network(image_size: int = 224):
             return litert.LiteModel.read(path)
         except BundleError:
             pass  # a damaged file: the next one, or converted again
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
     keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")
     cached = _cached_lite_file(image_size)
@@ -236,9 +234,7 @@ def lite_network(image_size: int = 224):
     content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
-        partial.write_bytes(content)
-        os.replace(partial, cached)
+        write_atomically(cached, content)
     except OSError:
         pass
     return litert.LiteModel(content)
@@ -247,7 +243,7 @@ def lite_network(image_size: int = 224):
 @cache
 def network_functions(image_size: int = 224):
     """(features, logits) compiled functions on uint8 batches; built once per process and size."""
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
     keras = import_keras(f"Running {NAME} in Keras")
     import tensorflow as tf
