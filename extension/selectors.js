@@ -10,7 +10,7 @@
  * field and of the photo cards is NOT known, so they are found by the looser rules below
  * (attribute words and class fragments), and a user can point at the tag field once ("Pick the
  * tag field" in the popup). When no tag field is found, or Lablr cannot tell which photo the
- * edit panel shows, content.js lists every photo in a floating panel instead of typing anywhere.
+ * edit panel shows, the content scripts list every photo in a floating panel instead of typing anywhere.
  */
 "use strict";
 

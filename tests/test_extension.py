@@ -39,6 +39,7 @@ from conftest import draw_shape, held_out_drawing
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
+CONTENT_SCRIPTS = ("base", "find", "typing", "photos", "draw", "panel", "pick", "publish")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DOCS = ROOT / "docs"
 CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -64,14 +65,16 @@ def test_manifest_asks_for_least_privilege():
     assert sorted(manifest["optional_host_permissions"]) == ["http://127.0.0.1/*", "http://localhost/*"]
     (script,) = manifest["content_scripts"]
     assert all(m.startswith("https://www.flickr.com/") and "upload" in m for m in script["matches"])
-    assert script["js"][-1] == "content.js" and "selectors.js" in script["js"]
+    # settings and selectors first, then the content scripts in the order they build on each other.
+    assert script["js"][:2] == ["settings.js", "selectors.js"]
+    assert script["js"][2:] == [f"content/{name}.js" for name in CONTENT_SCRIPTS]
     assert "https://" not in manifest["content_security_policy"]["extension_pages"]
     text = json.dumps(manifest)
     assert "<all_urls>" not in text and "*://*/" not in text
 
 
 def test_no_remote_code_and_selectors_in_one_file():
-    sources = {p.name: p.read_text() for p in EXTENSION.iterdir() if p.suffix in (".js", ".html")}
+    sources = {str(p.relative_to(EXTENSION)): p.read_text() for p in EXTENSION.rglob("*") if p.suffix in (".js", ".html")}
     for name, text in sources.items():
         assert "eval(" not in text and "new Function" not in text, name
         for url in re.findall(r"https?://[^\s\"'`<>)]+", text):
@@ -82,7 +85,7 @@ def test_no_remote_code_and_selectors_in_one_file():
                 src = line.split('src="')[1].split('"')[0]
                 assert (EXTENSION / src).is_file(), src
     # Flickr's markup is only ever looked up through LABLR_SELECTORS.
-    for name in ("content.js",):
+    for name in (f"content/{name}.js" for name in CONTENT_SCRIPTS):
         text = sources[name]
         for call in ("querySelector(\"", "querySelector('", "querySelectorAll(\"", "querySelectorAll('",
                      "closest(\"", "closest('", "getElementsByClassName", "getElementById"):
