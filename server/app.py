@@ -53,7 +53,8 @@ ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
 
 
 async def health(request):
-    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary(),
+                         "limits": {"max_k": defaults.MAX_K, "max_tags": defaults.MAX_FEEDBACK_TAGS}})
 
 
 async def suggest(request):

@@ -87,7 +87,49 @@ const closestAny = (element, selectors) => {
   }
   return null;
 };
-const visible = (element) => (element.checkVisibility ? element.checkVisibility() : element.getClientRects().length > 0);
+const visible = (element) =>
+  element.checkVisibility ? element.checkVisibility({ opacityProperty: true, visibilityProperty: true }) : element.getClientRects().length > 0;
+
+/**
+ * Whether a person can see the element on the page (scrolling to it if need be): shown, of some
+ * size, and not parked off the page's top or left edge. Flickr keeps a second set of fields, the
+ * batch editor's, mounted far above the page (y ≈ −9760): it matches every selector the real one does.
+ */
+function onScreen(element) {
+  if (!element || !element.isConnected || !visible(element)) return false;
+  const box = element.getBoundingClientRect();
+  return box.width > 0 && box.height > 0 && box.bottom + window.scrollY > 0 && box.right + window.scrollX > 0;
+}
+
+/** Every element matching any of the selectors, in the selectors' order, each once. */
+function everyMatch(selectors, root = document) {
+  const found = new Set();
+  for (const selector of selectors) {
+    const elements = tryAll(selector, root, (s, r) => r.querySelectorAll(s));
+    for (const element of elements || []) found.add(element);
+  }
+  return [...found];
+}
 
 const norm = (text) => String(text || "").trim().toLowerCase();
+// Flickr takes "New York", "new york" and "newyork" as one tag: compare tags by this key.
+const tagKey = (tag) => String(tag || "").toLowerCase().replace(/["\s]+/g, "");
+// A tag as typed into Flickr: a tag of several words goes in double quotes.
+const flickrTag = (tag) => (/\s/.test(tag) ? `"${tag}"` : tag);
+
+/** Tags without repeats (by tagKey), in order, at most `most` of them. */
+function distinctTags(tags, most = Infinity) {
+  const seen = new Set();
+  const kept = [];
+  for (const tag of tags) {
+    const k = tagKey(tag);
+    if (!k || seen.has(k) || kept.length >= most) continue;
+    seen.add(k);
+    kept.push(tag);
+  }
+  return kept;
+}
+
+/** Tags as one string in Flickr's syntax: space-separated, multi-word tags quoted, at most Flickr's maximum. */
+const flickrTagString = (tags) => distinctTags(tags, S.maxTagsPerPhoto).map(flickrTag).join(" ");
 const stemOf = (name) => String(name || "").replace(/\.[^./\\]+$/, "");

@@ -81,10 +81,32 @@ const threshold = () => {
   if (model && model.calibrated === false) return 0;
   return state.settings.minScore ?? (model && model.min_probability) ?? 0;
 };
-const clearing = (photo) => photo.suggestions.filter((s) => !(s.score < threshold())).slice(0, state.settings.count);
-const visibleSuggestions = (photo, have) => {
-  const taken = new Set(have.map(norm));
-  return clearing(photo).filter((s) => !taken.has(norm(s.tag)));
+/** Suggestions without a tag twice (by tagKey), the first of each kept. */
+const distinctSuggestions = (suggestions) => {
+  const kept = distinctTags(suggestions.map((s) => s.tag));
+  return suggestions.filter((s) => kept.includes(s.tag) && kept.splice(kept.indexOf(s.tag), 1));
+};
+/** Suggestions for several photos at once: each tag's mean score over them (0 where it was not suggested), best first. */
+function groupSuggestions(photos) {
+  const merged = new Map();
+  for (const photo of photos) {
+    for (const s of distinctSuggestions(photo.suggestions)) {
+      const entry = merged.get(tagKey(s.tag)) || { tag: s.tag, score: 0, distance: NaN };
+      entry.score += (Number.isFinite(s.score) ? s.score : 0) / photos.length;
+      merged.set(tagKey(s.tag), entry);
+    }
+  }
+  return [...merged.values()].sort((a, b) => b.score - a.score);
+}
+const clearingAll = (suggestions) => distinctSuggestions(suggestions).filter((s) => !(s.score < threshold())).slice(0, state.settings.count);
+const clearing = (photo) => clearingAll(photo.suggestions);
+const unlessTaken = (suggestions, have) => {
+  const taken = new Set(have.map(tagKey));
+  return suggestions.filter((s) => !taken.has(tagKey(s.tag)));
+};
+/** Remembers which suggestions the user saw: only those count as "suggested" when the photo is published. */
+const noteShown = (photos, suggestions) => {
+  for (const photo of photos) for (const s of suggestions) photo.shown.add(s.tag);
 };
 const belowThreshold = () =>
   `No suggested tag scores ${fmt(threshold(), 2)} or more; lower “Hide tags scoring below” in Lablr's options to see them.`;
@@ -99,9 +121,28 @@ function statusText(photo) {
 // What the inline bar says when it has no photo to add tags to.
 const NO_PHOTO = {
   select: "Select a photo to see its suggested tags.",
-  several: "Several photos are selected: select one to add its suggested tags.",
+  several: "Several photos are selected, and Lablr cannot tell which: select one to add its suggested tags.",
   unknown: "Lablr cannot tell which photo this panel shows, so it adds no tags here: see Lablr's panel.",
 };
+
+/** What the chips beside the field show for `editing` ({photos, batch}). */
+function chipsModel(editing, parts) {
+  const photos = editing.photos;
+  const waiting = photos.find((p) => p.status !== "done");
+  const cleared = clearingAll(editing.batch ? groupSuggestions(photos) : photos[0].suggestions);
+  const several = state.photos.length > 1;
+  return {
+    ids: photos.map((p) => p.id),
+    label: editing.batch ? `for the ${photos.length} selected photos:` : several ? `for ${photos[0].name}:` : null,
+    idle: photos.filter((p) => p.status === "idle"),
+    waiting: waiting && waiting.status !== "idle" ? statusText(waiting) : null,
+    anySuggested: photos.some((p) => p.suggestions.length),
+    cleared,
+    shown: unlessTaken(cleared, tagsOfAll(editing, parts)),
+    refused: distinctTags(photos.flatMap((p) => [...p.refused])),
+    full: photos.some((p) => p.full) || tagRoom(editing, parts) <= 0,
+  };
+}
 
 // Inline chips beside the tag field.
 const inline = makeHost("chips");
@@ -109,39 +150,32 @@ const inline = makeHost("chips");
 function renderInline(target, parts) {
   const anchor = parts.field;
   if (inline.host.previousElementSibling !== anchor || !inline.host.isConnected) anchor.after(inline.host);
-  const photo = target.photo;
-  const shown = photo ? visibleSuggestions(photo, tagsOf(photo, parts)) : [];
-  const refused = photo ? [...photo.refused] : [];
-  const several = state.photos.length > 1;
-  const signature = JSON.stringify([photo && photo.id, target.why, photo && photo.status, shown, refused, state.settings.addTop,
-    threshold(), several, state.server.down, photo && photo.message]);
+  const editing = typingTarget(target, parts);
+  const model = editing && chipsModel(editing, parts);
+  if (model && !model.waiting && !model.idle.length) noteShown(editing.photos, model.shown);
+  const signature = JSON.stringify([target.why, model, state.settings.addTop, threshold(), state.server.down]);
   setView(inline, signature, () => {
     const bar = el("div", { class: "bar", role: "group", "aria-label": "Tags suggested by Lablr" }, el("span", { class: "label" }, "Lablr"));
-    if (!photo) {
+    if (!model) {
       bar.append(el("span", { class: "muted", role: "status" }, NO_PHOTO[target.why] || NO_PHOTO.unknown));
       return bar;
     }
-    if (several) bar.append(el("span", { class: "for" }, `for ${photo.name}:`));
-    if (photo.status === "idle") {
-      bar.append(el("button", { class: "action", type: "button", on: { click: () => enqueue(photo) } }, "Suggest tags"));
-    } else if (photo.status !== "done") {
-      bar.append(el("span", { class: "muted", role: "status" }, statusText(photo)));
-    } else if (!shown.length) {
-      const message = !photo.suggestions.length ? "No tags to suggest." : !clearing(photo).length ? belowThreshold() : "All suggested tags added.";
+    if (model.label) bar.append(el("span", { class: "for" }, model.label));
+    if (model.idle.length) {
+      bar.append(el("button", { class: "action", type: "button", on: { click: () => model.idle.forEach(enqueue) } }, "Suggest tags"));
+    } else if (model.waiting) {
+      bar.append(el("span", { class: "muted", role: "status" }, model.waiting));
+    } else if (!model.shown.length) {
+      const message = !model.anySuggested ? "No tags to suggest." : !model.cleared.length ? belowThreshold() : "All suggested tags added.";
       bar.append(el("span", { class: "muted", role: "status" }, message));
     } else {
-      for (const s of shown) {
-        const failed = photo.refused.has(s.tag);
-        const title = failed ? `Flickr did not take “${s.tag}”: type it into the tag field yourself.` : chipTitle(s);
-        bar.append(el("button", { class: `chip${failed ? " failed" : ""}`, type: "button", title, "data-tag": s.tag,
-          on: { click: () => addTags(photo, [s.tag]) } }, failed ? `${s.tag} — not taken` : s.tag));
-      }
-      const n = Math.min(state.settings.addTop, shown.length);
-      if (n > 1) {
-        bar.append(el("button", { class: "action", type: "button", on: { click: () => addTags(photo, shown.slice(0, n).map((s) => s.tag)) } }, `Add top ${n}`));
-      }
+      appendChips(bar, editing, model);
     }
-    if (refused.length) {
+    if (model.full) {
+      bar.append(el("span", { class: "warn", role: "alert" }, `Flickr takes at most ${S.maxTagsPerPhoto} tags on a photo: there is no room for more.`));
+    }
+    if (model.refused.length) {
+      const refused = model.refused;
       bar.append(el("span", { class: "warn", role: "alert" },
         `Flickr's tag field did not take ${refused.map((t) => `“${t}”`).join(", ")}: type ${refused.length > 1 ? "them" : "it"} yourself.`));
     }
@@ -149,4 +183,16 @@ function renderInline(target, parts) {
   });
 }
 
-// The floating panel, for when the tag field is not where selectors.js expects it.
+/** One button per suggested tag (its text begins with the tag), then "Add top N". */
+function appendChips(bar, editing, model) {
+  for (const s of model.shown) {
+    const failed = model.refused.includes(s.tag);
+    const title = failed ? `Flickr did not take “${s.tag}”: type it into the tag field yourself.` : chipTitle(s);
+    bar.append(el("button", { class: `chip${failed ? " failed" : ""}`, type: "button", title, "data-tag": s.tag,
+      on: { click: () => addTags(editing, [s.tag]) } }, failed ? `${s.tag} — not taken` : s.tag));
+  }
+  const n = Math.min(state.settings.addTop, model.shown.length);
+  if (n > 1) {
+    bar.append(el("button", { class: "action", type: "button", on: { click: () => addTags(editing, model.shown.slice(0, n).map((s) => s.tag)) } }, `Add top ${n}`));
+  }
+}

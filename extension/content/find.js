@@ -71,7 +71,8 @@ function isSelected(card, how) {
 }
 
 /**
- * Which photo the edit panel shows: {photo} when Lablr can tell, else {photo: null, why}.
+ * Which photo the edit panel shows: {photo} when Lablr can tell; {photo: null, group, why: "several"} when
+ * several photos are selected (group: those photos, when each is known); else {photo: null, why}.
  * why: "select" (no card selected), "several" (more than one selected), "unknown" (cannot tell).
  */
 function editTarget() {
@@ -82,7 +83,10 @@ function editTarget() {
   if (photos.length === 1 && found.cards.length <= 1) return { photo: photos[0] }; // one photo: no other to mix up
   const selected = found.cards.filter((card) => isSelected(card, found.how));
   const byId = (id) => photos.find((p) => p.id === id) || null;
-  if (selected.length > 1) return { photo: null, why: "several" };
+  if (selected.length > 1) {
+    const group = selected.map((card) => byId(found.pairs.get(card)));
+    return { photo: null, why: "several", group: group.every(Boolean) ? group : null };
+  }
   if (selected.length === 1) {
     const photo = byId(found.pairs.get(selected[0]));
     return photo ? { photo } : { photo: null, why: "unknown" };
@@ -91,34 +95,74 @@ function editTarget() {
   return { photo: null, why: "unknown" };
 }
 
-/** A text input or textarea that names tags, in the edit panel if there is one; never the site's search. */
+/**
+ * What a click on a chip edits: {photos, batch} for the photo the visible panel shows, or for the
+ * selected photos when the visible tag field is the batch editor's; null when Lablr cannot be sure.
+ */
+function typingTarget(target, parts) {
+  if (!parts) return null;
+  const inBatch = Boolean(closestAny(parts.input, S.batchPanel));
+  if (target.photo && !(inBatch && state.photos.length > 1)) return { photos: [target.photo], batch: false };
+  if (target.group) return { photos: target.group, batch: true };
+  return null;
+}
+
+const sameTarget = (a, b) => Boolean(a && b && a.batch === b.batch && a.photos.length === b.photos.length &&
+  a.photos.every((p, i) => p === b.photos[i]));
+
+/** A text input or textarea on screen that names tags, in the edit panel if there is one; never the site's search. */
 function looseTagInput() {
   const word = S.tagWord.toLowerCase();
   const names = (input) => S.tagWordAttributes.some((a) => norm(input.getAttribute(a)).includes(word));
   const inPanel = (input) => Boolean(closestAny(input, S.editPanel));
   const candidates = all(S.textEntry).filter(
-    (input) => names(input) && !input.disabled && !input.readOnly && (inPanel(input) || !closestAny(input, S.searchBox))
+    (input) => names(input) && !input.disabled && !input.readOnly && onScreen(input) && (inPanel(input) || !closestAny(input, S.searchBox))
   );
-  const rank = (input) => (inPanel(input) ? 2 : 0) + (visible(input) ? 1 : 0);
-  candidates.sort((a, b) => rank(b) - rank(a));
+  candidates.sort((a, b) => Number(inPanel(b)) - Number(inPanel(a)));
   return candidates[0] || null;
 }
 
 function pickedInput() {
   if (!state.picked) return null;
-  const element = tryAll(state.picked, document, (s, r) => r.querySelector(s));
-  return element && (element.tagName === "INPUT" || element.tagName === "TEXTAREA") ? element : null;
+  const matches = everyMatch([state.picked]).filter((e) => e.tagName === "INPUT" || e.tagName === "TEXTAREA");
+  return matches.find(onScreen) || null;
 }
 
-/** Where tags are typed: {input, field, how} with how "picked", "built-in" or "loose"; or null. */
+/**
+ * Where tags are typed: {input, field, how} with how "picked", "built-in" or "loose"; or null.
+ * Only a field on screen counts: never the off-screen twin that edits every photo at once.
+ */
 function tagFieldParts() {
   let how = "picked";
   let input = pickedInput();
-  if (!input) [how, input] = ["built-in", first(S.tagInput)];
+  if (!input) [how, input] = ["built-in", everyMatch(S.tagInput).find((e) => onScreen(e) && !e.disabled && !e.readOnly)];
   if (!input) [how, input] = ["loose", looseTagInput()];
   if (!input) return null;
   const field = closestAny(input, S.tagField) || input.parentElement;
-  return { input, field, how };
+  return { input, field, how, spaces: matchesAny(input, S.spaceSeparatedInput) };
+}
+
+/** The page's own tag counter near the field ("Tags 3/75"): {count, most}, or null where there is none. */
+function tagCounter(parts) {
+  const pattern = new RegExp(S.tagCounterText, "i");
+  let root = parts.field || parts.input;
+  for (let i = 0; i < S.tagCounterLevels && root.parentElement; i++) {
+    root = root.parentElement;
+    for (const element of root.getElementsByTagName("*")) {
+      if (element.firstElementChild || !onScreen(element)) continue;
+      const match = pattern.exec(element.textContent);
+      if (match) return { count: Number(match[1]), most: Number(match[2]) };
+    }
+  }
+  return null;
+}
+
+/** How many more tags the photos may take: the counter's word where there is one, else Flickr's maximum. */
+function tagRoom(editing, parts) {
+  const counter = tagCounter(parts);
+  if (counter) return counter.most - counter.count;
+  const have = Math.max(0, ...editing.photos.map((p) => tagsOf(p, editing.batch ? null : parts).length));
+  return S.maxTagsPerPhoto - have;
 }
 
 /** Tags already on the photo being edited, as the tag widget shows them; null when its tokens cannot be read. */
@@ -144,4 +188,11 @@ function tagsOf(photo, parts) {
   if (shown) return shown;
   if (photo.pageTags) return [...photo.pageTags];
   return [...photo.added];
+}
+
+/** The tags every photo of a batch has, as far as Lablr knows them. */
+function tagsOfAll(editing, parts) {
+  if (!editing.batch) return tagsOf(editing.photos[0], parts);
+  const [head, ...rest] = editing.photos.map((p) => tagsOf(p, null));
+  return head.filter((tag) => rest.every((tags) => tags.some((t) => tagKey(t) === tagKey(tag))));
 }

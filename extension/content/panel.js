@@ -37,8 +37,6 @@ function thumbnail(photo) {
   return canvas;
 }
 
-const flickrTag = (tag) => (/\s/.test(tag) ? `"${tag}"` : tag);
-
 // Why the floating panel is shown.
 const PANEL_WHY = {
   field: "Flickr's tag field was not found on this page. Copy the tags and paste them into Flickr, " +
@@ -51,6 +49,7 @@ const PANEL_WHY = {
 function renderPanel(why) {
   if (!panel.host.isConnected) document.body.append(panel.host);
   const rows = state.photos.map((p) => [p.id, p.status, clearing(p), p.message]);
+  if (!panelMinimised) for (const photo of state.photos) if (photo.status === "done") noteShown([photo], clearing(photo));
   const signature = JSON.stringify([rows, why, panelMinimised, state.server.down, threshold()]);
   setView(panel, signature, () => {
     const box = el("aside", { class: `panel${panelMinimised ? " minimised" : ""}`, role: "complementary", "aria-label": "Tags suggested by Lablr" });
@@ -68,11 +67,11 @@ function renderPanel(why) {
         for (const s of shown) {
           const chip = el("button", { class: "chip", type: "button", title: `${chipTitle(s)} (click to copy)`, "data-tag": s.tag });
           chip.textContent = s.tag;
-          chip.addEventListener("click", () => copyText(s.tag, chip));
+          chip.addEventListener("click", () => copyText(flickrTag(s.tag), chip));
           chips.append(chip);
         }
         const copyAll = el("button", { class: "action copy", type: "button" }, "Copy tags");
-        copyAll.addEventListener("click", () => copyText(shown.map((s) => flickrTag(s.tag)).join(" "), copyAll));
+        copyAll.addEventListener("click", () => copyText(flickrTagString(shown.map((s) => s.tag)), copyAll));
         section.append(chips, copyAll);
       } else if (photo.status === "idle") {
         section.append(el("button", { class: "action", type: "button", on: { click: () => enqueue(photo) } }, "Suggest tags"));
@@ -119,9 +118,10 @@ function renderNotice() {
 
 /** Remembers the tags the page shows for the photo it is editing, for when that photo is published. */
 function rememberPageTags(target, parts) {
-  if (!target.photo || !parts) return;
+  const editing = typingTarget(target, parts);
+  if (!editing || editing.batch) return;
   const shown = currentTags(parts);
-  if (shown) target.photo.pageTags = shown;
+  if (shown) editing.photos[0].pageTags = shown;
 }
 
 function render() {
@@ -138,7 +138,8 @@ function render() {
   rememberPageTags(target, parts);
   if (parts) renderInline(target, parts);
   else inline.host.remove();
-  const why = !parts ? "field" : ["unknown", "select"].includes(target.why) ? target.why : null;
+  const mute = target.photo && !typingTarget(target, parts); // a photo is selected, but the field edits others too
+  const why = !parts ? "field" : ["unknown", "select"].includes(target.why) ? target.why : mute ? "unknown" : null;
   if (why) renderPanel(why);
   else panel.host.remove();
 }

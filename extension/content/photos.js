@@ -21,6 +21,10 @@ function addFiles(fileList) {
       refused: new Set(), // tags the page did not take
       pageTags: null, // the tags the page last showed for it, where its tokens can be read
       taught: false, // its final tags went to the server on publishing
+      shown: new Set(), // suggestions the user saw as chips: what feedback calls "suggested"
+      full: false, // Flickr's tag field had no room for another tag
+      shown: new Set(), // suggestions the user saw as chips: what feedback calls "suggested"
+      full: false, // Flickr's tag field had no room for another tag
     };
     state.photos.push(photo);
     added++;

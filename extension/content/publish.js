@@ -12,10 +12,10 @@ function teach() {
   const onPage = found.pairs.size ? new Set(found.pairs.values()) : null;
   for (const photo of state.photos) {
     if (photo.taught || !photo.dataUrl || (onPage && !onPage.has(photo.id))) continue;
-    const tags = (photo.pageTags || [...photo.added]).filter((t) => t && !t.includes(","));
+    const tags = distinctTags((photo.pageTags || [...photo.added]).filter((t) => t && !t.includes(",")), S.maxTagsPerPhoto);
     if (!tags.length) continue;
     photo.taught = true;
-    const suggested = photo.suggestions.map((s) => s.tag).filter((t) => !t.includes(","));
+    const suggested = [...photo.shown].filter((t) => !t.includes(","));
     ask({ type: "feedback", image: photo.dataUrl, filename: `${photo.stem}.jpg`, tags, suggested }); // not awaited
   }
 }

@@ -1,4 +1,9 @@
-/* Typing a tag into Flickr's tag widget the way a person would. */
+/*
+ * Typing a tag into Flickr's tag widget the way a person would.
+ *
+ * Every key event goes to the tag field, and only while it has the focus: a key that lands anywhere
+ * else on Flickr's page is a page shortcut ("?" opens its help).
+ */
 "use strict";
 
 const STICK_WAIT_MS = 80;
@@ -7,34 +12,39 @@ const setValue = (input, text) => {
   const proto = input.tagName === "TEXTAREA" ? HTMLTextAreaElement.prototype : HTMLInputElement.prototype;
   Object.getOwnPropertyDescriptor(proto, "value").set.call(input, text);
 };
+const focused = (input) => input.isConnected && input.getRootNode().activeElement === input;
+/** A key event on the focused field; false, and nothing sent, when the field has not the focus. */
 const key = (input, type, name, code, keyCode) =>
+  focused(input) &&
   input.dispatchEvent(new KeyboardEvent(type, { key: name, code, keyCode, which: keyCode, bubbles: true, cancelable: true, composed: true }));
 const inputEvent = (input, data) =>
   input.dispatchEvent(new InputEvent("input", { bubbles: true, composed: true, inputType: "insertText", data }));
 
-// The ways a tag widget takes a typed tag, tried in turn until one sticks.
+// The ways a tag widget takes a typed tag, tried in turn until one sticks. `text` is the tag in
+// Flickr's syntax (quoted when it has spaces); `spaces`: the field separates tags by spaces only.
 const TYPE_WAYS = [
-  function enter(input, tag) {
-    setValue(input, tag);
-    inputEvent(input, tag);
+  function enter(input, text) {
+    if (!focused(input)) return;
+    setValue(input, text);
+    inputEvent(input, text);
     for (const type of ["keydown", "keypress", "keyup"]) key(input, type, "Enter", "Enter", 13);
   },
-  function comma(input, tag) {
-    if (input.value.trim() !== tag) return; // taken in the meantime
+  function comma(input, text, spaces) {
+    if (spaces || input.value.trim() !== text) return; // a comma would be part of the tag; or taken meanwhile
     if (key(input, "keydown", ",", "Comma", 188)) {
-      setValue(input, `${tag},`);
+      setValue(input, `${text},`);
       inputEvent(input, ",");
     }
     key(input, "keyup", ",", "Comma", 188);
   },
-  function blur(input, tag) {
-    if (input.value.trim() === `${tag},`) {
-      setValue(input, tag); // the comma did nothing: take it back before leaving
+  function blur(input, text) {
+    if (input.value.trim() === `${text},`) {
+      setValue(input, text); // the comma did nothing: take it back before leaving
       inputEvent(input, null);
     }
+    if (!focused(input)) return;
     input.dispatchEvent(new Event("change", { bubbles: true }));
-    if (document.activeElement === input) input.blur();
-    else input.dispatchEvent(new FocusEvent("blur"));
+    input.blur();
   },
 ];
 
@@ -42,56 +52,71 @@ const TYPE_WAYS = [
 function tokensNamed(input, tag) {
   let root = input;
   for (let i = 0; i < S.tokenSearchLevels && root.parentElement; i++) root = root.parentElement;
-  const want = norm(tag);
+  const want = tagKey(tag);
   let count = 0;
   for (const element of root.getElementsByTagName("*")) {
     if (element.firstElementChild || element === input) continue;
-    if (norm(String(element.textContent).replace(/[×✕]/g, "")) === want) count++;
+    if (tagKey(String(element.textContent).replace(/[×✕]/g, "")) === want) count++;
   }
   return count;
 }
 
-/** Types one tag; resolves true when the page took it (a new token, or the input cleared). */
+/** Types one tag into the field on screen; resolves true when the page took it (a new token, or the input cleared). */
 async function typeTag(tag) {
   let parts = tagFieldParts();
   if (!parts) return false;
+  const text = flickrTag(tag);
   const before = { value: parts.input.value, tokens: tokensNamed(parts.input, tag) };
-  parts.input.focus();
+  parts.input.focus({ preventScroll: true });
+  if (!focused(parts.input)) return false; // a key sent now would go to the page
   for (const way of TYPE_WAYS) {
     parts = tagFieldParts();
     if (!parts) return false;
-    way(parts.input, tag);
+    way(parts.input, text, parts.spaces);
     await settle();
     const now = tagFieldParts();
     if (!now) return false;
     const shown = currentTags(now);
-    if ((shown && shown.some((t) => norm(t) === norm(tag))) || tokensNamed(now.input, tag) > before.tokens) return true;
+    if ((shown && shown.some((t) => tagKey(t) === tagKey(tag))) || tokensNamed(now.input, tag) > before.tokens) return true;
     if (now.input !== parts.input) return !now.input.value.trim(); // re-rendered: an empty new field took it
     if (!now.input.value.trim()) return true; // the field was cleared: taken
   }
   const last = tagFieldParts();
-  if (last && norm(last.input.value).replace(/,$/, "") === norm(tag)) {
+  if (last && norm(last.input.value).replace(/,$/, "") === norm(text)) {
     setValue(last.input, before.value); // leave no half-typed tag behind
     inputEvent(last.input, null);
   }
   return false;
 }
 
+/** What happened to a tag on each photo it was typed for. */
+function noteTyped(editing, tag, took) {
+  for (const photo of editing.photos) {
+    if (took) {
+      photo.added.add(tag);
+      photo.refused.delete(tag);
+      if (editing.batch && photo.pageTags) photo.pageTags.push(tag);
+    } else {
+      photo.refused.add(tag);
+    }
+  }
+}
+
 let adding = Promise.resolve();
-function addTags(photo, tags) {
+/** Adds tags to what `editing` ({photos, batch}, from typingTarget) names, while the page still shows it. */
+function addTags(editing, tags) {
   // One at a time, in order, even when clicks come faster than the widget.
   adding = adding.then(async () => {
     for (const tag of tags) {
       const parts = tagFieldParts();
-      if (!parts || editTarget().photo !== photo) break; // the user selected another photo meanwhile
-      const have = tagsOf(photo, parts);
-      if (have.some((t) => norm(t) === norm(tag))) continue;
-      if (await typeTag(tag)) {
-        photo.added.add(tag);
-        photo.refused.delete(tag);
-      } else {
-        photo.refused.add(tag);
+      if (!sameTarget(typingTarget(editTarget(), parts), editing)) break; // the user selected other photos meanwhile
+      if (tagsOfAll(editing, parts).some((t) => tagKey(t) === tagKey(tag))) continue;
+      if (tagRoom(editing, parts) <= 0) {
+        for (const photo of editing.photos) photo.full = true;
+        scheduleRender();
+        break;
       }
+      noteTyped(editing, tag, await typeTag(tag));
       scheduleRender();
     }
   });
