@@ -307,7 +307,13 @@ UPLOADR = Site("flickr_upload.html", "current", "#uploadr-choose-input", ".uploa
 EDITR = Site("flickr_editr.html", "evidence", "#choose-photos-and-videos", "#editr-sidebar .autocomplete-field input",
              "#editr-sidebar .chosen-token", "#editr-sidebar .autocomplete-field", "#editr-grid li", ".item-title:text-is('{title}')",
              ("#action-publish", "#confirm-publish"), ",", False)
-SITES = [pytest.param(UPLOADR, id="uploadr"), pytest.param(EDITR, id="editr")]
+# The copy built from the 2026 field report on the live uploader: two sets of fields (the batch one
+# off screen), "Separate tags with a space", "Tags 3/75", page shortcuts, the publish dialog and its masks.
+LIVE = Site("flickr_live.html", "live", ".choose-from-client", ".editr-edit-panel[data-set=one] input[placeholder*='tags']",
+            ".editr-edit-panel[data-set=one] .tag-list li", ".editr-edit-panel[data-set=one] .editr-edit-panel-tags",
+            ".editr-grid-item", ".title:text-is('{title}')", ("#action-publish", "#confirm-publish"), "Enter", False)
+SITES = [pytest.param(UPLOADR, id="uploadr"), pytest.param(EDITR, id="editr"), pytest.param(LIVE, id="live")]
+SUCCESS_PATH = "/account/upgrade/pro/upload"  # where the live uploader goes once it has published
 
 
 class Browser:
@@ -338,6 +344,9 @@ class Browser:
                 name = Path(path).name
                 kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
                 route.fulfill(path=FIXTURES / name, content_type=kind)
+            elif path.rstrip("/") == SUCCESS_PATH:
+                route.fulfill(body="<!doctype html><title>Flickr Pro</title><p>Your upload is done.</p>",
+                              content_type="text/html; charset=utf-8")
             else:
                 route.fulfill(status=404, body="not in the fixture")
 
@@ -925,7 +934,10 @@ def publish(page, site):
     for selector in site.publish:
         page.locator(selector).click()
     # Publishing went ahead at once: Lablr neither waited for the server nor held the click.
-    assert page.evaluate("window.__uploadr.published()") is True
+    if site is LIVE:  # the live uploader goes on to its success page
+        page.wait_for_url(f"**{SUCCESS_PATH}", timeout=WAIT_MS)
+    else:
+        assert page.evaluate("window.__uploadr.published()") is True
 
 
 def learned_photos(server):

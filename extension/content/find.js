@@ -149,9 +149,9 @@ function tagCounter(parts) {
   for (let i = 0; i < S.tagCounterLevels && root.parentElement; i++) {
     root = root.parentElement;
     for (const element of root.getElementsByTagName("*")) {
-      if (element.firstElementChild || !onScreen(element)) continue;
-      const match = pattern.exec(element.textContent);
-      if (match) return { count: Number(match[1]), most: Number(match[2]) };
+      const match = pattern.exec(element.textContent); // the whole text: "Tags 3/75", nothing around it
+      if (!match || !onScreen(element)) continue;
+      return { count: Number(match[1]), most: Number(match[2]) };
     }
   }
   return null;
@@ -168,7 +168,8 @@ function tagRoom(editing, parts) {
 /** Tags already on the photo being edited, as the tag widget shows them; null when its tokens cannot be read. */
 function currentTags(parts) {
   const tokens = all(S.tagToken, parts.field && parts.field.isConnected ? parts.field : document);
-  if (!tokens.length && parts.how !== "built-in") return null;
+  // No token in a widget whose markup Lablr knows means no tags; elsewhere it means Lablr cannot read them.
+  if (!tokens.length && !(parts.how === "built-in" && closestAny(parts.input, S.tagField))) return null;
   const tags = [];
   for (const token of tokens) {
     let text = null;
