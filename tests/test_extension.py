@@ -1092,6 +1092,162 @@ def test_shipped_extension_reaches_no_other_port_unless_saved(shipped_browser, r
     expect(popup.locator("#allow-row")).to_be_hidden()
 
 
+# ------------------------------------------------------------------------------- the live uploader
+
+MULTI_WORD = "night sky"  # a tag of two words, which Flickr takes only in double quotes
+
+
+def teach_multi_word_tag(server, folder):
+    """The server's personal layer learns MULTI_WORD from red circles, as a user publishing them would."""
+    from lablr.core import defaults
+
+    for i in range(defaults.PERSONAL_MIN_PHOTOS):
+        photo = write_photo(folder, "red", "circle", size=(400 + 8 * i, 300 + 6 * i), name=f"taught-{i}.jpg")
+        answer = httpx.post(f"{server.base}/api/v1/feedback", timeout=60, data={"tags": f"{MULTI_WORD},red,circle"},
+                            files={"image": (photo.name, photo.read_bytes(), "image/jpeg")})
+        assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture(scope="module")
+def taught_server(tiny_bundle, tmp_path_factory):
+    """A server of its own (its personal layer changes) that suggests a tag of two words."""
+    running = LablrServer(tiny_bundle).start()
+    teach_multi_word_tag(running, tmp_path_factory.mktemp("taught"))
+    yield running
+    running.close()
+
+
+def save_server_on_options_page(browser, address, **fields):
+    """What a user does: the address (and other fields) on Lablr's options page, then Save."""
+    from playwright.sync_api import expect
+
+    options = browser.open_extension_page("options.html")
+    options.locator("#server").fill(address)
+    for name, value in fields.items():
+        options.locator(f"#{name}").fill(str(value))
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_have_text("Saved.")
+    options.close()
+
+
+def assert_no_stray_keys(page):
+    assert page.evaluate("window.__uploadr.strayKeys()") == []
+    assert page.evaluate("window.__uploadr.helpShown()") is False
+    assert page.locator(".editr-edit-panel[data-set=batch] input[placeholder*='tags']").input_value() == ""
+
+
+@pytest.mark.browser
+def test_live_uploader_the_field_on_screen_flickr_syntax_and_75_tags(shipped_browser, taught_server, tmp_path):
+    """Installed as shipped, the server saved on the options page: nothing granted by hand."""
+    from playwright.sync_api import expect
+
+    recorder = Recorder(taught_server.port)
+    try:
+        save_server_on_options_page(shipped_browser, recorder.base, minScore=0)
+        page = shipped_browser.open_upload_page(LIVE)
+        page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle"), write_photo(tmp_path, "green", "square")])
+        bar = page.locator("[data-lablr=chips]")
+        expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+        expect(bar).to_contain_text("for red-circle.jpg")
+        # Beside the field the user sees, not beside its twin parked at y = -9760.
+        expect(page.locator(f"{LIVE.chips_after} + [data-lablr=chips]")).to_have_count(1)
+        box = bar.bounding_box()
+        assert box["y"] > 0 and box["width"] > 0
+        ranked = recorder.answer_for("red-circle.jpg")
+        assert MULTI_WORD in ranked
+
+        # A tag of two words lands as one tag, on the selected photo only.
+        bar.locator(f".chip[data-tag='{MULTI_WORD}']").click()
+        expect(page.locator(LIVE.token, has_text=MULTI_WORD)).to_be_visible()
+        assert page_tags(page, "red-circle.jpg") == [MULTI_WORD] and page_tags(page, "green-square.jpg") == []
+        # Two quick clicks on one chip add its tag once.
+        other = next(tag for tag in ranked if tag != MULTI_WORD)
+        bar.locator(f".chip[data-tag='{other}']").dblclick()
+        expect(page.locator(LIVE.token, has_text=other)).to_be_visible()
+        page.wait_for_timeout(500)
+        assert page_tags(page, "red-circle.jpg") == [MULTI_WORD, other]
+        assert_no_stray_keys(page)
+
+        # The page's counter says 74 of 75: "Add top N" adds one tag, and the bar says why no more.
+        page.evaluate("window.__uploadr.setTags('red-circle.jpg', Array.from({length: 74}, (_, i) => `old${i}`))")
+        expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 74/75")
+        bar.get_by_role("button", name=re.compile(r"^Add top \d+$")).click()
+        expect(bar.locator(".warn")).to_contain_text("at most 75 tags")
+        expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 75/75")
+        assert len(page_tags(page, "red-circle.jpg")) == 75
+        assert_no_stray_keys(page)
+    finally:
+        recorder.close()
+
+
+@pytest.mark.browser
+def test_live_uploader_batch_selection_and_one_feedback_per_photo(shipped_browser, taught_server, tmp_path):
+    from playwright.sync_api import expect
+
+    recorder = Recorder(taught_server.port)
+    try:
+        save_server_on_options_page(shipped_browser, recorder.base, minScore=0)
+        page = shipped_browser.open_upload_page(LIVE)
+        page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle", (500, 375)),
+                                                       write_photo(tmp_path, "green", "square", (500, 375))])
+        wait_for_requests(recorder, 2)
+        bar = page.locator("[data-lablr=chips]")
+        expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+
+        # Both selected: the batch set comes on screen; the chips are for the two, and say so.
+        LIVE.card_named(page, "green-square").click(modifiers=["Control"])
+        expect(page.locator(".editr-edit-panel[data-set=batch] h3")).to_have_text("Editing 2 photos")
+        expect(bar).to_contain_text("for the 2 selected photos:", timeout=WAIT_MS)
+        shared = chip_texts(page)[0]
+        bar.locator(".chip").first.click()
+        expect(page.locator(".editr-edit-panel[data-set=batch] .tag-list li", has_text=shared)).to_be_visible()
+        expect(bar.locator(f".chip[data-tag='{shared}']")).to_have_count(0)  # Lablr saw it taken
+        assert page_tags(page, "red-circle.jpg") == page_tags(page, "green-square.jpg") == [shared]
+        assert page.evaluate("window.__uploadr.strayKeys()") == []
+
+        # One photo again: its own chips, its own tag.
+        LIVE.card_named(page, "red-circle").click()
+        expect(bar).to_contain_text("for red-circle.jpg", timeout=WAIT_MS)
+        expect(bar.locator(".chip").first).to_be_visible()
+        own = chip_texts(page)[0]
+        bar.locator(".chip").first.click()
+        expect(page.locator(LIVE.token, has_text=own)).to_be_visible()
+        assert page_tags(page, "red-circle.jpg") == [shared, own] and page_tags(page, "green-square.jpg") == [shared]
+        assert_no_stray_keys(page)
+
+        publish(page, LIVE)
+        sent = {f["filename"]: f for f in wait_for_feedback(recorder, 2)}
+        page.wait_for_timeout(4500)  # longer than any retry
+        assert len(recorder.feedbacks()) == 2  # exactly one per published photo
+        assert sent["red-circle.jpg"]["tags"] == f"{shared},{own}" and sent["green-square.jpg"]["tags"] == shared
+        assert all(f["status"] == 200 for f in sent.values())
+    finally:
+        recorder.close()
+
+
+@pytest.mark.browser
+def test_feedback_lists_only_the_suggestions_shown(browser, recorder, tmp_path):
+    """Suggestions hidden below the score threshold were never seen: feedback does not call them suggested."""
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=1)  # at first nothing clears it
+    page = browser.open_upload_page(LIVE)
+    page.locator(LIVE.file_input).set_input_files(write_photo(tmp_path, "blue", "circle", (540, 405)))
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar).to_contain_text("No suggested tag scores 1.00 or more", timeout=WAIT_MS)
+    (exchange,) = recorder.suggests()
+    scores = {s["tag"]: s["score"] for s in exchange["answer"]["results"][0]["suggestions"]}
+    ranked = sorted(scores.values(), reverse=True)
+    threshold = (ranked[2] + ranked[3]) / 2  # three tags clear it, the others stay hidden
+    browser.configure(server=recorder.base, minScore=threshold)
+    expect(bar.locator(".chip")).to_have_count(3, timeout=WAIT_MS)
+    bar.locator(".chip").first.click()
+    expect(page.locator(LIVE.token)).to_have_count(1)
+    publish(page, LIVE)
+    (sent,) = wait_for_feedback(recorder, 1)
+    assert set(sent["suggested"].split(",")) == {tag for tag, score in scores.items() if score > threshold}
+
+
 def default_bundle():
     import importlib.resources
 

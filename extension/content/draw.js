@@ -104,9 +104,13 @@ const unlessTaken = (suggestions, have) => {
   const taken = new Set(have.map(tagKey));
   return suggestions.filter((s) => !taken.has(tagKey(s.tag)));
 };
-/** Remembers which suggestions the user saw: only those count as "suggested" when the photo is published. */
+/**
+ * Remembers which suggestions the user saw: only those count as "suggested" when the photo is published.
+ * A chip for several photos counts for each photo whose own suggestions cleared the threshold with it.
+ */
 const noteShown = (photos, suggestions) => {
-  for (const photo of photos) for (const s of suggestions) photo.shown.add(s.tag);
+  const keys = new Set(suggestions.map((s) => tagKey(s.tag)));
+  for (const photo of photos) for (const s of clearing(photo)) if (keys.has(tagKey(s.tag))) photo.shown.add(s.tag);
 };
 const belowThreshold = () =>
   `No suggested tag scores ${fmt(threshold(), 2)} or more; lower “Hide tags scoring below” in Lablr's options to see them.`;
