@@ -28,7 +28,7 @@ async function loadSettings() {
 /**
  * Whether the extension may talk to this server: the user chose it (the default one, or one saved on
  * the options page) and holds the host permission that really covers it. Only the port-less pattern
- * counts: Firefox "grants" http://127.0.0.1:8777/* but never matches a port, so that grant reaches nothing.
+ * counts: Firefox "grants" http://127.0.0.1:PORT/* but never matches a port, so that grant reaches nothing.
  */
 async function mayReach(parsed) {
   const stored = await api.storage.local.get(LABLR_APPROVED);

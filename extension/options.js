@@ -11,6 +11,8 @@ function say(text, kind = "") {
   message.className = kind;
 }
 
+field("server").placeholder = LABLR_DEFAULTS.server;
+
 function show(settings) {
   field("server").value = settings.server;
   field("count").value = settings.count;

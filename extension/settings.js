@@ -48,7 +48,7 @@ function lablrParseServer(text) {
   try {
     url = new URL(String(text).trim());
   } catch (_) {
-    return { error: "Not an address. Write it like http://127.0.0.1:8777" };
+    return { error: `Not an address. Write it like ${LABLR_DEFAULTS.server}` };
   }
   if (url.protocol !== "http:") return { error: "The address must start with http://" };
   if (!LABLR_LOOPBACK_HOSTS.includes(url.hostname)) {

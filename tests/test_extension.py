@@ -75,6 +75,18 @@ def test_manifest_asks_for_least_privilege():
     assert "<all_urls>" not in text and "*://*/" not in text
 
 
+def test_the_extension_says_each_limit_once():
+    """The default port in settings.js alone, as the server's own default; the most tags k from health."""
+    from lablr.core import defaults
+
+    sources = {p.name: p.read_text() for p in EXTENSION.rglob("*") if p.suffix in (".js", ".html", ".json")}
+    assert f'server: "http://127.0.0.1:{defaults.PORT}"' in sources["settings.js"]
+    for name, text in sources.items():
+        assert text.count(str(defaults.PORT)) == (1 if name == "settings.js" else 0), name
+    for name in ("settings.js", "options.html", "options.js", "background.js"):  # health says it: limits.max_k
+        assert not re.search(rf"\b{defaults.MAX_K}\b", sources[name]), name
+
+
 def test_no_remote_code_and_selectors_in_one_file():
     sources = {str(p.relative_to(EXTENSION)): p.read_text() for p in EXTENSION.rglob("*") if p.suffix in (".js", ".html")}
     for name, text in sources.items():
