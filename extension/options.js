@@ -29,9 +29,15 @@ function showPicked(selector) {
   field("forget").disabled = !selector;
 }
 
+// What the user typed before the stored settings arrived stays: loading must not undo it.
+let touched = false;
+form.addEventListener("input", () => {
+  touched = true;
+});
+
 async function load() {
   const stored = await api.storage.local.get(null);
-  show(lablrNormalizeSettings(stored));
+  if (!touched) show(lablrNormalizeSettings(stored));
   showPicked(stored[LABLR_PICKED_FIELD]);
   const answer = await api.runtime.sendMessage({ type: "health" }).catch(() => null);
   const most = answer && answer.ok && answer.limits && answer.limits.max_k;

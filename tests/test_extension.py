@@ -964,7 +964,7 @@ def test_publishing_teaches_lablr_the_final_tags(browser, server, recorder, tmp_
 
     browser.configure(server=recorder.base, minScore=0)
     page = browser.open_upload_page(site)
-    size = (600, 450) if site is UPLOADR else (620, 465)  # photos new to the server: it learns from each once
+    size = {UPLOADR: (600, 450), EDITR: (620, 465), LIVE: (680, 510)}[site]  # photos new to the server: it learns from each once
     photos = [write_photo(tmp_path, "red", "circle", size), write_photo(tmp_path, "green", "square", size),
               write_photo(tmp_path, "blue", "triangle", size)]
     page.locator(site.file_input).set_input_files(photos)
@@ -1134,6 +1134,7 @@ def save_server_on_options_page(browser, address, **fields):
     from playwright.sync_api import expect
 
     options = browser.open_extension_page("options.html")
+    expect(options.locator("#server")).not_to_have_value("")  # the stored settings are shown
     options.locator("#server").fill(address)
     for name, value in fields.items():
         options.locator(f"#{name}").fill(str(value))
