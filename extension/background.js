@@ -97,7 +97,7 @@ async function health() {
   if (refusal) return refusal;
   const answer = await call(`${base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: base };
-  if (answer.body.limits) serverLimits = answer.body.limits;
+  serverLimits = answer.body.limits || {}; // an older server says none: the user's number goes as it is
   return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null, limits: serverLimits };
 }
 
