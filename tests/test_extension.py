@@ -1189,6 +1189,13 @@ def test_live_uploader_the_field_on_screen_flickr_syntax_and_75_tags(shipped_bro
         expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 75/75")
         assert len(page_tags(page, "red-circle.jpg")) == 75
         assert_no_stray_keys(page)
+
+        # Nothing selected: the only tag field left is the batch one, off screen. No chip goes near it.
+        page.evaluate("window.__uploadr.selectNone()")
+        expect(page.locator("[data-lablr=panel]")).to_contain_text("tag field was not found")
+        expect(page.locator("[data-lablr=chips]")).to_have_count(0)
+        assert page_tags(page, "green-square.jpg") == []
+        assert_no_stray_keys(page)
     finally:
         recorder.close()
 

@@ -123,9 +123,11 @@ class Firefox:
             with self.client.using_context("chrome"):
                 uuids = self.client.execute_script("return Services.prefs.getStringPref('extensions.webextensions.uuids')")
             self.base = f"moz-extension://{json.loads(uuids)[addon]}"
-        except Exception:
+        except Exception as err:
             self.close()
-            raise
+            self.log.seek(0)
+            raise RuntimeError(f"firefox-esr did not start under Marionette: {err}\n"
+                               f"{self.log.read()[-3000:].decode(errors='replace')}") from err
 
     def run(self, script, *args):
         """Runs script in the page; `page` is the page's own window (its test hooks)."""
