@@ -5,7 +5,7 @@ Nothing here imports TensorFlow or Starlette at import time.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .hookspecs import hookimpl
+from lablr.core.hookspecs import hookimpl
 
 try:
     __version__ = version("lablr")

@@ -12,18 +12,16 @@ format into the next, so a bundle written by any earlier Lablr still loads.
 """
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-from . import __version__
-from .files import sha256_file
-from .errors import BundleError
-from .plugins import check_pairing, get_part
-from .settings import check_part_kinds, check_settings
+from lablr.core import __version__
+from lablr.core.errors import BundleError
+from lablr.core.files import atomic_directory, sha256_file
+from lablr.core.part_settings import check_part_kinds, check_settings
+from lablr.core.plugins import check_pairing, get_part
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
@@ -43,7 +41,7 @@ class TrainingData:
     """Which photos a model was fitted on, and which were held out to measure it."""
 
     source: str | None  # the catalog's source of the photos; None: every source
-    rules: dict  # lablr.core.selection.Rules, as a dict
+    rules: dict  # lablr.core.data.selection.Rules, as a dict
     train_photos: int
     test_photos: int
     test_keys: list[str]  # the held-out photos' catalog keys, sorted
@@ -54,8 +52,8 @@ class Manifest:
     parts: dict[str, PartSpec]  # by kind: encoder, tag_model, scorer, visualizer
     name: str | None = None
     data: TrainingData | None = None
-    evaluation: dict | None = None  # figures by scorer, on the held-out photos (lablr.core.evaluation)
-    # By scorer: the function from raw score to shown probability (lablr.core.calibration); none in a
+    evaluation: dict | None = None  # figures by scorer, on the held-out photos (lablr.core.pipeline.metrics)
+    # By scorer: the function from raw score to shown probability (lablr.core.pipeline.calibrate); none in a
     # bundle made before calibration, whose raw scores are shown as they are.
     calibration: dict = field(default_factory=dict)
     # Recorded by save() for people and tools to read; a loaded model takes them from its parts.
@@ -126,7 +124,7 @@ def _from_json(raw: dict) -> Manifest:
 
 
 def _calibrations(raw) -> dict:
-    from .calibration import Calibration
+    from lablr.core.pipeline.calibrate import Calibration
 
     try:
         return {name: Calibration.from_dict(spec) for name, spec in (raw or {}).items()}
@@ -166,27 +164,13 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
 def save(parts: dict, manifest: Manifest, directory) -> Path:
     """Write a bundle: the stateful parts' files, then the manifest with their checksums."""
     directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    with atomic_directory(directory) as partial:
         for kind in STATEFUL_PARTS:
             parts[kind].save(partial)
         checksums = {p.name: sha256_file(p) for p in sorted(partial.iterdir())}
         text = json.dumps(_to_json(manifest, parts, checksums), indent=2, ensure_ascii=False) + "\n"
         (partial / MANIFEST).write_text(text)
-        _swap_into_place(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return directory
-
-
-def _swap_into_place(partial: Path, directory: Path):
-    old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(old)
-    partial.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # -- finding and loading ----------------------------------------------------------------------------

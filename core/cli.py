@@ -12,8 +12,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import click  # noqa: E402
 
-from . import defaults  # noqa: E402
-from .errors import LablrError  # noqa: E402
+from lablr.core import defaults  # noqa: E402
+from lablr.core.errors import LablrError  # noqa: E402
 
 CATALOG_HELP = "The SQLite catalog of photos and tags."
 DEFAULT_CATALOG = defaults.CATALOG
@@ -39,7 +39,7 @@ def cli():
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def plugins(as_json):
     """List every registered plugin part: kind, name, the plugin that provides it, what it is."""
-    from .plugins import all_parts
+    from lablr.core.plugins import all_parts
 
     found = all_parts()
     if as_json:
@@ -55,7 +55,7 @@ def plugins(as_json):
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def import_(source, location, catalog):
     """Import tagged images from SOURCE (openclipart, folder DIR, csv FILE)."""
-    from .importing import import_source
+    from lablr.core.data.importing import import_source
 
     report = import_source(source, location, catalog)
     click.echo(f"{report['added']} new photos in {catalog} ({report['skipped']} unreadable skipped, "
@@ -90,8 +90,8 @@ def rules_options(command):
 
 def _chosen_rules(catalog, source, *, recorded=True, **options):
     """(Rules, source) for a command: its options over the catalog's record or the source's defaults."""
-    from .catalog import Catalog
-    from .selection import choose_rules, stop_tag_list
+    from lablr.core.data.catalog import Catalog
+    from lablr.core.data.selection import choose_rules, stop_tag_list
 
     changes = {name: value for name, value in options.items() if value is not None}
     if "stop_tags" in changes:
@@ -113,10 +113,12 @@ def _chosen_rules(catalog, source, *, recorded=True, **options):
 @rules_options
 def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **options):
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
-    from .training import train as run
+    from lablr.core.pipeline.train import encoder_to_train
+    from lablr.core.pipeline.train import train as run
 
-    rules, source = _chosen_rules(catalog, source, **options)
     settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
+    encoder_to_train(encoder, settings)  # a missing extra or a bad setting: said before the catalog is read
+    rules, source = _chosen_rules(catalog, source, **options)
     model = run(catalog, out, encoder=encoder, encoder_settings=settings,
                 tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
                 epochs=epochs, source=source)
@@ -144,12 +146,12 @@ def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
     rules, source = _chosen_rules(catalog, source, **options)
     if shard or shards or scheduler:
-        from .sharding import fit_sharded_command
+        from lablr.core.pipeline.shard import fit_sharded_command
 
         click.echo(fit_sharded_command(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
                                        scheduler=scheduler, rules=rules))
         return
-    from .fitting import refit
+    from lablr.core.pipeline.fit import refit
 
     fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
     if fitted.manifest.evaluation:
@@ -163,7 +165,7 @@ def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
 @click.option("--model", "-m", default=None, help="The bundle the parts were fitted with (default: as they record it).")
 def merge(parts, out, model):
     """Add the tag statistics of PARTS (from `lablr fit --shard`) into one bundle."""
-    from .sharding import merge as run
+    from lablr.core.pipeline.shard import merge as run
 
     merged = run(parts, out, model_name=model)
     click.echo(f"Saved {out} ({len(merged.tag_model.tags)} tags from {len(parts)} parts)")
@@ -178,7 +180,7 @@ def merge(parts, out, model):
               help="Print JSON (`ece`: the calibration error of the model's own scorer).")
 def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline."""
-    from .evaluating import evaluate_bundle
+    from lablr.core.pipeline.evaluate import evaluate_bundle
 
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
@@ -211,8 +213,8 @@ def suggest(images, k, model, scorer, exclude, as_json):
     An image that cannot be read (missing, damaged, too large) gets one line on stderr and the
     others are still answered; the exit status is then 1, and 0 when every image was answered.
     """
-    from .model import Model
-    from .suggesting import suggest_files
+    from lablr.core.model import Model
+    from lablr.core.suggesting import suggest_files
 
     loaded = Model.load(model)
     loaded.scorer(scorer)  # an unknown scorer fails before any image is read
@@ -250,8 +252,14 @@ def tag(paths, model, as_json, quiet, **options):
     """
     from tqdm import tqdm
 
-    from .keywords import Options, describe, summarize, summary_line, tag_photos
-    from .model import Model
+    from lablr.core.model import Model
+    from lablr.core.photometa.tagging import (
+        Options,
+        describe,
+        summarize,
+        summary_line,
+        tag_photos,
+    )
 
     loaded = Model.load(model)
     with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
@@ -279,8 +287,8 @@ def tag(paths, model, as_json, quiet, **options):
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 def plot(image, output, k, model):
     """Draw where IMAGE falls among the tags."""
-    from . import images as imaging
-    from .model import Model
+    from lablr.core.data import decoding as imaging
+    from lablr.core.model import Model
 
     picture_format = "svg" if output.lower().endswith(".svg") else "png"
     loaded = Model.load(model)
@@ -313,12 +321,12 @@ def plot(image, output, k, model):
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
           limit_concurrency, no_personal):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
-    from .bundle import check_parts, resolve
+    from lablr.core.bundle import check_parts, resolve
 
     path = resolve(model)  # a missing model fails here, in one line, before any worker starts
     check_parts(path)  # and so does a model whose plugin or optional extra is not installed
     if not no_personal:
-        from .personal import check
+        from lablr.core.personal.layer import check
 
         check(path)  # and a personal layer that cannot be read
     from lablr.server.run import serve as run_server
@@ -333,9 +341,8 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def export(destination, catalog):
     """Write the catalog as the original Lablr's path,label CSV."""
+    from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
-
-    from .catalog import Catalog
 
     write_csv(Catalog(catalog).photos(), destination)
     click.echo(f"Wrote {destination}")
@@ -354,7 +361,7 @@ def prepare(catalog, size, source, quiet, **options):
     Selection options not given are the defaults for the photos' source (its plugin may change
     Lablr's: a split by owner, a stop-list). `lablr train` and `lablr fit` use the recorded rules.
     """
-    from .preparing import prepare_catalog
+    from lablr.core.data.prepare import prepare_catalog
 
     rules, source = _chosen_rules(catalog, source, recorded=False, **options)
     summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
@@ -377,7 +384,7 @@ def _describe(rules) -> str:
 
 
 def _add_plugin_commands():
-    from .plugins import load_plugins, pm
+    from lablr.core.plugins import load_plugins, pm
 
     load_plugins()
     pm.hook.register_commands(cli=cli)
@@ -400,7 +407,7 @@ MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, sho
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def personal_show(model, as_json):
     """How many photos the model learned from, the tags added, the last events."""
-    from .personal import describe
+    from lablr.core.personal.layer import describe
 
     report = describe(model)
     if as_json:
@@ -421,7 +428,7 @@ def personal_show(model, as_json):
 @MODEL_OPTION
 def personal_export(destination, model):
     """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
-    from .personal import export
+    from lablr.core.personal.layer import export
 
     click.echo(f"Wrote {export(model, destination)} events to {destination}")
 
@@ -431,7 +438,7 @@ def personal_export(destination, model):
 @MODEL_OPTION
 def personal_undo(count, model):
     """Forget the last COUNT photos: their latents leave the statistics exactly."""
-    from .personal import undo
+    from lablr.core.personal.layer import undo
 
     undone = undo(model, count)
     for event in undone:
@@ -444,7 +451,7 @@ def personal_undo(count, model):
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def personal_reset(model, yes):
     """Forget everything learned for this model: it serves the bundle as shipped."""
-    from .personal import reset
+    from lablr.core.personal.layer import reset
 
     if not yes:
         click.confirm(f"Forget every photo learned for {model}?", abort=True)

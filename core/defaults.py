@@ -37,7 +37,7 @@ MAX_K = 100
 DEFAULT_MIN_PROBABILITY = 0.2
 
 # Input limits: a decompression bomb is refused before it is decoded
-MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by lablr.core.images)
+MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by lablr.core.data.decoding)
 MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS  # all the images of one request together
 MAX_BODY_BYTES = 25 * 1024 * 1024
 MAX_IMAGES = 64  # photos in one request
@@ -49,12 +49,12 @@ BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, th
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
 
-# The personal layer: what the user publishes teaches the model (see lablr.core.personal)
+# The personal layer: what the user publishes teaches the model (see lablr.core.personal.layer)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
 PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
 
-# Data selection: how training and held-out photos are chosen (see lablr.core.selection)
+# Data selection: how training and held-out photos are chosen (see lablr.core.data.selection)
 PER_OWNER_CAP = 100
 MIN_TAG_PHOTOS = 50
 TEST_FRACTION = 0.2
@@ -84,7 +84,7 @@ NON_VISUAL_TAGS = (
     "november", "december", "today", "2000s",
 ) + tuple(str(year) for year in range(1900, 2041))
 
-# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.keywords)
+# Tags written into photos (`lablr tag`, POST /api/v1/embed; see lablr.core.photometa.tagging)
 TAG_K = 5  # fewer than shown on screen: these stay in the photo
 TAG_BATCH = 16  # photos decoded and scored at once
 TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback)

@@ -1,8 +1,15 @@
-"""File helpers: the SHA-256 of a file (bundle files, downloaded images, pinned weights), and
-making a rename durable (every write-beside-then-rename in Lablr ends with it)."""
+"""File helpers: the SHA-256 of a file, and writing files and directories all or nothing.
+
+Every write that must survive a crash or a kill goes through `atomic_file` or `atomic_directory`:
+write beside the target under a hidden partial name, flush and fsync, rename over the target,
+then fsync the directory so that the rename itself survives a power cut. A failure removes the
+partial and leaves the target as it was.
+"""
 
 import hashlib
 import os
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 BLOCK = 1 << 20
@@ -20,6 +27,73 @@ def sha256_file(path: Path) -> str:
 def fsync_dir(directory: Path):
     """Make a rename in the directory survive a power cut."""
     fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def partial_path(target: Path, kind: str = "partial") -> Path:
+    """The hidden name beside `target` that a write uses until it is complete (one per process)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{kind}-{os.getpid()}")
+
+
+@contextmanager
+def atomic_file(target, mode: str = "wb"):
+    """Yield an open file beside `target`; when the block ends without error it becomes `target`.
+
+    The caller writes and may set the partial's metadata (`file.name` is its path) before the
+    rename; it may also raise to leave `target` untouched.
+    """
+    target = Path(target)
+    partial = partial_path(target)
+    try:
+        with open(partial, mode) as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    fsync_dir(target.parent)
+
+
+def write_atomically(target, data: bytes | str):
+    """`target` holds exactly `data`, or (after a crash) what it held before."""
+    with atomic_file(target, "w" if isinstance(data, str) else "wb") as file:
+        file.write(data)
+
+
+@contextmanager
+def atomic_directory(target):
+    """Yield an empty directory beside `target`; when the block ends without error it replaces `target`.
+
+    A directory cannot be renamed over a non-empty one: the old one is moved aside first and
+    removed after, so a reader sees the old directory or the new one, never a mix.
+    """
+    target = Path(target)
+    partial = partial_path(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+        for path in partial.rglob("*"):
+            if path.is_file():
+                _fsync_file(path)
+        old = partial_path(target, "old")
+        if target.exists():
+            target.rename(old)
+        partial.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    fsync_dir(target.parent)
+
+
+def _fsync_file(path: Path):
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -46,7 +46,7 @@ def register_sources(register):
 @hookspec(firstresult=True)
 def selection_rules(source):
     """The selection rules for photos a catalog records under `source`: a dict of the
-    lablr.core.selection.Rules fields to change from Lablr's defaults, or None to keep them."""
+    lablr.core.data.selection.Rules fields to change from Lablr's defaults, or None to keep them."""
 
 
 @hookspec

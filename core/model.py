@@ -7,14 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundle, defaults
-from . import images as imaging
-from .bundle import Manifest
-from .calibration import sigmoid
-from .catalog import normalize_tag
-from .errors import LablrError
-from .parts import Scores
-from .plugins import check_pairing, get_part
+from lablr.core import bundle, defaults
+from lablr.core.bundle import Manifest
+from lablr.core.data import decoding as imaging
+from lablr.core.data.catalog import normalize_tag
+from lablr.core.errors import LablrError
+from lablr.core.parts import Scores
+from lablr.core.pipeline.calibrate import sigmoid
+from lablr.core.plugins import check_pairing, get_part
 
 
 @dataclass

@@ -8,8 +8,8 @@ from importlib.metadata import entry_points
 
 import pluggy
 
-from . import hookspecs
-from .errors import IncompatibleParts, UnknownPart
+from lablr.core import hookspecs
+from lablr.core.errors import IncompatibleParts, UnknownPart
 
 DEFAULT_PLUGINS = (
     "lablr.plugins.vae",

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import images as imaging
-from .errors import ImageError
+from lablr.core.data import decoding as imaging
+from lablr.core.errors import ImageError
 
 BATCH = 64  # decoded images held at once
 

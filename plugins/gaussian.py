@@ -19,7 +19,7 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
-from lablr.core.settings import Setting
+from lablr.core.part_settings import Setting
 
 FILE = "tag_stats.npz"
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
-from lablr.core.settings import Setting
+from lablr.core.part_settings import Setting
 
 FILE = "pca.npz"
 HIGHLIGHT = "#d9480f"

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core.files import sha256_file
 from lablr.core.errors import LablrError
+from lablr.core.files import sha256_file
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001

@@ -7,7 +7,8 @@ gets the same tags; only that mean encoder goes into a bundle.
 
 Once trained, the mean encoder is also converted to LiteRT (`encoder.tflite`, beside
 `encoder.keras` in a bundle), and photos are encoded through it: loading a bundle and
-suggesting tags import no TensorFlow. Training does, when it starts.
+suggesting tags import no TensorFlow. Training does, when it starts: TensorFlow and Keras
+come with the `train` extra, and without them training stops at once with the pip command.
 """
 
 import json
@@ -19,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
-from lablr.core.errors import BundleError, LablrError
+from lablr.core.errors import BundleError, LablrError, require_train_extra
+from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
-from lablr.core.settings import Setting
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
@@ -33,8 +34,9 @@ def register_encoders(register):
     register("vae", VAEEncoder)
 
 
-def import_keras():
-    """Import Keras on TensorFlow once, quietly."""
+def import_keras(what: str = "Building a Keras network"):
+    """Import Keras on TensorFlow once, quietly; without the `train` extra, one line saying so."""
+    require_train_extra(what)
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with litert.quiet_native_stderr():
@@ -90,6 +92,10 @@ class VAEEncoder:
 
     # -- training ---------------------------------------------------------------------------------
 
+    def check_can_fit(self):
+        """Training needs TensorFlow: say so before any photo is read."""
+        require_train_extra("Training the vae encoder")
+
     def fit(self, images, *, work_dir: Path, epochs: int = defaults.EPOCHS,
             batch_size: int = defaults.BATCH_SIZE, seed: int = 0, verbose: int | str = "auto"):
         """Train on a stream of image batches; checkpoints go to work_dir, and a rerun resumes there.
@@ -101,7 +107,7 @@ class VAEEncoder:
 
             return fit_multiworker(self, images, work_dir=Path(work_dir), epochs=epochs, batch_size=batch_size,
                                    seed=seed, verbose=verbose)
-        keras = import_keras()
+        keras = import_keras("Training the vae encoder")
         import tensorflow as tf
 
         keras.utils.set_random_seed(seed)
@@ -140,8 +146,9 @@ class VAEEncoder:
         if lite.exists():  # no TensorFlow: the Keras file stays on disk, for saving the bundle again
             self._lite, self._keras_file = litert.LiteModel.read(lite), Path(directory) / FILE
             return self
-        keras = import_keras()  # a bundle from before LiteRT: converted now, so it encodes as it will once saved
         path = Path(directory) / FILE
+        # A bundle from before LiteRT: converted now, so it encodes as it will once saved
+        keras = import_keras(f"Loading {directory}, a model from before LiteRT (no {LITE_FILE}),")
         try:
             encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError, TypeError) as error:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import multiworker
+from lablr.core.pipeline import multiworker
 
 from .vae import _build_vae, import_keras
 
@@ -27,7 +27,7 @@ CHECKPOINTS = "checkpoints"
 
 
 def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size: int, seed: int, verbose=1):
-    keras = import_keras()
+    keras = import_keras("Training the vae encoder")
     import tensorflow as tf
 
     role = multiworker.role()

@@ -36,8 +36,8 @@ MIN_VARIETY = 0.05  # distinct tag sets per image below which a creator's images
 
 def catalog_photos():
     """Every OpenClipart image with its tags and creator, from the cached evaluation catalog."""
-    from lablr.core.catalog import Catalog
-    from lablr.core.importing import import_source
+    from lablr.core.data.catalog import Catalog
+    from lablr.core.data.importing import import_source
 
     path = defaults.cache_dir() / "openclipart.db"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -50,7 +50,7 @@ def catalog_photos():
 
 def users(manifest, photos, count):
     """[(name, photos)]: the largest creators beyond the cap whose tags vary, then the held-out photos."""
-    from lablr.core.selection import Rules, select
+    from lablr.core.data.selection import Rules, select
 
     selection = select(photos, Rules.from_dict(manifest.data.rules))
     seen = {p["key"] for p in selection.train + selection.test}
@@ -83,7 +83,7 @@ def ranked(client, photo, scorer):
 
 
 def mean_ap(client, photos, vocabulary, scorer):
-    from lablr.core.evaluation import ranking_metrics, relevance
+    from lablr.core.pipeline.metrics import ranking_metrics, relevance
 
     index = {tag: k for k, tag in enumerate(vocabulary)}
     scores, kept = [], []
@@ -117,10 +117,10 @@ def main():
     args = parser.parse_args()
 
     import httpx
-
-    from lablr.core import personal
-    from lablr.core.bundle import read_manifest, resolve
     from lablr_server import running_server
+
+    from lablr.core.bundle import read_manifest, resolve
+    from lablr.core.personal import layer as personal
 
     bundle = resolve(args.model)
     manifest = read_manifest(bundle)

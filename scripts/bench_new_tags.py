@@ -34,7 +34,7 @@ def variants(shared):
 
 
 def encode(model, photos):
-    from lablr.core import images as imaging
+    from lablr.core.data import decoding as imaging
     from lablr.core.errors import ImageError
 
     kept, arrays = [], []

@@ -30,7 +30,7 @@ ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP
 
 def scratch_catalog(directory: Path, photos: int) -> Path:
     from lablr.core import defaults
-    from lablr.core.catalog import Catalog
+    from lablr.core.data.catalog import Catalog
     from lablr.core.parts import PhotoRecord
 
     source = defaults.cache_dir() / "openclipart.db"
@@ -45,8 +45,8 @@ def scratch_catalog(directory: Path, photos: int) -> Path:
 
 def timed_fit(cluster, model, catalog, out, rules):
     """(features, seconds for the shards on the cluster, seconds to merge their parts)."""
-    from lablr.core.cluster import fit_parts_on_dask
-    from lablr.core.sharding import merge, read_part
+    from lablr.core.pipeline.on_dask import fit_parts_on_dask
+    from lablr.core.pipeline.shard import merge, read_part
 
     workers = len(cluster.scheduler_info["workers"])
     start = time.perf_counter()
@@ -106,15 +106,15 @@ def main():
     from distributed import LocalCluster
 
     from lablr.core.bundle import resolve
+    from lablr.core.data.selection import Rules
     from lablr.core.model import Model
-    from lablr.core.selection import Rules
-    from lablr.core.training import prepared_images
+    from lablr.core.pipeline.train import prepared_images
 
     rules = Rules(per_owner_cap=100, min_tag_photos=10, min_train_photos=5)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="lablr-bench-scale-") as scratch:
         catalog = scratch_catalog(Path(scratch), args.photos)
-        from lablr.core.catalog import Catalog
+        from lablr.core.data.catalog import Catalog
 
         size = Model.load(args.model).image_size
         prepared_images(catalog, Catalog(catalog).photos(), size, progress=False)

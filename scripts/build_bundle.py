@@ -18,10 +18,10 @@ from pathlib import Path
 
 from lablr.core import defaults
 from lablr.core.bundle import bundled_root
-from lablr.core.catalog import Catalog
-from lablr.core.importing import import_source
-from lablr.core.selection import source_rules
-from lablr.core.training import train
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.importing import import_source
+from lablr.core.data.selection import source_rules
+from lablr.core.pipeline.train import train
 
 RECIPES = {
     # The levers measured in docs/quality.md (scripts/measure_levers.py): a 128-d PCA and a covariance

@@ -174,7 +174,7 @@ def child(args):
     """Runs in its own process: the build, timed phase by phase; prints JSON."""
     import lablr.plugins.flickr.building as building
     from lablr.core import defaults as core_defaults
-    from lablr.core.selection import Rules, source_rules
+    from lablr.core.data.selection import Rules, source_rules
     from lablr.plugins.flickr.api import FetchSettings
 
     timer = TimedPhases()
@@ -210,7 +210,8 @@ def main():
         args.tag_list = tag_text.split(",")
         return child(args)
 
-    from lablr.core import bundle, defaults as core_defaults
+    from lablr.core import bundle
+    from lablr.core import defaults as core_defaults
     from lablr.plugins.flickr import defaults
     from lablr.plugins.flickr.sizes import preference
 

@@ -20,10 +20,10 @@ from lablr.core import defaults
 
 def encode_openclipart(cache: Path, work: Path):
     """Features (and mirrored features) of every selected OpenClipart image, keyed, with tags and side."""
-    from lablr.core.catalog import Catalog
-    from lablr.core.importing import import_source
-    from lablr.core.selection import select
-    from lablr.core.imageset import prepared_images
+    from lablr.core.data.catalog import Catalog
+    from lablr.core.data.image_cache import prepared_images
+    from lablr.core.data.importing import import_source
+    from lablr.core.data.selection import select
     from lablr.plugins.effnet import EffNetLite0Encoder
 
     catalog = work / "openclipart.db"
@@ -68,7 +68,7 @@ def pca(features, size):
 def per_tag_bias(raw, relevant, iterations=50):
     """(slope, bias per tag) of a logistic regression with one intercept per tag: the lever a
     shared calibration cannot be, since a tag added later from feedback would have no bias."""
-    from lablr.core.calibration import RAW_FLOOR, sigmoid
+    from lablr.core.pipeline.calibrate import RAW_FLOOR, sigmoid
 
     n, tags = raw.shape
     x = np.clip(raw, RAW_FLOOR, None).reshape(-1)
@@ -90,8 +90,9 @@ def per_tag_bias(raw, relevant, iterations=50):
 def measure(data: Cached, *, pca_size=64, flip=False, shrinkage="oas", shared=0.0, scorer="loglik",
             bias=False):
     """mAP and tag-wise mAP of the raw ranking; ECE and mAP of the calibrated one."""
-    from lablr.core import calibration
-    from lablr.core.evaluation import ranking_metrics, relevance, tagwise_map
+    from lablr.core.pipeline import calibrate as calibration
+    from lablr.core.pipeline import metrics
+    from lablr.core.pipeline.metrics import ranking_metrics, relevance, tagwise_map
     from lablr.core.plugins import get_part
 
     features = (data.features + data.mirrored) / 2 if flip else data.features
@@ -115,7 +116,7 @@ def measure(data: Cached, *, pca_size=64, flip=False, shrinkage="oas", shared=0.
         logit = slope * raw + offsets
     return {"map": ranking_metrics(raw, relevant)["map"], "tag_map": tagwise_map(raw, relevant),
             "calibrated_map": ranking_metrics(logit, relevant)["map"],
-            "ece": calibration.expected_calibration_error(calibration.sigmoid(logit), relevant),
+            "ece": metrics.expected_calibration_error(calibration.sigmoid(logit), relevant),
             "calibration": fitted}
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import calibration, defaults
-from lablr.core.evaluation import relevance
-from lablr.core.evaluating import _recorded_split
+from lablr.core import defaults
+from lablr.core.data.image_cache import encode_set, prepared_images
 from lablr.core.model import Model
-from lablr.core.imageset import encode_set, prepared_images
+from lablr.core.pipeline import metrics
+from lablr.core.pipeline.evaluate import _recorded_split
+from lablr.core.pipeline.metrics import relevance
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +68,7 @@ def main():
     args = parser.parse_args()
     model = Model.load(args.model)
     probabilities, relevant = held_out_probabilities(model)
-    found = calibration.reliability(probabilities, relevant)
+    found = metrics.reliability(probabilities, relevant)
     draw(found, f"{model.name} ({model.default_scorer}), {len(relevant)} held-out images", args.output)
     for low, confidence, accuracy, count in zip(np.arange(10) / 10, found["confidence"], found["accuracy"],
                                                 found["count"]):

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the helper that runs `lablr serve` on a free port
 
 from bench_server import photo_jpeg  # noqa: E402
+
 from lablr.core import defaults  # noqa: E402
 
 MAX_GROWTH_MB = 50

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from lablr.core.errors import LablrError
-from lablr.core.personal import PersonalLayer, parse_tags, photo_hash
+from lablr.core.personal.layer import PersonalLayer, parse_tags, photo_hash
 
 from .uploads import read_form
 

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from lablr.core import defaults
 from lablr.core.errors import LablrError
-from lablr.core.keywords import embed as embed_tags
+from lablr.core.photometa.tagging import embed as embed_tags
 
 from .uploads import read_uploads
 

@@ -9,7 +9,14 @@ from uvicorn.config import LOGGING_CONFIG
 
 from lablr.core import defaults
 
-from .app import ENV_ADDRESS, ENV_ALLOWED_HOSTS, ENV_BODY_TIMEOUT, ENV_MAX_BODY, ENV_MODEL, ENV_PERSONAL
+from .app import (
+    ENV_ADDRESS,
+    ENV_ALLOWED_HOSTS,
+    ENV_BODY_TIMEOUT,
+    ENV_MAX_BODY,
+    ENV_MODEL,
+    ENV_PERSONAL,
+)
 from .connections import HeadDeadlineProtocol
 from .guard import allowed_names
 

@@ -8,8 +8,8 @@ Starlette's own form parser is not used because it spools files over 1 MB to tem
 
 from dataclasses import dataclass
 
-from python_multipart.multipart import MultipartParser, parse_options_header
 from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from lablr.core.defaults import MAX_IMAGES

@@ -64,9 +64,9 @@ TINY_RULES = dict(per_owner_cap=1000, min_tag_photos=5, min_train_photos=3)
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, shapes_csv):
     """A real model bundle trained for a few seconds: 16x16 images, a 4-d latent space."""
-    from lablr.core.importing import import_source
-    from lablr.core.selection import Rules
-    from lablr.core.training import train
+    from lablr.core.data.importing import import_source
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
 
     root = tmp_path_factory.mktemp("tiny")
     catalog = root / "catalog.db"

@@ -37,10 +37,17 @@ import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
-from lablr.plugins.flickr.defaults import SIZES  # Flickr's size names, URL suffixes and pixels
+from lablr.plugins.flickr.defaults import (
+    SIZES,  # Flickr's size names, URL suffixes and pixels
+)
 
 API_KEY, API_SECRET = "0123456789abcdef0123456789abcdef", "fedcba9876543210"
 COLOURS = ("red", "blue", "green")
@@ -104,7 +111,9 @@ def size_pixels(photo: FakePhoto, extra: str):
 
 def draw(photo: FakePhoto, width: int, height: int) -> Image.Image:
     """The photo's shape on white, drawn at the size's short side and centred."""
-    from conftest import draw_shape  # tests/conftest.py: the drawn shapes the tiny models learn
+    from conftest import (
+        draw_shape,  # tests/conftest.py: the drawn shapes the tiny models learn
+    )
 
     side = min(width, height)
     image = Image.new("RGB", (width, height), "white")

@@ -11,9 +11,8 @@ import subprocess
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
-
 from conftest import draw_shape
+from PIL import Image, ImageCms
 
 EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed "

@@ -7,14 +7,14 @@ uvicorn (`lablr serve`) over HTTP.
 import io
 
 import pytest
+from conftest import COLOURS, SHAPES, draw_shape
 from PIL import Image
 from starlette.testclient import TestClient
 
 import lablr.core
-from conftest import COLOURS, SHAPES, draw_shape
+from lablr.core.defaults import MAX_IMAGES
 from lablr.core.model import Model
 from lablr.server import create_app
-from lablr.core.defaults import MAX_IMAGES
 
 TAGS = set(COLOURS) | set(SHAPES)
 BASE = "http://127.0.0.1:8777"  # a loopback address, as a browser on this machine sends it
@@ -106,7 +106,7 @@ def test_the_page_and_its_files(client):
 
 
 def test_suggest_gives_the_same_tags_as_the_model(client, model):
-    from lablr.core import images
+    from lablr.core.data import decoding as images
 
     data = photo("blue", "square", seed=4)
     answer = client.post("/api/v1/suggest", params={"k": 4}, files=files(data))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from lablr.core import bundle
-from lablr.core.files import sha256_file
 from lablr.core.errors import BundleError
+from lablr.core.files import sha256_file
 from lablr.core.model import Model
 
 # A bundle written by Lablr 0.1.0 in format 1 (parts named under "plugin"), before format 2.

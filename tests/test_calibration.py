@@ -6,9 +6,10 @@ import shutil
 import numpy as np
 import pytest
 
-from lablr.core import calibration
 from lablr.core.errors import BundleError
 from lablr.core.model import Model
+from lablr.core.pipeline import calibrate as calibration
+from lablr.core.pipeline import metrics
 from lablr.core.plugins import get_part
 
 TRUE = calibration.Calibration(slope=1.5, count_slope=0.4, intercept=-3.0)
@@ -32,8 +33,8 @@ def test_the_fit_recovers_the_function_that_made_the_labels():
 
 def test_true_probabilities_have_a_small_error_and_overconfident_ones_a_large_one():
     raw, counts, relevant = synthetic(seed=1)
-    honest = calibration.expected_calibration_error(TRUE.probability(raw, counts), relevant)
-    overconfident = calibration.expected_calibration_error(TRUE.probability(3 * raw + 2, counts), relevant)
+    honest = metrics.expected_calibration_error(TRUE.probability(raw, counts), relevant)
+    overconfident = metrics.expected_calibration_error(TRUE.probability(3 * raw + 2, counts), relevant)
     assert honest < 0.03 < 0.15 < overconfident
 
 
@@ -41,14 +42,14 @@ def test_the_expected_calibration_error_follows_its_definition():
     # Two photos, top 2 each: probabilities 0.85, 0.82 (bin 8: one right of two) and 0.25, 0.22 (bin 2: both wrong)
     probabilities = np.array([[0.85, 0.25, 0.05], [0.82, 0.22, 0.01]])
     relevant = np.array([[True, False, False], [False, False, True]])
-    found = calibration.reliability(probabilities, relevant, top=2, bins=10)
+    found = metrics.reliability(probabilities, relevant, top=2, bins=10)
     assert found["count"][8] == 2 and found["count"][2] == 2 and found["count"].sum() == 4
     assert found["accuracy"][8] == 0.5 and found["confidence"][8] == pytest.approx(0.835)
     assert found["ece"] == pytest.approx((2 * abs(0.835 - 0.5) + 2 * abs(0.235 - 0)) / 4)
 
 
 def test_the_count_term_is_kept_only_where_it_does_not_rank_worse():
-    from lablr.core.evaluation import ranking_metrics
+    from lablr.core.pipeline.metrics import ranking_metrics
 
     raw, counts, relevant = synthetic(seed=2)
     assert calibration.fit(raw, counts, relevant).count_slope > 0  # popular tags are likelier here: kept

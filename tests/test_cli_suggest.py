@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from lablr.core import defaults
 from test_decode_memory import header_only_png
 from test_fuzz_images import sample
 from test_server import photo
+
+from lablr.core import defaults
 
 
 def lablr(*args):

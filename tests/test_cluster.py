@@ -4,7 +4,6 @@ import json
 
 import pytest
 from distributed import Client, LocalCluster
-
 from test_sharding import RULES, assert_same_model, ok
 
 
@@ -16,7 +15,7 @@ def cluster():
 
 
 def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, shapes_csv, tmp_path):
-    from lablr.core.importing import import_source
+    from lablr.core.data.importing import import_source
 
     workers = cluster.scheduler_info["workers"]
     assert len(workers) == 2 and all(address.startswith("tcp://127.0.0.1:") for address in workers)
@@ -42,7 +41,6 @@ def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, 
 
 def test_an_unreachable_scheduler_fails_in_one_line(tiny_bundle, tmp_path):
     import dask
-
     from test_sharding import lablr
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):

@@ -18,9 +18,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_RULES, draw_shape
 from starlette.testclient import TestClient
 
-from conftest import TINY_RULES, draw_shape
 from lablr.core import hookimpl, plugins
 from lablr.core.bundle import check_parts
 from lablr.core.errors import IncompatibleParts
@@ -178,7 +178,7 @@ def registered():
 
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory, shapes_csv):
-    from lablr.core.importing import import_source
+    from lablr.core.data.importing import import_source
 
     path = tmp_path_factory.mktemp("contracts") / "catalog.db"
     import_source("csv", str(shapes_csv), path, progress=False)
@@ -187,8 +187,8 @@ def catalog(tmp_path_factory, shapes_csv):
 
 @pytest.fixture(scope="module")
 def strict_bundle(registered, catalog):
-    from lablr.core.selection import Rules
-    from lablr.core.training import train
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
 
     out = catalog.parent / "strict-model"
     train(catalog, out, encoder="strict-vae", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
@@ -207,10 +207,10 @@ def test_every_built_in_part_has_every_member_its_protocol_declares():
 
 
 def test_training_fitting_and_evaluating_use_only_what_the_protocols_declare(strict_bundle, catalog, tmp_path):
-    from lablr.core.evaluating import evaluate_bundle
-    from lablr.core.fitting import refit
+    from lablr.core.data.selection import Rules
     from lablr.core.model import Model
-    from lablr.core.selection import Rules
+    from lablr.core.pipeline.evaluate import evaluate_bundle
+    from lablr.core.pipeline.fit import refit
 
     model = Model.load(strict_bundle)
     assert isinstance(model.encoder, Strict) and isinstance(model.tag_model, Strict)
@@ -227,6 +227,7 @@ def test_training_fitting_and_evaluating_use_only_what_the_protocols_declare(str
 
 def test_the_server_uses_only_what_the_protocols_declare(strict_bundle):
     from conftest import draw_shape as draw
+
     from lablr.server import create_app
 
     buffer = io.BytesIO()
@@ -256,8 +257,8 @@ def test_train_refuses_the_pairing_before_training(registered, catalog, tmp_path
 @pytest.fixture(scope="module")
 def centroids_bundle(registered, catalog):
     """A model whose tag model has no whitening(), with a scorer that does not need it."""
-    from lablr.core.selection import Rules
-    from lablr.core.training import train
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
 
     out = catalog.parent / "centroids-model"
     train(catalog, out, encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8}, tag_model="centroids",

@@ -10,12 +10,13 @@ import zlib
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
-
-from lablr.core import defaults, images
-from lablr.core.errors import ImageError
 from lablr_server import running_server
+from PIL import Image, ImageFile
 from test_server import assert_error, photo
+
+from lablr.core import defaults
+from lablr.core.data import decoding as images
+from lablr.core.errors import ImageError
 
 
 def png(image: Image.Image) -> bytes:

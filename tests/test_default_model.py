@@ -41,7 +41,7 @@ def test_the_default_is_the_pretrained_encoder_with_calibrated_scores(default_mo
 
 @pytest.mark.parametrize("photo,expected", [(CAT, {"animal", "mammal"}), (COFFEE, {"beverage", "food"})])
 def test_real_photos_get_sensible_tags(default_model, photo, expected):
-    from lablr.core import images
+    from lablr.core.data import decoding as images
 
     found = top_tags(default_model, images.load(photo, default_model.image_size))
     assert expected & set(found), f"{photo.name}: {found}"
@@ -51,7 +51,7 @@ def test_a_temple_photo_gets_building(default_model):
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    from lablr.core import images
+    from lablr.core.data import decoding as images
 
     temple = images.to_square_rgb(Image.fromarray(load_sample_image("china.jpg")), default_model.image_size)
     assert "building" in top_tags(default_model, temple)

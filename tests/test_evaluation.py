@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lablr.core.evaluation import popularity_scores, ranking_metrics, relevance
+from lablr.core.pipeline.metrics import popularity_scores, ranking_metrics, relevance
 
 
 def test_metrics_follow_the_definitions():

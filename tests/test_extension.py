@@ -16,8 +16,8 @@ import email.policy
 import http.client
 import io
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -33,9 +33,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from PIL import Image
-
 from conftest import draw_shape, held_out_drawing
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"

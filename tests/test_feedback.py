@@ -14,7 +14,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import draw_shape
 from lablr_server import free_port, running_server
 
@@ -153,7 +152,7 @@ def test_feedback_from_another_site_is_refused_and_records_nothing(client):
 
 def test_the_feedback_form_parser_cut_at_every_length_answers_or_refuses():
     from lablr.core.errors import LablrError
-    from lablr.core.personal import parse_tags
+    from lablr.core.personal.layer import parse_tags
     from lablr.server.uploads import parse_form
 
     boundary = b"lablr-boundary"
@@ -255,7 +254,7 @@ def test_no_personal_serves_the_bundle_alone(tiny_bundle, tmp_path):
 
 
 def test_a_damaged_layer_is_named_in_one_line_and_no_personal_still_serves(tiny_bundle, tmp_path):
-    from lablr.core.personal import layer_path
+    from lablr.core.personal.layer import layer_path
 
     env = {"XDG_DATA_HOME": str(tmp_path)}
     damaged = tmp_path / "lablr" / "personal" / layer_path(tiny_bundle).name
@@ -351,8 +350,8 @@ KINDS = ("icecream", "sailing", "jigsaw", "clock")
 
 def photos_of_kinds(count=6):
     """For each kind, `count` OpenClipart PNGs carrying that tag, chosen by a hash of their keys."""
-    from lablr.core.catalog import normalize_tag
-    from lablr.core.selection import unit_hash
+    from lablr.core.data.catalog import normalize_tag
+    from lablr.core.data.selection import unit_hash
     from lablr.plugins.openclipart import OpenClipartSource
 
     found = {kind: [] for kind in KINDS}

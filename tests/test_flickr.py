@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
 from PIL import Image
 
-from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
-from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
+from lablr.core.data.catalog import Catalog
 from lablr.core.defaults import NON_VISUAL_TAGS
 from lablr.core.errors import LablrError
 from lablr.plugins.flickr.api import FetchSettings, flickr_tag
@@ -337,9 +337,8 @@ def test_prepare_records_broken_images_splits_by_owner_and_drops_non_visual_tags
 def test_fetch_prepare_train_fit_evaluate_serve(tmp_path):
     """The walkthrough of docs/flickr.md, command by command, against the fake Flickr."""
     import httpx
-    from lablr_server import running_server
-
     from fake_flickr import jpeg_bytes
+    from lablr_server import running_server
 
     fake = FakeFlickr(photos=make_photos(per_kind=8)).start()
     try:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, jpeg_bytes, make_photos
-from lablr.core.catalog import Catalog
-from lablr.core.model import Model
 from test_flickr import user_photos, wait_for
+
+from lablr.core.data.catalog import Catalog
+from lablr.core.model import Model
 
 LABLR = [sys.executable, "-m", "lablr.core.cli"]
 TAGS = ",".join(COLOURS + SHAPES)

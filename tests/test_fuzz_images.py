@@ -11,12 +11,12 @@ import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile
-
-from lablr.core import images
-from lablr.core.errors import ImageError
 from lablr_server import running_server
+from PIL import Image, ImageFile
 from test_server import photo
+
+from lablr.core.data import decoding as images
+from lablr.core.errors import ImageError
 
 FORMATS = ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"]
 SIZE = 16

@@ -11,10 +11,9 @@ import sys
 
 import httpx
 import pytest
+from lablr_server import running_server
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
-
-from lablr_server import running_server
 from test_server import assert_error, photo
 
 PORT = 8777

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lablr.core import images
+from lablr.core.data import decoding as images
 from lablr.core.errors import ImageError
 
 

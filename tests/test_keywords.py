@@ -9,10 +9,20 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from photo_files import (
+    CAMERA,
+    OLD_IPTC,
+    OLD_XMP,
+    WITH_IPTC,
+    icc,
+    jpeg_scan,
+    make_photo,
+    needs_exiftool,
+    pixels,
+    read_tags,
+)
 
 from lablr.core.cli import cli
-from photo_files import (CAMERA, OLD_IPTC, OLD_XMP, WITH_IPTC, icc, jpeg_scan, make_photo, needs_exiftool,
-                         pixels, read_tags)
 
 pytestmark = needs_exiftool
 SUFFIXES = ("jpg", "png", "tif", "webp")
@@ -266,9 +276,10 @@ UNICODE_NAMES = {"red": "rouge vif", "blue": "синий", "green": "緑", "circ
 def unicode_bundle(tmp_path_factory):
     """A tiny model whose tags are in five scripts, trained like the shared one."""
     from conftest import TINY_RULES, write_shapes
-    from lablr.core.importing import import_source
-    from lablr.core.selection import Rules
-    from lablr.core.training import train
+
+    from lablr.core.data.importing import import_source
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
 
     root = tmp_path_factory.mktemp("unicode")
     rows = [f"images/{path.name},{UNICODE_NAMES[tag]}\n" for path, tags in write_shapes(root / "images", per_kind=6)

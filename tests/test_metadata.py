@@ -1,12 +1,12 @@
 """The keyword store and the picture check, on photos cut short and changed byte by byte."""
 
 import pytest
+from photo_files import make_photo, needs_exiftool
 
 from lablr.core.errors import ImageError
-from lablr.core.imagedata import picture
-from lablr.core.keywords import check_image
-from lablr.core.metadata import Exiv2Store, Stamp
-from photo_files import make_photo, needs_exiftool
+from lablr.core.photometa.pixels import picture
+from lablr.core.photometa.store import Exiv2Store, Stamp
+from lablr.core.photometa.tagging import check_image
 
 pytestmark = needs_exiftool
 MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import TINY_RULES
+
 from lablr.core.errors import LablrError
-from lablr.core.multiworker import Role, role, worker_part
+from lablr.core.pipeline.multiworker import Role, role, worker_part
 
 EPOCHS = 4
 
@@ -124,7 +124,7 @@ def test_workers_need_prepared_images(tmp_path, shapes_csv, monkeypatch):
     from click.testing import CliRunner
 
     from lablr.core.cli import cli
-    from lablr.core.importing import import_source
+    from lablr.core.data.importing import import_source
 
     catalog = tmp_path / "c.db"
     import_source("csv", str(shapes_csv), catalog, progress=False)
@@ -154,8 +154,9 @@ def test_tf_config_names_the_chief_and_refuses_nonsense():
 
 
 def test_each_worker_reads_its_own_block(tmp_path):
-    from lablr.core.imageset import prepare
     from PIL import Image
+
+    from lablr.core.data.image_cache import prepare
 
     files = []
     for i in range(7):

@@ -11,9 +11,9 @@ import pytest
 
 from lablr.core import defaults
 from lablr.core.bundle import bundled_root
-from lablr.core.catalog import Catalog
-from lablr.core.importing import import_source
-from lablr.core.selection import Rules, select
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.importing import import_source
+from lablr.core.data.selection import Rules, select
 
 pytestmark = pytest.mark.skipif(not Path(defaults.OPENCLIPART_ROOT, "svg").is_dir(),
                                 reason="needs Debian's openclipart-png and openclipart-svg (scripts/test.sh installs them)")

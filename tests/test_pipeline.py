@@ -6,11 +6,11 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
+from conftest import TINY_RULES, draw_shape
 from PIL import Image
 
-from conftest import TINY_RULES, draw_shape
-from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
+from lablr.core.data.catalog import Catalog
 
 RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
          "--min-train-photos", str(TINY_RULES["min_train_photos"])]

@@ -43,7 +43,7 @@ def test_the_core_imports_nothing_of_flickr_and_defines_no_flickr_command():
 
 
 def test_the_core_catalog_creates_no_flickr_tables(tmp_path):
-    from lablr.core.catalog import Catalog
+    from lablr.core.data.catalog import Catalog
     from lablr.plugins.flickr.tables import create_tables
 
     catalog = Catalog(tmp_path / "c.db")
@@ -145,8 +145,8 @@ def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bu
     assert all(-1 <= s <= 1 for s in scores) and "distance" not in suggestions[0]
 
     # the same ranking, computed here from the plugin's definition and the bundle's centroids
+    from lablr.core.data import decoding as images
     from lablr.core.model import Model
-    from lablr.core import images
 
     model = Model.load(tiny_bundle)
     z = model.encode(images.load(photo, model.image_size)[None])[0]
@@ -157,7 +157,6 @@ def test_installed_scorer_is_chosen_by_name_and_ranks(installed_example, tiny_bu
 
 def test_the_server_uses_the_installed_scorer_by_name(installed_example, tiny_bundle):
     import httpx
-
     from conftest import draw_shape
     from lablr_server import running_server
 

@@ -9,15 +9,15 @@ from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import TINY_RULES
+
 from lablr.core.bundle import bundled_names, bundled_root, read_manifest
-from lablr.core.catalog import Catalog
 from lablr.core.cli import cli
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.selection import Rules, choose_rules, source_rules
 from lablr.core.defaults import NON_VISUAL_TAGS
 from lablr.core.errors import LablrError
 from lablr.core.parts import PhotoRecord
-from lablr.core.selection import Rules, choose_rules, source_rules
 
 
 def lablr(*args):

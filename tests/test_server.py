@@ -9,12 +9,11 @@ import zlib
 
 import httpx
 import pytest
+from conftest import COLOURS, SHAPES, draw_shape
+from lablr_server import READY, running_server
 from PIL import Image
 
 import lablr.core
-
-from conftest import COLOURS, SHAPES, draw_shape
-from lablr_server import READY, running_server
 
 TAGS = set(COLOURS) | set(SHAPES)
 

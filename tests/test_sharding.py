@@ -6,10 +6,10 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import COLOURS, SHAPES, TINY_RULES, draw_shape
+
 from lablr.core.cli import cli
-from lablr.core.sharding import shard_of
+from lablr.core.pipeline.shard import shard_of
 
 RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
          "--min-train-photos", str(TINY_RULES["min_train_photos"])]
@@ -92,8 +92,8 @@ def test_shards_split_by_key_hash():
 
 
 def test_merge_refuses_parts_that_do_not_belong_together(tiny_bundle, tmp_path, tmp_path_factory):
-    from lablr.core.selection import Rules
-    from lablr.core.training import train
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
 
     parts = fit_parts(tiny_bundle, tmp_path / "a", 2)
     other_rules = fit_parts(tiny_bundle, tmp_path / "b", 2, "--min-train-photos", "4")
@@ -139,7 +139,7 @@ def test_bad_shard_options_fail_in_one_line(tiny_bundle, tmp_path):
 
 def test_a_part_manifest_cut_short_or_malformed_is_refused_in_one_line(tiny_bundle, tmp_path):
     from lablr.core.errors import LablrError
-    from lablr.core.sharding import read_part
+    from lablr.core.pipeline.shard import read_part
 
     [part] = fit_parts(tiny_bundle, tmp_path, 1)
     whole = (part / "part.json").read_text().rstrip()

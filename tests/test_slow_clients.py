@@ -5,10 +5,10 @@ import time
 
 import httpx
 import pytest
-
-from lablr.core import defaults
 from lablr_server import running_server
 from test_server import assert_error, photo
+
+from lablr.core import defaults
 
 BODY_TIMEOUT = 2.0
 KEEP_ALIVE = 1.0

@@ -3,9 +3,9 @@
 import io
 
 import numpy as np
-
 from conftest import COLOURS, SHAPES, draw_shape
-from lablr.core import images
+
+from lablr.core.data import decoding as images
 from lablr.core.model import Model
 
 

@@ -9,14 +9,14 @@ import time
 import tracemalloc
 
 import numpy as np
+from conftest import TINY_RULES
 from PIL import Image
 
-from conftest import TINY_RULES
-from lablr.core.imageset import ImageSet, prepare
+from lablr.core.data.image_cache import ImageSet, prepare
 
 
 def test_batches_stream_one_shard_at_a_time(tmp_path, monkeypatch):
-    import lablr.core.imageset as imageset
+    import lablr.core.data.image_cache as imageset
 
     monkeypatch.setattr(imageset, "SHARD_SIZE", 100)
     rng = np.random.default_rng(0)

@@ -6,13 +6,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
+from lablr_server import running_server
+from photo_files import (
+    OLD_IPTC,
+    OLD_XMP,
+    jpeg_scan,
+    make_photo,
+    needs_exiftool,
+    read_tags,
+)
 from PIL import Image
 
 from lablr.core import defaults
-
-from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
-from lablr_server import running_server
-from photo_files import OLD_IPTC, OLD_XMP, jpeg_scan, make_photo, needs_exiftool, read_tags
 
 pytestmark = pytest.mark.browser
 

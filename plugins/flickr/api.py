@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lablr.core.catalog import compact_tag
+from lablr.core.data.catalog import compact_tag
 from lablr.core.errors import LablrError
 from lablr.core.parts import PhotoRecord
 

@@ -18,14 +18,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from lablr.core import bundle
-from lablr.core.catalog import Catalog
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import prepared_images
+from lablr.core.data.selection import Rules, Selection, select, source_rules
 from lablr.core.errors import LablrError
-from lablr.core.evaluating import held_out_report
-from lablr.core.imageset import prepared_images
 from lablr.core.model import Model
+from lablr.core.pipeline.evaluate import held_out_report
+from lablr.core.pipeline.train import data_summary, encoder_to_train, fit_model
 from lablr.core.plugins import get_part
-from lablr.core.selection import Rules, Selection, select, source_rules
-from lablr.core.training import data_summary, fit_model
 
 from . import defaults
 from .api import FetchSettings
@@ -64,6 +64,8 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
     size, encoder = base.image_size, base.parts["encoder"]
     trains = encoder.name in defaults.TRAINED_ENCODERS
+    if trains:  # the VAE needs the `train` extra: said before anything is downloaded
+        encoder_to_train(encoder.name, encoder.settings)
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
     display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
     try:

@@ -71,7 +71,7 @@ def fetch_command(tags, user, per_tag, size, model, licenses, catalog, images, w
 
 def summary(report, catalog, images, input_size, source) -> str:
     """What a fetch did, and where the catalog stands: photos ready, to download, sizes taken."""
-    from lablr.core.catalog import Catalog
+    from lablr.core.data.catalog import Catalog
 
     db = Catalog(catalog).db
     total = dict(db.execute("select status, count(*) from photos where source = ? group by status", [source]))
@@ -122,7 +122,7 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
     display. Killed at any moment, the same command continues where it stopped.
     """
     from lablr.core.cli import _print_report
-    from lablr.core.selection import Rules, source_rules
+    from lablr.core.data.selection import Rules, source_rules
 
     from .api import FetchSettings, parse_licenses
     from .building import build

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from lablr.core.catalog import Catalog
-from lablr.core.files import sha256_file
+from lablr.core.data.catalog import Catalog
 from lablr.core.errors import LablrError
+from lablr.core.files import sha256_file
 
 from . import defaults
 from .api import FetchSettings, FlickrClient, flickr_tag, image_choice, photo_record

@@ -2,19 +2,19 @@
 
 The held-out photos are those a bundle records (by default, OpenClipart's: imported into the
 cache on first use), or a catalog's held-out side under the rules the model was trained with.
-The metrics themselves are in lablr.core.evaluation.
+The metrics themselves are in lablr.core.pipeline.metrics.
 """
 
 from pathlib import Path
 
-from . import defaults
-from .catalog import Catalog
-from .errors import LablrError
-from .evaluation import evaluate
-from .imageset import ImageSet, encode_set, prepared_images
-from .model import Model
-from .plugins import pairing_problem
-from .selection import Rules, Selection, select
+from lablr.core import defaults
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import ImageSet, encode_set, prepared_images
+from lablr.core.data.selection import Rules, Selection, select
+from lablr.core.errors import LablrError
+from lablr.core.model import Model
+from lablr.core.pipeline.metrics import evaluate
+from lablr.core.plugins import pairing_problem
 
 EVALUATED_SCORERS = ("mahalanobis", "loglik")
 
@@ -55,7 +55,7 @@ def _recorded_split(model: Model, cache: Path):
     data = model.manifest.data
     if not data or data.source != "openclipart" or not data.test_keys:
         raise LablrError(f"The model {model.name} records no held-out photos; give --catalog.")
-    from .importing import import_source
+    from lablr.core.data.importing import import_source
 
     catalog_path = Path(cache or ".") / "openclipart.db"
     catalog_path.parent.mkdir(parents=True, exist_ok=True)

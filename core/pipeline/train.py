@@ -2,15 +2,19 @@
 
 from pathlib import Path
 
-from . import calibration, defaults, multiworker
-from .bundle import Manifest, PartSpec, TrainingData
-from .catalog import Catalog
-from .errors import LablrError
-from .evaluating import EVALUATED_SCORERS, held_out_report
-from .imageset import ImageSet, encode_set, prepared_images
-from .model import Model
-from .plugins import check_pairing, get_part, pairing_problem
-from .selection import Rules, Selection, choose_rules, select
+from lablr.core import defaults
+from lablr.core.bundle import Manifest, PartSpec, TrainingData
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import ImageSet, encode_set, prepared_images
+from lablr.core.data.selection import Rules, Selection, choose_rules, select
+from lablr.core.errors import LablrError
+from lablr.core.model import Model
+from lablr.core.parts import check_can_fit
+from lablr.core.pipeline import calibrate as calibration
+from lablr.core.pipeline import multiworker
+from lablr.core.pipeline.evaluate import EVALUATED_SCORERS, held_out_report
+from lablr.core.plugins import check_pairing, get_part, pairing_problem
+
 
 def fit_model(encoder, encoder_name, selection: Selection, images: ImageSet, *,
               tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
@@ -51,6 +55,14 @@ def data_summary(source, rules: Rules, selection: Selection) -> TrainingData:
                         test_photos=len(selection.test), test_keys=sorted(p["key"] for p in selection.test))
 
 
+def encoder_to_train(name, settings=None):
+    """The encoder part, built from its settings and asked whether it can be trained here: a missing
+    extra or a bad setting fails at once, before any catalog or photo is read."""
+    part = get_part("encoder", name)(**(settings or {}))
+    check_can_fit(part)
+    return part
+
+
 def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encoder_settings=None,
           tag_model=defaults.DEFAULT_PARTS["tag_model"], tag_model_settings=None,
           scorer=defaults.DEFAULT_PARTS["scorer"], visualizer=defaults.DEFAULT_PARTS["visualizer"],
@@ -63,6 +75,7 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     the catalog and the bundle, and the other workers return None.
     """
     check_pairing(scorer, tag_model)  # now, not after hours of training
+    part = encoder_to_train(encoder, encoder_settings)
     role = multiworker.role()
     catalog = Catalog(catalog_path)
     if rules is None:
@@ -74,7 +87,6 @@ def train(catalog_path, out, *, encoder=defaults.DEFAULT_PARTS["encoder"], encod
     if role is None or role.is_chief:
         catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
                             rules=rules.as_dict(), source=source)
-    part = get_part("encoder", encoder)(**(encoder_settings or {}))
     images = prepared_images(catalog_path, selection.train + selection.test, part.image_size, progress=progress,
                              decode=role is None)
     train_images = images.subset(p["key"] for p in selection.train)

@@ -2,7 +2,7 @@
 
 Dask's `distributed` runs on what people already operate (SSH hosts, Kubernetes, HPC batch
 systems through dask-jobqueue, a laptop's cores) and is a plain Python client: each shard is
-one task, `lablr.core.sharding.fit_shard`, on whichever worker is free. The workers need
+one task, `lablr.core.pipeline.shard.fit_shard`, on whichever worker is free. The workers need
 Lablr installed and the catalog, its images and the model at the same paths (shared storage);
 each sends its part's files back to this process, which writes them under OUT.parts/ and
 merges them. Nothing is unpickled here that the cluster did not compute from our own function.
@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import LablrError
-from .sharding import merge, model_reference
-from .selection import Rules
+from lablr.core.data.selection import Rules
+from lablr.core.errors import LablrError
+from lablr.core.pipeline.shard import merge, model_reference
 
 
 def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules=Rules(), source=None):
@@ -27,7 +27,7 @@ def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules=
 def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=None, *, rules=Rules(), source=None):
     """The part directories parts_dir/part-I, each fitted by a task on the cluster."""
     distributed = _import_distributed()
-    from .bundle import resolve
+    from lablr.core.bundle import resolve
 
     model = model_reference(resolve(model_name))  # a bundled model by name: it lives elsewhere on each worker
     client = scheduler if isinstance(scheduler, distributed.Client) else _connect(distributed, scheduler)
@@ -45,7 +45,7 @@ def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=Non
 
 def _fit_part(model, catalog_path, shard, rules, source):
     """On a worker: fit one shard into a scratch folder; (index, {file name: bytes})."""
-    from .sharding import fit_shard
+    from lablr.core.pipeline.shard import fit_shard
 
     with tempfile.TemporaryDirectory(prefix="lablr-part-") as scratch:
         part = Path(scratch) / "part"

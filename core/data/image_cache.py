@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from . import images as imaging
-from .errors import ImageError, LablrError
+from lablr.core.data import decoding as imaging
+from lablr.core.errors import ImageError, LablrError
 
 SHARD_SIZE = 1024
 INDEX = "index.json"

@@ -15,7 +15,7 @@ from typing import Iterable
 
 import sqlite_utils
 
-from .parts import PhotoRecord
+from lablr.core.parts import PhotoRecord
 
 _SPACES = re.compile(r"\s+")
 

@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .defaults import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
-from .errors import ImageError
+from lablr.core.defaults import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
+from lablr.core.errors import ImageError
 
 WHITE = (255, 255, 255)
 

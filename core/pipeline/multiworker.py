@@ -10,7 +10,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import LablrError
+from lablr.core.errors import LablrError
 
 
 @dataclass(frozen=True)

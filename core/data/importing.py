@@ -5,8 +5,8 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from .catalog import Catalog, normalize_tag
-from .plugins import get_part
+from lablr.core.data.catalog import Catalog, normalize_tag
+from lablr.core.plugins import get_part
 
 
 def readable(path) -> bool:

@@ -9,8 +9,8 @@ import struct
 
 from PIL import ImageSequence
 
-from .errors import ImageError
-from .images import open_image
+from lablr.core.data.decoding import open_image
+from lablr.core.errors import ImageError
 
 # Metadata that the writer may rewrite: everything else in the file must come out as it went in.
 JPEG_METADATA = {0xE1, 0xED, 0xFE}  # APP1 (Exif, XMP), APP13 (IPTC), COM; and APP2 ICC, below

@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from . import defaults
-from .catalog import Catalog, compact_tag, normalize_tag
-from .errors import LablrError
+from lablr.core import defaults
+from lablr.core.data.catalog import Catalog, compact_tag, normalize_tag
+from lablr.core.errors import LablrError
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Selection:
 
 def source_rules(source: str | None) -> Rules:
     """Lablr's default rules, changed as the plugin of `source` asks (the selection_rules hook)."""
-    from .plugins import load_plugins, pm
+    from lablr.core.plugins import load_plugins, pm
 
     load_plugins()
     changes = pm.hook.selection_rules(source=source) if source else None

@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from .catalog import Catalog
-from .errors import LablrError
-from .evaluating import held_out_report
-from .imageset import encode_set, prepared_images
-from .model import Model
-from .selection import Rules, choose_rules, select
-from .training import data_summary, fit_model
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.image_cache import encode_set, prepared_images
+from lablr.core.data.selection import Rules, choose_rules, select
+from lablr.core.errors import LablrError
+from lablr.core.model import Model
+from lablr.core.pipeline.evaluate import held_out_report
+from lablr.core.pipeline.train import data_summary, fit_model
 
 
 def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = None, source=None) -> Model:

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundle, defaults
-from .catalog import normalize_tag
-from .errors import LablrError
+from lablr.core import bundle, defaults
+from lablr.core.data.catalog import normalize_tag
+from lablr.core.errors import LablrError
 
 FILE_SUFFIX = ".sqlite"
 SCHEMA = """

@@ -10,7 +10,7 @@ import inspect
 import math
 from dataclasses import dataclass
 
-from .errors import BundleError
+from lablr.core.errors import BundleError
 
 PART_KINDS = ("encoder", "tag_model", "scorer", "visualizer")
 SCALARS = (bool, int, float, str, type(None))

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lablr.core.pipeline.metrics import ranking_metrics
+
 RAW_FLOOR = -30.0
 FOLDS = 5
-ECE_TOP = 10
-ECE_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,6 @@ def fit(raw: np.ndarray, counts: np.ndarray, relevant: np.ndarray) -> Calibratio
     cross-fitted mAP the term is dropped, and the calibration is a monotone map of the raw
     score that keeps its ranking exactly. Either way the choice never sees held-out photos.
     """
-    from .evaluation import ranking_metrics
-
     with_counts = fit_logistic(raw, counts, relevant)
     without = fit_logistic(raw, counts, relevant, use_counts=False)
     kept = ranking_metrics(with_counts.logit(raw, counts), relevant)["map"]
@@ -121,30 +119,3 @@ def cross_fitted_scores(latents, photo_tags, tags, make_tag_model, scorer, *, fo
         raw[fold] = scorer.score(latents[fold], model).score
         counts[fold] = model.counts
     return raw, counts, relevant
-
-
-def top_rows(scores: np.ndarray, top: int = ECE_TOP) -> np.ndarray:
-    """(n, top) column indices of each row's highest scores, best first."""
-    return np.argsort(-scores, axis=1, kind="stable")[:, :top]
-
-
-def reliability(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> dict:
-    """Over each photo's `top` most probable tags: per probability bin, the mean probability, the
-    share of those tags that were right, and how many fell there; and the expected calibration
-    error, the count-weighted mean gap between the two."""
-    probabilities, relevant = np.asarray(probabilities), np.asarray(relevant, dtype=bool)
-    chosen = top_rows(probabilities, top)
-    p = np.take_along_axis(probabilities, chosen, axis=1).reshape(-1)
-    hit = np.take_along_axis(relevant, chosen, axis=1).reshape(-1).astype(np.float64)
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    count = np.bincount(which, minlength=bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.bincount(which, weights=p, minlength=bins) / count
-        accuracy = np.bincount(which, weights=hit, minlength=bins) / count
-    gaps = np.where(count > 0, np.abs(confidence - accuracy), 0.0)
-    return {"ece": float((gaps * count).sum() / max(count.sum(), 1)), "confidence": confidence,
-            "accuracy": accuracy, "count": count}
-
-
-def expected_calibration_error(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> float:
-    return reliability(probabilities, relevant, top=top, bins=bins)["ece"]

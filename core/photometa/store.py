@@ -3,7 +3,7 @@
 `KeywordStore` is the small interface the rest of Lablr uses; `Exiv2Store` is its one
 implementation, on libexiv2 through python-exiv2. Exiv2 rewrites only the metadata segments
 of a file and copies the image data as it is; it reads nothing as code. Every write is checked
-before it is handed back: the picture's bytes (see lablr.core.imagedata) and every metadata
+before it is handed back: the picture's bytes (see lablr.core.photometa.pixels) and every metadata
 key that was there must come out as they went in, or the write is refused.
 """
 
@@ -11,9 +11,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from . import defaults
-from .errors import ImageError
-from .imagedata import picture
+from lablr.core import defaults
+from lablr.core.errors import ImageError
+from lablr.core.photometa.pixels import picture
 
 SUBJECT = "Xmp.dc.subject"
 KEYWORDS = "Iptc.Application2.Keywords"

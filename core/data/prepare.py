@@ -10,18 +10,18 @@ the held-out photos, and the split is recorded in the catalog with its rules, wh
 
 from collections import Counter
 
-from . import defaults
-from .catalog import Catalog, normalize_tag
-from .errors import LablrError
-from .imageset import prepared_images
-from .selection import Rules, choose_rules, select
+from lablr.core import defaults
+from lablr.core.data.catalog import Catalog, normalize_tag
+from lablr.core.data.image_cache import prepared_images
+from lablr.core.data.selection import Rules, choose_rules, select
+from lablr.core.errors import LablrError
 
 
 def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules | None = None, source=None, *,
                     progress=True) -> dict:
     """Decode, record broken images, choose and record the split and its rules; returns a summary.
 
-    Without rules, the photos' source's defaults apply (lablr.core.selection.source_rules).
+    Without rules, the photos' source's defaults apply (lablr.core.data.selection.source_rules).
     """
     catalog = Catalog(catalog_path)
     if rules is None:

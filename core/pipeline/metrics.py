@@ -8,9 +8,10 @@ the most frequent training tags) is scored the same way, in the same run.
 
 import numpy as np
 
-from .calibration import expected_calibration_error
-
 CUTOFF = 5
+
+ECE_TOP = 10  # the calibration error is measured over each photo's 10 most probable tags
+ECE_BINS = 10
 
 
 def ranking_metrics(scores: np.ndarray, relevant: np.ndarray) -> dict:
@@ -73,3 +74,30 @@ def evaluate(model, latents, photo_tags, scorers=None) -> dict:
     baseline = popularity_scores(model.tag_model.counts, len(latents))
     report["popularity"] = {**ranking_metrics(baseline, relevant), "tag_map": tagwise_map(baseline, relevant)}
     return report
+
+
+def top_rows(scores: np.ndarray, top: int = ECE_TOP) -> np.ndarray:
+    """(n, top) column indices of each row's highest scores, best first."""
+    return np.argsort(-scores, axis=1, kind="stable")[:, :top]
+
+
+def reliability(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> dict:
+    """Over each photo's `top` most probable tags: per probability bin, the mean probability, the
+    share of those tags that were right, and how many fell there; and the expected calibration
+    error, the count-weighted mean gap between the two."""
+    probabilities, relevant = np.asarray(probabilities), np.asarray(relevant, dtype=bool)
+    chosen = top_rows(probabilities, top)
+    p = np.take_along_axis(probabilities, chosen, axis=1).reshape(-1)
+    hit = np.take_along_axis(relevant, chosen, axis=1).reshape(-1).astype(np.float64)
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = np.bincount(which, weights=p, minlength=bins) / count
+        accuracy = np.bincount(which, weights=hit, minlength=bins) / count
+    gaps = np.where(count > 0, np.abs(confidence - accuracy), 0.0)
+    return {"ece": float((gaps * count).sum() / max(count.sum(), 1)), "confidence": confidence,
+            "accuracy": accuracy, "count": count}
+
+
+def expected_calibration_error(probabilities, relevant, *, top: int = ECE_TOP, bins: int = ECE_BINS) -> float:
+    return reliability(probabilities, relevant, top=top, bins=bins)["ece"]

@@ -17,11 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import defaults
-from . import images as imaging
-from .errors import ImageError, LablrError
-from .files import fsync_dir
-from .metadata import WRITABLE, Embedded, Exiv2Store, KeywordStore, Stamp, keyword_key
+from lablr.core import defaults
+from lablr.core.data import decoding as imaging
+from lablr.core.errors import ImageError, LablrError
+from lablr.core.files import fsync_dir
+from lablr.core.photometa.store import (
+    WRITABLE,
+    Embedded,
+    Exiv2Store,
+    KeywordStore,
+    Stamp,
+    keyword_key,
+)
 
 PARTIAL = ".lablr-partial"  # .NAME.PID.lablr-partial, beside the photo, while it is written
 

@@ -12,25 +12,25 @@ that disagree (another encoder, other rules, another catalog) are refused.
 """
 
 import hashlib
-from dataclasses import asdict
 import json
 import os
 import shutil
 import socket
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from .bundle import Manifest, PartSpec, TrainingData
-from .files import sha256_file
-from .catalog import Catalog
-from .errors import LablrError
-from .model import Model
-from .plugins import get_part
-from .selection import Rules, select, unit_hash
-from .training import data_summary, encode_set, prepared_images
+from lablr.core.bundle import Manifest, PartSpec, TrainingData
+from lablr.core.data.catalog import Catalog
+from lablr.core.data.selection import Rules, select, unit_hash
+from lablr.core.errors import LablrError
+from lablr.core.files import sha256_file
+from lablr.core.model import Model
+from lablr.core.pipeline.train import data_summary, encode_set, prepared_images
+from lablr.core.plugins import get_part
 
 PART_FILE = "part.json"
 PART_KIND = "lablr-part"
@@ -175,7 +175,7 @@ def latent_space(model: Model) -> str:
 
 def model_reference(bundle_path) -> str:
     """How another machine finds the same bundle: a bundled model's name, or the path."""
-    from .bundle import bundled_root
+    from lablr.core.bundle import bundled_root
 
     path = Path(bundle_path).resolve()
     return path.name if path.parent == bundled_root().resolve() else str(path)
@@ -242,7 +242,7 @@ def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, sh
                 f"photos. Merge all {count} with `lablr merge PART... --out MODEL`.")
     if not scheduler:
         raise LablrError("--shards N runs on a cluster: add --dask ADDRESS, or run `lablr fit --shard I/N` for each I.")
-    from .cluster import fit_on_dask
+    from lablr.core.pipeline.on_dask import fit_on_dask
 
     model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
     return f"Saved {out} ({len(model.tag_model.tags)} tags; shards fitted on {scheduler}, parts in {out}.parts)"

@@ -1,0 +1,1 @@
+"""The personal layer: what the user's own tags teach Lablr, beside a bundle."""

@@ -1,0 +1,1 @@
+"""Photo metadata: reading and writing the keywords inside photos."""

@@ -1,0 +1,1 @@
+"""The pipeline from catalog to bundle: train, fit, shard and merge, evaluate, calibrate."""
