@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from test_extension import (EDITR, EXTENSION, FIXTURES, LIVE, STRICT_CSP, SUCCESS_PATH, LablrServer, Recorder,
                             free_port, write_photo)
 
