@@ -974,6 +974,7 @@ def test_publishing_teaches_lablr_the_final_tags(browser, server, recorder, tmp_
     site.card_named(page, "red-circle").click()
     chips = page.locator("[data-lablr=chips] .chip")
     expect(page.locator("[data-lablr=chips]")).to_contain_text("for red-circle.jpg", timeout=WAIT_MS)
+    expect(chips.first).to_be_visible(timeout=WAIT_MS)  # the answer drawn, not only asked for
     first_red = chip_texts(page)[0]
     chips.first.click()
     expect(page.locator(site.token)).to_have_count(1)
@@ -984,6 +985,7 @@ def test_publishing_teaches_lablr_the_final_tags(browser, server, recorder, tmp_
     expect(page.locator(site.token)).to_have_count(2)
     site.card_named(page, "green-square").click()
     expect(page.locator("[data-lablr=chips]")).to_contain_text("for green-square.jpg", timeout=WAIT_MS)
+    expect(chips.first).to_be_visible(timeout=WAIT_MS)
     green = chip_texts(page)[:2]
     for count, tag in enumerate(green, 1):
         page.locator(f"[data-lablr=chips] .chip[data-tag='{tag}']").click()
