@@ -139,6 +139,7 @@ function diagnose() {
     realUploader: Boolean(first(S.realUploader)),
     matched: groups,
     tagField: parts ? { how: parts.how, selector: stableSelector(parts.input) } : null,
+    tagFieldsOffScreen: everyMatch(S.tagInput).filter((e) => !onScreen(e)).length, // e.g. Flickr's parked batch set
     pickedSelector: state.picked || null,
     pickedFound: Boolean(pickedInput()),
     grid: { how: found.how, cards: found.cards.length, paired: found.pairs.size },
