@@ -46,7 +46,8 @@ PLOT_LOCK = threading.Lock()  # matplotlib shares font objects between figures, 
 
 
 async def health(request):
-    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary(),
+                         "limits": {"max_k": defaults.MAX_K, "max_tags": defaults.MAX_FEEDBACK_TAGS}})
 
 
 async def suggest(request):
