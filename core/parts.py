@@ -123,9 +123,13 @@ class Scorer(Protocol):
     `requires` names the tag model's methods it calls beyond `TagModel`'s, e.g. ("whitening",).
     Lablr refuses to pair it with a tag model that lacks one, when `lablr train`, `fit` or
     `serve` starts. A scorer without the attribute requires nothing more.
+
+    `counts_popularity` is True when the score already holds each tag's popularity (a log prior),
+    so that the user's own tag frequencies move it (lablr.core.personal.prior); absent, False.
     """
 
     requires: tuple[str, ...]
+    counts_popularity: bool
 
     def score(self, latents: np.ndarray, tag_model: TagModel) -> Scores: ...
 

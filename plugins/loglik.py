@@ -21,6 +21,7 @@ def register_scorers(register):
 
 class LogLikelihoodScorer:
     requires = ("whitening",)  # Gaussian whitening factors: the distances in one matrix product
+    counts_popularity = True  # its score holds each tag's log prior (lablr.core.personal.prior)
 
     def score(self, latents, tag_model) -> Scores:
         distance = mahalanobis_distances(latents, tag_model)

@@ -35,6 +35,7 @@ def mahalanobis_distances(latents, tag_model) -> np.ndarray:
 
 class MahalanobisScorer:
     requires = ("whitening",)  # Gaussian whitening factors: the distances in one matrix product
+    counts_popularity = False  # nearness alone: no tag's popularity is in its score
 
     def score(self, latents, tag_model) -> Scores:
         distance = mahalanobis_distances(latents, tag_model)

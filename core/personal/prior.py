@@ -70,13 +70,15 @@ class Offsets:
     bias: np.ndarray  # (K,) from the suggestions they kept and removed
 
 
-def adjust(logits: np.ndarray, offsets: Offsets | None, calibration) -> np.ndarray:
+def adjust(logits: np.ndarray, offsets: Offsets | None, calibration, scorer) -> np.ndarray:
     """Calibrated log-odds (n, K) as this user's: the one place the personal offsets are applied.
 
-    The prior shift moves a popularity the calibrated probability holds. A calibration without a
-    count term (fitted so because popularity ranked worse for its scorer) holds none, so only the
-    bias applies there.
+    The prior shift moves a popularity the calibrated probability holds: through the scorer's own
+    score (`loglik`'s log prior; a scorer says so with `counts_popularity = True`) or the
+    calibration's count term. Where neither holds one (`mahalanobis`, whose calibration dropped
+    its count term because popularity ranked worse), there is none to move: the bias alone applies.
     """
     if offsets is None:
         return logits
-    return logits + offsets.bias + (offsets.prior if calibration.count_slope else 0.0)
+    holds_popularity = getattr(scorer, "counts_popularity", False) or calibration.count_slope != 0
+    return logits + offsets.bias + (offsets.prior if holds_popularity else 0.0)
