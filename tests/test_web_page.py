@@ -2,6 +2,7 @@
 
 import base64
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -252,3 +253,26 @@ def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(
     page.wait_for_function("() => document.getElementById('status').textContent.includes('counts once')")
     assert httpx.get(base + "/api/v1/personal").json()["photos"] == 5
     assert page.locator("#error").is_hidden()
+
+
+def test_the_page_sends_only_the_suggestions_it_showed(learning_page, tmp_path):
+    import sqlite3
+
+    page, _ = learning_page
+    page.fill("#threshold", "0")
+    photo = png_bytes(draw_shape("blue", "square", size=120, seed=77))
+    page.set_input_files("#photo", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": photo}])
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")
+    scores = [float(text) for text in page.locator("#tags .score").all_inner_texts()]
+    cut = next(i for i in range(1, len(scores)) if scores[i] < scores[i - 1])  # between two distinct scores
+    page.fill("#threshold", str((scores[cut - 1] + scores[cut]) / 2))
+    page.wait_for_function(f"() => document.querySelectorAll('#tags .pick').length === {cut}")
+    shown = page.locator("#tags .name").all_inner_texts()
+    assert page.locator("#hidden-note").is_visible()
+    page.locator("#my-tags").fill("blue, square")
+    page.click("#mine")
+    page.wait_for_function("() => document.getElementById('learned').textContent.includes('Learned from 1 of')")
+    (layer,) = (tmp_path / "lablr" / "personal").glob("*.sqlite")
+    with sqlite3.connect(layer) as db:
+        (suggested,) = db.execute("select suggested from events").fetchone()
+    assert json.loads(suggested) == shown  # the hidden ones were never passed over
