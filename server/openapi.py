@@ -107,7 +107,8 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "description": "The photo is encoded once; its latent, tags and what was suggested are recorded in "
                                "the personal layer of this model on this machine (the image is not kept). A tag "
                                f"new to the model is suggested once {defaults.PERSONAL_MIN_PHOTOS} photos carry "
-                               "it. The same photo (by SHA-256) counts once. The next request uses the update.",
+                               "it. The same photo (by its decoded pixels) counts once. The next request uses the "
+                               "update. 409 when the layer holds its limit of photos.",
                 "operationId": "feedback",
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "required": [FIELD, "tags"], "properties": {
@@ -115,7 +116,9 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                         "tags": {"type": "string", "examples": ["sunset,beach,sea"],
                                  "description": "The tags the photo was published with, comma-separated "
                                                 f"(at most {defaults.MAX_FEEDBACK_TAGS})."},
-                        "suggested": {"type": "string", "description": "What Lablr suggested, comma-separated."},
+                        "suggested": {"type": "string", "description": "The suggestions the user saw (shown above the "
+                                      "threshold, not those hidden), comma-separated: one not kept is "
+                                      "evidence against that tag for this user."},
                     }}}}},
                 "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
                               **_errors(400, 409, 413, 415, 422)},
