@@ -103,7 +103,7 @@ class Model:
         if calibration is None:
             return raw
         logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets,
-                                      calibration, self.scorer(name))
+                                      calibration, self.scorer(name), name)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):

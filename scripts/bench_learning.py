@@ -99,12 +99,19 @@ def mean_ap(client, photos, vocabulary, scorer):
     return ranking_metrics(np.array(scores), relevance(kept, vocabulary))
 
 
-def teach(client, photos):
+def teach(client, photos, show_first: bool):
+    """Publish each photo with its true tags; with `show_first`, as the extension does: the
+    suggestions it was shown (those above the display threshold) go with it."""
     recorded = 0
     for photo in photos:
-        tags = ",".join(t.replace(",", " ") for t in photo["tags"])
-        answer = client.post("/api/v1/feedback", data={"tags": tags},
-                             files={"image": ("photo.png", Path(photo["path"]).read_bytes(), "image/png")})
+        data = Path(photo["path"]).read_bytes()
+        fields = {"tags": ",".join(t.replace(",", " ") for t in photo["tags"])}
+        if show_first:
+            answer = client.post("/api/v1/suggest", files={"image": ("photo.png", data, "image/png")})
+            if answer.status_code == 200:
+                fields["suggested"] = ",".join(s["tag"] for s in answer.json()["results"][0]["suggestions"]
+                                               if s["score"] >= defaults.DEFAULT_MIN_PROBABILITY)
+        answer = client.post("/api/v1/feedback", data=fields, files={"image": ("photo.png", data, "image/png")})
         recorded += answer.status_code == 200 and answer.json()["recorded"]
     return recorded
 
@@ -114,6 +121,8 @@ def main():
     parser.add_argument("--model", default="openclipart-effnet", help="A bundle trained on OpenClipart.")
     parser.add_argument("--users", type=int, default=3, help="How many creators (0: the held-out replay only).")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tags-only", action="store_true",
+                        help="Send each photo's tags alone, not the suggestions it was shown.")
     args = parser.parse_args()
 
     import httpx
@@ -139,7 +148,7 @@ def main():
                 taught = [photos[i] for i in order[: len(photos) // 2]]
                 measured = [photos[i] for i in order[len(photos) // 2:]]
                 before = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
-                recorded = teach(client, taught)
+                recorded = teach(client, taught, not args.tags_only)
                 learned = client.get("/api/v1/personal").json()
                 after = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
                 rows.append((name, recorded, len(learned["added_tags"]), before["loglik"]["photos"], before, after))

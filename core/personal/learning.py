@@ -162,7 +162,8 @@ class Learning:
         model_photos = self.base_photos + self.photo_weight * self.vocabulary.photos
         offsets = prior.prior_offsets(self.working.counts, model_photos, user_counts,
                                       self.vocabulary.photos, self.prior_photos)
-        offsets = prior.Offsets(offsets, np.array([self.biases.get(tag, 0.0) for tag in tags]))
+        offsets = prior.Offsets(offsets, np.array([self.biases.get(tag, 0.0) for tag in tags]),
+                                self.base_model.default_scorer)
         served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
         self.model = self.base_model.with_tag_model(served, offsets)
         self.summary = self.vocabulary.learned()  # read by requests while the next sync goes on

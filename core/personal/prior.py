@@ -68,17 +68,20 @@ class Offsets:
 
     prior: np.ndarray  # (K,) from the user's tag frequencies
     bias: np.ndarray  # (K,) from the suggestions they kept and removed
+    bias_scorer: str  # the scorer whose log-odds the user was shown: the bias is on its scale alone
 
 
-def adjust(logits: np.ndarray, offsets: Offsets | None, calibration, scorer) -> np.ndarray:
+def adjust(logits: np.ndarray, offsets: Offsets | None, calibration, scorer, scorer_name: str) -> np.ndarray:
     """Calibrated log-odds (n, K) as this user's: the one place the personal offsets are applied.
 
     The prior shift moves a popularity the calibrated probability holds: through the scorer's own
     score (`loglik`'s log prior; a scorer says so with `counts_popularity = True`) or the
     calibration's count term. Where neither holds one (`mahalanobis`, whose calibration dropped
-    its count term because popularity ranked worse), there is none to move: the bias alone applies.
+    its count term because popularity ranked worse), there is none to move. The bias was fitted on
+    the log-odds of the scorer the user was shown, and applies to that scorer's alone.
     """
     if offsets is None:
         return logits
     holds_popularity = getattr(scorer, "counts_popularity", False) or calibration.count_slope != 0
-    return logits + offsets.bias + (offsets.prior if holds_popularity else 0.0)
+    bias = offsets.bias if scorer_name == offsets.bias_scorer else 0.0
+    return logits + bias + (offsets.prior if holds_popularity else 0.0)
