@@ -121,8 +121,8 @@ def main():
     parser.add_argument("--model", default="openclipart-effnet", help="A bundle trained on OpenClipart.")
     parser.add_argument("--users", type=int, default=3, help="How many creators (0: the held-out replay only).")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tags-only", action="store_true",
-                        help="Send each photo's tags alone, not the suggestions it was shown.")
+    parser.add_argument("--shown", action="store_true",
+                        help="Send with each photo the suggestions it was shown, as the extension does.")
     args = parser.parse_args()
 
     import httpx
@@ -148,7 +148,7 @@ def main():
                 taught = [photos[i] for i in order[: len(photos) // 2]]
                 measured = [photos[i] for i in order[len(photos) // 2:]]
                 before = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
-                recorded = teach(client, taught, not args.tags_only)
+                recorded = teach(client, taught, args.shown)
                 learned = client.get("/api/v1/personal").json()
                 after = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
                 rows.append((name, recorded, len(learned["added_tags"]), before["loglik"]["photos"], before, after))
