@@ -1,0 +1,141 @@
+"""The photo vocabulary: tags Lablr knows without training data, as a bundle ships them.
+
+Concept tags come from the encoder's ImageNet classifier: a tag's probability is the classifier's
+probability mass on the classes under it (built from WordNet and reviewed rules by
+lablr.core.pipeline.vocabulary; here it is only data, so serving needs no WordNet). Pixel tags
+(`bw`, a dominant colour) are read from the photo's own pixels. Pure white is never read: it
+is what Lablr pads a photo with to make a square, and what a transparent background becomes
+(lablr.core.data.decoding), so a colour photo on a wide white border is still a colour photo.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lablr.core.errors import BundleError
+
+FILE = "concept_tags.npz"
+CLASSES = 1000
+
+# Pixel tags: hue ranges in degrees (a pixel is "vivid" when its saturation and brightness are high)
+HUES = {"red": ((0, 15), (345, 360)), "orange": ((15, 40),), "yellow": ((40, 70),), "green": ((70, 165),),
+        "blue": ((165, 255),), "purple": ((255, 290),), "pink": ((290, 345),)}
+PIXEL_TAGS = ("bw", "blackandwhite", *HUES, "white")
+VIVID_SATURATION, VIVID_VALUE = 0.35, 60
+COLOURED_CHROMA = 24  # channel spread (0-255) above which a pixel has a colour; JPEG noise stays below
+MOST_LIKELY = 0.9  # what the pixels can show at best: a sepia or tinted print may still be called "bw"
+COLOUR_SHARE = 0.55  # the share of the photo in one vivid colour at which that colour is "most likely"
+
+
+@dataclass
+class ConceptVocabulary:
+    """Tags over the classifier's classes: tag `tag_of[i]` sums class `classes[i]` (pairs)."""
+
+    tags: list[str]
+    classes: np.ndarray  # (pairs,) class index 0..999
+    tag_of: np.ndarray  # (pairs,) index into tags
+    temperature: float = 1.0  # the classifier's logits are divided by it before the softmax
+    pixel_tags: list[str] = field(default_factory=list)
+
+    @property
+    def all_tags(self) -> list[str]:
+        """Concept tags, then the pixel tags that are not also concept tags."""
+        return self.tags + [tag for tag in self.pixel_tags if tag not in set(self.tags)]
+
+    def membership(self) -> np.ndarray:
+        """(1000, T) 1 where the class is under the tag."""
+        matrix = np.zeros((CLASSES, len(self.tags)), np.float32)
+        matrix[self.classes, self.tag_of] = 1.0
+        return matrix
+
+    def probabilities(self, logits: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
+        """(n, 1000) logits and the (n, s, s, 3) images -> (n, len(all_tags)) P(tag applies)."""
+        logits = np.asarray(logits, np.float64) / self.temperature
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        softmax = exp / exp.sum(axis=1, keepdims=True)
+        out = np.zeros((len(logits), len(self.all_tags)))
+        out[:, :len(self.tags)] = np.clip(softmax @ self._membership(), 0.0, 1.0)
+        if self.pixel_tags and images is not None:
+            column = {tag: k for k, tag in enumerate(self.all_tags)}
+            pixels = pixel_probabilities(images, self.pixel_tags)
+            for j, tag in enumerate(self.pixel_tags):  # "orange": the fruit or the colour, whichever is likelier
+                out[:, column[tag]] = np.maximum(out[:, column[tag]], pixels[:, j])
+        return out
+
+    def _membership(self):
+        if getattr(self, "_matrix", None) is None:
+            self._matrix = self.membership()
+        return self._matrix
+
+    # -- bundle file --------------------------------------------------------------------------------
+
+    def save(self, directory: Path):
+        np.savez_compressed(Path(directory) / FILE, tags=np.array(self.tags, dtype=str), classes=self.classes,
+                            tag_of=self.tag_of, temperature=np.float64(self.temperature),
+                            pixel_tags=np.array(self.pixel_tags, dtype=str))
+
+    @classmethod
+    def load(cls, directory: Path) -> "ConceptVocabulary":
+        path = Path(directory) / FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                vocabulary = cls([str(t) for t in data["tags"]], data["classes"].astype(np.int64),
+                                 data["tag_of"].astype(np.int64), float(data["temperature"]),
+                                 [str(t) for t in data["pixel_tags"]])
+        except (OSError, KeyError, ValueError) as error:
+            raise BundleError(f"The photo vocabulary in {path} cannot be read: {error}") from None
+        if (len(vocabulary.classes) != len(vocabulary.tag_of) or vocabulary.classes.size and (
+                vocabulary.classes.min() < 0 or vocabulary.classes.max() >= CLASSES
+                or vocabulary.tag_of.min() < 0 or vocabulary.tag_of.max() >= len(vocabulary.tags))
+                or not vocabulary.temperature > 0):
+            raise BundleError(f"The photo vocabulary in {path} is damaged: rebuild the bundle.")
+        return vocabulary
+
+
+# -- pixel tags -------------------------------------------------------------------------------------
+
+
+def pixel_probabilities(images: np.ndarray, tags) -> np.ndarray:
+    """(n, s, s, 3) uint8 -> (n, len(tags)) from each photo's own pixels (pure white left out)."""
+    return np.stack([_pixel_row(image, tags) for image in images]) if len(images) else np.zeros((0, len(tags)))
+
+
+def _pixel_row(image: np.ndarray, tags) -> np.ndarray:
+    pixels = np.asarray(image, np.float32).reshape(-1, 3)
+    pixels = pixels[(pixels < 255).any(axis=1)]  # the padding and transparent background are pure white
+    if len(pixels) < 0.05 * image.shape[0] * image.shape[1]:
+        return np.zeros(len(tags))
+    found = _pixel_evidence(pixels)
+    return np.array([found.get(tag, 0.0) for tag in tags])
+
+
+def _pixel_evidence(pixels: np.ndarray) -> dict:
+    high, low = pixels.max(axis=1), pixels.min(axis=1)
+    chroma = high - low
+    coloured = float((chroma > COLOURED_CHROMA).mean())
+    # No colour at all: black-and-white. 0.5% of coloured pixels is still grey; 3% is a colour photo.
+    bw = MOST_LIKELY * float(np.clip((0.03 - coloured) / 0.025, 0.0, 1.0))
+    out = {"bw": bw, "blackandwhite": bw}
+    saturation = np.where(high > 0, chroma / np.maximum(high, 1), 0.0)
+    vivid = (saturation > VIVID_SATURATION) & (high > VIVID_VALUE)
+    hue = _hue(pixels, high, chroma)
+    for colour, ranges in HUES.items():
+        inside = np.zeros(len(pixels), bool)
+        for start, end in ranges:
+            inside |= (hue >= start) & (hue < end)
+        out[colour] = _share_probability(float((vivid & inside).mean()))
+    out["white"] = _share_probability(float(((low > 200) & (chroma < 20)).mean()))
+    return out
+
+
+def _share_probability(share: float) -> float:
+    return MOST_LIKELY * min(1.0, share / COLOUR_SHARE)
+
+
+def _hue(pixels, high, chroma) -> np.ndarray:
+    """Hue in degrees (0-360) of RGB pixels; 0 where there is no colour."""
+    r, g, b = pixels.T
+    safe = np.maximum(chroma, 1e-6)
+    hue = np.where(high == r, ((g - b) / safe) % 6, np.where(high == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    return np.where(chroma > 0, hue * 60.0, 0.0)
