@@ -33,6 +33,7 @@ from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
+from lablr.core.vocabulary import ConceptVocabulary
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -45,6 +46,7 @@ CLASSES = 1000
 BN_EPSILON = 1e-3
 CACHE_VERSION = 1
 LITE_VERSION = 1  # of the .tflite conversion: float16 weights, float32 pixels 0-255 in
+OUTPUTS = ("features", "logits")  # the two-output network's outputs, by name: TFLite keeps no order
 BATCH_SIZE = 32
 
 # EfficientNet-Lite0's stages: (repeats, kernel, first stride, expansion, output filters)
@@ -185,19 +187,23 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
 
 
 @cache
-def lite_network(image_size: int = 224):
-    """The network as a LiteRT model (pixels -> pooled features), from the cache or converted now."""
-    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
+def lite_network(image_size: int = 224, classifier: bool = False):
+    """The network as a LiteRT model, from the cache or converted now: pixels -> pooled features, or
+    with the classifier -> (features, ImageNet logits), picked by name."""
+    kind = "-classifier" if classifier else ""
+    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px{kind}-v{LITE_VERSION}.tflite"
+    outputs = OUTPUTS if classifier else None
     if cached.is_file():
         try:
-            return litert.LiteModel.read(cached)
+            return litert.LiteModel.read(cached, outputs=outputs)
         except BundleError:
             pass  # a damaged cache is converted again
     from lablr.plugins.vae import import_keras
 
     keras = import_keras()
     network = build_network(keras, image_size, converted_weights())
-    content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
+    served = dict(zip(OUTPUTS, network.outputs)) if classifier else network.outputs[0]
+    content = litert.convert(keras.Model(network.input, served), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
@@ -205,7 +211,7 @@ def lite_network(image_size: int = 224):
         os.replace(partial, cached)
     except OSError:
         pass
-    return litert.LiteModel(content)
+    return litert.LiteModel(content, outputs=outputs)
 
 
 @cache
@@ -231,12 +237,19 @@ def network_functions(image_size: int = 224):
 
 
 class EffNetLite0Encoder:
-    """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos."""
+    """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos.
+
+    With `classifier`, the bundle's network also gives ImageNet's 1,000 class logits in the same run,
+    and the encoder carries the photo vocabulary over them (lablr.core.vocabulary): the tags
+    Lablr knows without training data.
+    """
 
     SETTINGS = {"latent_dim": Setting(int, 1, FEATURES), "image_size": Setting(int, 32, 512),
-                "batch_size": Setting(int, 1, 1024)}
+                "batch_size": Setting(int, 1, 1024), "classifier": Setting(bool)}
+    LATENT_FILES = (FILE,)  # what decides the latent space: bundles that share it can share a personal layer
 
-    def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE):
+    def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE,
+                 classifier: bool = False):
         if not 1 <= latent_dim <= FEATURES:
             raise LablrError(f"The {NAME} encoder's latent_dim must be between 1 and {FEATURES}, not {latent_dim}.")
         if image_size < 32:
@@ -246,9 +259,12 @@ class EffNetLite0Encoder:
         self.components = None  # (latent_dim, 1280) principal axes
         self.explained_variance = None  # (latent_dim,)
         self._lite = None  # the LiteRT network: the bundle's, or the cached conversion once fitting
+        self.classifier = bool(classifier)
+        self.vocabulary = None  # with the classifier: the photo vocabulary (ConceptVocabulary)
 
     def settings(self):
-        return {"latent_dim": self.latent_dim, "image_size": self.image_size}
+        return {"latent_dim": self.latent_dim, "image_size": self.image_size,
+                **({"classifier": True} if self.classifier else {})}
 
     # -- the network ------------------------------------------------------------------------------
 
@@ -257,11 +273,23 @@ class EffNetLite0Encoder:
         out = [np.asarray(function(images[i:i + self.batch_size])) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
+    def _network(self):
+        if self._lite is None:
+            self._lite = lite_network(self.image_size, self.classifier)
+        return self._lite
+
     def features(self, images) -> np.ndarray:
         """uint8 (n, s, s, 3) -> the network's 1,280 pooled features, float32 (n, 1280), through LiteRT."""
-        if self._lite is None:
-            self._lite = lite_network(self.image_size)
-        return self._run(self._lite, images, FEATURES)
+        if not self.classifier:
+            return self._run(self._network(), images, FEATURES)
+        return self._run(lambda batch: self._network()(batch)[0], images, FEATURES)
+
+    def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (n, s, s, 3) -> (pooled features (n, 1280), ImageNet logits (n, 1000)) in one run."""
+        if not self.classifier:
+            raise LablrError(f"This {NAME} encoder was built without its classifier.")
+        both = self._run(lambda batch: np.concatenate(self._network()(batch), axis=1), images, FEATURES + CLASSES)
+        return both[:, :FEATURES], both[:, FEATURES:]
 
     def keras_features(self, images) -> np.ndarray:
         """The same features from the Keras network on TensorFlow (float32 weights), to check the conversion."""
@@ -274,9 +302,17 @@ class EffNetLite0Encoder:
     # -- the encoder ------------------------------------------------------------------------------
 
     def encode(self, images: np.ndarray) -> np.ndarray:
+        return self._project(self.features(images))
+
+    def encode_with_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latents (n, latent_dim), ImageNet logits (n, 1000)) from one run of the network."""
+        features, logits = self.features_and_logits(images)
+        return self._project(features), logits
+
+    def _project(self, features) -> np.ndarray:
         if self.components is None:
             raise LablrError(f"The {NAME} encoder has not been fitted or loaded.")
-        return ((self.features(images) - self.mean) @ self.components.T).astype(np.float32)
+        return ((features - self.mean) @ self.components.T).astype(np.float32)
 
     def fit(self, images, *, work_dir=None, epochs=None, seed: int = 0, verbose="auto", **_):
         """Fit the PCA on the training photos' features (the network is not trained: epochs is ignored).
@@ -313,7 +349,11 @@ class EffNetLite0Encoder:
                  components=self.components.astype(np.float32),
                  explained_variance=self.explained_variance.astype(np.float32),
                  weights_sha256=np.array(WEIGHTS_SHA256))
-        (self._lite or lite_network(self.image_size)).save(Path(directory) / LITE_FILE)
+        self._network().save(Path(directory) / LITE_FILE)
+        if self.classifier:
+            if self.vocabulary is None:
+                raise LablrError(f"The {NAME} encoder's classifier has no photo vocabulary to save.")
+            self.vocabulary.save(directory)
 
     def load(self, directory: Path):
         path = Path(directory) / FILE
@@ -332,5 +372,9 @@ class EffNetLite0Encoder:
         self.mean, self.components, self.explained_variance = mean, components, variance
         lite = Path(directory) / LITE_FILE
         # A bundle from before LiteRT has no .tflite: the network is converted (with TensorFlow) once.
-        self._lite = litert.LiteModel.read(lite) if lite.exists() else lite_network(self.image_size)
+        outputs = OUTPUTS if self.classifier else None
+        self._lite = (litert.LiteModel.read(lite, outputs=outputs) if lite.exists()
+                      else lite_network(self.image_size, self.classifier))
+        if self.classifier:
+            self.vocabulary = ConceptVocabulary.load(directory)
         return self
