@@ -128,6 +128,10 @@ class GaussianTagModel:
         return self._cache
 
     def _compute(self):
+        if not self.tags:  # a bundle that ships no photos of its own (the photo vocabulary's) starts here
+            dim = self._sums.shape[1]
+            return {"means": np.zeros((0, dim)), "covariances": np.zeros((0, dim, dim)),
+                    "whitening": np.zeros((dim, 0)), "offset": np.zeros((0, dim)), "logdet": np.zeros(0)}
         counts = np.maximum(self.counts, 1)[:, None]
         means = self._sums / counts
         empirical = self._outer_sums / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)

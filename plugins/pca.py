@@ -38,6 +38,9 @@ class PCAVisualizer:
 
     def fit(self, tag_model):
         centroids = tag_model.centroids()
+        if len(centroids) < 2:  # no tags to spread yet: the latent space's own first two axes
+            self.mean, self.components = np.zeros(centroids.shape[1]), np.eye(2, centroids.shape[1])
+            return self
         self.mean = centroids.mean(axis=0)
         _, _, vt = np.linalg.svd(centroids - self.mean, full_matrices=False)
         self.components = vt[:2]
@@ -50,7 +53,7 @@ class PCAVisualizer:
         """Circle radii: proportional to each tag's typical spread, the largest 12% of the plot."""
         dim = tag_model.centroids().shape[1]
         spread = np.exp(tag_model.dispersion() / (2 * dim))
-        return 0.12 * extent * spread / spread.max()
+        return 0.12 * extent * spread / spread.max() if len(spread) else spread
 
     def draw(self, latent, tag_model, highlight, *, format="png") -> bytes:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -138,3 +138,16 @@ def photo_vocabulary(temperature: float | None = None) -> ConceptVocabulary:
     if temperature is not None:
         vocabulary.temperature = float(temperature)
     return vocabulary
+
+
+def with_photo_vocabulary(encoder, vocabulary: ConceptVocabulary):
+    """The stage that adds the photo vocabulary: the same effnet-lite0 encoder (the same PCA, so the
+    same latent space) with its classifier, which gives the vocabulary's probabilities."""
+    from lablr.plugins.effnet import NAME, EffNetLite0Encoder
+
+    if not isinstance(encoder, EffNetLite0Encoder):
+        raise LablrError(f"The photo vocabulary needs the {NAME} encoder's ImageNet classifier.")
+    out = EffNetLite0Encoder(encoder.latent_dim, encoder.image_size, encoder.batch_size, classifier=True)
+    out.mean, out.components, out.explained_variance = encoder.mean, encoder.components, encoder.explained_variance
+    out.vocabulary = vocabulary
+    return out

@@ -1,0 +1,70 @@
+"""One ranking: the photo vocabulary's tags and the Gaussian tags learned from photos, on one scale.
+
+A bundle with a photo vocabulary (lablr.core.vocabulary) knows tags two ways. The classifier's
+concepts give P(tag) with no training data; the Gaussian tags (a Flickr build, `lablr fit`, the
+user's personal layer) give P(tag | where the photo falls among photos that carry it). Both are
+probabilities, so they rank together. Where both name a tag (the user has taught "cat"), they
+are averaged, the Gaussian weighing as many photos as it has seen against the classifier's
+fixed worth of CONCEPT_PHOTOS photos: the user's evidence counts more as it grows.
+
+A Gaussian tag's probability is its bundle's calibrated score when the bundle has a calibration
+(fitted on held-out photos by `lablr fit`, `build flickr`). A bundle that ships no photos of its
+own has none: there each tag's Gaussian is weighed against the encoder's background, the
+Gaussian of all the photos its PCA was fitted on, as the one-tag-against-the-rest Bayes rule
+P(tag | z) = n_t N_t(z) / (n_t N_t(z) + n_rest N_bg(z)), with n_rest at least BACKGROUND_PHOTOS.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from lablr.core.parts import Scores
+from lablr.core.pipeline.calibrate import sigmoid
+
+CONCEPT_PHOTOS = 10.0  # what the classifier's word on a tag is worth, in the user's photos of it
+BACKGROUND_PHOTOS = 50.0  # the fewest photos assumed not to carry a tag, against its Gaussian
+
+
+@dataclass
+class TagProbabilities:
+    tags: list[str]
+    probability: np.ndarray  # (n, K)
+    distance: np.ndarray | None = None  # (n, K) Mahalanobis distance of Gaussian tags, NaN elsewhere
+    photos: np.ndarray | None = None  # (K,) photos behind each tag (Gaussian tags)
+
+
+def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> tuple[list[str], Scores]:
+    """(tags, scores) of every tag either side knows: Gaussian tags first, then the other concepts."""
+    known = gaussian.tags if gaussian is not None else []
+    place = {tag: k for k, tag in enumerate(known)}
+    extra = [tag for tag in concepts.tags if tag not in place]
+    tags = list(known) + extra
+    place.update({tag: len(known) + j for j, tag in enumerate(extra)})
+    n = len(concepts.probability)
+    probability = np.zeros((n, len(tags)))
+    distance = np.full((n, len(tags)), np.nan)
+    if gaussian is not None and known:
+        probability[:, :len(known)] = gaussian.probability
+        if gaussian.distance is not None:
+            distance[:, :len(known)] = gaussian.distance
+    columns = np.array([place[tag] for tag in concepts.tags], dtype=int)
+    photos = np.zeros(len(tags))
+    if gaussian is not None and known:
+        photos[:len(known)] = gaussian.photos
+    weight = photos[columns] / (photos[columns] + CONCEPT_PHOTOS)  # 0 for a tag no photo taught
+    probability[:, columns] = weight * probability[:, columns] + (1 - weight) * concepts.probability
+    return tags, Scores(score=probability, distance=distance, shown=probability)
+
+
+def background_probabilities(latents, tag_model, background_variance) -> np.ndarray:
+    """P(tag | z) of each Gaussian tag against the background N(0, diag(background_variance))."""
+    from lablr.plugins.mahalanobis import mahalanobis_distances
+
+    latents = np.atleast_2d(np.asarray(latents, np.float64))
+    variance = np.maximum(np.asarray(background_variance, np.float64), 1e-12)
+    log_background = -0.5 * ((latents**2 / variance).sum(axis=1) + np.log(variance).sum())
+    distance = mahalanobis_distances(latents, tag_model)
+    log_tag = -0.5 * (distance**2 + tag_model.dispersion())  # the 2π terms cancel
+    counts = np.asarray(tag_model.counts, np.float64)
+    rest = np.maximum(counts.sum() - counts, BACKGROUND_PHOTOS)
+    return sigmoid(np.log(np.maximum(counts, 1e-12)) + log_tag - np.log(rest) - log_background[:, None])
