@@ -26,8 +26,10 @@ IMAGE_SIZE = 64
 LATENT_DIM = 32
 EPOCHS = 60
 BATCH_SIZE = 64
-DEFAULT_MODEL = "openclipart-effnet"  # the pretrained encoder; openclipart-vae is the original's method
-ORIGINAL_MODEL = "openclipart-vae"
+# The photo vocabulary (ImageNet's classifier through WordNet, no training data) and the tags a user teaches
+DEFAULT_MODEL = "photos"
+BENCHMARK_MODEL = "openclipart-effnet"  # the same encoder, its tags learned on clip art: the method's benchmark
+ORIGINAL_MODEL = "openclipart-vae"  # the original's method
 DEFAULT_PARTS = {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis", "visualizer": "pca"}
 
 # Suggestions

@@ -79,6 +79,11 @@ class Model:
         known = set(self.tag_model.tags)
         return list(self.tag_model.tags) + [tag for tag in self.vocabulary.all_tags if tag not in known]
 
+    @property
+    def vocabulary_tags(self) -> list[str]:
+        """The photo vocabulary's tags (none without one): known before any photo teaches them."""
+        return [] if self.vocabulary is None else self.vocabulary.all_tags
+
     @cached_property
     def tag_index(self):
         return {tag: k for k, tag in enumerate(self.tags)}
@@ -113,7 +118,8 @@ class Model:
         if concepts is None:
             return self._tag_model_scores(latents, scorer, calibrated)
         gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
-        _, scores = combine(gaussian, TagProbabilities(self.vocabulary.all_tags, concepts))
+        vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
+        _, scores = combine(gaussian, vocabulary)
         return scores
 
     def _tag_model_scores(self, latents, scorer, calibrated) -> Scores:
@@ -134,6 +140,10 @@ class Model:
             return TagProbabilities(self.tag_model.tags, scores.display, scores.distance, self.tag_model.counts)
         probability = background_probabilities(latents, self.tag_model, background)
         return TagProbabilities(self.tag_model.tags, probability, None, self.tag_model.counts)
+
+    @cached_property
+    def _rank_weights(self):
+        return self.vocabulary.rank_weights()
 
     def encode_with_concepts(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(latents, the photo vocabulary's probabilities (n, T) or None without one), in one run."""

@@ -31,6 +31,7 @@ class TagProbabilities:
     probability: np.ndarray  # (n, K)
     distance: np.ndarray | None = None  # (n, K) Mahalanobis distance of Gaussian tags, NaN elsewhere
     photos: np.ndarray | None = None  # (K,) photos behind each tag (Gaussian tags)
+    rank_weights: np.ndarray | None = None  # (K,) ranking = probability x weight (specific before general)
 
 
 def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> tuple[list[str], Scores]:
@@ -53,7 +54,10 @@ def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> tu
         photos[:len(known)] = gaussian.photos
     weight = photos[columns] / (photos[columns] + CONCEPT_PHOTOS)  # 0 for a tag no photo taught
     probability[:, columns] = weight * probability[:, columns] + (1 - weight) * concepts.probability
-    return tags, Scores(score=probability, distance=distance, shown=probability)
+    ranking = probability.copy()
+    if concepts.rank_weights is not None:
+        ranking[:, columns] *= concepts.rank_weights
+    return tags, Scores(score=ranking, distance=distance, shown=probability)
 
 
 def background_probabilities(latents, tag_model, background_variance) -> np.ndarray:

@@ -21,11 +21,15 @@ CLASSES = 1000
 # Pixel tags: hue ranges in degrees (a pixel is "vivid" when its saturation and brightness are high)
 HUES = {"red": ((0, 15), (345, 360)), "orange": ((15, 40),), "yellow": ((40, 70),), "green": ((70, 165),),
         "blue": ((165, 255),), "purple": ((255, 290),), "pink": ((290, 345),)}
-PIXEL_TAGS = ("bw", "blackandwhite", *HUES, "white")
-VIVID_SATURATION, VIVID_VALUE = 0.35, 60
+PIXEL_TAGS = ("bw", "blackandwhite", *HUES, "white")  # what the pixels can tell; rules.toml picks some
+VIVID_SATURATION, VIVID_VALUE = 0.45, 130  # brown (dark orange) and dull tints are no colour a person names
 COLOURED_CHROMA = 24  # channel spread (0-255) above which a pixel has a colour; JPEG noise stays below
 MOST_LIKELY = 0.9  # what the pixels can show at best: a sepia or tinted print may still be called "bw"
-COLOUR_SHARE = 0.55  # the share of the photo in one vivid colour at which that colour is "most likely"
+# A colour is named once a quarter of the photo is vivid in it, and most likely from three quarters on
+COLOUR_SHARES = (0.25, 0.75)
+# Among tags about as likely, the more specific ranks first (cat before animal): a tag over all 1,000
+# classes ranks as if its probability were this much lower. The probability shown is never changed.
+GENERALITY_PENALTY = 0.1
 
 
 @dataclass
@@ -42,6 +46,12 @@ class ConceptVocabulary:
     def all_tags(self) -> list[str]:
         """Concept tags, then the pixel tags that are not also concept tags."""
         return self.tags + [tag for tag in self.pixel_tags if tag not in set(self.tags)]
+
+    def rank_weights(self) -> np.ndarray:
+        """(len(all_tags),) what each tag's probability is multiplied by to rank it: 1 for one class."""
+        classes = np.bincount(self.tag_of, minlength=len(self.tags)).astype(np.float64)
+        weights = 1.0 - GENERALITY_PENALTY * np.log(np.maximum(classes, 1)) / np.log(CLASSES)
+        return np.concatenate([weights, np.ones(len(self.all_tags) - len(self.tags))])
 
     def membership(self) -> np.ndarray:
         """(1000, T) 1 where the class is under the tag."""
@@ -130,7 +140,8 @@ def _pixel_evidence(pixels: np.ndarray) -> dict:
 
 
 def _share_probability(share: float) -> float:
-    return MOST_LIKELY * min(1.0, share / COLOUR_SHARE)
+    low, high = COLOUR_SHARES
+    return MOST_LIKELY * float(np.clip((share - low) / (high - low), 0.0, 1.0))
 
 
 def _hue(pixels, high, chroma) -> np.ndarray:

@@ -1,7 +1,13 @@
-"""Rebuild the model bundles that ship with Lablr, from Debian's OpenClipart.
+"""Rebuild the model bundles that ship with Lablr: the photo vocabulary's, and OpenClipart's benchmarks.
 
-    python scripts/build_bundle.py                       # both: openclipart-effnet (the default) and -vae
+    python scripts/build_bundle.py                       # all: openclipart-effnet, -vae, then photos
     python scripts/build_bundle.py openclipart-vae       # the original's method only
+    python scripts/build_bundle.py photos                # the default: needs openclipart-effnet and wordnet-base
+
+`photos`, the default, trains nothing: it is openclipart-effnet's encoder (the same PCA, so the
+same latent space, and a user's personal layer carries over) with its ImageNet classifier and the
+photo vocabulary (scripts/vocabulary/, WordNet from Debian's `wordnet-base`), and no tags of its
+own until a user teaches some (the personal layer, `lablr fit`, `lablr build flickr`).
 
 Needs `apt-get install openclipart-png openclipart-svg`. The EfficientNet bundle trains nothing
 but a PCA (it decodes at 224 px and runs the network once per photo: a few minutes); the VAE
@@ -35,7 +41,35 @@ RECIPES = {
 }
 
 
+PHOTOS = "photos"
+PHOTOS_BASE = "openclipart-effnet"
+
+
+def build_photos(out: Path, temperature: float | None = None):
+    """The default bundle: the base's encoder with the photo vocabulary, an empty tag model, a picture."""
+    import numpy as np
+
+    from lablr.core.bundle import Manifest, PartSpec
+    from lablr.core.model import Model
+    from lablr.core.pipeline.vocabulary import photo_vocabulary, with_photo_vocabulary
+    from lablr.core.plugins import get_part
+
+    base = Model.load(PHOTOS_BASE)
+    encoder = with_photo_vocabulary(base.encoder, photo_vocabulary(temperature))
+    tag_model = get_part("tag_model", "gaussian")(**base.tag_model.settings())
+    tag_model.fit(np.zeros((0, encoder.latent_dim)), [], [])
+    picture = get_part("visualizer", "pca")(**base.visualizer.settings()).fit(tag_model)
+    parts = {kind: PartSpec(spec.name, spec.settings) for kind, spec in base.manifest.parts.items()}
+    parts["encoder"].settings = encoder.settings()
+    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture},
+                  Manifest(parts=parts, name=PHOTOS))
+    model.save(out)
+    print(f"Wrote {out}: {len(encoder.vocabulary.all_tags)} tags over ImageNet's classes and the pixels")
+
+
 def build(name, work: Path, out: Path):
+    if name == PHOTOS:
+        return build_photos(out)
     catalog = work / "openclipart.db"
     if Catalog(catalog).count() == 0:
         import_source("openclipart", None, catalog)
@@ -51,7 +85,7 @@ def build(name, work: Path, out: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(RECIPES), choices=sorted(RECIPES),
+    parser.add_argument("names", nargs="*", default=[*RECIPES, PHOTOS], choices=sorted([*RECIPES, PHOTOS]),
                         help="Bundles to build (default: all).")
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "lablr" / "build",
                         help="Where the catalog, decoded images and checkpoints go.")

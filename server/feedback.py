@@ -48,7 +48,7 @@ def refresh(state):
         version, events = layer.snapshot()
         if version == state.personal_version:
             return
-        tag_model, learned = layer.apply(state.base_tag_model, events)
+        tag_model, learned = layer.apply(state.base_tag_model, events, also_known=state.model.vocabulary_tags)
         tag_model.centroids()  # derive the covariances' factors now, not in the next request
         state.model = state.model.with_tag_model(tag_model)
         state.learned, state.personal_version = learned, version

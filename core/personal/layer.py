@@ -130,8 +130,12 @@ class PersonalLayer:
 
     @classmethod
     def for_bundle(cls, model) -> "PersonalLayer":
-        """The layer of a loaded Model (created empty if the user has none yet)."""
-        return cls(layer_path(model.path), latent_dim=model.encoder.latent_dim, model_name=model.name)
+        """The layer of a loaded Model: the user's, or one carried over from a bundled model with the same
+        latent space (a new default over the same encoder), or else a new empty one."""
+        path = layer_path(model.path)
+        if not path.exists():
+            carry_over(model.path, path)
+        return cls(path, latent_dim=model.encoder.latent_dim, model_name=model.name)
 
     def close(self):
         with self._lock:
@@ -225,17 +229,52 @@ class PersonalLayer:
                        added=[t for t in by_use if t not in known and tag_photos[t] >= self.min_photos],
                        pending={t: tag_photos[t] for t in by_use if t not in known and tag_photos[t] < self.min_photos})
 
-    def apply(self, base_tag_model, events: list[Event]):
+    def apply(self, base_tag_model, events: list[Event], also_known=()):
         """(tag model, Learned): a copy of the bundle's tag model with every event's latent added
-        to the sums of its tags; a new tag only once it has `min_photos` photos."""
-        learned = self.learned(base_tag_model.tags, events)
-        admitted = set(base_tag_model.tags) | set(learned.added)
+        to the sums of its tags; a new tag only once it has `min_photos` photos. Tags in
+        `also_known` (the photo vocabulary's) are known already: they learn from the first photo."""
+        learned = self.learned([*base_tag_model.tags, *also_known], events)
+        admitted = set(base_tag_model.tags) | set(also_known) | set(learned.added)
         tag_model = base_tag_model.copy()
         if events:
             tag_model.update(np.stack([event.latent for event in events]),
                              [[tag for tag in event.tags if tag in admitted] for event in events])
         return tag_model, learned
 
+
+
+def same_latent_space(one, other) -> bool:
+    """Whether two bundles encode photos to the same latents: the same encoder, settings that shape its
+    latents, and the same files that decide them (its LATENT_FILES, e.g. effnet-lite0's PCA)."""
+    from lablr.core.plugins import get_part
+
+    first, second = bundle.read_manifest(one), bundle.read_manifest(other)
+    a, b = first.parts["encoder"], second.parts["encoder"]
+    if a.name != b.name or {k: a.settings.get(k) for k in ("latent_dim", "image_size")} != \
+            {k: b.settings.get(k) for k in ("latent_dim", "image_size")}:
+        return False
+    files = getattr(get_part("encoder", a.name).factory, "LATENT_FILES", ())
+    return bool(files) and all(first.files.get(name) and first.files.get(name) == second.files.get(name)
+                               for name in files)
+
+
+def carry_over(bundle_path, destination: Path) -> bool:
+    """Copy the user's layer of another bundled model with the same latent space to `destination`."""
+    for name in bundle.bundled_names():
+        other = bundle.bundled_root() / name
+        source = layer_path(other)
+        if Path(other).resolve() == Path(bundle_path).resolve() or not source.exists():
+            continue
+        if same_latent_space(bundle_path, other):
+            destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = destination.with_name(f".{destination.name}.partial")
+            with sqlite3.connect(source) as old, sqlite3.connect(partial) as new:
+                old.backup(new)  # consistent even while another process writes to it
+            old.close()
+            new.close()
+            partial.replace(destination)
+            return True
+    return False
 
 
 class _AlreadyThere(Exception):
@@ -249,7 +288,7 @@ def open_for_bundle(model):
     path = bundle.resolve(model)
     manifest = bundle.read_manifest(path)
     where = layer_path(path)
-    if not where.exists():
+    if not where.exists() and not carry_over(path, where):
         return None, manifest
     latent_dim = manifest.parts["encoder"].settings.get("latent_dim")
     return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.name), manifest
@@ -262,9 +301,16 @@ def check(model):
         layer.close()
 
 
+def vocabulary_tags(bundle_path) -> list[str]:
+    """The photo vocabulary's tags of a bundle on disk, read without loading its encoder."""
+    from lablr.core.vocabulary import FILE, ConceptVocabulary
+
+    return ConceptVocabulary.load(bundle_path).all_tags if (Path(bundle_path) / FILE).exists() else []
+
+
 def describe(model) -> dict:
     layer, manifest = open_for_bundle(model)
-    known = [tag for tag, _ in manifest.tags]
+    known = [tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model))
     events = layer.events() if layer else []
     learned = layer.learned(known, events) if layer else Learned()
     return {"model": manifest.name, "layer": str(layer.path) if layer else None,

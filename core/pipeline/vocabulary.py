@@ -19,7 +19,7 @@ import numpy as np
 
 from lablr.core.data.catalog import normalize_tag
 from lablr.core.errors import LablrError
-from lablr.core.vocabulary import ConceptVocabulary
+from lablr.core.vocabulary import PIXEL_TAGS, ConceptVocabulary
 
 WORDNET_ROOT = Path("/usr/share/wordnet")
 SOURCES = Path(__file__).resolve().parents[2] / "scripts" / "vocabulary"
@@ -126,6 +126,10 @@ def build_vocabulary(wordnet: WordNet, rules: dict, classes: list[str]) -> Conce
     tags = sorted(tag for tag in members if tag not in never and members[tag])
     pairs = [(index, k) for k, tag in enumerate(tags) for index in sorted(members[tag])]
     pixel_tags = [normalize_tag(tag) for tag in rules.get("pixels", {}).get("tags", [])]
+    unknown = sorted(set(pixel_tags) - set(PIXEL_TAGS))
+    if unknown:
+        raise LablrError(f"The rules ask for pixel tags Lablr cannot read: {', '.join(unknown)} "
+                         f"(it reads {', '.join(PIXEL_TAGS)}).")
     return ConceptVocabulary(tags=tags, classes=np.array([p[0] for p in pairs], np.int16),
                              tag_of=np.array([p[1] for p in pairs], np.int16),
                              temperature=float(rules.get("settings", {}).get("temperature", 1.0)),
