@@ -12,6 +12,10 @@ A Gaussian tag's probability is its bundle's calibrated score when the bundle ha
 own has none: there each tag's Gaussian is weighed against the encoder's background, the
 Gaussian of all the photos its PCA was fitted on, as the one-tag-against-the-rest Bayes rule
 P(tag | z) = n_t N_t(z) / (n_t N_t(z) + n_rest N_bg(z)), with n_rest at least BACKGROUND_PHOTOS.
+Five photos of one cat are nearly one point: each tag's covariance leans on a prior spread worth
+SPREAD_PHOTOS photos, WITHIN_SHARE of the background's (the share of a tag's own spread in the
+spread of all photos: 0.83 over openclipart-effnet's 400 tags), so it does not claim certainty
+it has not seen.
 """
 
 from dataclasses import dataclass
@@ -23,6 +27,8 @@ from lablr.core.pipeline.calibrate import sigmoid
 
 CONCEPT_PHOTOS = 10.0  # what the classifier's word on a tag is worth, in the user's photos of it
 BACKGROUND_PHOTOS = 50.0  # the fewest photos assumed not to carry a tag, against its Gaussian
+SPREAD_PHOTOS = 10.0
+WITHIN_SHARE = 0.8
 
 
 @dataclass
@@ -62,13 +68,16 @@ def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> tu
 
 def background_probabilities(latents, tag_model, background_variance) -> np.ndarray:
     """P(tag | z) of each Gaussian tag against the background N(0, diag(background_variance))."""
-    from lablr.plugins.mahalanobis import mahalanobis_distances
-
     latents = np.atleast_2d(np.asarray(latents, np.float64))
     variance = np.maximum(np.asarray(background_variance, np.float64), 1e-12)
     log_background = -0.5 * ((latents**2 / variance).sum(axis=1) + np.log(variance).sum())
-    distance = mahalanobis_distances(latents, tag_model)
-    log_tag = -0.5 * (distance**2 + tag_model.dispersion())  # the 2π terms cancel
     counts = np.asarray(tag_model.counts, np.float64)
+    weights = (counts / (counts + SPREAD_PHOTOS))[:, None, None]
+    covariances = weights * tag_model.covariances() + (1 - weights) * np.diag(WITHIN_SHARE * variance)
+    cholesky = np.linalg.cholesky(covariances)
+    offsets = latents[None, :, :] - tag_model.centroids()[:, None, :]  # (K, n, d)
+    whitened = np.linalg.solve(cholesky, np.swapaxes(offsets, 1, 2))  # (K, d, n)
+    logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+    log_tag = -0.5 * ((whitened**2).sum(axis=1).T + logdet)  # (n, K); the 2π terms cancel
     rest = np.maximum(counts.sum() - counts, BACKGROUND_PHOTOS)
     return sigmoid(np.log(np.maximum(counts, 1e-12)) + log_tag - np.log(rest) - log_background[:, None])
