@@ -199,25 +199,55 @@ def test_a_personal_layer_carries_over_to_a_new_default_with_the_same_latent_spa
     assert PersonalLayer.for_bundle(vae).events() == []
 
 
-def test_lablr_fit_takes_the_default_as_its_base(tmp_path, shapes_csv):
+def lablr_cli(*args):
     from click.testing import CliRunner
-    from conftest import TINY_RULES
 
     from lablr.core.cli import cli
 
-    def lablr(*args):
-        result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-        assert result.exit_code == 0, result.output
-        return result
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
 
+
+@pytest.fixture(scope="module")
+def fitted_on_default(tmp_path_factory, shapes_csv):
+    """(catalog, bundle): `lablr fit` of the drawn shapes with no --model, so on the default."""
+    from conftest import TINY_RULES
+
+    root = tmp_path_factory.mktemp("fit-on-default")
     rules = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
              "--min-train-photos", str(TINY_RULES["min_train_photos"])]
-    catalog = tmp_path / "c.db"
-    lablr("import", "csv", shapes_csv, "--catalog", catalog)
-    lablr("fit", "--catalog", catalog, "--out", tmp_path / "mine", *rules)
-    mine = Model.load(tmp_path / "mine")
+    lablr_cli("import", "csv", shapes_csv, "--catalog", root / "c.db")
+    lablr_cli("fit", "--catalog", root / "c.db", "--out", root / "mine", *rules)
+    return root / "c.db", root / "mine", rules
+
+
+def test_lablr_fit_takes_the_default_as_its_base(fitted_on_default):
+    _, out, _ = fitted_on_default
+    mine = Model.load(out)
     assert mine.vocabulary is not None and {"circle", "red"} <= set(mine.tag_model.tags)
-    found = lablr_suggest(REPO / "docs" / "web-page.png", model=tmp_path / "mine")
+    found = lablr_suggest(REPO / "docs" / "web-page.png", model=out)
     assert found  # both kinds rank together without error
     cat = mine.suggest(decoding.decode(jpeg(skimage_data.chelsea()), mine.image_size)[None], 5)[0]
     assert "cat" in {s.tag for s in cat}
+
+
+def test_shards_fitted_on_the_default_merge_into_the_same_model(fitted_on_default, tmp_path):
+    catalog, single, rules = fitted_on_default
+    parts = [tmp_path / f"part-{i}" for i in range(2)]
+    for index, part in enumerate(parts):
+        lablr_cli("fit", "--catalog", catalog, "--shard", f"{index}/2", "--out", part, *rules)
+    lablr_cli("merge", *parts, "--out", tmp_path / "merged")
+    one, merged = Model.load(single), Model.load(tmp_path / "merged")
+    assert merged.tags == one.tags and merged.vocabulary.all_tags == one.vocabulary.all_tags
+    for name in ("counts", "sums", "outer_upper"):  # the statistics are sums: exactly the fit's
+        np.testing.assert_allclose(statistics(tmp_path / "merged")[name], statistics(single)[name], rtol=1e-9)
+    # A merge keeps its base's calibration (the default has none: its tags are weighed against the
+    # background), where `lablr fit` fits one on the photos; both rank the vocabulary with them.
+    photo = decoding.decode(jpeg(skimage_data.coffee()), one.image_size)[None]
+    assert {"coffee", "espresso"} & {s.tag for s in merged.suggest(photo, 3)[0]}
+
+
+def statistics(bundle):
+    with np.load(bundle / "tag_stats.npz", allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
