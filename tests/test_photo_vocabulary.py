@@ -90,9 +90,9 @@ def test_pixel_tags_read_the_photo_never_its_padding():
     images = [decoding.decode(data, 224) for data in (jpeg(wide_red), jpeg(grey), png(rgba))]
     assert (images[0] == 255).all(axis=2).mean() > 0.5  # most of the square is Lablr's padding
     red, grey_photo, blue_disc = pixel_probabilities(np.stack(images), ["red", "white", "bw", "blue"])
-    assert red[0] >= 0.8 and red[1] == 0 and red[2] == 0
+    assert red[0] >= 0.3 and red[1] == 0 and red[2] == 0  # a colour is shown, never confident
     assert grey_photo[2] >= 0.8 and grey_photo[0] == 0
-    assert blue_disc[3] >= 0.8 and blue_disc[1] == 0 and blue_disc[2] == 0
+    assert blue_disc[3] >= 0.3 and blue_disc[1] == 0 and blue_disc[2] == 0
 
 
 def png(rgba) -> bytes:
