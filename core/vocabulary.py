@@ -22,7 +22,8 @@ CLASSES = 1000
 # Pixel tags: hue ranges in degrees (a pixel is "vivid" when its saturation and brightness are high)
 HUES = {"red": ((0, 15), (345, 360)), "orange": ((15, 40),), "yellow": ((40, 70),), "green": ((70, 165),),
         "blue": ((165, 255),), "purple": ((255, 290),), "pink": ((290, 345),)}
-PIXEL_TAGS = ("bw", "blackandwhite", *HUES, "white")  # what the pixels can tell; rules.toml picks some
+COLOURS = (*HUES, "white")
+PIXEL_TAGS = ("bw", "blackandwhite", *COLOURS)  # what the pixels can tell; rules.toml picks some
 VIVID_SATURATION, VIVID_VALUE = 0.45, 130  # brown (dark orange) and dull tints are no colour a person names
 COLOURED_CHROMA = 24  # channel spread (0-255) above which a pixel has a colour; JPEG noise stays below
 MOST_LIKELY = 0.9  # what the pixels can show at best: a sepia or tinted print may still be called "bw"
@@ -35,6 +36,9 @@ COLOUR_SHARES = (0.25, 0.75)
 # Among tags about as likely, the more specific ranks first (cat before animal): a tag over all 1,000
 # classes ranks as if its probability were this much lower. The probability shown is never changed.
 GENERALITY_PENALTY = 0.1
+# A colour describes a photo more than it names what the photo shows (and is often its background):
+# it ranks after a concept about as likely.
+COLOUR_RANK_WEIGHT = 0.5
 PIXEL_STRIDE = 4
 
 
@@ -58,7 +62,8 @@ class ConceptVocabulary:
         """(len(all_tags),) what each tag's probability is multiplied by to rank it: 1 for one class."""
         classes = np.bincount(self.tag_of, minlength=len(self.tags)).astype(np.float64)
         weights = 1.0 - GENERALITY_PENALTY * np.log(np.maximum(classes, 1)) / np.log(CLASSES)
-        return np.concatenate([weights, np.ones(len(self.all_tags) - len(self.tags))])
+        pixels = [COLOUR_RANK_WEIGHT if tag in COLOURS else 1.0 for tag in self.all_tags[len(self.tags):]]
+        return np.concatenate([weights, pixels])  # "orange", a concept too, ranks as the fruit
 
     @cached_property
     def membership(self) -> np.ndarray:
