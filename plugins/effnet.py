@@ -335,7 +335,12 @@ class EffNetLite0Encoder:
     # -- the encoder ------------------------------------------------------------------------------
 
     def check_can_fit(self):
-        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand."""
+        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand.
+        A new PCA is a new latent space, and the photo vocabulary is built with the bundle that ships it."""
+        if self.classifier and self.vocabulary is None:
+            raise LablrError(f"A new {NAME} encoder with its classifier has no photo vocabulary: `lablr fit` "
+                             f"learns tags on top of a bundle that has one (the default, photos), keeping its "
+                             f"encoder; scripts/build_bundle.py photos builds the vocabulary itself.")
         if not any(_converted_lite_files(self.image_size, self.classifier)):
             require_train_extra(f"Converting {NAME} at {self.image_size} px to LiteRT (no shipped model has it)")
 
