@@ -15,7 +15,7 @@ from lablr.core.errors import LablrError
 from lablr.core.parts import Scores
 from lablr.core.pipeline.calibrate import sigmoid
 from lablr.core.plugins import check_pairing, get_part
-from lablr.core.ranking import TagProbabilities, background_probabilities, combine
+from lablr.core.ranking import TagProbabilities, background_probabilities, combine, ranked_tags
 
 
 @dataclass
@@ -74,10 +74,7 @@ class Model:
     @cached_property
     def tags(self) -> list[str]:
         """Every tag the model ranks: the tag model's, then the photo vocabulary's other tags."""
-        if self.vocabulary is None:
-            return list(self.tag_model.tags)
-        known = set(self.tag_model.tags)
-        return list(self.tag_model.tags) + [tag for tag in self.vocabulary.all_tags if tag not in known]
+        return ranked_tags(self.tag_model.tags, self.vocabulary_tags)
 
     @property
     def vocabulary_tags(self) -> list[str]:
@@ -119,8 +116,7 @@ class Model:
             return self._tag_model_scores(latents, scorer, calibrated)
         gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
         vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
-        _, scores = combine(gaussian, vocabulary)
-        return scores
+        return combine(gaussian, vocabulary)
 
     def _tag_model_scores(self, latents, scorer, calibrated) -> Scores:
         name = scorer or self.default_scorer

@@ -27,8 +27,8 @@ from lablr.core.pipeline.calibrate import sigmoid
 
 CONCEPT_PHOTOS = 10.0  # what the classifier's word on a tag is worth, in the user's photos of it
 BACKGROUND_PHOTOS = 50.0  # the fewest photos assumed not to carry a tag, against its Gaussian
-SPREAD_PHOTOS = 10.0
-WITHIN_SHARE = 0.8
+SPREAD_PHOTOS = 10.0  # what the prior spread of a user's tag is worth, in photos
+WITHIN_SHARE = 0.8  # the prior spread of a tag, as a share of the background's
 
 
 @dataclass
@@ -40,30 +40,30 @@ class TagProbabilities:
     rank_weights: np.ndarray | None = None  # (K,) ranking = probability x weight (specific before general)
 
 
-def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> tuple[list[str], Scores]:
-    """(tags, scores) of every tag either side knows: Gaussian tags first, then the other concepts."""
+def ranked_tags(gaussian_tags, concept_tags) -> list[str]:
+    """The tags of one ranking, in its columns' order: the Gaussian tags, then the other concepts."""
+    known = set(gaussian_tags)
+    return list(gaussian_tags) + [tag for tag in concept_tags if tag not in known]
+
+
+def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> Scores:
+    """The scores of every tag either side knows, in the order of `ranked_tags`."""
     known = gaussian.tags if gaussian is not None else []
-    place = {tag: k for k, tag in enumerate(known)}
-    extra = [tag for tag in concepts.tags if tag not in place]
-    tags = list(known) + extra
-    place.update({tag: len(known) + j for j, tag in enumerate(extra)})
-    n = len(concepts.probability)
-    probability = np.zeros((n, len(tags)))
-    distance = np.full((n, len(tags)), np.nan)
-    if gaussian is not None and known:
+    column = {tag: k for k, tag in enumerate(ranked_tags(known, concepts.tags))}
+    n, size = len(concepts.probability), len(column)
+    probability, distance, photos = np.zeros((n, size)), np.full((n, size), np.nan), np.zeros(size)
+    if known:
         probability[:, :len(known)] = gaussian.probability
+        photos[:len(known)] = gaussian.photos
         if gaussian.distance is not None:
             distance[:, :len(known)] = gaussian.distance
-    columns = np.array([place[tag] for tag in concepts.tags], dtype=int)
-    photos = np.zeros(len(tags))
-    if gaussian is not None and known:
-        photos[:len(known)] = gaussian.photos
-    weight = photos[columns] / (photos[columns] + CONCEPT_PHOTOS)  # 0 for a tag no photo taught
-    probability[:, columns] = weight * probability[:, columns] + (1 - weight) * concepts.probability
+    columns = np.array([column[tag] for tag in concepts.tags], dtype=int)
+    taught = photos[columns] / (photos[columns] + CONCEPT_PHOTOS)  # 0 for a tag no photo taught
+    probability[:, columns] = taught * probability[:, columns] + (1 - taught) * concepts.probability
     ranking = probability.copy()
     if concepts.rank_weights is not None:
         ranking[:, columns] *= concepts.rank_weights
-    return tags, Scores(score=ranking, distance=distance, shown=probability)
+    return Scores(score=ranking, distance=distance, shown=probability)
 
 
 def background_probabilities(latents, tag_model, background_variance) -> np.ndarray:

@@ -98,8 +98,7 @@ async def tags(request):
     rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
             for tag, count, spread in zip(model.tag_model.tags, model.tag_model.counts, dispersion)]
     rows.sort(key=lambda row: (-row["count"], row["tag"]))
-    known = set(model.tag_model.tags)
-    vocabulary = [tag for tag in model.tags if tag not in known]  # the photo vocabulary's, taught by no photo yet
+    vocabulary = model.tags[len(model.tag_model.tags):]  # the photo vocabulary's, taught by no photo yet
     return JSONResponse({"model": model.name, "tags": rows, "vocabulary": vocabulary})
 
 
