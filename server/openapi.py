@@ -171,8 +171,10 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                     "filename": {"type": ["string", "null"]},
                     "suggestions": {"type": "array", "items": _ref("Suggestion")}}}},
                 "model": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
-            "Tags": {"type": "object", "required": ["model", "tags"], "properties": {
+            "Tags": {"type": "object", "required": ["model", "tags", "vocabulary"], "properties": {
                 "model": {"type": "string"},
+                "vocabulary": {"type": "array", "items": {"type": "string"},
+                               "description": "The photo vocabulary's other tags (no photo taught them yet)."},
                 "tags": {"type": "array", "items": {"type": "object", "required": ["tag", "count", "dispersion"],
                                                     "properties": {
                     "tag": {"type": "string"}, "count": {"type": "integer"},
