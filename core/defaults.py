@@ -48,6 +48,10 @@ PORT = 8777
 BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, then 408
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
+# A request that changes what the server learned (feedback, personal) and carries an Origin must
+# also carry this header (any value): a CORS-simple POST cannot, so no page or extension without
+# permission for the server can teach it. The web page sends "web", the extension "extension".
+CLIENT_HEADER = "X-Lablr-Client"
 
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal.layer)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it

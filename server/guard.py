@@ -9,6 +9,12 @@ Every web page the user opens can reach 127.0.0.1, so:
   server's own (http:// and an allowed Host, on the port the request came to) nor a browser
   extension's, or `Sec-Fetch-Site: cross-site`. Requests without an Origin (curl, scripts)
   and extension requests pass. No CORS header is ever sent.
+- A request that changes what the server has learned (POST /api/v1/feedback, anything but a
+  read under /api/v1/personal) and carries an Origin must also carry the header
+  X-Lablr-Client (core/defaults.py), or it gets 403 `no_client_header` and nothing is recorded.
+  A page or extension that may not reach the server can only send CORS-simple requests, which
+  cannot have that header (the preflight it would need is never granted); the web page, the
+  extension (with its host permission) and anything without an Origin can.
 - BodyDeadline answers 408 when a request body has not fully arrived within its time.
 
 Both refuse with the API's JSON error and `Connection: close`, before the body is read.
@@ -20,11 +26,14 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from lablr.core.defaults import CLIENT_HEADER
 from lablr.core.errors import LablrError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 EXTENSION_SCHEMES = ("chrome-extension", "moz-extension")
 HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
+STATE_CHANGING = ("/api/v1/feedback", "/api/v1/personal")  # and every path below them
+READS = ("GET", "HEAD")
 
 
 def host_name(value: str) -> str | None:
@@ -110,6 +119,9 @@ class HostGuard:
                     "use its own page, the browser extension, or a client that sends no Origin.")
         if headers.get("sec-fetch-site") == ["cross-site"] and not _is_extension(origins):
             return (403, "cross_site", "Lablr refuses requests from other sites (Sec-Fetch-Site: cross-site).")
+        if origins and _changes_state(scope) and not any(v.strip() for v in headers.get(CLIENT_HEADER.lower(), [])):
+            return (403, "no_client_header", f"A browser request that changes what Lablr learned must carry the "
+                    f"{CLIENT_HEADER} header, as Lablr's page and extension do; nothing was recorded.")
         return None
 
     def _origin_allowed(self, origin: str, host: str) -> bool:
@@ -122,6 +134,12 @@ class HostGuard:
             return False
         return (parts.scheme == "http" and parts.hostname in self.allowed and port == host_port(host)
                 and origin.rstrip("/") == f"{parts.scheme}://{parts.netloc}")
+
+
+def _changes_state(scope) -> bool:
+    path = scope.get("path", "").rstrip("/")
+    return scope.get("method", "GET") not in READS and any(path == p or path.startswith(p + "/")
+                                                              for p in STATE_CHANGING)
 
 
 def _headers(scope) -> dict[str, list[str]]:
