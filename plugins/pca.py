@@ -74,7 +74,8 @@ class PCAVisualizer:
                                   facecolor=HIGHLIGHT if is_chosen else PLAIN,
                                   edgecolor=HIGHLIGHT if is_chosen else PLAIN))
             if is_chosen:
-                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529")
+                # parse_math=False: a tag is text as written; "$$" or "$\\frac$" is not mathtext to render
+                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529", parse_math=False)
         axes.plot(*photo, marker="*", markersize=18, color="#1864ab", markeredgecolor="white", linestyle="none",
                   label="your photo")
         margin = 0.15 * extent
