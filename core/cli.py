@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
@@ -267,7 +268,9 @@ def tag(paths, model, as_json, quiet, **options):
             if line:
                 tqdm.write(line, file=sys.stderr if outcome.status == "failed" else sys.stdout)
 
-        outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
+        with warnings.catch_warnings():  # a library's note on a damaged file is not a line for the user:
+            warnings.simplefilter("ignore")  # each photo ends in one line of Lablr's, with its reason
+            outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
     counts = summarize(outcomes)
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "dry_run": options["dry_run"], "summary": counts,

@@ -383,6 +383,17 @@ def test_malformed_multipart_is_refused(client):
 BIG = 26 * 1024 * 1024  # over the default 25 MB limit
 
 
+@pytest.mark.parametrize("name", ["image", "tags"])
+def test_a_body_of_many_tiny_parts_is_refused_at_the_first_one_too_many(client, name):
+    """200,000 empty parts (11 MB) once held up the event loop while they were parsed."""
+    part = f'--b\r\nContent-Disposition: form-data; name="{name}"; filename="a.png"\r\n\r\n\r\n'.encode()
+    body = part * 200_000 + b"--b--\r\n"
+    for endpoint in ("/api/v1/suggest", "/api/v1/feedback"):
+        answer = client.post(endpoint, content=body, headers={"content-type": "multipart/form-data; boundary=b"})
+        assert_error(answer, 413, "too_many_parts")
+    still_serving(client)
+
+
 def test_body_over_the_limit_is_refused(client):
     assert_error(client.post("/api/v1/suggest", content=b"\0" * BIG, headers={"content-type": "image/jpeg"}),
                  413, "body_too_large")

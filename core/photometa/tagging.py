@@ -20,6 +20,7 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.data import decoding as imaging
+from lablr.core.data.catalog import JOINERS
 from lablr.core.errors import ImageError, LablrError
 from lablr.core.files import fsync_dir
 from lablr.core.photometa.store import (
@@ -362,7 +363,7 @@ def describe(outcome: Outcome) -> str | None:
 def printable(text: str) -> str:
     """Text as a terminal may show it: a control character (newline, ESC) or a lone surrogate of an
     undecodable file name is written as its escape, so a file name cannot break or restyle the output."""
-    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+    return "".join(char if char.isprintable() or char in JOINERS else _escaped(char) for char in text)
 
 
 def _escaped(char: str) -> str:
