@@ -322,10 +322,10 @@ def plot(image, output, k, model):
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
           limit_concurrency, no_personal):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
-    from lablr.core.bundle import check_parts, resolve
+    from lablr.core.bundle import check, resolve
 
     path = resolve(model)  # a missing model fails here, in one line, before any worker starts
-    check_parts(path)  # and so does a model whose plugin or optional extra is not installed
+    check(path)  # and so does a damaged one, or one whose plugin or optional extra is not installed
     if not no_personal:
         from lablr.core.personal.layer import check
 

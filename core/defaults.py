@@ -41,6 +41,9 @@ MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by l
 MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS  # all the images of one request together
 MAX_BODY_BYTES = 25 * 1024 * 1024
 MAX_IMAGES = 64  # photos in one request
+# A bundle's tag statistics hold at most this many numbers per tags x dimensions² (a float64 array
+# of 512 MB: 4,096 tags in 128 dimensions): checked from the file's headers before it is read.
+MAX_TAG_STATISTICS = 1 << 26
 
 # The server
 HOST = "127.0.0.1"

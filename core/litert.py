@@ -52,7 +52,8 @@ class _Runner:
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"LiteRT cannot load {source}: {error}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        output = self.interpreter.get_output_details()[0]
+        self.output, self.output_size = output["index"], int(output["shape"][-1])
         self.shape = None
 
     def run(self, images: np.ndarray) -> np.ndarray:
@@ -76,7 +77,9 @@ class LiteModel:
     def __init__(self, content: bytes, *, copies: int = COPIES, source: str = "the .tflite model"):
         self.content, self.source = content, source
         self._idle = queue.LifoQueue()
-        self._idle.put(_Runner(content, source))  # one now: a damaged file fails at load, not later
+        first = _Runner(content, source)  # one now: a damaged file fails at load, not later
+        self.output_size = first.output_size  # numbers per image out
+        self._idle.put(first)
         self._made, self._copies = 1, max(1, copies)
         self._lock = threading.Lock()
 
