@@ -28,7 +28,9 @@ WRITABLE = ("image/jpeg", "image/png", "image/tiff", "image/webp")
 WITH_IPTC = ("image/jpeg", "image/tiff")  # PNG and WebP have no standard place for IPTC
 # The qualified names in an XMP packet that are its frame, not properties of the photo.
 XMP_FRAME_PREFIXES = {"x", "rdf", "xml", "xmlns", "xmpmeta"}
-XMP_NAME = re.compile(r"[<\s]([A-Za-z_][\w.-]*):[A-Za-z_][\w.-]*")
+XMP_TAG = re.compile(r"<([^!?/>][^>]*)>")  # an element's start tag, its inside
+XMP_ELEMENT = re.compile(r"\s*([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)")
+XMP_ATTRIBUTE = re.compile(r"\s([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)\s*=")
 
 
 def keyword_key(tag: str) -> str:
@@ -184,8 +186,9 @@ class Exiv2Store:
         whose properties decoded to nothing); empty when it did. Writing would drop the rest."""
         if self._notes.messages:
             return "; ".join(dict.fromkeys(self._notes.messages))
-        if not len(image.xmpData()) and _holds_properties(image.xmpPacket()):
-            return "its XMP could not be decoded"
+        unread = _properties(image.xmpPacket()) - _names_in({datum.key() for datum in image.xmpData()})
+        if unread:
+            return f"its XMP holds {', '.join(sorted(unread)[:3])}, which exiv2 did not decode"
         return ""
 
     def _add_keywords(self, image, tags, stamp: Stamp, *, iptc: bool) -> Written:
@@ -300,8 +303,19 @@ RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.Ex
              "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
 
 
-def _holds_properties(packet: str) -> bool:
-    return any(prefix not in XMP_FRAME_PREFIXES for prefix in XMP_NAME.findall(packet))
+def _properties(packet: str) -> set[str]:
+    """The local names of the properties (and fields, and qualifiers) written in an XMP packet."""
+    names = set()
+    for inside in XMP_TAG.findall(packet):
+        element = XMP_ELEMENT.match(inside)
+        names.update([element.groups()] if element else [])
+        names.update(XMP_ATTRIBUTE.findall(inside))
+    return {name for prefix, name in names if prefix not in XMP_FRAME_PREFIXES}
+
+
+def _names_in(keys) -> set[str]:
+    """Every name in exiv2's keys, such as Xmp.xmpMM.History[1]/stEvt:action -> xmpMM, History, stEvt, action."""
+    return {name for key in keys for name in re.split(r"[.:/\[\]?]+", key) if name}
 
 
 def refuse_unread(why: str):
