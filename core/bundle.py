@@ -59,6 +59,9 @@ class Manifest:
     # By scorer: the function from raw score to shown probability (lablr.core.pipeline.calibrate); none in a
     # bundle made before calibration, whose raw scores are shown as they are.
     calibration: dict = field(default_factory=dict)
+    # How the encoder was trained ({"epochs", "seed"}): with parts and data, the recipe that rebuilds the bundle
+    # (lablr.core.pipeline.recipe); none in a bundle made before recipes were recorded.
+    training: dict | None = None
     # Recorded by save() for people and tools to read; a loaded model takes them from its parts.
     tags: list[tuple[str, int]] = field(default_factory=list)  # (tag, photos), in the tag model's order
     image_size: int | None = None
@@ -118,6 +121,7 @@ def _from_json(raw: dict) -> Manifest:
                           data.get("test_photos", 0), list(data.get("test_keys", []))) if data else None,
         evaluation=raw.get("evaluation"),
         calibration=_calibrations(raw.get("calibration")),
+        training=_training(raw.get("training")),
         tags=[(row["tag"], row["count"]) for row in raw.get("tags", [])],
         image_size=raw.get("image_size"),
         lablr_version=raw.get("lablr_version"),
@@ -134,6 +138,15 @@ def _calibrations(raw) -> dict:
     except (KeyError, TypeError, ValueError, AttributeError):
         raise BundleError("The manifest's calibration is damaged: rebuild the bundle, or remove its "
                           "\"calibration\" entry to show raw scores.") from None
+
+
+def _training(raw) -> dict | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(type(raw.get(k)) is int for k in ("epochs", "seed")):
+        raise BundleError("The manifest's training record is damaged: it needs whole numbers \"epochs\" and "
+                          "\"seed\".")
+    return {"epochs": raw["epochs"], "seed": raw["seed"]}
 
 
 # -- writing ----------------------------------------------------------------------------------------
@@ -158,6 +171,8 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
                        "test_photos": data.test_photos, "test_keys": sorted(data.test_keys)}
     if manifest.evaluation is not None:
         out["evaluation"] = manifest.evaluation
+    if manifest.training is not None:
+        out["training"] = manifest.training
     if manifest.calibration:
         out["calibration"] = {name: calibration.as_dict() for name, calibration in manifest.calibration.items()}
     out["files"] = files

@@ -4,7 +4,6 @@ import json
 import os
 import sys
 import warnings
-from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -100,32 +99,55 @@ def _chosen_rules(catalog, source, *, recorded=True, **options):
     return choose_rules(Catalog(catalog), source, changes, recorded=recorded)
 
 
+PART_OPTIONS = ("encoder", "image_size", "latent_dim", "tag_model", "scorer", "visualizer")
+
+
 @cli.command(epilog=RULES_HELP)
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--like", default=None, metavar="NAME_OR_PATH",
+              help="Build a model with this bundle's parts and settings (its recipe) from this catalog's photos.")
 @click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
 @click.option("--image-size", type=int, help=f"Image side (default: the encoder's; vae: {defaults.IMAGE_SIZE}).")
 @click.option("--latent-dim", type=int, help=f"Latent size (default: the encoder's; vae: {defaults.LATENT_DIM}).")
-@click.option("--epochs", default=defaults.EPOCHS, show_default=True)
+@click.option("--epochs", default=defaults.EPOCHS, show_default=True, help="Training epochs (default with --like: "
+              "the bundle's).")
 @click.option("--tag-model", default=defaults.DEFAULT_PARTS["tag_model"], show_default=True)
 @click.option("--scorer", default=defaults.DEFAULT_PARTS["scorer"], show_default=True)
 @click.option("--visualizer", default=defaults.DEFAULT_PARTS["visualizer"], show_default=True)
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @rules_options
-def train(catalog, out, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source, **options):
+@click.pass_context
+def train(ctx, catalog, out, like, encoder, image_size, latent_dim, epochs, tag_model, scorer, visualizer, source,
+          **options):
     """Train an encoder and fit the tags: a new model bundle. Interrupted? Run it again to resume."""
+    from lablr.core.pipeline.recipe import Recipe
+    from lablr.core.pipeline.stages import new_encoder
     from lablr.core.pipeline.train import train as run
 
+    given = [name for name in PART_OPTIONS if _given(ctx, name)]
+    if like and given:
+        raise LablrError(f"--like takes every part and its settings from {like}: leave out "
+                         f"{', '.join('--' + name.replace('_', '-') for name in given)}.")
+    if like:
+        recipe = Recipe.of_bundle(like, with_data=False)
+    else:
+        settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
+        recipe = Recipe.from_options(encoder=encoder, encoder_settings=settings, tag_model=tag_model, scorer=scorer,
+                                     visualizer=visualizer)
+    new_encoder(recipe)  # a missing extra or a bad setting: said before the catalog is read
     rules, source = _chosen_rules(catalog, source, **options)
-    settings = {name: value for name, value in [("image_size", image_size), ("latent_dim", latent_dim)] if value}
-    model = run(catalog, out, encoder=encoder, encoder_settings=settings,
-                tag_model=tag_model, scorer=scorer, visualizer=visualizer, rules=rules,
-                epochs=epochs, source=source)
+    model = run(catalog, out, recipe=recipe, rules=rules, source=source,
+                epochs=epochs if _given(ctx, "epochs") or not like else None)
     if model is None:
         click.echo("Trained as a worker of a multi-worker job; the chief evaluates and writes the bundle.")
         return
-    _print_report(model.manifest.evaluation)
+    print_report(model.manifest.evaluation)
     click.echo(f"Saved {out}")
+
+
+def _given(ctx, name) -> bool:
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 @cli.command(epilog=RULES_HELP)
@@ -145,17 +167,36 @@ def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
     rules, source = _chosen_rules(catalog, source, **options)
     if shard or shards or scheduler:
-        from lablr.core.pipeline.shard import fit_sharded_command
-
-        click.echo(fit_sharded_command(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
-                                       scheduler=scheduler, rules=rules))
+        click.echo(_fit_sharded(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
+                                scheduler=scheduler, rules=rules))
         return
     from lablr.core.pipeline.fit import refit
 
     fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
     if fitted.manifest.evaluation:
-        _print_report(fitted.manifest.evaluation)
+        print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")
+
+
+def _fit_sharded(model_name, catalog_path, out, *, add, source, shard, shards, scheduler, rules) -> str:
+    """`lablr fit` with --shard, or with --dask: what it did, in one line."""
+    from lablr.core.pipeline.shard import fit_shard, parse_shard
+
+    if add:
+        raise LablrError("--add does not combine with --shard or --dask: merge the parts, then `lablr fit --add`.")
+    if shard and (shards or scheduler):
+        raise LablrError("--shard fits one part here; --dask with --shards N fits them all on a cluster: not both.")
+    if shard:
+        index, count = parse_shard(shard)
+        part = fit_shard(model_name, catalog_path, out, (index, count), rules=rules, source=source)
+        return (f"Saved part {index}/{count} at {out}: {part['photos']} of {part['data']['train_photos']} training "
+                f"photos. Merge all {count} with `lablr merge PART... --out MODEL`.")
+    if not scheduler:
+        raise LablrError("--shards N runs on a cluster: add --dask ADDRESS, or run `lablr fit --shard I/N` for each I.")
+    from lablr.core.pipeline.on_dask import fit_on_dask
+
+    model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
+    return f"Saved {out} ({len(model.tag_model.tags)} tags; shards fitted on {scheduler}, parts in {out}.parts)"
 
 
 @cli.command()
@@ -185,10 +226,11 @@ def evaluate(model, catalog, scorers, as_json):
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
-        _print_report(report)
+        print_report(report)
 
 
-def _print_report(report):
+def print_report(report):
+    """A report of held-out figures as a table (for plugins' commands too, e.g. `lablr build flickr`)."""
     click.echo(f"{'':<14} {'precision@5':>12} {'recall@5':>9} {'mAP':>7} {'tag mAP':>8} {'ECE top 10':>11}")
     for name, figures in report.items():
         if isinstance(figures, dict) and "map" in figures:
@@ -289,14 +331,13 @@ def tag(paths, model, as_json, quiet, **options):
 def plot(image, output, k, model):
     """Draw where IMAGE falls among the tags."""
     from lablr.core.data import decoding as imaging
+    from lablr.core.files import write_atomically
     from lablr.core.model import Model
 
     picture_format = "svg" if output.lower().endswith(".svg") else "png"
     loaded = Model.load(model)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
-    partial = Path(output + ".partial")
-    partial.write_bytes(data)
-    partial.replace(output)
+    write_atomically(output, data)
     click.echo(f"Wrote {output}")
 
 
@@ -322,19 +363,20 @@ def plot(image, output, k, model):
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
           limit_concurrency, no_personal):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
-    from lablr.core.bundle import check, resolve
+    from lablr.core import bundle
 
-    path = resolve(model)  # a missing model fails here, in one line, before any worker starts
-    check(path)  # and so does a damaged one, or one whose plugin or optional extra is not installed
+    path = bundle.resolve(model)  # a missing model fails here, in one line, before any worker starts
+    bundle.check(path)  # and so does a damaged one, or one whose plugin or optional extra is not installed
     if not no_personal:
         from lablr.core.personal.layer import check
 
         check(path)  # and a personal layer that cannot be read
+    from lablr.server.options import ServerOptions
     from lablr.server.run import serve as run_server
 
-    run_server(host=host, port=port, model=path, workers=workers, max_body_bytes=max_body, access_log=access_log,
-               allowed_hosts=allowed_hosts, body_timeout=body_timeout, keep_alive=keep_alive,
-               limit_concurrency=limit_concurrency, personal=not no_personal)
+    run_server(ServerOptions(model=str(path), host=host, port=port, workers=workers, max_body_bytes=max_body,
+                             access_log=access_log, allowed_hosts=tuple(allowed_hosts), body_timeout=body_timeout,
+                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal))
 
 
 @cli.command()

@@ -67,10 +67,6 @@ MIN_TAG_PHOTOS = 50
 TEST_FRACTION = 0.2
 MIN_TRAIN_PHOTOS = 20
 
-# OpenClipart, as Debian's openclipart-png and openclipart-svg packages install it
-OPENCLIPART_ROOT = os.environ.get("LABLR_OPENCLIPART_ROOT", "/usr/share/openclipart")
-OPENCLIPART_STOP_TAGS = ("unsorted",)
-
 # Tags that say how or when a photo was taken, not what it shows: dropped before training
 # (`--stop-tags default`). In the compact form photo sites store tags in: lower case, no spaces.
 NON_VISUAL_TAGS = (

@@ -40,14 +40,15 @@ def partial_path(target: Path, kind: str = "partial") -> Path:
 
 
 @contextmanager
-def atomic_file(target, mode: str = "wb"):
+def atomic_file(target, mode: str = "wb", *, partial: Path | None = None):
     """Yield an open file beside `target`; when the block ends without error it becomes `target`.
 
     The caller writes and may set the partial's metadata (`file.name` is its path) before the
-    rename; it may also raise to leave `target` untouched.
+    rename; it may also raise to leave `target` untouched. `partial`: another name beside the
+    target, for a writer whose leftovers are found by their name (the Flickr downloads).
     """
     target = Path(target)
-    partial = partial_path(target)
+    partial = Path(partial) if partial else partial_path(target)
     try:
         with open(partial, mode) as file:
             yield file

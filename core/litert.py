@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from lablr.core.errors import BundleError
+from lablr.core.errors import BundleError, require_train_extra
 
 COPIES = min(4, os.cpu_count() or 1)
 
@@ -116,8 +116,9 @@ class LiteModel:
 def convert(keras_model, *, half_precision: bool = False) -> bytes:
     """A Keras model (one float input, one output) as .tflite bytes; float16 weights if asked.
 
-    Needs TensorFlow: it runs when a bundle is built, never when tags are suggested.
+    Needs TensorFlow (the `train` extra): it runs when a bundle is built, never when tags are suggested.
     """
+    require_train_extra("Converting a network to LiteRT")
     import tensorflow as tf
 
     with tempfile.TemporaryDirectory(prefix="lablr-tflite-") as directory, quiet_native_stderr():

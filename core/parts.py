@@ -34,6 +34,10 @@ class Encoder(Protocol):
     def settings(self) -> dict:
         """What Factory(**settings) rebuilds this encoder from (JSON values)."""
 
+    def check_can_fit(self) -> None:
+        """Optional: raise a LablrError when this encoder cannot be trained here (a missing extra).
+        Lablr calls it, when the encoder has it, before any catalog or photo is read."""
+
     def fit(self, images: ImageBatches, *, work_dir: Path, epochs: int, seed: int, verbose: int | str) -> object:
         """Learn from training images; checkpoint into work_dir and resume from it.
 
@@ -49,6 +53,14 @@ class Encoder(Protocol):
     def save(self, directory: Path) -> None: ...
 
     def load(self, directory: Path) -> object: ...
+
+
+def check_can_fit(encoder):
+    """Refuse now, before any photo is read, an encoder that cannot be trained here (the VAE without
+    the `train` extra's TensorFlow). Encoder.check_can_fit is optional: without it, nothing to check."""
+    check = getattr(encoder, "check_can_fit", None)
+    if check is not None:
+        check()
 
 
 def check_images(images, image_size: int) -> np.ndarray:

@@ -17,21 +17,27 @@ const HEALTH_TIMEOUT_MS = 4000;
 const SUGGEST_TIMEOUT_MS = 60000;
 const FEEDBACK_TIMEOUT_MS = 30000;
 const FEEDBACK_RETRY_MS = 3000;
+// Says "this is Lablr's own extension": a page cannot send a custom header to the server without a
+// CORS preflight, which the server never grants; the extension's host permission skips that check.
+const CLIENT_HEADERS = Object.freeze({ "X-Lablr-Client": "extension" });
 
 async function loadSettings() {
   return lablrNormalizeSettings(await api.storage.local.get(null));
 }
 
-/** Whether the extension holds a host permission covering this server. */
+/**
+ * Whether the extension may talk to this server: the user chose it (the default one, or one saved on
+ * the options page) and holds the host permission that really covers it. Only the port-less pattern
+ * counts: Firefox "grants" http://127.0.0.1:PORT/* but never matches a port, so that grant reaches nothing.
+ */
 async function mayReach(parsed) {
-  const holds = async (pattern) => {
-    try {
-      return await api.permissions.contains({ origins: [pattern] });
-    } catch (_) {
-      return false; // e.g. Firefox, which has no ports in match patterns
-    }
-  };
-  return (await holds(parsed.exact)) || (await holds(parsed.pattern));
+  const stored = await api.storage.local.get(LABLR_APPROVED);
+  if (!lablrIsApproved(parsed, stored[LABLR_APPROVED])) return false;
+  try {
+    return await api.permissions.contains({ origins: [parsed.pattern] });
+  } catch (_) {
+    return false;
+  }
 }
 
 const needPermission = (parsed) => ({
@@ -47,11 +53,12 @@ async function call(url, init, timeoutMs) {
   const timer = setTimeout(() => controller.abort(), timeoutMs);
   let response;
   try {
-    response = await fetch(url, { ...init, signal: controller.signal, credentials: "omit", cache: "no-store" });
+    response = await fetch(url, { ...init, headers: CLIENT_HEADERS, signal: controller.signal, credentials: "omit", cache: "no-store" });
   } catch (err) {
     clearTimeout(timer);
     const timedOut = err && err.name === "AbortError";
-    return { ok: false, kind: "unreachable", message: timedOut ? "The server did not answer in time." : "The server is not running." };
+    // A request that timed out reached the server; one that failed at once may not have.
+    return { ok: false, kind: "unreachable", timedOut, message: timedOut ? "The server did not answer in time." : "The server is not running." };
   }
   let body = null;
   try {
@@ -90,7 +97,18 @@ async function health() {
   if (refusal) return refusal;
   const answer = await call(`${base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: base };
-  return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null };
+  serverLimits = answer.body.limits || {}; // an older server says none: the user's number goes as it is
+  return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null, limits: serverLimits };
+}
+
+// What the server accepts (the most tags k may ask for...), from its health answer: the server's own numbers.
+let serverLimits = null;
+
+/** How many tags to ask for: the user's number, within the server's maximum. */
+async function tagCount(settings) {
+  if (!serverLimits) await health();
+  const most = serverLimits && Number(serverLimits.max_k);
+  return most > 0 ? Math.min(settings.count, most) : settings.count;
 }
 
 function dataUrlToBlob(dataUrl) {
@@ -123,7 +141,7 @@ async function suggest(message) {
   if (refusal) return refusal;
   const form = photoForm(message);
   if (!form) return UNREADABLE_PHOTO;
-  const query = new URLSearchParams({ k: String(settings.count) });
+  const query = new URLSearchParams({ k: String(await tagCount(settings)) });
   const exclude = cleanTags(message.exclude);
   if (exclude.length) query.set("exclude", exclude.join(","));
   const answer = await call(`${base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
@@ -140,7 +158,9 @@ async function suggest(message) {
 
 /**
  * A published photo's final tags, to the server's feedback endpoint so it learns from them.
- * Runs in the background (the page never waits for it); a failure is retried once.
+ * Runs in the background (the page never waits for it). Sent once: a request that may have reached
+ * the server is never sent again (Firefox can let one through and block only its reply), so the
+ * one retry is for a server that was down, told by its health check failing right after.
  */
 async function feedback(message) {
   const { settings, base, refusal } = await reachServer();
@@ -155,7 +175,7 @@ async function feedback(message) {
   if (suggested.length) form.append("suggested", suggested.join(","));
   const send = () => call(`${base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
   let answer = await send();
-  if (!answer.ok) {
+  if (!answer.ok && answer.kind === "unreachable" && !answer.timedOut && !(await health()).ok) {
     await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
     answer = await send();
   }

@@ -11,6 +11,8 @@ function say(text, kind = "") {
   message.className = kind;
 }
 
+field("server").placeholder = LABLR_DEFAULTS.server;
+
 function show(settings) {
   field("server").value = settings.server;
   field("count").value = settings.count;
@@ -27,26 +29,19 @@ function showPicked(selector) {
   field("forget").disabled = !selector;
 }
 
+// What the user typed before the stored settings arrived stays: loading must not undo it.
+let touched = false;
+form.addEventListener("input", () => {
+  touched = true;
+});
+
 async function load() {
   const stored = await api.storage.local.get(null);
-  show(lablrNormalizeSettings(stored));
+  if (!touched) show(lablrNormalizeSettings(stored));
   showPicked(stored[LABLR_PICKED_FIELD]);
-}
-
-/** Asks for a host permission only when the address is not already covered. */
-async function ensureAccess(parsed) {
-  for (const pattern of [parsed.exact, parsed.pattern]) {
-    try {
-      if (await api.permissions.contains({ origins: [pattern] })) return true;
-    } catch (_) {
-      // Firefox has no ports in match patterns: the host itself is asked for below.
-    }
-  }
-  try {
-    return await api.permissions.request({ origins: [parsed.pattern] });
-  } catch (_) {
-    return false;
-  }
+  const answer = await api.runtime.sendMessage({ type: "health" }).catch(() => null);
+  const most = answer && answer.ok && answer.limits && answer.limits.max_k;
+  if (most) for (const name of ["count", "addTop"]) field(name).max = most; // the server's own limit
 }
 
 async function checkConnection() {
@@ -70,7 +65,7 @@ form.addEventListener("submit", async (event) => {
     field("server").focus();
     return;
   }
-  if (!(await ensureAccess(parsed))) {
+  if (!(await lablrAllowServer(api, parsed))) {
     say(`Not saved: Lablr needs your permission to reach ${parsed.base}.`, "bad");
     return;
   }

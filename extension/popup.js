@@ -19,6 +19,8 @@ async function refresh() {
   const ok = Boolean(answer.ok);
   $("model").hidden = !ok;
   $("hint").hidden = ok || answer.kind !== "unreachable";
+  $("allow-row").hidden = answer.kind !== "permission";
+  allowing = answer.kind === "permission" ? lablrParseServer(answer.server) : null;
   if (ok) {
     const m = answer.model || {};
     $("status").textContent = `Server reachable at ${answer.server}`;
@@ -99,7 +101,16 @@ async function report() {
     : "Could not copy: select the text below and copy it yourself.");
 }
 
+// The server that needs the user's permission, while the popup says so.
+let allowing = null;
+
+function allow() {
+  if (!allowing || allowing.error) return;
+  lablrAllowServer(api, allowing).then(refresh); // asks at once, inside the click
+}
+
 $("retry").addEventListener("click", refresh);
+$("allow").addEventListener("click", allow);
 $("options").addEventListener("click", () => api.runtime.openOptionsPage());
 $("pick").addEventListener("click", pick);
 $("report").addEventListener("click", report);

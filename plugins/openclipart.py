@@ -4,10 +4,11 @@ Tags are what each image's author wrote in the SVG's <dc:subject>; the creator i
 <dc:creator>. The image is the PNG at the same path under png/.
 """
 
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from lablr.core import defaults, hookimpl
+from lablr.core import hookimpl
 from lablr.core.errors import LablrError
 from lablr.core.parts import PhotoRecord
 
@@ -15,6 +16,14 @@ DC = "{http://purl.org/dc/elements/1.1/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 SVG_METADATA = "{http://www.w3.org/2000/svg}metadata"
 INSTALL_HINT = "Install Debian's packages: sudo apt-get install openclipart-png openclipart-svg"
+ROOT_ENV = "LABLR_OPENCLIPART_ROOT"  # where the packages are, if not where Debian installs them
+DEBIAN_ROOT = "/usr/share/openclipart"
+STOP_TAGS = ("unsorted",)
+
+
+def installed_root() -> Path:
+    """Where OpenClipart is installed: $LABLR_OPENCLIPART_ROOT, else Debian's place."""
+    return Path(os.environ.get(ROOT_ENV) or DEBIAN_ROOT)
 
 
 @hookimpl
@@ -24,10 +33,11 @@ def register_sources(register):
 
 class OpenClipartSource:
     description = "Debian's OpenClipart packages (tags from each SVG's dc:subject)"
-    stop_tags = defaults.OPENCLIPART_STOP_TAGS
+    stop_tags = STOP_TAGS
+    needs_location = False  # records() finds the installed packages: a bundle's held-out photos can be read again
 
     def records(self, location=None):
-        root = Path(location or defaults.OPENCLIPART_ROOT)
+        root = Path(location) if location else installed_root()
         svg_root, png_root = root / "svg", root / "png"
         if not svg_root.is_dir() or not png_root.is_dir():
             raise LablrError(f"OpenClipart is not installed under {root}. {INSTALL_HINT}")

@@ -7,7 +7,8 @@ gets the same tags; only that mean encoder goes into a bundle.
 
 Once trained, the mean encoder is also converted to LiteRT (`encoder.tflite`, beside
 `encoder.keras` in a bundle), and photos are encoded through it: loading a bundle and
-suggesting tags import no TensorFlow. Training does, when it starts.
+suggesting tags import no TensorFlow. Training does, when it starts: TensorFlow and Keras
+come with the `train` extra, and without them training stops at once with the pip command.
 """
 
 import json
@@ -19,29 +20,19 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import defaults, hookimpl, litert
-from lablr.core.errors import BundleError, LablrError
+from lablr.core.errors import BundleError, LablrError, require_train_extra
+from lablr.core.files import write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
+from lablr.plugins.vae_network import DOWNSAMPLINGS, build_vae, import_keras
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
-_DOWNSAMPLINGS = 4  # stride-2 convolutions: the image side must divide by 2**4
 
 
 @hookimpl
 def register_encoders(register):
     register("vae", VAEEncoder)
-
-
-def import_keras():
-    """Import Keras on TensorFlow once, quietly."""
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with litert.quiet_native_stderr():
-        import keras
-        import tensorflow  # noqa: F401  (its C++ start-up lines go to stderr before any log level applies)
-
-    return keras
 
 
 class VAEEncoder:
@@ -51,8 +42,8 @@ class VAEEncoder:
 
     def __init__(self, image_size: int = defaults.IMAGE_SIZE, latent_dim: int = defaults.LATENT_DIM,
                  filters: int = 32, beta: float = 1.0, learning_rate: float = 1e-3):
-        if image_size % 2**_DOWNSAMPLINGS:
-            raise LablrError(f"The VAE's image size must be a multiple of {2**_DOWNSAMPLINGS}, not {image_size}.")
+        if image_size % 2**DOWNSAMPLINGS:
+            raise LablrError(f"The VAE's image size must be a multiple of {2**DOWNSAMPLINGS}, not {image_size}.")
         self.image_size, self.latent_dim = image_size, latent_dim
         self.filters, self.beta, self.learning_rate = filters, beta, learning_rate
         self._encoder = None  # the Keras mean encoder, after training (or from a bundle without .tflite)
@@ -90,6 +81,10 @@ class VAEEncoder:
 
     # -- training ---------------------------------------------------------------------------------
 
+    def check_can_fit(self):
+        """Training needs TensorFlow: say so before any photo is read."""
+        require_train_extra("Training the vae encoder")
+
     def fit(self, images, *, work_dir: Path, epochs: int = defaults.EPOCHS,
             batch_size: int = defaults.BATCH_SIZE, seed: int = 0, verbose: int | str = "auto"):
         """Train on a stream of image batches; checkpoints go to work_dir, and a rerun resumes there.
@@ -101,11 +96,11 @@ class VAEEncoder:
 
             return fit_multiworker(self, images, work_dir=Path(work_dir), epochs=epochs, batch_size=batch_size,
                                    seed=seed, verbose=verbose)
-        keras = import_keras()
+        keras = import_keras("Training the vae encoder")
         import tensorflow as tf
 
         keras.utils.set_random_seed(seed)
-        vae = _build_vae(keras, self.image_size, self.latent_dim, self.filters, self.beta, seed)
+        vae = build_vae(keras, self.image_size, self.latent_dim, self.filters, self.beta, seed)
         vae.compile(optimizer=keras.optimizers.Adam(self.learning_rate))
         vae(np.zeros((1, self.image_size, self.image_size, 3), np.float32))  # BackupAndRestore needs it built
         vae.optimizer.build(vae.trainable_variables)
@@ -143,8 +138,9 @@ class VAEEncoder:
                 raise BundleError(f"The encoder in {lite} gives {self._lite.output_size} numbers per photo, not the "
                                   f"{self.latent_dim} of its latent space.")
             return self
-        keras = import_keras()  # a bundle from before LiteRT: converted now, so it encodes as it will once saved
         path = Path(directory) / FILE
+        # A bundle from before LiteRT: converted now, so it encodes as it will once saved
+        keras = import_keras(f"Loading {directory}, a model from before LiteRT (no {LITE_FILE}),")
         try:
             encoder = keras.saving.load_model(path, compile=False, safe_mode=True)
         except (OSError, ValueError, TypeError) as error:
@@ -160,71 +156,5 @@ def _backup_for(work_dir: Path, run: dict) -> Path:
     marker, backup = work_dir / "run.json", work_dir / "backup"
     if backup.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
         shutil.rmtree(backup)
-    marker.write_text(json.dumps(run))
+    write_atomically(marker, json.dumps(run))
     return backup
-
-
-def _build_vae(keras, image_size, latent_dim, filters, beta, seed):
-    from keras import layers, ops
-
-    inputs = keras.Input((image_size, image_size, 3))
-    x = inputs
-    for i in range(_DOWNSAMPLINGS):
-        x = layers.Conv2D(filters * 2 ** min(i, 2), 3, strides=2, padding="same", activation="relu")(x)
-    x = layers.Flatten()(x)
-    x = layers.Dense(256, activation="relu")(x)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(x)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(x)
-    encoder = keras.Model(inputs, [z_mean, z_log_var], name="encoder")
-
-    side = image_size // 2**_DOWNSAMPLINGS
-    latent = keras.Input((latent_dim,))
-    y = layers.Dense(side * side * filters * 4, activation="relu")(latent)
-    y = layers.Reshape((side, side, filters * 4))(y)
-    for i in reversed(range(_DOWNSAMPLINGS - 1)):
-        y = layers.Conv2DTranspose(filters * 2 ** min(i, 2), 3, strides=2, padding="same", activation="relu")(y)
-    outputs = layers.Conv2DTranspose(3, 3, strides=2, padding="same", activation="sigmoid")(y)
-    decoder = keras.Model(latent, outputs, name="decoder")
-
-    class VAE(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.encoder, self.decoder = encoder, decoder
-            self.encoder_mean = keras.Model(inputs, z_mean, name="vae_encoder")
-            self.noise = keras.random.SeedGenerator(seed)
-            self.loss_tracker = keras.metrics.Mean(name="loss")
-            self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction")
-            self.kl_tracker = keras.metrics.Mean(name="kl")
-
-        @property
-        def metrics(self):
-            return [self.loss_tracker, self.reconstruction_tracker, self.kl_tracker]
-
-        def call(self, images):
-            mean, _ = self.encoder(images)
-            return self.decoder(mean)
-
-        def vae_losses(self, images, noise=None):
-            """(loss, reconstruction loss, KL term), each the mean over the batch."""
-            mean, log_var = self.encoder(images, training=True)
-            if noise is None:
-                noise = keras.random.normal(ops.shape(mean), seed=self.noise)
-            reconstruction = self.decoder(mean + ops.exp(0.5 * log_var) * noise, training=True)
-            reconstruction_loss = ops.mean(ops.sum(
-                keras.losses.binary_crossentropy(images, reconstruction), axis=(1, 2)))
-            kl = ops.mean(ops.sum(-0.5 * (1 + log_var - ops.square(mean) - ops.exp(log_var)), axis=1))
-            return reconstruction_loss + beta * kl, reconstruction_loss, kl
-
-        def train_step(self, images):
-            import tensorflow as tf
-
-            with tf.GradientTape() as tape:
-                loss, reconstruction_loss, kl = self.vae_losses(images)
-            gradients = tape.gradient(loss, self.trainable_weights)
-            self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
-            self.loss_tracker.update_state(loss)
-            self.reconstruction_tracker.update_state(reconstruction_loss)
-            self.kl_tracker.update_state(kl)
-            return {m.name: m.result() for m in self.metrics}
-
-    return VAE()

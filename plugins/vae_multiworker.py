@@ -19,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lablr.core.files import write_atomically
 from lablr.core.pipeline import multiworker
 
-from .vae import _build_vae, import_keras
+from .vae_network import build_vae, import_keras
 
 CHECKPOINTS = "checkpoints"
 
 
 def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size: int, seed: int, verbose=1):
-    keras = import_keras()
+    keras = import_keras("Training the vae encoder")
     import tensorflow as tf
 
     role = multiworker.role()
@@ -35,7 +36,7 @@ def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size:
     keras.utils.set_random_seed(seed)
     size = encoder.image_size
     with strategy.scope():
-        vae = _build_vae(keras, size, encoder.latent_dim, encoder.filters, encoder.beta, seed)
+        vae = build_vae(keras, size, encoder.latent_dim, encoder.filters, encoder.beta, seed)
         vae(np.zeros((1, size, size, 3), np.float32))
         optimizer = keras.optimizers.Adam(encoder.learning_rate)
         optimizer.build(vae.trainable_variables)
@@ -65,7 +66,7 @@ def fit_multiworker(encoder, images, *, work_dir: Path, epochs: int, batch_size:
             shutil.rmtree(own_dir, ignore_errors=True)
         if verbose:
             print(f"Epoch {epoch + 1}/{epochs} - worker {role.index} of {role.count} - loss: {loss:.4f}", flush=True)
-    plain = _build_vae(keras, size, encoder.latent_dim, encoder.filters, encoder.beta, seed)  # no strategy inside
+    plain = build_vae(keras, size, encoder.latent_dim, encoder.filters, encoder.beta, seed)  # no strategy inside
     plain(np.zeros((1, size, size, 3), np.float32))
     plain.set_weights([np.asarray(w) for w in vae.get_weights()])
     encoder._use(plain.encoder_mean)
@@ -114,9 +115,7 @@ def _checkpoints_for(work_dir: Path, run: dict, is_chief: bool) -> Path | None:
         work_dir.mkdir(parents=True, exist_ok=True)
         if directory.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
             shutil.rmtree(directory)
-        partial = marker.with_suffix(".partial")
-        partial.write_text(json.dumps(run))
-        partial.replace(marker)
+        write_atomically(marker, json.dumps(run))
         return directory
     try:
         same = json.loads(marker.read_text()) == run

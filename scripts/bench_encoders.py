@@ -39,10 +39,11 @@ def vae_encoder():
     if defaults.ORIGINAL_MODEL in bundled_names():
         model = Model.load(defaults.ORIGINAL_MODEL)
         return model.encoder, f"bundle {defaults.ORIGINAL_MODEL}"
-    from lablr.plugins.vae import VAEEncoder, _build_vae, import_keras
+    from lablr.plugins.vae import VAEEncoder
+    from lablr.plugins.vae_network import build_vae, import_keras
 
     encoder = VAEEncoder()
-    vae = _build_vae(import_keras(), encoder.image_size, encoder.latent_dim, encoder.filters, encoder.beta, 0)
+    vae = build_vae(import_keras(), encoder.image_size, encoder.latent_dim, encoder.filters, encoder.beta, 0)
     encoder._use(vae.encoder_mean)
     return encoder, "no bundle: default architecture, random weights"
 

@@ -106,9 +106,9 @@ def main():
     from distributed import LocalCluster
 
     from lablr.core.bundle import resolve
+    from lablr.core.data.image_cache import prepared_images
     from lablr.core.data.selection import Rules
     from lablr.core.model import Model
-    from lablr.core.pipeline.train import prepared_images
 
     rules = Rules(per_owner_cap=100, min_tag_photos=10, min_train_photos=5)
     load_before = os.getloadavg()

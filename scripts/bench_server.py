@@ -191,7 +191,7 @@ def bench_server(model, photos, requests):
 def original_model():
     """The pixel VAE's bundle with its Keras encoder on TensorFlow, as the original ran it."""
     from lablr.core.model import Model
-    from lablr.plugins.vae import import_keras
+    from lablr.plugins.vae_network import import_keras
 
     model = Model.load(defaults.ORIGINAL_MODEL)
     keras = import_keras()

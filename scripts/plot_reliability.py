@@ -18,14 +18,14 @@ from lablr.core import defaults
 from lablr.core.data.image_cache import encode_set, prepared_images
 from lablr.core.model import Model
 from lablr.core.pipeline import metrics
-from lablr.core.pipeline.evaluate import _recorded_split
+from lablr.core.pipeline.evaluate import recorded_split
 from lablr.core.pipeline.metrics import relevance
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def held_out_probabilities(model: Model):
-    catalog, selection = _recorded_split(model, defaults.cache_dir())
+    catalog, selection = recorded_split(model, defaults.cache_dir())
     known = set(model.tag_model.tags)
     photos = [p for p in ({**p, "tags": [t for t in p["tags"] if t in known]} for p in selection.test) if p["tags"]]
     images = prepared_images(catalog, photos, model.image_size)

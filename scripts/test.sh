@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian machine, then runs the whole suite.
-#   Debian: chromium (the browser tests drive it), OpenClipart (the reference data set),
+#   Debian: chromium and firefox-esr (the browser tests drive both), OpenClipart (the reference data set),
 #           exiftool (reads back the keywords Lablr writes with libexiv2: a second implementation).
 #   Python: Lablr with its test extras, in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(chromium openclipart-png openclipart-svg fonts-dejavu-core libimage-exiftool-perl)
+debian_packages=(chromium firefox-esr openclipart-png openclipart-svg fonts-dejavu-core libimage-exiftool-perl)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -34,26 +34,20 @@ from . import feedback
 from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
 from .keywords import embed
 from .openapi import openapi_schema
+from .options import ServerOptions
 from .uploads import read_uploads
 
 log = logging.getLogger("lablr.server")
 STATIC = Path(__file__).parent / "static"
 PLOT_LOCK = threading.Lock()  # matplotlib shares font objects between figures, and so between threads
 
-# How `lablr serve` hands its settings to each worker process (see create_app_from_env).
-ENV_MODEL = "LABLR_MODEL"
-ENV_MAX_BODY = "LABLR_MAX_BODY_BYTES"
-ENV_ADDRESS = "LABLR_ADDRESS"
-ENV_PERSONAL = "LABLR_PERSONAL"  # "0": serve the bundle alone (lablr serve --no-personal)
-ENV_ALLOWED_HOSTS = "LABLR_ALLOWED_HOSTS"
-ENV_BODY_TIMEOUT = "LABLR_BODY_TIMEOUT"
-
 
 # -- the endpoints ----------------------------------------------------------------------------------
 
 
 async def health(request):
-    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary()})
+    return JSONResponse({"status": "ok", "version": __version__, "model": request.app.state.model.summary(),
+                         "limits": {"max_k": defaults.MAX_K, "max_tags": defaults.MAX_FEEDBACK_TAGS}})
 
 
 async def suggest(request):
@@ -172,13 +166,13 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
 
 
 def create_app_from_env() -> Starlette:
-    """The app as `lablr serve` configures it, for each uvicorn worker (a factory)."""
-    return create_app(os.environ.get(ENV_MODEL, defaults.DEFAULT_MODEL),
-                      max_body_bytes=int(os.environ.get(ENV_MAX_BODY, defaults.MAX_BODY_BYTES)),
-                      address=os.environ.get(ENV_ADDRESS),
-                      allowed_hosts=os.environ.get(ENV_ALLOWED_HOSTS, ",".join(LOOPBACK_NAMES)).split(","),
-                      body_timeout=float(os.environ.get(ENV_BODY_TIMEOUT, defaults.BODY_TIMEOUT)),
-                      personal=os.environ.get(ENV_PERSONAL, "1") != "0")
+    """The app as `lablr serve` configures it (its ServerOptions), for each uvicorn worker (a factory)."""
+    options = ServerOptions.from_environment()
+    if options is None:
+        return create_app()
+    return create_app(options.model, max_body_bytes=options.max_body_bytes, address=options.address,
+                      allowed_hosts=options.host_names(), body_timeout=options.body_timeout,
+                      personal=options.personal)
 
 
 def _load_and_warm(model) -> Model:

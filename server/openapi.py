@@ -155,7 +155,10 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                     "the web page hides a tag unless the user chooses otherwise."}}},
             "Health": {"type": "object", "required": ["status", "version", "model"], "properties": {
                 "status": {"const": "ok"}, "version": {"type": "string", "description": "Lablr's version."},
-                "model": _ref("Model")}},
+                "model": _ref("Model"),
+                "limits": {"type": "object", "description": "What clients must stay within.", "properties": {
+                    "max_k": {"type": "integer", "description": "The most tags one photo may be asked for (k)."},
+                    "max_tags": {"type": "integer", "description": "The most tags feedback takes for one photo."}}}}},
             "Suggestion": {"type": "object", "required": ["tag", "score"], "properties": {
                 "tag": {"type": "string"},
                 "score": {"type": "number", "description": "With a calibrated model (see health): the probability, "

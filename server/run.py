@@ -7,39 +7,25 @@ import os
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from lablr.core import defaults
-
-from .app import (
-    ENV_ADDRESS,
-    ENV_ALLOWED_HOSTS,
-    ENV_BODY_TIMEOUT,
-    ENV_MAX_BODY,
-    ENV_MODEL,
-    ENV_PERSONAL,
-)
 from .connections import HeadDeadlineProtocol
-from .guard import allowed_names
+from .options import ServerOptions
 
 
-def serve(host=defaults.HOST, port=defaults.PORT, model=defaults.DEFAULT_MODEL, workers=1,
-          max_body_bytes=defaults.MAX_BODY_BYTES, access_log=False, allowed_hosts=(),
-          body_timeout=defaults.BODY_TIMEOUT, keep_alive=defaults.KEEP_ALIVE_TIMEOUT,
-          limit_concurrency=defaults.LIMIT_CONCURRENCY, personal=True):
-    # Workers are separate processes that build their own app: the settings travel in the environment.
-    shown_host = f"[{host}]" if ":" in host else host
+def serve(options: ServerOptions | None = None, **settings):
+    """Run the server with these options (or a ServerOptions made of `settings`) until it is stopped."""
+    options = options or ServerOptions(**settings)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     return_big_blocks_to_the_system()
-    os.environ.update({ENV_MODEL: str(model), ENV_MAX_BODY: str(max_body_bytes),
-                       ENV_ADDRESS: f"http://{shown_host}:{port}",
-                       ENV_ALLOWED_HOSTS: ",".join(sorted(allowed_names(host, allowed_hosts))),
-                       ENV_BODY_TIMEOUT: str(body_timeout), ENV_PERSONAL: "1" if personal else "0"})
+    # Workers are separate processes that build their own app: the options travel in the environment.
+    os.environ.update(options.to_environment())
     log_config = copy.deepcopy(LOGGING_CONFIG)
     log_config["loggers"]["lablr"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     log_config["loggers"]["uvicorn.error"] = {"level": "WARNING"}  # uvicorn's own startup lines
-    log_config["loggers"]["uvicorn.access"]["level"] = "INFO" if access_log else "WARNING"
-    uvicorn.run("lablr.server.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_config=log_config, access_log=access_log, http=HeadDeadlineProtocol,
-                timeout_keep_alive=keep_alive, limit_concurrency=limit_concurrency, timeout_graceful_shutdown=5)
+    log_config["loggers"]["uvicorn.access"]["level"] = "INFO" if options.access_log else "WARNING"
+    uvicorn.run("lablr.server.app:create_app_from_env", factory=True, host=options.host, port=options.port,
+                workers=options.workers, log_config=log_config, access_log=options.access_log,
+                http=HeadDeadlineProtocol, timeout_keep_alive=options.keep_alive,
+                limit_concurrency=options.limit_concurrency, timeout_graceful_shutdown=5)
 
 
 # glibc serves a block freed from mmap from its heap next time, and a busy server's thread arenas

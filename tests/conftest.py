@@ -80,12 +80,12 @@ def held_out_drawing(bundle, hints=("cat_and_do", "cat", "animals/")):
     """An OpenClipart PNG the bundle never trained on (one of its recorded held-out photos)."""
     from pathlib import Path
 
-    from lablr.core import defaults
     from lablr.core.bundle import read_manifest
+    from lablr.plugins import openclipart
 
     keys = read_manifest(bundle).data.test_keys
     for hint in hints:
         for key in keys:
             if hint in key:
-                return Path(defaults.OPENCLIPART_ROOT) / "png" / (key.split(":", 1)[1] + ".png")
+                return Path(openclipart.installed_root()) / "png" / (key.split(":", 1)[1] + ".png")
     return None

@@ -21,10 +21,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(model, *args, timeout=180, env=None):
-    """Start `lablr serve --model MODEL`; yield (base URL, the log lines so far); stop it after."""
+def running_server(model, *args, timeout=180, env=None, python=sys.executable):
+    """Start `lablr serve --model MODEL` (with this Python); yield (base URL, the log lines so far); stop it after."""
     port = free_port()
-    command = [sys.executable, "-m", "lablr.core.cli", "serve", "--port", str(port), "--model", str(model), *args]
+    command = [str(python), "-m", "lablr.core.cli", "serve", "--port", str(port), "--model", str(model), *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     lines, ready = [], threading.Event()

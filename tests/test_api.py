@@ -69,7 +69,8 @@ def test_health_names_the_model(client, tiny_bundle):
     body = client.get("/api/v1/health").json()
     assert body == {"status": "ok", "version": lablr.core.__version__,
                     "model": {"name": tiny_bundle.name, "tags": len(TAGS), "encoder": "vae", "scorer": "mahalanobis",
-                              "image_size": 16, "calibrated": True, "min_probability": 0.2}}
+                              "image_size": 16, "calibrated": True, "min_probability": 0.2},
+                    "limits": {"max_k": 100, "max_tags": 75}}
 
 
 def test_tags_lists_every_tag_most_frequent_first(client, model):

@@ -134,6 +134,7 @@ def test_the_format_doc_describes_every_field_written(tiny_bundle):
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     fields = set(manifest) | {f"data.{k}" for k in manifest["data"]} | {f"parts.KIND.{k}" for k in
                                                                        manifest["parts"]["encoder"]}
+    fields |= {f"training.{k}" for k in manifest["training"]}
     assert f"Format {bundle.FORMAT_VERSION}" in doc
     for field in fields:
         assert f"`{field}`" in doc, field

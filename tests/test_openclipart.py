@@ -14,8 +14,9 @@ from lablr.core.bundle import bundled_root
 from lablr.core.data.catalog import Catalog
 from lablr.core.data.importing import import_source
 from lablr.core.data.selection import Rules, select
+from lablr.plugins import openclipart
 
-pytestmark = pytest.mark.skipif(not Path(defaults.OPENCLIPART_ROOT, "svg").is_dir(),
+pytestmark = pytest.mark.skipif(not Path(openclipart.installed_root(), "svg").is_dir(),
                                 reason="needs Debian's openclipart-png and openclipart-svg (scripts/test.sh installs them)")
 
 
@@ -76,7 +77,7 @@ def test_bundled_evaluation_is_reproducible_and_meets_the_bar(bundle, tmp_path):
 
 
 def test_default_bundle_suggests_for_a_fresh_photo(tmp_path):
-    flag = next(Path(defaults.OPENCLIPART_ROOT, "png").rglob("*flag*.png"))
+    flag = next(Path(openclipart.installed_root(), "png").rglob("*flag*.png"))
     result = run_lablr("suggest", flag, "--json", "--k", "5")
     assert result.returncode == 0, result.stderr[-2000:]
     suggestions = json.loads(result.stdout)["results"][0]["suggestions"]

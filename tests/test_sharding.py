@@ -157,3 +157,33 @@ def test_a_part_manifest_cut_short_or_malformed_is_refused_in_one_line(tiny_bund
                                                                           "settings": {"shrinkage": "x"}}}))
     code, output = lablr("merge", part, "--out", tmp_path / "merged")
     assert code == 1 and "The tag model settings in" in output and len(output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def shared_bundle(tiny_bundle, tmp_path_factory):
+    """A bundle whose tag model has settings other than the defaults: a covariance shared by all tags
+    worth 5 photos, scored by loglik (the shipped default model's kind of recipe)."""
+    from lablr.core.data.selection import Rules
+    from lablr.core.pipeline.train import train
+
+    out = tmp_path_factory.mktemp("shared") / "shared"
+    train(tiny_bundle.parent / "catalog.db", out, encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
+          tag_model_settings={"shared": 5.0}, scorer="loglik", rules=Rules(**TINY_RULES), epochs=1, progress=False)
+    return out
+
+
+def test_shards_merged_equal_one_fit_for_a_tag_model_with_other_settings(tiny_bundle, shared_bundle, tmp_path):
+    catalog = tiny_bundle.parent / "catalog.db"
+    ok("fit", "--model", shared_bundle, "--catalog", catalog, "--out", tmp_path / "one", *RULES)
+    parts = fit_parts(shared_bundle, tmp_path, 2, catalog=catalog)
+    ok("merge", *parts, "--out", tmp_path / "merged")
+
+    one, merged = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("one", "merged"))
+    assert merged["parts"] == one["parts"]
+    assert merged["parts"]["tag_model"]["settings"] == {"shrinkage": "oas", "shared": 5.0}
+    assert merged["data"] == one["data"] and merged["training"] == one["training"]
+    assert merged["calibration"].keys() == one["calibration"].keys() == {"loglik", "mahalanobis"}
+    for scorer, coefficients in one["calibration"].items():
+        for name, value in coefficients.items():
+            assert merged["calibration"][scorer][name] == pytest.approx(value, rel=1e-6, abs=1e-9), (scorer, name)
+    assert_same_model(tmp_path / "one", tmp_path / "merged")

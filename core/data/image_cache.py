@@ -11,7 +11,6 @@ import hashlib
 import json
 import multiprocessing
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from lablr.core.data import decoding as imaging
 from lablr.core.errors import ImageError, LablrError
+from lablr.core.files import atomic_directory
 
 SHARD_SIZE = 1024
 INDEX = "index.json"
@@ -41,9 +41,15 @@ def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSe
     The set is written beside its final place and renamed into it, so it is whole or absent.
     """
     directory = Path(directory)
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    with atomic_directory(directory) as partial:
+        keys, shards, broken = _decode_into(partial, photos, size, workers=workers, progress=progress)
+        (partial / INDEX).write_text(json.dumps({"image_size": size, "keys": keys, "shards": shards,
+                                                 "broken": broken}))
+    return ImageSet(directory)
+
+
+def _decode_into(partial: Path, photos, size, *, workers, progress) -> tuple[list, list, dict]:
+    """Decode the photos into .npy shards of SHARD_SIZE rows: (keys in row order, shards, {broken key: why})."""
     keys, shards, broken, buffer = [], [], {}, []
 
     def flush():
@@ -68,12 +74,7 @@ def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSe
             if len(buffer) == SHARD_SIZE:
                 flush()
     flush()
-    (partial / INDEX).write_text(json.dumps({"image_size": size, "keys": keys, "shards": shards,
-                                             "broken": broken}))
-    if directory.exists():
-        shutil.rmtree(directory)
-    partial.rename(directory)
-    return ImageSet(directory)
+    return keys, shards, broken
 
 
 class ImageSet:

@@ -13,7 +13,7 @@ from collections import Counter
 from lablr.core import defaults
 from lablr.core.data.catalog import Catalog, normalize_tag
 from lablr.core.data.image_cache import prepared_images
-from lablr.core.data.selection import Rules, choose_rules, select
+from lablr.core.data.selection import Rules, choose_rules, record_split, select
 from lablr.core.errors import LablrError
 
 
@@ -35,8 +35,7 @@ def prepare_catalog(catalog_path, size=defaults.IMAGE_SIZE, rules: Rules | None 
     catalog.mark_broken(broken)
     usable = catalog.photos(source)
     selection = select(usable, rules)
-    catalog.save_splits({**{p["key"]: "train" for p in selection.train}, **{p["key"]: "test" for p in selection.test}},
-                        rules=rules.as_dict(), source=source)
+    record_split(catalog, selection, rules, source)
     train_owners = {p.get("owner") or p["key"] for p in selection.train}
     test_owners = {p.get("owner") or p["key"] for p in selection.test}
     stopped = {normalize_tag(t) for t in rules.stop_tags}

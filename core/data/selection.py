@@ -71,6 +71,12 @@ def choose_rules(catalog: Catalog, source: str | None = None, changes: dict | No
     return Rules.from_dict({**base.as_dict(), **(changes or {})}), source
 
 
+def record_split(catalog: Catalog, selection: Selection, rules: Rules, source: str | None):
+    """Record in the catalog which photos train and which are held out, and the rules that chose them."""
+    sides = {p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test}
+    catalog.save_splits(sides, rules=rules.as_dict(), source=source)
+
+
 def stop_tag_list(spec) -> tuple:
     """'default' -> Lablr's list (defaults.NON_VISUAL_TAGS); a file -> its tags, one a line
     ('#' starts a comment); '' or 'none' -> no stop-list."""

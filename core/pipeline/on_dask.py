@@ -8,23 +8,24 @@ each sends its part's files back to this process, which writes them under OUT.pa
 merges them. Nothing is unpickled here that the cluster did not compute from our own function.
 """
 
-import shutil
 import tempfile
 from pathlib import Path
 
 from lablr.core.data.selection import Rules
 from lablr.core.errors import LablrError
+from lablr.core.files import atomic_directory
 from lablr.core.pipeline.shard import merge, model_reference
 
 
-def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules=Rules(), source=None):
+def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules: Rules | None = None, source=None):
     """Fit `shards` parts on the cluster (default: one per worker), write them under OUT.parts/, merge."""
     parts = fit_parts_on_dask(scheduler, model_name, catalog_path, Path(f"{out}.parts"), shards, rules=rules,
                               source=source)
     return merge(parts, out)
 
 
-def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=None, *, rules=Rules(), source=None):
+def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=None, *, rules: Rules | None = None,
+                      source=None):
     """The part directories parts_dir/part-I, each fitted by a task on the cluster."""
     distributed = _import_distributed()
     from lablr.core.bundle import resolve
@@ -34,7 +35,7 @@ def fit_parts_on_dask(scheduler, model_name, catalog_path, parts_dir, shards=Non
     try:
         shards = shards or len(client.scheduler_info()["workers"])
         futures = [client.submit(_fit_part, model, str(Path(catalog_path).resolve()), (index, shards),
-                                 rules.as_dict(), source, pure=False, key=f"lablr-shard-{index}-of-{shards}")
+                                 rules.as_dict() if rules else None, source, pure=False, key=f"lablr-shard-{index}-of-{shards}")
                    for index in range(shards)]
         return [_write_files(Path(parts_dir) / f"part-{index}", files)
                 for index, files in (future.result() for future in futures)]
@@ -49,18 +50,14 @@ def _fit_part(model, catalog_path, shard, rules, source):
 
     with tempfile.TemporaryDirectory(prefix="lablr-part-") as scratch:
         part = Path(scratch) / "part"
-        fit_shard(model, catalog_path, part, shard, rules=Rules.from_dict(rules), source=source)
+        fit_shard(model, catalog_path, part, shard, rules=Rules.from_dict(rules) if rules else None, source=source)
         return shard[0], {p.name: p.read_bytes() for p in part.iterdir()}
 
 
 def _write_files(directory: Path, files: dict) -> Path:
-    partial = directory.with_name(f".{directory.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for name, data in files.items():
-        (partial / Path(name).name).write_bytes(data)
-    shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
+    with atomic_directory(directory) as partial:
+        for name, data in files.items():
+            (partial / Path(name).name).write_bytes(data)
     return directory
 
 

@@ -2,9 +2,12 @@
 
 `lablr fit --shard I/N` encodes only the training photos whose key hashes to shard I (of 0 to
 N-1) with the bundle's own encoder, never retrained, so every part lies in the same latent
-space; it writes a *part*: the tag model's sums (count, sum, sum of outer products per tag)
-and a `part.json` saying what they were fitted with. `lablr merge` adds the parts' sums into
-a normal bundle, the same as one `lablr fit` over all the photos up to float rounding.
+space; it writes a *part*: the tag model's sums (count, sum, sum of outer products per tag),
+fitted with the bundle's tag model settings, the shard's latents with each photo's tags, and
+a `part.json` saying what they were fitted with. `lablr merge` adds the parts' sums into a
+normal bundle and calibrates its scores on all the parts' latents, as one `lablr fit` over
+all the photos does (the pipeline's stages, lablr.core.pipeline.stages): the same bundle up to
+float rounding, for every tag model setting.
 
 Every shard chooses the photos and tags from the whole catalog under the same rules (cheap:
 no image is read), so the parts agree on the vocabulary and on which photos count. Parts
@@ -14,27 +17,28 @@ that disagree (another encoder, other rules, another catalog) are refused.
 import hashlib
 import json
 import os
-import shutil
 import socket
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from lablr.core.bundle import Manifest, PartSpec, TrainingData
-from lablr.core.data.catalog import Catalog
-from lablr.core.data.selection import Rules, select, unit_hash
+from lablr.core.bundle import PartSpec, TrainingData
+from lablr.core.data.image_cache import prepared_images
+from lablr.core.data.selection import Rules, unit_hash
 from lablr.core.errors import LablrError
-from lablr.core.files import sha256_file
+from lablr.core.files import atomic_directory, sha256_file
 from lablr.core.model import Model
-from lablr.core.pipeline.train import data_summary, encode_set, prepared_images
+from lablr.core.pipeline import stages
+from lablr.core.pipeline.recipe import Recipe
 from lablr.core.plugins import get_part
 
 PART_FILE = "part.json"
+LATENTS_FILE = "latents.npz"  # the shard's photos: keys, latents, and which of the tags each carries
 PART_KIND = "lablr-part"
-PART_FORMAT = 1
+PART_FORMAT = 2  # 2: parts carry their latents, for the merged bundle's calibration
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -53,42 +57,40 @@ def shard_of(key: str, count: int) -> int:
     return int(unit_hash("shard:" + key) * count)
 
 
-def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules=Rules(), source=None) -> dict:
+def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules: Rules | None = None,
+              source=None) -> dict:
     """Encode this shard's training photos with the bundle's encoder and write their tag sums as a part."""
     index, count = shard
     started = time.perf_counter()
     model = Model.load(model_name)
     loaded = time.perf_counter()
-    selection = select(Catalog(catalog_path).photos(source), rules)
+    recipe = replace(Recipe.of_manifest(model.manifest, with_data=False), source=source, rules=rules)
+    recipe, selection = stages.select_photos(catalog_path, recipe)
     if not selection.train:
         raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
-    mine = [p for p in selection.train if shard_of(p["key"], count) == index]
-    tag_model = get_part("tag_model", model.part_names["tag_model"])()  # as `lablr fit` builds it
-    if not hasattr(tag_model, "merge"):
+    if not hasattr(stages.new_tag_model(recipe), "merge"):
         raise LablrError(f"The tag model {model.part_names['tag_model']!r} cannot merge shards.")
-    if mine:
-        keys, latents = encode_set(model.encoder, prepared_images(catalog_path, mine, model.image_size))
-    else:
-        keys, latents = [], np.zeros((0, model.encoder.latent_dim))
-    encoded = time.perf_counter()
-    tags_of = {p["key"]: p["tags"] for p in mine}
-    tag_model.fit(latents, [tags_of[k] for k in keys], selection.tags)
-    seconds = {"load": loaded - started, "select_and_encode": encoded - loaded,
-               "statistics": time.perf_counter() - encoded}
+    mine = [p for p in selection.train if shard_of(p["key"], count) == index]
+    encoded = (stages.encode(model.encoder, prepared_images(catalog_path, mine, model.image_size), mine) if mine
+               else stages.nothing_encoded(model.encoder.latent_dim))
+    encoded_at = time.perf_counter()
+    tag_model = stages.fit_tags(recipe, encoded, selection.tags)
+    seconds = {"load": loaded - started, "select_and_encode": encoded_at - loaded,
+               "statistics": time.perf_counter() - encoded_at}
     record = {
-        "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(keys),
+        "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(encoded.keys),
         "model": model_reference(model.path), "latent_space": latent_space(model),
-        "tag_model": {"name": model.part_names["tag_model"], "settings": tag_model.settings()},
-        "selection": _selection_digest(selection), "data": asdict(data_summary(source, rules, selection)),
+        "tag_model": {"name": recipe.parts["tag_model"].name, "settings": tag_model.settings()},
+        "selection": _selection_digest(selection), "data": asdict(stages.data_summary(recipe, selection)),
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
         "seconds": {name: round(value, 3) for name, value in seconds.items()},
     }
-    _write_part(tag_model, record, Path(out))
+    _write_part(tag_model, encoded, record, Path(out))
     return record
 
 
 def merge(part_dirs, out, *, model_name=None) -> Model:
-    """Add the parts' statistics into a bundle with the encoder they were fitted with."""
+    """One bundle from the parts: their statistics added, its scores calibrated on their latents."""
     if not part_dirs:
         raise LablrError("Nothing to merge: give the part directories that `lablr fit --shard` wrote.")
     parts = [(Path(d), read_part(d)) for d in part_dirs]
@@ -98,17 +100,18 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
     if latent_space(base) != first["latent_space"]:
         raise LablrError(f"Cannot merge into {base.name}: its encoder is not the one the parts were fitted with "
                          f"({first['model']}).")
-    merged = None
+    recipe = Recipe.of_manifest(base.manifest, with_data=False)
+    recipe = replace(recipe, parts={**recipe.parts, "tag_model": PartSpec(first["tag_model"]["name"],
+                                                                          dict(first["tag_model"]["settings"]))})
+    merged, pieces = None, []
     for directory, record in parts:
         statistics = _tag_model(record["tag_model"], directory)
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
-    picture = get_part("visualizer", base.part_names["visualizer"])().fit(merged)  # as `lablr fit` builds them
-    # The base's calibration is a function of each tag's statistics, so it holds for the merged ones too
-    manifest = Manifest(parts={kind: PartSpec(name) for kind, name in base.part_names.items()},
-                        name=Path(out).name, data=_training_data(first["data"], first_dir),
-                        calibration=base.manifest.calibration)
-    model = Model({"encoder": base.encoder, "tag_model": merged, "visualizer": picture}, manifest)
+        pieces.append(_read_latents(directory, merged.tags))
+    calibrations = stages.calibrate(recipe, stages.Encoded.joined(pieces), merged.tags)
+    model = stages.assemble(recipe, base.encoder, merged, calibrations, name=Path(out).name,
+                            data=_training_data(first["data"], first_dir))
     model.save(out)
     return model
 
@@ -150,7 +153,7 @@ def _well_formed(record: dict) -> bool:
     shard, files, tag_model = record.get("shard"), record.get("files"), record.get("tag_model")
     return (isinstance(shard, list) and len(shard) == 2 and all(type(n) is int for n in shard)
             and 0 <= shard[0] < shard[1]
-            and isinstance(files, dict) and PART_FILE not in files
+            and isinstance(files, dict) and PART_FILE not in files and LATENTS_FILE in files
             and all(isinstance(v, str) and isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")
                     for n, v in files.items())
             and isinstance(tag_model, dict) and isinstance(tag_model.get("name"), str)
@@ -211,38 +214,32 @@ def _check_compatible(parts):
                          f"{', '.join(f'{i}/{count}' for i in missing)} missing.")
 
 
-def _write_part(tag_model, record: dict, directory: Path):
+def _write_part(tag_model, encoded: "stages.Encoded", record: dict, directory: Path):
     """Written beside its place and renamed into it: a part is whole or absent."""
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    if directory.exists() and not (directory / PART_FILE).exists():
+        raise LablrError(f"{directory} exists and is not a part: choose another --out.")
+    with atomic_directory(directory) as partial:
         tag_model.save(partial)
+        _save_latents(partial / LATENTS_FILE, encoded, tag_model.tags)
         record = {**record, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
         (partial / PART_FILE).write_text(json.dumps(record, indent=2) + "\n")
-        if directory.exists():
-            if not (directory / PART_FILE).exists():
-                raise LablrError(f"{directory} exists and is not a part: choose another --out.")
-            shutil.rmtree(directory)
-        partial.rename(directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
-def fit_sharded_command(model_name, catalog_path, out, *, add, source, shard, shards, scheduler, rules) -> str:
-    """`lablr fit` with --shard, or with --dask: what it did, in one line."""
-    if add:
-        raise LablrError("--add does not combine with --shard or --dask: merge the parts, then `lablr fit --add`.")
-    if shard and (shards or scheduler):
-        raise LablrError("--shard fits one part here; --dask with --shards N fits them all on a cluster: not both.")
-    if shard:
-        index, count = parse_shard(shard)
-        part = fit_shard(model_name, catalog_path, out, (index, count), rules=rules, source=source)
-        return (f"Saved part {index}/{count} at {out}: {part['photos']} of {part['data']['train_photos']} training "
-                f"photos. Merge all {count} with `lablr merge PART... --out MODEL`.")
-    if not scheduler:
-        raise LablrError("--shards N runs on a cluster: add --dask ADDRESS, or run `lablr fit --shard I/N` for each I.")
-    from lablr.core.pipeline.on_dask import fit_on_dask
+def _save_latents(path: Path, encoded: "stages.Encoded", tags):
+    column = {tag: k for k, tag in enumerate(tags)}
+    tagged = np.zeros((len(encoded.keys), len(tags)), dtype=bool)
+    for row, own in enumerate(encoded.tags):
+        tagged[row, [column[t] for t in own if t in column]] = True
+    np.savez(path, keys=np.array(encoded.keys, dtype=str), latents=encoded.latents, tagged=tagged)
 
-    model = fit_on_dask(scheduler, model_name, catalog_path, out, shards, rules=rules, source=source)
-    return f"Saved {out} ({len(model.tag_model.tags)} tags; shards fitted on {scheduler}, parts in {out}.parts)"
+
+def _read_latents(directory: Path, tags) -> "stages.Encoded":
+    try:
+        with np.load(directory / LATENTS_FILE, allow_pickle=False) as data:
+            keys, latents, tagged = list(data["keys"]), data["latents"], data["tagged"]
+    except (OSError, ValueError, KeyError) as error:
+        raise LablrError(f"{directory / LATENTS_FILE} is damaged: {error}") from None
+    if tagged.shape != (len(keys), len(tags)) or len(latents) != len(keys):
+        raise LablrError(f"{directory / LATENTS_FILE} does not match the part's tags: fit this shard again.")
+    return stages.Encoded([str(k) for k in keys], latents, [[tags[k] for k in np.flatnonzero(row)]
+                                                             for row in tagged])

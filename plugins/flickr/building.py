@@ -23,9 +23,8 @@ from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules, Selection, select, source_rules
 from lablr.core.errors import LablrError
 from lablr.core.model import Model
-from lablr.core.pipeline.evaluate import held_out_report
-from lablr.core.pipeline.train import data_summary, fit_model
-from lablr.core.plugins import get_part
+from lablr.core.pipeline import stages
+from lablr.core.pipeline.recipe import Recipe
 
 from . import defaults
 from .api import FetchSettings
@@ -62,28 +61,30 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     rules = rules or source_rules(SOURCE)
     base_path = bundle.resolve(base_model or _default_model())
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
-    size, encoder = base.image_size, base.parts["encoder"]
-    trains = encoder.name in defaults.TRAINED_ENCODERS
+    recipe = Recipe.of_manifest(base, with_data=False).but(source=SOURCE, rules=rules, epochs=epochs)
+    trains = recipe.parts["encoder"].name in defaults.TRAINED_ENCODERS
+    if trains:  # the VAE needs the `train` extra: said before anything is downloaded
+        stages.new_encoder(recipe)
     weights = {k: v for k, v in defaults.PHASE_WEIGHTS.items() if trains or k != "Training the encoder"}
     display = progress if hasattr(progress, "phase") else Overall(weights, enabled=progress)
     try:
-        fetched = fetch(catalog, tags, user=user, settings=replace(settings, image_extras=preference(size)),
+        fetched = fetch(catalog, tags, user=user, settings=replace(settings, image_extras=preference(base.image_size)),
                         progress=display, log=log)
         if fetched.failed:
             raise LablrError(f"{fetched.failed} images could not be downloaded after every retry; run the same "
                              "command again later: it continues where it stopped.")
         with display.phase("Decoding images", 1):
-            selection, images = _prepare(catalog, size, rules, set(fetched.users))
-        data = data_summary(SOURCE, rules, selection)
-        fingerprint = _fingerprint(base_path, base, data, sorted(fetched.users), epochs)
+            selection, images = _prepare(catalog, base.image_size, recipe, set(fetched.users))
+        fingerprint = _fingerprint(base_path, base, stages.data_summary(recipe, selection), sorted(fetched.users),
+                                   epochs)
         done, own_evaluation = _finished(catalog, out, fingerprint)
         model = done
         if not done:
-            part = _trained_encoder(encoder, selection, images, out, epochs, display) if trains else None
+            encoder = _trained_encoder(recipe, selection, images, out, display) if trains else None
             with display.phase("Fitting and evaluating", 1):
-                part = part or Model.load(base_path).encoder
-                model, own_evaluation = _fit_and_evaluate(part, base, selection, images, set(fetched.users),
-                                                          out.name, data)
+                encoder = encoder or Model.load(base_path).encoder
+                model = stages.fit_and_evaluate(recipe, encoder, selection, images, name=out.name)
+                own_evaluation = _own_evaluation(model, selection, images, set(fetched.users))
                 model.save(out)
                 _record_build(catalog, out, fingerprint, own_evaluation)
     finally:
@@ -98,17 +99,16 @@ def _default_model():
     return DEFAULT_MODEL
 
 
-def _prepare(catalog_path, size, rules, own_owners):
+def _prepare(catalog_path, size, recipe: Recipe, own_owners):
     """Decode every downloaded photo once (a cache `lablr prepare` shares), then choose the split."""
     catalog = Catalog(catalog_path)
     images = prepared_images(catalog_path, catalog.photos(SOURCE), size, progress=False)
     catalog.mark_broken(sorted(images.broken))
-    selection = select_for_build(catalog.photos(SOURCE), rules, own_owners)
+    selection = select_for_build(catalog.photos(SOURCE), recipe.rules, own_owners)
     if not selection.train or not selection.test:
         raise LablrError(f"Too few tagged photos in {catalog_path} for these rules (each tag needs "
-                         f"{rules.min_tag_photos} photos): fetch more with a higher --per-tag or more --tags.")
-    catalog.save_splits({p["key"]: "train" for p in selection.train} | {p["key"]: "test" for p in selection.test},
-                        rules=rules.as_dict(), source=SOURCE)
+                         f"{recipe.rules.min_tag_photos} photos): fetch more with a higher --per-tag or more --tags.")
+    stages.record_split(catalog_path, selection, recipe)
     return selection, images
 
 
@@ -127,27 +127,19 @@ def select_for_build(photos, rules: Rules, own_owners=frozenset()) -> Selection:
                      tags=sorted(counts, key=lambda t: (-counts[t], t)), counts=dict(counts))
 
 
-def _trained_encoder(encoder, selection, images, out, epochs, display):
+def _trained_encoder(recipe: Recipe, selection, images, out, display):
     """A new encoder of the base model's kind and settings (the pixel VAE), trained on these photos;
     it resumes from the checkpoints in OUT.work when a run was killed."""
-    part = get_part("encoder", encoder.name)(**encoder.settings)
+    encoder = stages.new_encoder(recipe)
     with display.phase("Training the encoder", 1):
-        part.fit(images.subset(p["key"] for p in selection.train), work_dir=Path(f"{out}.work"), verbose=0,
-                 **({"epochs": epochs} if epochs else {}))
-    return part
+        stages.train_encoder(encoder, recipe, images, selection, Path(f"{out}.work"), progress=False)
+    return encoder
 
 
-def _fit_and_evaluate(encoder, base: bundle.Manifest, selection, images, own_owners, name, data):
-    """The tag models (of the base model's kind and settings) fitted on the training photos, with
-    the held-out figures; and the figures on the user's own held-out photos ({} without --user)."""
-    names = base.part_names()
-    model = fit_model(encoder, names["encoder"], selection, images, tag_model=names["tag_model"],
-                      tag_model_settings=base.parts["tag_model"].settings, scorer=names["scorer"],
-                      visualizer=names["visualizer"], name=name, data=data)
-    model.manifest.evaluation = held_out_report(model, selection, images)
+def _own_evaluation(model, selection, images, own_owners) -> dict:
+    """The figures on the user's own held-out photos ({} without --user)."""
     own_test = [p for p in selection.test if p.get("owner") in own_owners]
-    own = held_out_report(model, Selection(test=own_test), images) if own_test else {}
-    return model, own
+    return stages.held_out_report(model, Selection(test=own_test), images) if own_test else {}
 
 
 def _fingerprint(base_path, base: bundle.Manifest, data, own_owners, epochs) -> str:

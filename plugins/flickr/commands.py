@@ -121,7 +121,7 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
     Chains `lablr fetch`, `prepare`, `train` (the pixel VAE only) and `fit`, with one progress
     display. Killed at any moment, the same command continues where it stopped.
     """
-    from lablr.core.cli import _print_report
+    from lablr.core.cli import print_report
     from lablr.core.data.selection import Rules, source_rules
 
     from .api import FetchSettings, parse_licenses
@@ -141,10 +141,10 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
                f"{result.train} training and {result.test} held-out photos, {len(result.model.tag_model.tags)} tags"
                f"{' (the bundle was already built from them)' if result.reused else ''}.")
     click.echo("Held-out photos (other photographers than the training ones):")
-    _print_report(result.model.manifest.evaluation)
+    print_report(result.model.manifest.evaluation)
     if result.own_evaluation:
         click.echo("Your own held-out photos:")
-        _print_report(result.own_evaluation)
+        print_report(result.own_evaluation)
     click.echo(f"Saved {out}. Serve it with:\n    lablr serve --model {out}")
 
 

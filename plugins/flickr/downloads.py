@@ -6,7 +6,6 @@ into place, so a crash at any moment leaves either the whole file or no file und
 
 import fcntl
 import hashlib
-import os
 import random
 import threading
 import time
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lablr.core.errors import LablrError
-from lablr.core.files import fsync_dir
+from lablr.core.files import atomic_file
 
 PARTIAL = ".part"
 
@@ -88,21 +87,12 @@ def write_whole(destination: Path, chunks) -> tuple[int, str]:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + PARTIAL)
     digest, size = hashlib.sha256(), 0
-    try:
-        with open(partial, "wb") as file:
-            for chunk in chunks:
-                file.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, destination)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    fsync_dir(destination.parent)
+    with atomic_file(destination, "wb", partial=destination.with_name(destination.name + PARTIAL)) as file:
+        for chunk in chunks:
+            file.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
     return size, digest.hexdigest()
 
 

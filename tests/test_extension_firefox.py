@@ -1,0 +1,271 @@
+"""The browser extension in a real Firefox ESR, against the real `lablr serve` on 127.0.0.1.
+
+Debian's firefox-esr runs headless, driven through Marionette (the `marionette-driver` package);
+the extension is installed as a temporary add-on, as a developer loads it from about:debugging,
+and nothing is granted by hand: the user's only step is saving the server's address on Lablr's
+options page. The fixture pages (tests/fixtures) are served from 127.0.0.1, so the installed copy
+adds one match pattern for them; the extension is otherwise the one shipped. firefox-esr missing is
+a failure, not a skip: scripts/test.sh installs it.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from test_extension import (EDITR, EXTENSION, FIXTURES, LIVE, STRICT_CSP, SUCCESS_PATH, LablrServer, Recorder,
+                            free_port, write_photo)
+
+FIREFOX = os.environ.get("LABLR_FIREFOX") or shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
+LOCAL_PAGES = "http://127.0.0.1/photos/upload*"  # no port: Firefox's match patterns have none
+WAIT_S = 60  # bounded waits for what the user sees; the CPU may be busy
+START_S = 90  # Firefox's start, on a busy machine
+
+pytestmark = pytest.mark.browser
+
+
+# ------------------------------------------------------------------------------- Firefox, Marionette
+
+
+class FixturePages:
+    """Our copies of Flickr's upload page, served on 127.0.0.1 with the strictest CSP Flickr could send."""
+
+    def __init__(self):
+        self.site = LIVE
+        pages = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path = urlsplit(self.path).path
+                name = Path(path).name
+                if path.rstrip("/") == "/photos/upload":
+                    html = (FIXTURES / pages.site.html).read_text()
+                    self._send(html.encode(), "text/html; charset=utf-8", {"Content-Security-Policy": STRICT_CSP})
+                elif path.startswith("/photos/upload/fixture/") and (FIXTURES / name).is_file():
+                    kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
+                    self._send((FIXTURES / name).read_bytes(), kind)
+                elif path.rstrip("/") == SUCCESS_PATH:
+                    self._send(b"<!doctype html><title>Flickr Pro</title><p>Your upload is done.</p>", "text/html")
+                else:
+                    self.send_error(404)
+
+            def _send(self, body, kind, headers=None):
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/photos/upload/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def installed_copy(target):
+    """The shipped extension, plus a match pattern for the fixture pages on 127.0.0.1."""
+    shutil.copytree(EXTENSION, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["content_scripts"][0]["matches"].append(LOCAL_PAGES)
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return target
+
+
+PREFS = {
+    "browser.shell.checkDefaultBrowser": False,
+    "browser.startup.homepage_override.mstone": "ignore",
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.reportingpolicy.firstRun": False,
+    "app.update.disabledForTesting": True,
+    "browser.aboutwelcome.enabled": False,
+    "network.proxy.type": 0,
+}
+
+
+class Firefox:
+    """A headless firefox-esr with the extension installed, and a Marionette session to drive it."""
+
+    def __init__(self, profile, extension):
+        from marionette_driver.addons import Addons
+        from marionette_driver.marionette import Marionette
+
+        port = free_port()
+        prefs = {**PREFS, "marionette.port": port}
+        (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items()))
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen([FIREFOX, "--marionette", "--remote-allow-system-access", "--headless",
+                                         "--no-remote", "--profile", str(profile)],
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        try:
+            self.client = Marionette(host="127.0.0.1", port=port, socket_timeout=WAIT_S, startup_timeout=START_S)
+            self.client.start_session()
+            self.client.timeout.page_load = WAIT_S
+            self.client.timeout.script = WAIT_S
+            addon = Addons(self.client).install(str(extension), temp=True)
+            with self.client.using_context("chrome"):
+                uuids = self.client.execute_script("return Services.prefs.getStringPref('extensions.webextensions.uuids')")
+            self.base = f"moz-extension://{json.loads(uuids)[addon]}"
+        except Exception as err:
+            self.close()
+            self.log.seek(0)
+            raise RuntimeError(f"firefox-esr did not start under Marionette: {err}\n"
+                               f"{self.log.read()[-3000:].decode(errors='replace')}") from err
+
+    def run(self, script, *args):
+        """Runs script in the page; `page` is the page's own window (its test hooks)."""
+        return self.client.execute_script("const page = window.wrappedJSObject;\n" + script, script_args=args)
+
+    def wait(self, what, condition, timeout=WAIT_S):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            assert time.monotonic() < deadline, f"waited {timeout} s for {what}; Lablr on the page says: {self.lablr_says()}"
+            time.sleep(0.2)
+
+    def lablr_says(self):
+        with contextlib.suppress(Exception):
+            return self.run("return [...document.querySelectorAll('[data-lablr]')].map((h) => h.shadowRoot.textContent);")
+
+    def element(self, css):
+        from marionette_driver.by import By
+
+        return self.wait(css, lambda: (self.client.find_elements(By.CSS_SELECTOR, css) or [None])[0])
+
+    def save_server(self, address, **fields):
+        """What a user does: the address on Lablr's options page, then a click on Save."""
+        self.client.navigate(f"{self.base}/options.html")
+        self.wait("the options shown", lambda: self.run("return document.getElementById('server').value"))
+        for name, value in {"server": address, **fields}.items():
+            self.run("document.getElementById(arguments[0]).value = arguments[1];", name, str(value))
+        self.element("button[type=submit]").click()
+        self.wait("Saved.", lambda: self.run("return document.getElementById('message').textContent") == "Saved.")
+
+    def popup_status(self):
+        self.client.navigate(f"{self.base}/popup.html")
+        return self.wait("the popup's answer", lambda: (lambda s: s if s and "Checking" not in s else None)(
+            self.run("return document.getElementById('status').textContent")))
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.client.delete_session()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory):
+    assert Path(FIREFOX).is_file(), f"no firefox-esr at {FIREFOX}: scripts/test.sh installs it (apt-get install firefox-esr)"
+    root = tmp_path_factory.mktemp("firefox")
+    (root / "profile").mkdir()
+    browser = Firefox(root / "profile", installed_copy(root / "lablr"))
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def pages():
+    served = FixturePages()
+    yield served
+    served.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle):
+    running = LablrServer(tiny_bundle).start()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def recorder(server):
+    proxy = Recorder(server.port)
+    yield proxy
+    proxy.close()
+
+
+# ------------------------------------------------------------------------------- on the page
+
+CHIPS = "const bar = document.querySelector('[data-lablr=chips]'); const root = bar && bar.shadowRoot;"
+
+
+def chip_texts(firefox):
+    return firefox.run(CHIPS + "return root ? [...root.querySelectorAll('.chip')].map((c) => c.textContent.trim()) : [];")
+
+
+def page_tags(firefox):
+    return {p["name"]: p["tags"] for p in json.loads(firefox.run("return JSON.stringify(page.__uploadr.photos());"))}
+
+
+def notice_text(firefox):
+    return firefox.run("const n = document.querySelector('[data-lablr=notice]');"
+                       "return n && n.shadowRoot ? n.shadowRoot.textContent : '';")
+
+
+def test_popup_and_options_need_no_grant(firefox, recorder):
+    # The default address: whatever answers there, it is never a permission problem.
+    status = firefox.popup_status()
+    assert "permission" not in status and status.startswith(("Server reachable", "Server not reachable")), status
+    # Another port, saved on the options page: reached at once, nothing else to grant.
+    firefox.save_server(recorder.base, minScore=0)
+    assert firefox.popup_status() == f"Server reachable at {recorder.base}"
+    assert firefox.run("return document.getElementById('model-name').textContent") == "tiny-model"
+    # Its health went through: the reply was read, not blocked.
+    assert any(e["path"] == "/api/v1/health" and e["status"] == 200 for e in recorder.exchanges)
+
+
+@pytest.mark.parametrize("site", [pytest.param(EDITR, id="editr"), pytest.param(LIVE, id="live")])
+def test_one_chip_click_tags_the_selected_photo_and_publishing_teaches_once(firefox, pages, recorder, tmp_path, site):
+    firefox.save_server(recorder.base, minScore=0)
+    pages.site = site
+    firefox.client.navigate(pages.url)
+    size = (560, 420) if site is EDITR else (580, 435)  # a photo new to the server: it learns from it once
+    photos = [write_photo(tmp_path, "red", "circle", size), write_photo(tmp_path, "green", "square", size)]
+    firefox.element(site.file_input).send_keys("\n".join(str(p) for p in photos))
+
+    chips = firefox.wait("chips beside the tag field", lambda: chip_texts(firefox))
+    assert firefox.run(CHIPS + "return bar.getBoundingClientRect().y > 0 && bar.getBoundingClientRect().width > 0;")
+    assert "not running" not in notice_text(firefox) and "permission" not in notice_text(firefox)
+    ranked = recorder.answer_for("red-circle.jpg")
+    assert chips == ranked
+
+    firefox.run(CHIPS + "root.querySelector('.chip').click();")
+    firefox.wait("the tag on the page", lambda: page_tags(firefox)["red-circle.jpg"] == [ranked[0]])
+    time.sleep(0.5)
+    assert page_tags(firefox) == {"red-circle.jpg": [ranked[0]], "green-square.jpg": []}  # the selected photo only
+    if site is LIVE:
+        assert firefox.run("return JSON.stringify(page.__uploadr.strayKeys());") == "[]"
+        assert firefox.run("return page.__uploadr.helpShown();") is False
+        assert firefox.run("return document.querySelector(\"[data-set=batch] input[placeholder*='tags']\").value;") == ""
+
+    firefox.element("#action-publish").click()
+    firefox.element("#confirm-publish").click()
+    firefox.wait("one feedback", recorder.feedbacks)
+    time.sleep(4.5)  # longer than any retry
+    (feedback,) = recorder.feedbacks()  # exactly one: only one photo has tags
+    assert feedback["filename"] == "red-circle.jpg" and feedback["tags"] == ranked[0]
+    assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
+    assert {e["client"] for e in recorder.exchanges} == {"extension"}
