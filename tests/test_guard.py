@@ -37,9 +37,11 @@ def app(tiny_bundle):
 
 
 @pytest.fixture(scope="module")
-def client(app):
-    with TestClient(app, base_url=OWN, raise_server_exceptions=False) as client:
-        yield client
+def client(app, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # what this module's feedback teaches stays in its own layer
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("guard-data")))
+        with TestClient(app, base_url=OWN, raise_server_exceptions=False) as client:
+            yield client
 
 
 def call(client, method, path, headers):
