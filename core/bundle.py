@@ -88,8 +88,11 @@ UPGRADES = {1: _upgrade_1_to_2}  # format -> a function from that format's manif
 
 def read_manifest(directory) -> Manifest:
     directory = Path(directory)
+    path = directory / MANIFEST
+    if path.is_symlink() or not path.is_file():  # a FIFO would hang the read
+        raise BundleError(f"{path} is not a regular file: the bundle is damaged.")
     try:
-        raw = json.loads((directory / MANIFEST).read_text())
+        raw = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
     try:

@@ -97,6 +97,10 @@ def craft(kind, bundle):
         resealed(bundle)
         stats.symlink_to(bundle.parent / "elsewhere.npz")
         return bundle
+    elif kind == "a FIFO for the manifest":
+        (bundle / "manifest.json").unlink()
+        os.mkfifo(bundle / "manifest.json")
+        return bundle
     elif kind == "a file the manifest does not list":
         resealed(bundle)
         (bundle / "extra.npz").write_bytes(b"")
@@ -107,7 +111,7 @@ def craft(kind, bundle):
 KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", "NaN in the tag statistics",
          "inf in the tag counts", "NaN in the encoder's PCA", "covariances not positive definite",
          "tag statistics of another dimension", "5,000 tags of zipped zeros", "a FIFO for the picture's PCA",
-         "a symbolic link for the tag statistics", "a file the manifest does not list"]
+         "a symbolic link for the tag statistics", "a file the manifest does not list", "a FIFO for the manifest"]
 
 
 @pytest.fixture
