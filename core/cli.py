@@ -360,8 +360,10 @@ def plot(image, output, k, model):
 @click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
               type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
 @click.option("--no-personal", is_flag=True, help="Serve the model alone: neither use nor record what you publish.")
+@click.option("--extension-id", "extension_ids", multiple=True, metavar="ID",
+              help="Answer only this browser extension (its id, as chrome://extensions shows it; repeatable).")
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
-          limit_concurrency, no_personal):
+          limit_concurrency, no_personal, extension_ids):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
     from lablr.core import bundle
 
@@ -376,7 +378,8 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 
     run_server(ServerOptions(model=str(path), host=host, port=port, workers=workers, max_body_bytes=max_body,
                              access_log=access_log, allowed_hosts=tuple(allowed_hosts), body_timeout=body_timeout,
-                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal))
+                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal,
+                             extension_ids=tuple(extension_ids)))
 
 
 @cli.command()

@@ -147,7 +147,7 @@ async def lifespan(app):
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
                address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
-               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True) -> Starlette:
+               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True, extension_ids=()) -> Starlette:
     """The app for a model: a bundle's path, a bundled model's name, or a loaded Model; with the
     user's personal layer of that model unless `personal` is False.
 
@@ -155,7 +155,8 @@ def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.M
     route (lablr.server.guard); in-process tests use base_url="http://127.0.0.1:8777".
     """
     handlers = {LablrError: _lablr_error, HTTPException: _http_error}
-    middleware = [Middleware(UnexpectedErrors), Middleware(HostGuard, allowed_hosts=allowed_hosts),
+    middleware = [Middleware(UnexpectedErrors),
+                  Middleware(HostGuard, allowed_hosts=allowed_hosts, extension_ids=extension_ids),
                   Middleware(BodyDeadline, seconds=body_timeout), Middleware(feedback.PersonalRefresh)]
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.model_source = model
@@ -172,7 +173,7 @@ def create_app_from_env() -> Starlette:
         return create_app()
     return create_app(options.model, max_body_bytes=options.max_body_bytes, address=options.address,
                       allowed_hosts=options.host_names(), body_timeout=options.body_timeout,
-                      personal=options.personal)
+                      personal=options.personal, extension_ids=options.extension_ids)
 
 
 def _load_and_warm(model) -> Model:

@@ -349,3 +349,19 @@ def test_an_extension_without_permission_cannot_teach_while_the_page_and_a_permi
             context.close()
         assert (without, sent, from_page) == (403, 200, 200)
         assert photos() == 2
+
+
+# -- pinning the extension --------------------------------------------------------------------------
+
+PINNED = "abcdefghijklmnopabcdefghijklmnop"
+
+
+def test_a_pinned_extension_id_is_the_only_extension_answered(tiny_bundle):
+    with running_server(tiny_bundle, "--extension-id", PINNED.upper(), "--no-personal") as (base, _):
+        def tags(origin):
+            return httpx.get(base + "/api/v1/tags", headers={"origin": origin, "sec-fetch-site": "cross-site"})
+
+        assert tags(f"chrome-extension://{PINNED}").status_code == 200
+        assert_error(tags("chrome-extension://ponmlkjihgfedcbaponmlkjihgfedcba"), 403, "cross_site")
+        assert_error(tags("moz-extension://0d9b2b1c-3a4e-4f7a-9d55-2c7a8c1f0e11"), 403, "cross_site")
+        assert httpx.get(base + "/api/v1/tags").status_code == 200  # tools without an Origin, as before
