@@ -255,6 +255,7 @@ def suggest(images, k, model, scorer, exclude, as_json):
     others are still answered; the exit status is then 1, and 0 when every image was answered.
     """
     from lablr.core.model import Model
+    from lablr.core.photometa.tagging import printable
     from lablr.core.suggesting import suggest_files
 
     loaded = Model.load(model)
@@ -263,11 +264,12 @@ def suggest(images, k, model, scorer, exclude, as_json):
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "results": results}, indent=2))
     for result in results:
+        name = printable(result["filename"])
         if "error" in result:
-            click.echo(f"{result['filename']}: {result['error']['message']}", err=True)
+            click.echo(f"{name}: {printable(result['error']['message'])}", err=True)
         elif not as_json:
-            click.echo(f"{result['filename']}: " + ", ".join(f"{s['tag']} ({s['score']:.2f})"
-                                                             for s in result["suggestions"]))
+            click.echo(f"{name}: " + printable(", ".join(f"{s['tag']} ({s['score']:.2f})"
+                                                         for s in result["suggestions"])))
     if any("error" in result for result in results):
         sys.exit(1)
 
