@@ -69,6 +69,7 @@ def _array(archive, member):
 def expect(headers: Headers, name: str, shape, path, what: str):
     """Raise BundleError unless the array `name` has `shape` (None in it: any length there)."""
     found = headers[name][0]
-    if len(found) != len(shape) or any(want is not None and want != got for want, got in zip(shape, found)):
+    same_rank = len(found) == len(shape)
+    if not same_rank or any(want is not None and want != got for want, got in zip(shape, found, strict=True)):
         shown = tuple("any" if want is None else want for want in shape)
         raise BundleError(f"{what.capitalize()} in {path}: {name} has shape {found}, not {shown}.")

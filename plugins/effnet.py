@@ -375,5 +375,6 @@ class EffNetLite0Encoder:
         # A bundle from before LiteRT has no .tflite: the network is converted (with TensorFlow) once.
         self._lite = litert.LiteModel.read(lite) if lite.exists() else lite_network(self.image_size)
         if self._lite.output_size != FEATURES:
-            raise BundleError(f"The network in {lite} gives {self._lite.output_size} features, not {NAME}'s {FEATURES}.")
+            raise BundleError(f"The network in {lite} gives {self._lite.output_size} features, "
+                              f"not {NAME}'s {FEATURES}.")
         return self

@@ -274,7 +274,8 @@ CHROMIUM = "/usr/bin/chromium"
 ATTACK = """
 async function post(base, options) {
   const form = new FormData();
-  form.append("image", new Blob([Uint8Array.from(atob(PHOTO), (c) => c.charCodeAt(0))], { type: "image/png" }), "a.png");
+  const bytes = Uint8Array.from(atob(PHOTO), (c) => c.charCodeAt(0));
+  form.append("image", new Blob([bytes], { type: "image/png" }), "a.png");
   form.append("tags", "zero permission spam");
   try {
     const answer = await fetch(base + "/api/v1/feedback", { method: "POST", body: form, ...options });

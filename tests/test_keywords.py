@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from photo_files import (
     CAMERA,
-    OLD_IPTC,
     CAPTION,
+    OLD_IPTC,
     OLD_XMP,
     UNDECODABLE_XMP,
     WITH_IPTC,
