@@ -52,12 +52,14 @@ class _Runner:
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"LiteRT cannot load {source}: {error}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
-        self.outputs = (self._named_outputs(outputs, source) if outputs
-                        else [self.interpreter.get_output_details()[0]["index"]])
+        details = (self._named_outputs(outputs, source) if outputs
+                   else [self.interpreter.get_output_details()[0]])
+        self.outputs = [detail["index"] for detail in details]
+        self.output_size = int(details[0]["shape"][-1])  # numbers per image in the first output
         self.shape = None
 
-    def _named_outputs(self, names, source) -> list[int]:
-        """Tensor indexes of the signature's outputs by name: TFLite does not keep Keras' output order."""
+    def _named_outputs(self, names, source) -> list[dict]:
+        """The signature's outputs by name: TFLite does not keep Keras' output order."""
         try:
             details = self.interpreter.get_signature_runner().get_output_details()
         except ValueError as error:
@@ -66,7 +68,7 @@ class _Runner:
         if missing:
             raise BundleError(f"{source} has no output named {', '.join(missing)} (it has {', '.join(details)}): "
                               "rebuild the bundle.")
-        return [details[name]["index"] for name in names]
+        return [details[name] for name in names]
 
     def run(self, images: np.ndarray) -> np.ndarray:
         if self.shape != images.shape:
@@ -93,7 +95,9 @@ class LiteModel:
                  outputs: tuple[str, ...] | None = None):
         self.content, self.source, self.outputs = content, source, outputs
         self._idle = queue.LifoQueue()
-        self._idle.put(_Runner(content, source, outputs))  # one now: a damaged file fails at load, not later
+        first = _Runner(content, source, outputs)  # one now: a damaged file fails at load, not later
+        self.output_size = first.output_size  # numbers per image in the first output
+        self._idle.put(first)
         self._made, self._copies = 1, max(1, copies)
         self._lock = threading.Lock()
 

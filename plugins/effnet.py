@@ -33,6 +33,7 @@ import numpy as np
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError, MissingExtra, require_train_extra
 from lablr.core.files import atomic_file, sha256_file, write_atomically
+from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.core.vocabulary import ConceptVocabulary
@@ -400,15 +401,18 @@ class EffNetLite0Encoder:
 
     def load(self, directory: Path):
         path = Path(directory) / FILE
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                mean, components = data["mean"], data["components"]
-                variance, weights = data["explained_variance"], str(data["weights_sha256"])
-        except (OSError, ValueError, KeyError) as error:
-            raise BundleError(f"The {NAME} encoder's PCA in {path} cannot be read: {error}") from None
-        if mean.shape != (FEATURES,) or components.shape != (self.latent_dim, FEATURES):
-            raise BundleError(f"The {NAME} encoder's PCA in {path} has shapes {mean.shape} and {components.shape}; "
-                              f"expected ({FEATURES},) and ({self.latent_dim}, {FEATURES}).")
+
+        def check(headers):
+            what = f"the {NAME} encoder's PCA"
+            expect(headers, "mean", (FEATURES,), path, what)
+            expect(headers, "components", (self.latent_dim, FEATURES), path, what)
+            expect(headers, "explained_variance", (self.latent_dim,), path, what)
+            expect(headers, "weights_sha256", (), path, what)
+
+        data = read_npz(path, ("mean", "components", "explained_variance", "weights_sha256"), check,
+                        what=f"the {NAME} encoder's PCA")
+        mean, components, variance = data["mean"], data["components"], data["explained_variance"]
+        weights = str(data["weights_sha256"])
         if weights != WEIGHTS_SHA256:
             raise BundleError(f"The model at {directory} was built on other EfficientNet-Lite0 weights "
                               f"({weights[:16]}...) than this Lablr uses ({WEIGHTS_SHA256[:16]}...): rebuild it.")
@@ -420,4 +424,7 @@ class EffNetLite0Encoder:
                       else lite_network(self.image_size, self.classifier))
         if self.classifier:
             self.vocabulary = ConceptVocabulary.load(directory)
+        if self._lite.output_size != FEATURES:
+            raise BundleError(f"The network in {lite} gives {self._lite.output_size} features, "
+                              f"not {NAME}'s {FEATURES}.")
         return self

@@ -13,11 +13,13 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 
 FILE = "pca.npz"
 HIGHLIGHT = "#d9480f"
 PLAIN = "#868e96"
+MAX_DIM = 4096  # of the latent space it projects
 
 
 @hookimpl
@@ -77,7 +79,8 @@ class PCAVisualizer:
                                   facecolor=HIGHLIGHT if is_chosen else PLAIN,
                                   edgecolor=HIGHLIGHT if is_chosen else PLAIN))
             if is_chosen:
-                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529")
+                # parse_math=False: a tag is text as written; "$$" or "$\\frac$" is not mathtext to render
+                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529", parse_math=False)
         axes.plot(*photo, marker="*", markersize=18, color="#1864ab", markeredgecolor="white", linestyle="none",
                   label="your photo")
         margin = 0.15 * extent
@@ -98,9 +101,15 @@ class PCAVisualizer:
         np.savez_compressed(Path(directory) / FILE, mean=self.mean, components=self.components)
 
     def load(self, directory: Path):
-        try:
-            with np.load(Path(directory) / FILE, allow_pickle=False) as data:
-                self.mean, self.components = data["mean"], data["components"]
-        except (OSError, KeyError, ValueError) as error:
-            raise BundleError(f"The picture's PCA in {directory} cannot be read: {error}") from None
+        path = Path(directory) / FILE
+
+        def check(headers):
+            expect(headers, "components", (2, None), path, "the picture's PCA")
+            dim = headers["components"][0][1]
+            expect(headers, "mean", (dim,), path, "the picture's PCA")
+            if not 1 <= dim <= MAX_DIM:
+                raise BundleError(f"The picture's PCA in {path} is for {dim} dimensions; Lablr draws 1 to {MAX_DIM}.")
+
+        data = read_npz(path, ("mean", "components"), check, what="the picture's PCA")
+        self.mean, self.components = data["mean"], data["components"]
         return self

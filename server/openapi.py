@@ -17,7 +17,8 @@ def _json(schema, description):
 def _errors(*statuses):
     meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image); or a Host "
                     "this server does not answer to.",
-               403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site).",
+               403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site); for feedback, "
+                    f"a browser's request (with an Origin) without the {defaults.CLIENT_HEADER} header.",
                404: "No such path.",
                408: "The body did not arrive in time.",
                409: "The server runs with --no-personal and records no feedback.",
@@ -109,6 +110,11 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                f"new to the model is suggested once {defaults.PERSONAL_MIN_PHOTOS} photos carry "
                                "it. The same photo (by SHA-256) counts once. The next request uses the update.",
                 "operationId": "feedback",
+                "parameters": [{"name": defaults.CLIENT_HEADER, "in": "header", "required": False,
+                                "schema": {"type": "string", "examples": ["web", "extension"]},
+                                "description": "Required (any value) when the request has an Origin, as a "
+                                               "browser's has: a page or extension that may not reach the server "
+                                               "cannot send it, so cannot teach the model."}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "required": [FIELD, "tags"], "properties": {
                         FIELD: {"type": "string", "format": "binary", "description": "The photo, one file."},
@@ -118,7 +124,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                         "suggested": {"type": "string", "description": "What Lablr suggested, comma-separated."},
                     }}}}},
                 "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
-                              **_errors(400, 409, 413, 415, 422)},
+                              **_errors(400, 403, 409, 413, 415, 422)},
             }},
             "/api/v1/personal": {"get": {
                 "summary": "What the model learned from your photos: how many, and the tags added.",

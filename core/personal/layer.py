@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import bundle, defaults
-from lablr.core.data.catalog import normalize_tag
+from lablr.core.data.catalog import is_printable_tag, normalize_tag
 from lablr.core.errors import LablrError
 
 FILE_SUFFIX = ".sqlite"
@@ -59,7 +59,7 @@ def parse_tags(text: str | None, what: str = "tags") -> list[str]:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
-        if len(tag) > defaults.TAG_MAX_CHARS or not tag.isprintable():
+        if len(tag) > defaults.TAG_MAX_CHARS or not is_printable_tag(tag):
             raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
                              f"{tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)

@@ -141,7 +141,7 @@ async function sendMyTags(event) {
   data.append("tags", tags.join(","));
   data.append("suggested", [...document.querySelectorAll("#tags .pick")].map((box) => box.value).join(","));
   try {
-    const response = await fetch("/api/v1/feedback", { method: "POST", body: data });
+    const response = await fetch("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
     const waiting = Object.keys(answer.pending);
