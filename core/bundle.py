@@ -284,7 +284,7 @@ def check_together(parts: dict, directory):
                           f"photo, its tag statistics are in {dim} dimensions.")
     if not np.isfinite(latent).all():
         raise BundleError(f"The model at {directory} is damaged: its encoder gives numbers that are not finite.")
-    if not np.isfinite(parts["scorer"].score(latent, tag_model).score).all():
+    if tag_model.tags and not np.isfinite(parts["scorer"].score(latent, tag_model).score).all():
         raise BundleError(f"The model at {directory} is damaged: it scores a photo with numbers that are not finite.")
 
 

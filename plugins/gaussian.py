@@ -211,8 +211,8 @@ def _check_shapes(headers, path):
     expect(headers, "counts", (kinds,), path, what)
     expect(headers, "sums", (kinds, None), path, what)
     dim = headers["sums"][0][1]
-    if not kinds or not dim:
-        raise BundleError(f"The tag statistics in {path} hold no tags or no dimensions.")
+    if not dim:  # no tags is fine: a model whose tags all come from elsewhere (a vocabulary, the personal layer)
+        raise BundleError(f"The tag statistics in {path} have no dimensions.")
     if kinds * dim * dim > defaults.MAX_TAG_STATISTICS:
         raise BundleError(f"The tag statistics in {path} are for {kinds:,} tags in {dim} dimensions: more than "
                           f"Lablr holds ({defaults.MAX_TAG_STATISTICS:,} numbers for tags x dimensions²).")

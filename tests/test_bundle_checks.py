@@ -1,6 +1,7 @@
 """A crafted or damaged bundle is refused in one line, exit 1, before it serves: every command that
-loads a bundle, and `lablr serve` before any worker starts. Each bundle here is the shipped default
-one with one file changed and the manifest's checksums resealed, as an attacker would."""
+loads a bundle, and `lablr serve` before any worker starts. Each bundle here is a copy of the shipped
+openclipart-effnet (the pretrained encoder with full tag statistics) with one file changed and the
+manifest's checksums resealed, as an attacker would."""
 
 import hashlib
 import json
@@ -21,7 +22,7 @@ from lablr.core import defaults
 from lablr.core.bundle import bundled_root
 from lablr.core.cli import cli
 
-DEFAULT = bundled_root() / defaults.DEFAULT_MODEL
+BUNDLE = bundled_root() / defaults.BENCHMARK_MODEL
 ORIGINAL = bundled_root() / defaults.ORIGINAL_MODEL
 
 
@@ -117,7 +118,7 @@ KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", 
 @pytest.fixture
 def crafted(tmp_path, request):
     bundle = tmp_path / "crafted"
-    shutil.copytree(DEFAULT, bundle)
+    shutil.copytree(BUNDLE, bundle)
     return craft(request.param, bundle)
 
 
