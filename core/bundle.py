@@ -12,10 +12,13 @@ format into the next, so a bundle written by any earlier Lablr still loads.
 """
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
+
+import numpy as np
 
 from lablr.core import __version__
 from lablr.core.errors import BundleError
@@ -85,8 +88,11 @@ UPGRADES = {1: _upgrade_1_to_2}  # format -> a function from that format's manif
 
 def read_manifest(directory) -> Manifest:
     directory = Path(directory)
+    path = directory / MANIFEST
+    if path.is_symlink() or not path.is_file():  # a FIFO would hang the read
+        raise BundleError(f"{path} is not a regular file: the bundle is damaged.")
     try:
-        raw = json.loads((directory / MANIFEST).read_text())
+        raw = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
     try:
@@ -229,17 +235,57 @@ def check_parts(directory) -> Manifest:
 
 
 def load_parts(directory) -> tuple[dict, Manifest]:
-    """(parts by kind, manifest) of a bundle, every file checked against its checksum first."""
+    """(parts by kind, manifest) of a bundle, checked before it serves: every file listed, regular and
+    matching its checksum; each part's own checks as it loads (shapes from the headers before the
+    data, finite values, covariances positive definite); then the parts together on one photo."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    for name, expected in manifest.files.items():
-        path = directory / name
-        if not path.is_file() or sha256_file(path) != expected:
-            raise BundleError(f"{path} is missing or does not match its checksum: the bundle is damaged.")
+    check_files(directory, manifest)
     parts = build_parts(manifest)
     for kind in STATEFUL_PARTS:
         parts[kind].load(directory)
+    check_together(parts, directory)
     return parts, manifest
+
+
+def check(directory) -> Manifest:
+    """Load the bundle as a server worker would, and let it go: `lablr serve` fails here, in one line,
+    before any worker starts."""
+    return load_parts(directory)[1]
+
+
+def check_files(directory: Path, manifest: Manifest):
+    """Every file in the bundle is listed in the manifest, a regular file (no link, no FIFO that would
+    hang the load), and matches its checksum; every file listed is there."""
+    try:
+        present = {entry.name: entry for entry in os.scandir(directory) if entry.name != MANIFEST}
+    except OSError as error:
+        raise BundleError(f"Cannot read the bundle {directory}: {error.strerror}.") from None
+    for name in sorted(set(present) | set(manifest.files)):
+        path = directory / name
+        if name not in manifest.files:
+            raise BundleError(f"{path} is not listed in the bundle's manifest: the bundle is damaged.")
+        entry = present.get(name)
+        if entry is None or not entry.is_file(follow_symlinks=False):
+            raise BundleError(f"{path} is missing or not a regular file: the bundle is damaged.")
+        if sha256_file(path) != manifest.files[name]:
+            raise BundleError(f"{path} does not match its checksum: the bundle is damaged.")
+
+
+def check_together(parts: dict, directory):
+    """One blank photo through encoder and scorer: sizes that disagree, or numbers that are not
+    finite, are found now, not as a 500 on every request."""
+    encoder, tag_model = parts["encoder"], parts["tag_model"]
+    blank = np.full((1, encoder.image_size, encoder.image_size, 3), 255, np.uint8)
+    latent = np.asarray(encoder.encode(blank))
+    dim = np.shape(tag_model.centroids())[-1]
+    if latent.shape != (1, dim):
+        raise BundleError(f"The model at {directory} is damaged: its encoder gives {latent.shape[-1]} numbers per "
+                          f"photo, its tag statistics are in {dim} dimensions.")
+    if not np.isfinite(latent).all():
+        raise BundleError(f"The model at {directory} is damaged: its encoder gives numbers that are not finite.")
+    if tag_model.tags and not np.isfinite(parts["scorer"].score(latent, tag_model).score).all():
+        raise BundleError(f"The model at {directory} is damaged: it scores a photo with numbers that are not finite.")
 
 
 def build_parts(manifest: Manifest) -> dict:

@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+import warnings
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -260,6 +261,7 @@ def suggest(images, k, model, scorer, exclude, as_json, no_personal):
     """
     from lablr.core.model import Model
     from lablr.core.personal.learning import personal_model
+    from lablr.core.photometa.tagging import printable
     from lablr.core.suggesting import suggest_files
 
     loaded = personal_model(Model.load(model), not no_personal)
@@ -268,11 +270,12 @@ def suggest(images, k, model, scorer, exclude, as_json, no_personal):
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "results": results}, indent=2))
     for result in results:
+        name = printable(result["filename"])
         if "error" in result:
-            click.echo(f"{result['filename']}: {result['error']['message']}", err=True)
+            click.echo(f"{name}: {printable(result['error']['message'])}", err=True)
         elif not as_json:
-            click.echo(f"{result['filename']}: " + ", ".join(f"{s['tag']} ({s['score']:.2f})"
-                                                             for s in result["suggestions"]))
+            click.echo(f"{name}: " + printable(", ".join(f"{s['tag']} ({s['score']:.2f})"
+                                                         for s in result["suggestions"])))
     if any("error" in result for result in results):
         sys.exit(1)
 
@@ -317,7 +320,9 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
             if line:
                 tqdm.write(line, file=sys.stderr if outcome.status == "failed" else sys.stdout)
 
-        outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
+        with warnings.catch_warnings():  # a library's note on a damaged file is not a line for the user:
+            warnings.simplefilter("ignore")  # each photo ends in one line of Lablr's, with its reason
+            outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
     counts = summarize(outcomes)
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "dry_run": options["dry_run"], "summary": counts,
@@ -365,13 +370,15 @@ def plot(image, output, k, model):
 @click.option("--limit-concurrency", default=defaults.LIMIT_CONCURRENCY, show_default=True,
               type=click.IntRange(1), help="Connections and requests at once, per worker; past it, 503.")
 @click.option("--no-personal", is_flag=True, help="Serve the model alone: neither use nor record what you publish.")
+@click.option("--extension-id", "extension_ids", multiple=True, metavar="ID",
+              help="Answer only this browser extension (its id, as chrome://extensions shows it; repeatable).")
 def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_timeout, keep_alive,
-          limit_concurrency, no_personal):
+          limit_concurrency, no_personal, extension_ids):
     """Serve the JSON API and the web page (http://127.0.0.1:8777 by default)."""
-    from lablr.core.bundle import check_parts, resolve
+    from lablr.core import bundle
 
-    path = resolve(model)  # a missing model fails here, in one line, before any worker starts
-    check_parts(path)  # and so does a model whose plugin or optional extra is not installed
+    path = bundle.resolve(model)  # a missing model fails here, in one line, before any worker starts
+    bundle.check(path)  # and so does a damaged one, or one whose plugin or optional extra is not installed
     if not no_personal:
         from lablr.core.personal.layer import check
 
@@ -381,7 +388,8 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 
     run_server(ServerOptions(model=str(path), host=host, port=port, workers=workers, max_body_bytes=max_body,
                              access_log=access_log, allowed_hosts=tuple(allowed_hosts), body_timeout=body_timeout,
-                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal))
+                             keep_alive=keep_alive, limit_concurrency=limit_concurrency, personal=not no_personal,
+                             extension_ids=tuple(extension_ids)))
 
 
 @cli.command()

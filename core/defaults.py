@@ -26,8 +26,10 @@ IMAGE_SIZE = 64
 LATENT_DIM = 32
 EPOCHS = 60
 BATCH_SIZE = 64
-DEFAULT_MODEL = "openclipart-effnet"  # the pretrained encoder; openclipart-vae is the original's method
-ORIGINAL_MODEL = "openclipart-vae"
+# The photo vocabulary (ImageNet's classifier through WordNet, no training data) and the tags a user teaches
+DEFAULT_MODEL = "photos"
+BENCHMARK_MODEL = "openclipart-effnet"  # the same encoder, its tags learned on clip art: the method's benchmark
+ORIGINAL_MODEL = "openclipart-vae"  # the original's method
 DEFAULT_PARTS = {"encoder": "vae", "tag_model": "gaussian", "scorer": "mahalanobis", "visualizer": "pca"}
 
 # Suggestions
@@ -41,6 +43,9 @@ MAX_IMAGE_PIXELS = 100_000_000  # also Pillow's Image.MAX_IMAGE_PIXELS (set by l
 MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS  # all the images of one request together
 MAX_BODY_BYTES = 25 * 1024 * 1024
 MAX_IMAGES = 64  # photos in one request
+# A bundle's tag statistics hold at most this many numbers per tags x dimensions² (a float64 array
+# of 512 MB: 4,096 tags in 128 dimensions): checked from the file's headers before it is read.
+MAX_TAG_STATISTICS = 1 << 26
 
 # The server
 HOST = "127.0.0.1"
@@ -48,6 +53,10 @@ PORT = 8777
 BODY_TIMEOUT = 30.0  # seconds from a request's start to the end of its body, then 408
 KEEP_ALIVE_TIMEOUT = 5.0  # seconds an idle keep-alive connection stays open
 LIMIT_CONCURRENCY = 128  # connections and requests at once; past it uvicorn answers 503
+# A request that changes what the server learned (feedback, personal) and carries an Origin must
+# also carry this header (any value): a CORS-simple POST cannot, so no page or extension without
+# permission for the server can teach it. The web page sends "web", the extension "extension".
+CLIENT_HEADER = "X-Lablr-Client"
 
 # The personal layer: what the user publishes teaches the model (see lablr.core.personal.layer)
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it

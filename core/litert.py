@@ -42,7 +42,7 @@ def quiet_native_stderr():
 class _Runner:
     """One interpreter, single-threaded, and the batch shape its tensors are allocated for."""
 
-    def __init__(self, content: bytes, source: str):
+    def __init__(self, content: bytes, source: str, outputs: tuple[str, ...] | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -52,8 +52,23 @@ class _Runner:
         except (ValueError, RuntimeError) as error:
             raise BundleError(f"LiteRT cannot load {source}: {error}") from None
         self.input = self.interpreter.get_input_details()[0]["index"]
-        self.output = self.interpreter.get_output_details()[0]["index"]
+        details = (self._named_outputs(outputs, source) if outputs
+                   else [self.interpreter.get_output_details()[0]])
+        self.outputs = [detail["index"] for detail in details]
+        self.output_size = int(details[0]["shape"][-1])  # numbers per image in the first output
         self.shape = None
+
+    def _named_outputs(self, names, source) -> list[dict]:
+        """The signature's outputs by name: TFLite does not keep Keras' output order."""
+        try:
+            details = self.interpreter.get_signature_runner().get_output_details()
+        except ValueError as error:
+            raise BundleError(f"{source} has no signature to find its outputs by name: {error}") from None
+        missing = [name for name in names if name not in details]
+        if missing:
+            raise BundleError(f"{source} has no output named {', '.join(missing)} (it has {', '.join(details)}): "
+                              "rebuild the bundle.")
+        return [details[name] for name in names]
 
     def run(self, images: np.ndarray) -> np.ndarray:
         if self.shape != images.shape:
@@ -62,21 +77,27 @@ class _Runner:
             self.shape = images.shape
         self.interpreter.set_tensor(self.input, images)
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output).copy()
+        found = [self.interpreter.get_tensor(index).copy() for index in self.outputs]
+        return found[0] if len(found) == 1 else tuple(found)
 
 
 class LiteModel:
-    """A .tflite model with one float32 image input and one output, run on batches of any size.
+    """A .tflite model with one float32 image input, run on batches of any size.
+
+    It returns its first output, or with `outputs` (names in its signature) a tuple of those.
 
     Requests in parallel each get an interpreter of their own, up to one per core, each on one
     thread: on a busy machine, XNNPACK's threads waiting for each other cost more than they save
     (a 224-px EfficientNet-Lite0 takes about 5 ms on one core either way).
     """
 
-    def __init__(self, content: bytes, *, copies: int = COPIES, source: str = "the .tflite model"):
-        self.content, self.source = content, source
+    def __init__(self, content: bytes, *, copies: int = COPIES, source: str = "the .tflite model",
+                 outputs: tuple[str, ...] | None = None):
+        self.content, self.source, self.outputs = content, source, outputs
         self._idle = queue.LifoQueue()
-        self._idle.put(_Runner(content, source))  # one now: a damaged file fails at load, not later
+        first = _Runner(content, source, outputs)  # one now: a damaged file fails at load, not later
+        self.output_size = first.output_size  # numbers per image in the first output
+        self._idle.put(first)
         self._made, self._copies = 1, max(1, copies)
         self._lock = threading.Lock()
 
@@ -88,7 +109,7 @@ class LiteModel:
         with self._lock:
             make = self._made < self._copies
             self._made += make
-        return _Runner(self.content, self.source) if make else self._idle.get()
+        return _Runner(self.content, self.source, self.outputs) if make else self._idle.get()
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         runner = self._take()
@@ -111,7 +132,8 @@ class LiteModel:
 
 
 def convert(keras_model, *, half_precision: bool = False) -> bytes:
-    """A Keras model (one float input, one output) as .tflite bytes; float16 weights if asked.
+    """A Keras model (one float input; one output, or a dict of named ones) as .tflite bytes; float16
+    weights if asked.
 
     Needs TensorFlow (the `train` extra): it runs when a bundle is built, never when tags are suggested.
     """

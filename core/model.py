@@ -16,6 +16,7 @@ from lablr.core.parts import Scores
 from lablr.core.personal import prior as personal_prior
 from lablr.core.pipeline.calibrate import sigmoid
 from lablr.core.plugins import check_pairing, get_part
+from lablr.core.ranking import TagProbabilities, background_probabilities, combine, ranked_tags
 
 
 @dataclass
@@ -41,6 +42,8 @@ class Model:
         self.manifest = manifest
         self.path = path
         self.calibrations = manifest.calibration  # {scorer: Calibration}: the scores shown are probabilities
+        # The tags the encoder's classifier knows without training data (lablr.core.vocabulary), if any
+        self.vocabulary = getattr(self.encoder, "vocabulary", None)
         self.personal_offsets = None  # this user's log-odds shifts per tag (lablr.core.personal.prior)
         self._scorers = {}
 
@@ -61,6 +64,7 @@ class Model:
         other.tag_model = tag_model
         other.personal_offsets = personal_offsets
         other.__dict__.pop("tag_index", None)
+        other.__dict__.pop("tags", None)
         return other
 
     @property
@@ -72,8 +76,18 @@ class Model:
         return self.encoder.image_size
 
     @cached_property
+    def tags(self) -> list[str]:
+        """Every tag the model ranks: the tag model's, then the photo vocabulary's other tags."""
+        return ranked_tags(self.tag_model.tags, self.vocabulary_tags)
+
+    @property
+    def vocabulary_tags(self) -> list[str]:
+        """The photo vocabulary's tags (none without one): known before any photo teaches them."""
+        return [] if self.vocabulary is None else self.vocabulary.all_tags
+
+    @cached_property
     def tag_index(self):
-        return {tag: k for k, tag in enumerate(self.tag_model.tags)}
+        return {tag: k for k, tag in enumerate(self.tags)}
 
     def scorer(self, name=None):
         """A registered scorer, once it is known to work with this model's tag model."""
@@ -95,8 +109,20 @@ class Model:
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.encoder.encode(images)
 
-    def score(self, latents, scorer=None, *, calibrated=True) -> Scores:
-        """Every tag's score; with a calibration for the scorer, ranked by it and shown as P(tag applies)."""
+    def score(self, latents, scorer=None, *, calibrated=True, concepts=None) -> Scores:
+        """Every tag's score; with a calibration for the scorer, ranked by it and shown as P(tag applies).
+
+        With the photo vocabulary's probabilities of the same photos (`concepts`, (n, T) from
+        `encode_with_concepts`), the scores are those of `self.tags`: both kinds on one scale
+        (lablr.core.ranking). Without them, they are the tag model's alone.
+        """
+        if concepts is None:
+            return self._tag_model_scores(latents, scorer, calibrated)
+        gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
+        vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
+        return combine(gaussian, vocabulary)
+
+    def _tag_model_scores(self, latents, scorer, calibrated) -> Scores:
         name = scorer or self.default_scorer
         raw = self.scorer(name).score(latents, self.tag_model)
         calibration = self.calibrations.get(name) if calibrated else None
@@ -106,13 +132,35 @@ class Model:
                                       calibration, self.scorer(name), name)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
+    def _gaussian_probabilities(self, latents, scorer) -> TagProbabilities:
+        """The tag model's tags as probabilities: calibrated, or each against the encoder's background."""
+        name = scorer or self.default_scorer
+        background = getattr(self.encoder, "explained_variance", None)
+        if name in self.calibrations or background is None:
+            scores = self._tag_model_scores(latents, name, True)
+            return TagProbabilities(self.tag_model.tags, scores.display, scores.distance, self.tag_model.counts)
+        probability = background_probabilities(latents, self.tag_model, background)
+        return TagProbabilities(self.tag_model.tags, probability, None, self.tag_model.counts)
+
+    @cached_property
+    def _rank_weights(self):
+        return self.vocabulary.rank_weights()
+
+    def encode_with_concepts(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(latents, the photo vocabulary's probabilities (n, T) or None without one), in one run."""
+        if self.vocabulary is None:
+            return self.encode(images), None
+        latents, logits = self.encoder.encode_with_logits(images)
+        return latents, self.vocabulary.probabilities(logits, images)
+
     def suggest(self, images: np.ndarray, k: int = defaults.DEFAULT_K, *, scorer=None, exclude=()):
         """uint8 images (n, s, s, 3) -> for each, the k best tags, best first.
 
         `exclude` holds tags the photo already has, as a person typed them: they are compared in
         the catalog's normal form, so " Red " leaves out "red".
         """
-        scores = self.score(self.encode(images), scorer)
+        latents, concepts = self.encode_with_concepts(images)
+        scores = self.score(latents, scorer, concepts=concepts)
         return [self._top(scores, row, k, exclude) for row in range(len(images))]
 
     def _top(self, scores, row, k, exclude):
@@ -120,23 +168,23 @@ class Model:
         excluded = {self.tag_index[t] for t in normal if t in self.tag_index}
         order = [i for i in np.argsort(-scores.score[row], kind="stable") if i not in excluded][:k]
         shown = scores.display[row]
-        return [Suggestion(self.tag_model.tags[i], float(shown[i]),
-                           None if scores.distance is None else float(scores.distance[row, i]))
-                for i in order]
+        distance = (lambda i: None) if scores.distance is None else (
+            lambda i: None if np.isnan(scores.distance[row, i]) else float(scores.distance[row, i]))
+        return [Suggestion(self.tags[i], float(shown[i]), distance(i)) for i in order]
 
     def plot(self, image: np.ndarray, k: int = defaults.DEFAULT_K, *, format="png", scorer=None) -> bytes:
         if format not in ("png", "svg"):
             raise LablrError(f"Unknown picture format {format!r}: use png or svg.", status=422, code="bad_parameter")
-        latent = self.encode(image[None])
-        top = self._top(self.score(latent, scorer), 0, k, ())
+        latent, concepts = self.encode_with_concepts(image[None])
+        top = self._top(self.score(latent, scorer, concepts=concepts), 0, k, ())
         return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
 
     def summary(self) -> dict:
-        return {"name": self.name, "tags": len(self.tag_model.tags), "encoder": self.part_names["encoder"],
+        return {"name": self.name, "tags": len(self.tags), "encoder": self.part_names["encoder"],
                 "scorer": self.default_scorer, "image_size": self.image_size, **self._probability_summary()}
 
     def _probability_summary(self) -> dict:
         """Whether scores are probabilities, and below which one a page hides a tag by default."""
-        if self.default_scorer not in self.calibrations:
+        if self.default_scorer not in self.calibrations and self.vocabulary is None:
             return {"calibrated": False}
         return {"calibrated": True, "min_probability": defaults.DEFAULT_MIN_PROBABILITY}

@@ -25,11 +25,21 @@ class ImageBatches(Protocol):
         """Every image once per iteration; with a seed, in a shuffled order."""
 
 
+# Members a part of that kind may lack: Lablr asks for them with getattr(part, name, None)
+OPTIONAL_MEMBERS = {"encoder": ("vocabulary", "explained_variance", "encode_with_logits")}
+
+
 class Encoder(Protocol):
     """Maps images to latent vectors."""
 
     image_size: int  # images arrive as uint8 arrays of shape (n, image_size, image_size, 3)
     latent_dim: int
+    # Optional, for an encoder with a classifier (effnet-lite0's `classifier`): the photo vocabulary
+    # over its classes (lablr.core.vocabulary.ConceptVocabulary; absent or None: none), and the
+    # variance of the latents along each axis over the photos it was fitted on (the background a
+    # user's own tags are weighed against, lablr.core.ranking).
+    vocabulary: object
+    explained_variance: np.ndarray
 
     def settings(self) -> dict:
         """What Factory(**settings) rebuilds this encoder from (JSON values)."""
@@ -49,6 +59,9 @@ class Encoder(Protocol):
         """uint8 (n, s, s, 3) -> float32 (n, latent_dim); the same image always gives the same z.
 
         Check the batch with `check_images`."""
+
+    def encode_with_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Optional, with a `vocabulary`: (latents, the classifier's logits (n, classes)) in one run."""
 
     def save(self, directory: Path) -> None: ...
 

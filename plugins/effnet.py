@@ -33,8 +33,10 @@ import numpy as np
 from lablr.core import defaults, hookimpl, litert
 from lablr.core.errors import BundleError, LablrError, MissingExtra, require_train_extra
 from lablr.core.files import atomic_file, sha256_file, write_atomically
+from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
+from lablr.core.vocabulary import ConceptVocabulary
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -47,6 +49,7 @@ CLASSES = 1000
 BN_EPSILON = 1e-3
 CACHE_VERSION = 1
 LITE_VERSION = 1  # of the .tflite conversion: float16 weights, float32 pixels 0-255 in
+OUTPUTS = ("features", "logits")  # the two-output network's outputs, by name: TFLite keeps no order
 BATCH_SIZE = 32
 
 # EfficientNet-Lite0's stages: (repeats, kernel, first stride, expansion, output filters)
@@ -178,13 +181,14 @@ def build_network(keras, image_size, weights: dict[str, np.ndarray]):
     return network
 
 
-def _cached_lite_file(image_size: int) -> Path:
-    return defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px-v{LITE_VERSION}.tflite"
+def _cached_lite_file(image_size: int, classifier: bool = False) -> Path:
+    kind = "-classifier" if classifier else ""
+    return defaults.cache_dir() / f"{NAME}-{WEIGHTS_SHA256[:16]}-{image_size}px{kind}-v{LITE_VERSION}.tflite"
 
 
-def _shipped_lite_files(image_size: int):
-    """The .tflite of each shipped bundle whose network is this one: these weights at this size, the
-    file as its manifest's checksum says."""
+def _shipped_lite_files(image_size: int, classifier: bool = False):
+    """The .tflite of each shipped bundle whose network is this one: these weights at this size, with or
+    without the classifier's output, the file as its manifest's checksum says."""
     from lablr.core import bundle
 
     for name in bundle.bundled_names():
@@ -195,17 +199,18 @@ def _shipped_lite_files(image_size: int):
             continue
         encoder, lite = manifest.parts.get("encoder"), directory / LITE_FILE
         if (encoder and encoder.name == NAME and manifest.image_size == image_size and lite.is_file()
+                and bool(encoder.settings.get("classifier", False)) == classifier
                 and _recorded_weights(directory / FILE) == WEIGHTS_SHA256
                 and sha256_file(lite) == manifest.files.get(LITE_FILE)):
             yield lite
 
 
-def _converted_lite_files(image_size: int):
+def _converted_lite_files(image_size: int, classifier: bool = False):
     """Conversions of the network at this size that need no TensorFlow: the cache's, then the shipped bundles'."""
-    cached = _cached_lite_file(image_size)
+    cached = _cached_lite_file(image_size, classifier)
     if cached.is_file():
         yield cached
-    yield from _shipped_lite_files(image_size)
+    yield from _shipped_lite_files(image_size, classifier)
 
 
 def _recorded_weights(pca_file: Path) -> str | None:
@@ -218,26 +223,29 @@ def _recorded_weights(pca_file: Path) -> str | None:
 
 
 @cache
-def lite_network(image_size: int = 224):
-    """The network as a LiteRT model (pixels -> pooled features): the cache's or a shipped bundle's
-    conversion, or converted now (with TensorFlow, the `train` extra) and cached."""
-    for path in _converted_lite_files(image_size):
+def lite_network(image_size: int = 224, classifier: bool = False):
+    """The network as a LiteRT model: pixels -> pooled features, or with the classifier -> (features,
+    ImageNet logits), picked by name. The cache's or a shipped bundle's conversion, or converted now
+    (with TensorFlow, the `train` extra) and cached."""
+    outputs = OUTPUTS if classifier else None
+    for path in _converted_lite_files(image_size, classifier):
         try:
-            return litert.LiteModel.read(path)
+            return litert.LiteModel.read(path, outputs=outputs)
         except BundleError:
             pass  # a damaged file: the next one, or converted again
     from lablr.plugins.vae_network import import_keras
 
     keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")
-    cached = _cached_lite_file(image_size)
+    cached = _cached_lite_file(image_size, classifier)
     network = build_network(keras, image_size, converted_weights())
-    content = litert.convert(keras.Model(network.input, network.outputs[0]), half_precision=True)
+    served = dict(zip(OUTPUTS, network.outputs)) if classifier else network.outputs[0]
+    content = litert.convert(keras.Model(network.input, served), half_precision=True)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cached, content)
     except OSError:
         pass
-    return litert.LiteModel(content)
+    return litert.LiteModel(content, outputs=outputs)
 
 
 @cache
@@ -263,12 +271,19 @@ def network_functions(image_size: int = 224):
 
 
 class EffNetLite0Encoder:
-    """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos."""
+    """Pretrained EfficientNet-Lite0 features, reduced to `latent_dim` by a PCA of the training photos.
+
+    With `classifier`, the bundle's network also gives ImageNet's 1,000 class logits in the same run,
+    and the encoder carries the photo vocabulary over them (lablr.core.vocabulary): the tags
+    Lablr knows without training data.
+    """
 
     SETTINGS = {"latent_dim": Setting(int, 1, FEATURES), "image_size": Setting(int, 32, 512),
-                "batch_size": Setting(int, 1, 1024)}
+                "batch_size": Setting(int, 1, 1024), "classifier": Setting(bool)}
+    LATENT_FILES = (FILE,)  # what decides the latent space: bundles that share it can share a personal layer
 
-    def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE):
+    def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE,
+                 classifier: bool = False):
         if not 1 <= latent_dim <= FEATURES:
             raise LablrError(f"The {NAME} encoder's latent_dim must be between 1 and {FEATURES}, not {latent_dim}.")
         if image_size < 32:
@@ -278,9 +293,12 @@ class EffNetLite0Encoder:
         self.components = None  # (latent_dim, 1280) principal axes
         self.explained_variance = None  # (latent_dim,)
         self._lite = None  # the LiteRT network: the bundle's, or the cached conversion once fitting
+        self.classifier = bool(classifier)
+        self.vocabulary = None  # with the classifier: the photo vocabulary (ConceptVocabulary)
 
     def settings(self):
-        return {"latent_dim": self.latent_dim, "image_size": self.image_size}
+        return {"latent_dim": self.latent_dim, "image_size": self.image_size,
+                **({"classifier": True} if self.classifier else {})}
 
     # -- the network ------------------------------------------------------------------------------
 
@@ -289,11 +307,23 @@ class EffNetLite0Encoder:
         out = [np.asarray(function(images[i:i + self.batch_size])) for i in range(0, len(images), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
+    def _network(self):
+        if self._lite is None:
+            self._lite = lite_network(self.image_size, self.classifier)
+        return self._lite
+
     def features(self, images) -> np.ndarray:
         """uint8 (n, s, s, 3) -> the network's 1,280 pooled features, float32 (n, 1280), through LiteRT."""
-        if self._lite is None:
-            self._lite = lite_network(self.image_size)
-        return self._run(self._lite, images, FEATURES)
+        if not self.classifier:
+            return self._run(self._network(), images, FEATURES)
+        return self._run(lambda batch: self._network()(batch)[0], images, FEATURES)
+
+    def features_and_logits(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (n, s, s, 3) -> (pooled features (n, 1280), ImageNet logits (n, 1000)) in one run."""
+        if not self.classifier:
+            raise LablrError(f"This {NAME} encoder was built without its classifier.")
+        both = self._run(lambda batch: np.concatenate(self._network()(batch), axis=1), images, FEATURES + CLASSES)
+        return both[:, :FEATURES], both[:, FEATURES:]
 
     def keras_features(self, images) -> np.ndarray:
         """The same features from the Keras network on TensorFlow (float32 weights), to check the conversion."""
@@ -306,14 +336,27 @@ class EffNetLite0Encoder:
     # -- the encoder ------------------------------------------------------------------------------
 
     def check_can_fit(self):
-        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand."""
-        if not any(_converted_lite_files(self.image_size)):
+        """Fitting the PCA runs the LiteRT network: converting it needs TensorFlow unless one is at hand.
+        A new PCA is a new latent space, and the photo vocabulary is built with the bundle that ships it."""
+        if self.classifier and self.vocabulary is None:
+            raise LablrError(f"A new {NAME} encoder with its classifier has no photo vocabulary: `lablr fit` "
+                             f"learns tags on top of a bundle that has one (the default, photos), keeping its "
+                             f"encoder; scripts/build_bundle.py photos builds the vocabulary itself.")
+        if not any(_converted_lite_files(self.image_size, self.classifier)):
             require_train_extra(f"Converting {NAME} at {self.image_size} px to LiteRT (no shipped model has it)")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
+        return self._project(self.features(images))
+
+    def encode_with_logits(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(latents (n, latent_dim), ImageNet logits (n, 1000)) from one run of the network."""
+        features, logits = self.features_and_logits(images)
+        return self._project(features), logits
+
+    def _project(self, features) -> np.ndarray:
         if self.components is None:
             raise LablrError(f"The {NAME} encoder has not been fitted or loaded.")
-        return ((self.features(images) - self.mean) @ self.components.T).astype(np.float32)
+        return ((features - self.mean) @ self.components.T).astype(np.float32)
 
     def fit(self, images, *, work_dir=None, epochs=None, seed: int = 0, verbose="auto", **_):
         """Fit the PCA on the training photos' features (the network is not trained: epochs is ignored).
@@ -350,24 +393,38 @@ class EffNetLite0Encoder:
                  components=self.components.astype(np.float32),
                  explained_variance=self.explained_variance.astype(np.float32),
                  weights_sha256=np.array(WEIGHTS_SHA256))
-        (self._lite or lite_network(self.image_size)).save(Path(directory) / LITE_FILE)
+        self._network().save(Path(directory) / LITE_FILE)
+        if self.classifier:
+            if self.vocabulary is None:
+                raise LablrError(f"The {NAME} encoder's classifier has no photo vocabulary to save.")
+            self.vocabulary.save(directory)
 
     def load(self, directory: Path):
         path = Path(directory) / FILE
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                mean, components = data["mean"], data["components"]
-                variance, weights = data["explained_variance"], str(data["weights_sha256"])
-        except (OSError, ValueError, KeyError) as error:
-            raise BundleError(f"The {NAME} encoder's PCA in {path} cannot be read: {error}") from None
-        if mean.shape != (FEATURES,) or components.shape != (self.latent_dim, FEATURES):
-            raise BundleError(f"The {NAME} encoder's PCA in {path} has shapes {mean.shape} and {components.shape}; "
-                              f"expected ({FEATURES},) and ({self.latent_dim}, {FEATURES}).")
+
+        def check(headers):
+            what = f"the {NAME} encoder's PCA"
+            expect(headers, "mean", (FEATURES,), path, what)
+            expect(headers, "components", (self.latent_dim, FEATURES), path, what)
+            expect(headers, "explained_variance", (self.latent_dim,), path, what)
+            expect(headers, "weights_sha256", (), path, what)
+
+        data = read_npz(path, ("mean", "components", "explained_variance", "weights_sha256"), check,
+                        what=f"the {NAME} encoder's PCA")
+        mean, components, variance = data["mean"], data["components"], data["explained_variance"]
+        weights = str(data["weights_sha256"])
         if weights != WEIGHTS_SHA256:
             raise BundleError(f"The model at {directory} was built on other EfficientNet-Lite0 weights "
                               f"({weights[:16]}...) than this Lablr uses ({WEIGHTS_SHA256[:16]}...): rebuild it.")
         self.mean, self.components, self.explained_variance = mean, components, variance
         lite = Path(directory) / LITE_FILE
         # A bundle from before LiteRT has no .tflite: the network is converted (with TensorFlow) once.
-        self._lite = litert.LiteModel.read(lite) if lite.exists() else lite_network(self.image_size)
+        outputs = OUTPUTS if self.classifier else None
+        self._lite = (litert.LiteModel.read(lite, outputs=outputs) if lite.exists()
+                      else lite_network(self.image_size, self.classifier))
+        if self.classifier:
+            self.vocabulary = ConceptVocabulary.load(directory)
+        if self._lite.output_size != FEATURES:
+            raise BundleError(f"The network in {lite} gives {self._lite.output_size} features, "
+                              f"not {NAME}'s {FEATURES}.")
         return self

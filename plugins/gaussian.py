@@ -17,8 +17,9 @@ from typing import Sequence
 
 import numpy as np
 
-from lablr.core import hookimpl
+from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 
 FILE = "tag_stats.npz"
@@ -85,7 +86,8 @@ class GaussianTagModel:
         statistics give it, so adding photos re-derives only the tags they carry (the personal
         layer: one feedback is one small update, not a rebuild of every tag)."""
         self._derived()
-        self._frozen = self._shared_shape(*self._empirical())
+        if self.tags:  # with none, there is no common shape yet: each update derives every tag again
+            self._frozen = self._shared_shape(*self._empirical())
         return self
 
     def copy(self) -> "GaussianTagModel":
@@ -169,6 +171,10 @@ class GaussianTagModel:
         return pooled, floor
 
     def _compute(self, rows=slice(None)):
+        if not self.tags:  # a bundle that ships no photos of its own (the photo vocabulary's) starts here
+            dim = self._sums.shape[1]
+            return {"means": np.zeros((0, dim)), "covariances": np.zeros((0, dim, dim)),
+                    "whitening": np.zeros((dim, 0)), "offset": np.zeros((0, dim)), "logdet": np.zeros(0)}
         means, empirical = self._empirical(rows)
         pooled, floor = self._frozen or self._shared_shape(*self._empirical())
         covariances = self._shrink(empirical, self.counts[rows], floor)
@@ -232,16 +238,47 @@ class GaussianTagModel:
                             sums=self._sums, outer_upper=self._outer_sums[:, upper[0], upper[1]])
 
     def load(self, directory: Path):
-        try:
-            with np.load(Path(directory) / FILE, allow_pickle=False) as data:
-                self.tags = [str(t) for t in data["tags"]]
-                self.counts, self._sums = data["counts"], data["sums"]
-                self._outer_sums = (_symmetric(data["outer_upper"], self._sums.shape[1]) if "outer_upper" in data
-                                    else data["outer_sums"])  # bundles written before the packing
-        except (OSError, KeyError, ValueError) as error:
-            raise BundleError(f"The tag statistics in {directory} cannot be read: {error}") from None
+        path = Path(directory) / FILE
+        data = read_npz(path, ("tags", "counts", "sums"), lambda headers: _check_shapes(headers, path),
+                        optional=("outer_upper", "outer_sums"), what="the tag statistics")
+        self.tags = [str(t) for t in data["tags"]]
+        self.counts, self._sums = data["counts"].astype(np.float64), data["sums"].astype(np.float64)
+        self._outer_sums = (_symmetric(data["outer_upper"], self._sums.shape[1]) if "outer_upper" in data
+                            else data["outer_sums"].astype(np.float64))  # bundles written before the packing
+        if (self.counts < 0).any():
+            raise BundleError(f"The tag statistics in {path} count fewer than no photos for a tag.")
         self._cache, self._frozen, self._dirty = None, None, set()
+        try:
+            derived = self._derived()  # here, not at the first photo: a bundle that cannot score is refused now
+        except np.linalg.LinAlgError:
+            raise BundleError(f"The tag statistics in {path} give a covariance that is not positive definite.") \
+                from None
+        if not all(np.isfinite(derived[key]).all() for key in ("whitening", "offset", "logdet")):
+            raise BundleError(f"The tag statistics in {path} give covariances that are not finite.")
         return self
+
+
+def _check_shapes(headers, path):
+    """The statistics' shapes agree with each other, and their size is within Lablr's bound."""
+    what = "the tag statistics"
+    shape, dtype = headers["tags"]
+    if len(shape) != 1 or dtype.kind not in "US":
+        raise BundleError(f"The tag statistics in {path}: tags are not a list of names.")
+    kinds = shape[0]
+    expect(headers, "counts", (kinds,), path, what)
+    expect(headers, "sums", (kinds, None), path, what)
+    dim = headers["sums"][0][1]
+    if not dim:  # no tags is fine: a model whose tags all come from elsewhere (a vocabulary, the personal layer)
+        raise BundleError(f"The tag statistics in {path} have no dimensions.")
+    if kinds * dim * dim > defaults.MAX_TAG_STATISTICS:
+        raise BundleError(f"The tag statistics in {path} are for {kinds:,} tags in {dim} dimensions: more than "
+                          f"Lablr holds ({defaults.MAX_TAG_STATISTICS:,} numbers for tags x dimensions²).")
+    if "outer_upper" in headers:
+        expect(headers, "outer_upper", (kinds, dim * (dim + 1) // 2), path, what)
+    elif "outer_sums" in headers:
+        expect(headers, "outer_sums", (kinds, dim, dim), path, what)
+    else:
+        raise BundleError(f"The tag statistics in {path} lack the sums of outer products.")
 
 
 def _symmetric(upper: np.ndarray, dim: int) -> np.ndarray:

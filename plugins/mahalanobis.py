@@ -25,6 +25,8 @@ def mahalanobis_distances(latents, tag_model) -> np.ndarray:
     latents = np.atleast_2d(np.asarray(latents, dtype=np.float64))
     matrix, offset = tag_model.whitening()
     kinds, dim = offset.shape
+    if not kinds:  # a model whose tags all come from elsewhere (a vocabulary, the personal layer)
+        return np.empty((len(latents), 0))
     rows = max(1, _CHUNK_ELEMENTS // max(1, kinds * dim))
     out = np.empty((len(latents), kinds))
     for start in range(0, len(latents), rows):

@@ -13,11 +13,13 @@ import numpy as np
 
 from lablr.core import hookimpl
 from lablr.core.errors import BundleError
+from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 
 FILE = "pca.npz"
 HIGHLIGHT = "#d9480f"
 PLAIN = "#868e96"
+MAX_DIM = 4096  # of the latent space it projects
 
 
 @hookimpl
@@ -38,6 +40,9 @@ class PCAVisualizer:
 
     def fit(self, tag_model):
         centroids = tag_model.centroids()
+        if len(centroids) < 2:  # no tags to spread yet: the latent space's own first two axes
+            self.mean, self.components = np.zeros(centroids.shape[1]), np.eye(2, centroids.shape[1])
+            return self
         self.mean = centroids.mean(axis=0)
         _, _, vt = np.linalg.svd(centroids - self.mean, full_matrices=False)
         self.components = vt[:2]
@@ -50,7 +55,7 @@ class PCAVisualizer:
         """Circle radii: proportional to each tag's typical spread, the largest 12% of the plot."""
         dim = tag_model.centroids().shape[1]
         spread = np.exp(tag_model.dispersion() / (2 * dim))
-        return 0.12 * extent * spread / spread.max()
+        return 0.12 * extent * spread / spread.max() if len(spread) else spread
 
     def draw(self, latent, tag_model, highlight, *, format="png") -> bytes:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -74,7 +79,8 @@ class PCAVisualizer:
                                   facecolor=HIGHLIGHT if is_chosen else PLAIN,
                                   edgecolor=HIGHLIGHT if is_chosen else PLAIN))
             if is_chosen:
-                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529")
+                # parse_math=False: a tag is text as written; "$$" or "$\\frac$" is not mathtext to render
+                axes.annotate(tag, (x, y), fontsize=9, ha="center", va="center", color="#212529", parse_math=False)
         axes.plot(*photo, marker="*", markersize=18, color="#1864ab", markeredgecolor="white", linestyle="none",
                   label="your photo")
         margin = 0.15 * extent
@@ -83,7 +89,8 @@ class PCAVisualizer:
         axes.set_aspect("equal")
         axes.set_xlabel("first principal component")
         axes.set_ylabel("second principal component")
-        axes.set_title(f"Your photo among {len(tag_model.tags)} tags (suggested: highlighted)", fontsize=10)
+        axes.set_title(f"Your photo among {len(tag_model.tags)} tags (suggested: highlighted)" if len(tag_model.tags)
+                       else "Your photo. The tags you teach appear here, as circles", fontsize=10)
         axes.legend(loc="lower right", fontsize=8)
         figure.tight_layout()
         buffer = io.BytesIO()
@@ -94,9 +101,15 @@ class PCAVisualizer:
         np.savez_compressed(Path(directory) / FILE, mean=self.mean, components=self.components)
 
     def load(self, directory: Path):
-        try:
-            with np.load(Path(directory) / FILE, allow_pickle=False) as data:
-                self.mean, self.components = data["mean"], data["components"]
-        except (OSError, KeyError, ValueError) as error:
-            raise BundleError(f"The picture's PCA in {directory} cannot be read: {error}") from None
+        path = Path(directory) / FILE
+
+        def check(headers):
+            expect(headers, "components", (2, None), path, "the picture's PCA")
+            dim = headers["components"][0][1]
+            expect(headers, "mean", (dim,), path, "the picture's PCA")
+            if not 1 <= dim <= MAX_DIM:
+                raise BundleError(f"The picture's PCA in {path} is for {dim} dimensions; Lablr draws 1 to {MAX_DIM}.")
+
+        data = read_npz(path, ("mean", "components"), check, what="the picture's PCA")
+        self.mean, self.components = data["mean"], data["components"]
         return self

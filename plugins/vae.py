@@ -134,6 +134,9 @@ class VAEEncoder:
         lite = Path(directory) / LITE_FILE
         if lite.exists():  # no TensorFlow: the Keras file stays on disk, for saving the bundle again
             self._lite, self._keras_file = litert.LiteModel.read(lite), Path(directory) / FILE
+            if self._lite.output_size != self.latent_dim:
+                raise BundleError(f"The encoder in {lite} gives {self._lite.output_size} numbers per photo, not the "
+                                  f"{self.latent_dim} of its latent space.")
             return self
         path = Path(directory) / FILE
         # A bundle from before LiteRT: converted now, so it encodes as it will once saved

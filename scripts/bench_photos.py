@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lablr.core import defaults
-from lablr.core.catalog import compact_tag
+from lablr.core.data.catalog import compact_tag
 from lablr.core.errors import LablrError
 
 LABELS = Path(__file__).resolve().parent / "photo_eval" / "photos.toml"

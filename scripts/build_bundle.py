@@ -1,7 +1,13 @@
-"""Rebuild the model bundles that ship with Lablr, from Debian's OpenClipart.
+"""Rebuild the model bundles that ship with Lablr: the photo vocabulary's, and OpenClipart's benchmarks.
 
-    python scripts/build_bundle.py                       # both: openclipart-effnet (the default) and -vae
+    python scripts/build_bundle.py                       # all, in name order: openclipart-effnet, -vae, photos
     python scripts/build_bundle.py openclipart-vae       # the original's method only
+    python scripts/build_bundle.py photos                # the default: needs openclipart-effnet and wordnet-base
+
+`photos`, the default, trains nothing: it is openclipart-effnet's encoder (the same PCA, so the
+same latent space, and a user's personal layer carries over) with its ImageNet classifier and the
+photo vocabulary (scripts/vocabulary/, WordNet from Debian's `wordnet-base`), and no tags of its
+own until a user teaches some (the personal layer, `lablr fit`, `lablr build flickr`).
 
 Each bundle is rebuilt from its own recipe, the one its manifest records (parts and settings,
 source and selection rules, training epochs and seed): the same pipeline as
@@ -31,7 +37,35 @@ from lablr.core.pipeline.train import train
 # which ranks clearly better on these features; openclipart-vae is the original's method.
 
 
+PHOTOS = "photos"
+PHOTOS_BASE = "openclipart-effnet"
+
+
+def build_photos(out: Path, temperature: float | None = None):
+    """The default bundle: the base's encoder with the photo vocabulary, an empty tag model, a picture."""
+    import numpy as np
+
+    from lablr.core.bundle import Manifest, PartSpec
+    from lablr.core.model import Model
+    from lablr.core.pipeline.vocabulary import photo_vocabulary, with_photo_vocabulary
+    from lablr.core.plugins import get_part
+
+    base = Model.load(PHOTOS_BASE)
+    encoder = with_photo_vocabulary(base.encoder, photo_vocabulary(temperature))
+    tag_model = get_part("tag_model", "gaussian")(**base.tag_model.settings())
+    tag_model.fit(np.zeros((0, encoder.latent_dim)), [], [])
+    picture = get_part("visualizer", "pca")(**base.visualizer.settings()).fit(tag_model)
+    parts = {kind: PartSpec(spec.name, spec.settings) for kind, spec in base.manifest.parts.items()}
+    parts["encoder"].settings = encoder.settings()
+    model = Model({"encoder": encoder, "tag_model": tag_model, "visualizer": picture},
+                  Manifest(parts=parts, name=PHOTOS))
+    model.save(out)
+    print(f"Wrote {out}: {len(encoder.vocabulary.all_tags)} tags over ImageNet's classes and the pixels")
+
+
 def build(name, work: Path, out: Path):
+    if name == PHOTOS:  # no recipe of its own: no training data
+        return build_photos(out)
     recipe = Recipe.of_bundle(bundled_root() / name)  # read before `out`, the same folder, is replaced
     catalog = work / f"{recipe.source}.db"
     if Catalog(catalog).count() == 0:

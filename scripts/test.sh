@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-debian_packages=(chromium firefox-esr openclipart-png openclipart-svg fonts-dejavu-core libimage-exiftool-perl)
+debian_packages=(chromium firefox-esr openclipart-png openclipart-svg fonts-dejavu-core libimage-exiftool-perl
+                 wordnet-base)
 missing=()
 for package in "${debian_packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

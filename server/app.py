@@ -98,7 +98,8 @@ async def tags(request):
     rows = [{"tag": tag, "count": int(count), "dispersion": round(float(spread), 4)}
             for tag, count, spread in zip(model.tag_model.tags, model.tag_model.counts, dispersion)]
     rows.sort(key=lambda row: (-row["count"], row["tag"]))
-    return JSONResponse({"model": model.name, "tags": rows})
+    vocabulary = model.tags[len(model.tag_model.tags):]  # the photo vocabulary's, taught by no photo yet
+    return JSONResponse({"model": model.name, "tags": rows, "vocabulary": vocabulary})
 
 
 async def plugins(request):
@@ -147,16 +148,17 @@ async def lifespan(app):
 
 def create_app(model=defaults.DEFAULT_MODEL, *, max_body_bytes: int = defaults.MAX_BODY_BYTES,
                address: str | None = None, allowed_hosts=LOOPBACK_NAMES,
-               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True) -> Starlette:
+               body_timeout: float = defaults.BODY_TIMEOUT, personal: bool = True, extension_ids=()) -> Starlette:
     """The app for a model: a bundle's path, a bundled model's name, or a loaded Model; with the
     user's personal layer of that model unless `personal` is False.
 
     Only requests whose Host is one of `allowed_hosts` and that come from no other site reach any
     route (lablr.server.guard); in-process tests use base_url="http://127.0.0.1:8777".
     """
-    handlers = {LablrError: _lablr_error, HTTPException: _http_error, Exception: _unexpected_error}
-    middleware = [Middleware(HostGuard, allowed_hosts=allowed_hosts), Middleware(BodyDeadline, seconds=body_timeout),
-                  Middleware(feedback.PersonalRefresh)]
+    handlers = {LablrError: _lablr_error, HTTPException: _http_error}
+    middleware = [Middleware(UnexpectedErrors),
+                  Middleware(HostGuard, allowed_hosts=allowed_hosts, extension_ids=extension_ids),
+                  Middleware(BodyDeadline, seconds=body_timeout), Middleware(feedback.PersonalRefresh)]
     app = Starlette(routes=ROUTES, lifespan=lifespan, exception_handlers=handlers, middleware=middleware)
     app.state.model_source = model
     app.state.max_body_bytes = max_body_bytes
@@ -172,7 +174,7 @@ def create_app_from_env() -> Starlette:
         return create_app()
     return create_app(options.model, max_body_bytes=options.max_body_bytes, address=options.address,
                       allowed_hosts=options.host_names(), body_timeout=options.body_timeout,
-                      personal=options.personal)
+                      personal=options.personal, extension_ids=options.extension_ids)
 
 
 def _load_and_warm(model) -> Model:
@@ -227,6 +229,32 @@ async def _http_error(request, error: HTTPException):
     return _error(error.status_code, HTTP_CODES.get(error.status_code, "http_error"), message)
 
 
-async def _unexpected_error(request, error: Exception):
-    log.exception("Unexpected error on %s %s", request.method, request.url.path)
-    return _error(500, "internal_error", f"Lablr failed unexpectedly ({type(error).__name__}); see the server log.")
+class UnexpectedErrors:
+    """Answers an error no handler expected with a JSON 500, logged once, and the connection kept.
+
+    Starlette's own last-resort handler re-raises after answering, and uvicorn then closes the
+    keep-alive connection: every later request of that client would fail too.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends
+            if started:
+                raise  # half an answer was sent: only closing the connection can say so
+            log.exception("Unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            response = _error(500, "internal_error",
+                              f"Lablr failed unexpectedly ({type(error).__name__}); see the server log.")
+            await response(scope, receive, send)

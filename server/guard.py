@@ -7,8 +7,15 @@ Every web page the user opens can reach 127.0.0.1, so:
   re-resolves to 127.0.0.1 (DNS rebinding) still sends its own domain as Host.
 - HostGuard also answers 403 to a request from another site: an Origin that is neither this
   server's own (http:// and an allowed Host, on the port the request came to) nor a browser
-  extension's, or `Sec-Fetch-Site: cross-site`. Requests without an Origin (curl, scripts)
+  extension's (one whose id the user pinned, if any: `lablr serve --extension-id`), or
+  `Sec-Fetch-Site: cross-site`. Requests without an Origin (curl, scripts)
   and extension requests pass. No CORS header is ever sent.
+- A request that changes what the server has learned (POST /api/v1/feedback, anything but a
+  read under /api/v1/personal) and carries an Origin must also carry the header
+  X-Lablr-Client (core/defaults.py), or it gets 403 `no_client_header` and nothing is recorded.
+  A page or extension that may not reach the server can only send CORS-simple requests, which
+  cannot have that header (the preflight it would need is never granted); the web page, the
+  extension (with its host permission) and anything without an Origin can.
 - BodyDeadline answers 408 when a request body has not fully arrived within its time.
 
 Both refuse with the API's JSON error and `Connection: close`, before the body is read.
@@ -20,11 +27,14 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from lablr.core.defaults import CLIENT_HEADER
 from lablr.core.errors import LablrError
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 EXTENSION_SCHEMES = ("chrome-extension", "moz-extension")
 HOST_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-_:")
+STATE_CHANGING = ("/api/v1/feedback", "/api/v1/personal")  # and every path below them
+READS = ("GET", "HEAD")
 
 
 def host_name(value: str) -> str | None:
@@ -82,9 +92,10 @@ async def send_error(send, status: int, code: str, message: str):
 class HostGuard:
     """Refuses other Hosts (400) and cross-site requests (403) for every route of the app it wraps."""
 
-    def __init__(self, app, allowed_hosts=LOOPBACK_NAMES):
+    def __init__(self, app, allowed_hosts=LOOPBACK_NAMES, extension_ids=()):
         self.app = app
         self.allowed = frozenset(host_name(h) or h for h in allowed_hosts)
+        self.extension_ids = frozenset(i.strip().lower() for i in extension_ids)  # empty: any extension
 
     async def __call__(self, scope, receive, send):
         if scope["type"] in ("http", "websocket"):
@@ -108,12 +119,20 @@ class HostGuard:
         if origins and (len(origins) > 1 or not self._origin_allowed(origins[0], hosts[0])):
             return (403, "cross_site", f"Lablr refuses requests from other sites (Origin {origins[0][:100]!r}); "
                     "use its own page, the browser extension, or a client that sends no Origin.")
-        if headers.get("sec-fetch-site") == ["cross-site"] and not _is_extension(origins):
+        if headers.get("sec-fetch-site") == ["cross-site"] and not self._is_our_extension(origins):
             return (403, "cross_site", "Lablr refuses requests from other sites (Sec-Fetch-Site: cross-site).")
+        if origins and _changes_state(scope) and not any(v.strip() for v in headers.get(CLIENT_HEADER.lower(), [])):
+            return (403, "no_client_header", f"A browser request that changes what Lablr learned must carry the "
+                    f"{CLIENT_HEADER} header, as Lablr's page and extension do; nothing was recorded.")
         return None
 
+    def _is_our_extension(self, origins) -> bool:
+        """An extension's Origin, and, when the user pinned extension ids, one of those."""
+        return _is_extension(origins) and (not self.extension_ids or
+                                           origins[0].partition("://")[2].strip("/").lower() in self.extension_ids)
+
     def _origin_allowed(self, origin: str, host: str) -> bool:
-        if _is_extension([origin]):
+        if self._is_our_extension([origin]):
             return True
         try:
             parts = urlsplit(origin)
@@ -122,6 +141,12 @@ class HostGuard:
             return False
         return (parts.scheme == "http" and parts.hostname in self.allowed and port == host_port(host)
                 and origin.rstrip("/") == f"{parts.scheme}://{parts.netloc}")
+
+
+def _changes_state(scope) -> bool:
+    path = scope.get("path", "").rstrip("/")
+    return scope.get("method", "GET") not in READS and any(path == p or path.startswith(p + "/")
+                                                              for p in STATE_CHANGING)
 
 
 def _headers(scope) -> dict[str, list[str]]:

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lablr.core import defaults
+from lablr.core.data.catalog import is_printable_tag
 from lablr.core.errors import LablrError
 from lablr.core.photometa.tagging import embed as embed_tags
 
@@ -43,7 +44,7 @@ def chosen_tags(raw: str) -> list[str]:
         raise LablrError(f"At most {defaults.MAX_K} tags; this request has {len(tags)}.", code="bad_parameter",
                          status=422)
     for tag in tags:
-        if len(tag) > defaults.TAG_MAX_CHARS or not tag.isprintable():
+        if len(tag) > defaults.TAG_MAX_CHARS or not is_printable_tag(tag):
             raise LablrError(f"A tag is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
                              f"{tag[:40]!r}.", code="bad_parameter", status=422)
     return tags

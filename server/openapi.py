@@ -17,7 +17,8 @@ def _json(schema, description):
 def _errors(*statuses):
     meaning = {400: "No photo, or one that cannot be decoded (empty, truncated, not an image); or a Host "
                     "this server does not answer to.",
-               403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site).",
+               403: "A request from another website (its Origin, or Sec-Fetch-Site: cross-site); for feedback, "
+                    f"a browser's request (with an Origin) without the {defaults.CLIENT_HEADER} header.",
                404: "No such path.",
                408: "The body did not arrive in time.",
                409: "The server runs with --no-personal and records no feedback.",
@@ -110,6 +111,11 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                "it. The same photo (by its decoded pixels) counts once. The next request uses the "
                                "update. 409 when the layer holds its limit of photos.",
                 "operationId": "feedback",
+                "parameters": [{"name": defaults.CLIENT_HEADER, "in": "header", "required": False,
+                                "schema": {"type": "string", "examples": ["web", "extension"]},
+                                "description": "Required (any value) when the request has an Origin, as a "
+                                               "browser's has: a page or extension that may not reach the server "
+                                               "cannot send it, so cannot teach the model."}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "required": [FIELD, "tags"], "properties": {
                         FIELD: {"type": "string", "format": "binary", "description": "The photo, one file."},
@@ -121,7 +127,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                       "evidence against that tag for this user."},
                     }}}}},
                 "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
-                              **_errors(400, 409, 413, 415, 422)},
+                              **_errors(400, 403, 409, 413, 415, 422)},
             }},
             "/api/v1/personal": {"get": {
                 "summary": "What the model learned from your photos: how many, and the tags added.",
@@ -174,8 +180,10 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                     "filename": {"type": ["string", "null"]},
                     "suggestions": {"type": "array", "items": _ref("Suggestion")}}}},
                 "model": {"type": "string"}, "elapsed_ms": {"type": "number"}}},
-            "Tags": {"type": "object", "required": ["model", "tags"], "properties": {
+            "Tags": {"type": "object", "required": ["model", "tags", "vocabulary"], "properties": {
                 "model": {"type": "string"},
+                "vocabulary": {"type": "array", "items": {"type": "string"},
+                               "description": "The photo vocabulary's other tags (no photo taught them yet)."},
                 "tags": {"type": "array", "items": {"type": "object", "required": ["tag", "count", "dispersion"],
                                                     "properties": {
                     "tag": {"type": "string"}, "count": {"type": "integer"},

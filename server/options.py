@@ -27,6 +27,7 @@ class ServerOptions:
     keep_alive: float = defaults.KEEP_ALIVE_TIMEOUT
     limit_concurrency: int = defaults.LIMIT_CONCURRENCY
     personal: bool = True  # False: serve the bundle alone, neither using nor recording what the user publishes
+    extension_ids: tuple[str, ...] = ()  # the only browser extensions answered; none given: any
 
     @property
     def address(self) -> str:
@@ -48,4 +49,5 @@ class ServerOptions:
             return None
         known = {f.name for f in fields(cls)}
         values = {name: value for name, value in json.loads(raw).items() if name in known}
-        return cls(**{**values, "allowed_hosts": tuple(values.get("allowed_hosts", ()))})
+        return cls(**{**values, "allowed_hosts": tuple(values.get("allowed_hosts", ())),
+                      "extension_ids": tuple(values.get("extension_ids", ()))})

@@ -19,6 +19,9 @@ FIELD = "image"
 # A body a little over the limit is read to its end and dropped, so that a client that sends it
 # whole before reading (most do) still gets the 413; a far bigger one is cut off.
 DRAIN_FACTOR = 4
+# The photos and a few text fields: a body of many tiny parts is refused at the first one too many,
+# before parsing it all holds up the event loop (200,000 empty parts fit in 11 MB).
+MAX_PARTS = MAX_IMAGES + 16
 
 
 @dataclass
@@ -146,6 +149,9 @@ def parse_parts(body: bytes, boundary: bytes) -> list[_Part]:
     header = [b"", b""]
 
     def on_part_begin():
+        if len(parts) == MAX_PARTS:
+            raise LablrError(f"A request may have at most {MAX_PARTS} parts ({MAX_IMAGES} photos and a few fields); "
+                             "this one has more.", code="too_many_parts", status=413)
         parts.append(_Part())
 
     def on_header_field(data, start, end):

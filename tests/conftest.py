@@ -76,16 +76,12 @@ def tiny_bundle(tmp_path_factory, shapes_csv):
     return root / "tiny-model"
 
 
-def held_out_drawing(bundle, hints=("cat_and_do", "cat", "animals/")):
-    """An OpenClipart PNG the bundle never trained on (one of its recorded held-out photos)."""
+def real_photo():
+    """scikit-image's photograph of a cat (chelsea.png; scikit-image is a test dependency), or None."""
     from pathlib import Path
 
-    from lablr.core.bundle import read_manifest
-    from lablr.plugins import openclipart
-
-    keys = read_manifest(bundle).data.test_keys
-    for hint in hints:
-        for key in keys:
-            if hint in key:
-                return Path(openclipart.installed_root()) / "png" / (key.split(":", 1)[1] + ".png")
-    return None
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    return Path(skimage.data.__file__).parent / "chelsea.png"

@@ -84,3 +84,27 @@ def jpeg_scan(data: bytes) -> bytes:
     """The JPEG's entropy-coded data, from its (last) start-of-scan marker to the end. A 0xFF byte
     inside scan data is always followed by 0x00 or a restart marker, so 0xFFDA only starts a scan."""
     return data[data.rindex(b"\xff\xda"):]
+
+
+CAPTION = "A caption only this photo has"
+# XMP that libexiv2 cannot decode, each with a caption (dc:description) that must survive.
+_XMP = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:description><rdf:Alt>'
+        f'<rdf:li xml:lang="x-default">{CAPTION}</rdf:li></rdf:Alt></dc:description>%s</rdf:Description>'
+        '</rdf:RDF></x:xmpmeta>')
+UNDECODABLE_XMP = {
+    "undeclared prefix": _XMP % "<foo:bar>x</foo:bar>",
+    "doctype": '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]>' + _XMP % "",
+    "deep nesting": _XMP % ("<dc:x>" + "<rdf:Bag><rdf:li>" * 1000 + "y" + "</rdf:li></rdf:Bag>" * 1000 + "</dc:x>"),
+}
+
+
+def jpeg_with_xmp(path, packet: str):
+    """A JPEG whose APP1 XMP segment holds `packet` as it is."""
+    buffer = io.BytesIO()
+    draw_shape("red", "circle", size=64).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    payload = b"http://ns.adobe.com/xap/1.0/\x00" + packet.encode()
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    path.write_bytes(data[:2] + segment + data[2:])
+    return path

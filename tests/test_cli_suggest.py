@@ -88,3 +88,13 @@ def test_the_169_megapixel_held_out_drawings_do_not_stop_a_run(tiny_bundle, file
     assert len(done.stdout.strip().splitlines()) == 2
     refused = file_lines(done.stderr, HUGE_HELD_OUT)
     assert len(refused) == 2 and all("more than 100,000,000 pixels" in line for line in refused)
+
+
+def test_file_names_reach_the_terminal_escaped(tiny_bundle, tmp_path):
+    good, bad = tmp_path / "new\nline\x1b[31m.png", tmp_path / "cut\x1b[2J.png"
+    good.write_bytes(photo())
+    bad.write_bytes(photo()[:100])
+    done = lablr("suggest", "--model", tiny_bundle, good, bad)
+    assert done.returncode == 1 and "\x1b" not in done.stdout + done.stderr
+    assert done.stdout.startswith(f"{tmp_path}/new\\x0aline\\x1b[31m.png: ")
+    assert [line for line in done.stderr.splitlines() if "cut" in line][0].startswith(f"{tmp_path}/cut\\x1b[2J.png: ")

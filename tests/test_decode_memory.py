@@ -166,3 +166,60 @@ def test_a_90_megapixel_photo_is_answered(server):
     data = png(Image.new("L", (9500, 9500), 200))
     answer = httpx.post(base + "/api/v1/suggest", files={"image": ("big.png", data, "image/png")}, timeout=120)
     assert answer.status_code == 200, answer.text
+
+
+def rgb_png(side: int) -> bytes:
+    """An 8-bit RGB PNG of side x side: 16 coloured blocks a side, small on disk."""
+    blocks = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    return png(Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST))
+
+
+def test_two_requests_of_four_big_photos_cost_about_one_image_each(server):
+    """Each decoded image is shrunk and released before the next: a request's peak is one
+    full-size image (265 MB for a 9400x9400 RGB PNG), not four."""
+    base, pid = server
+    data = rgb_png(9400)
+    assert len(data) < 1_000_000
+    four = [("image", (f"{i}.png", data, "image/png")) for i in range(4)]
+    answers = []
+    with httpx.Client(base_url=base, timeout=300) as client:
+        client.post("/api/v1/suggest", files={"image": ("warm.png", photo(), "image/png")})
+
+        def both():
+            threads = [threading.Thread(target=lambda: answers.append(client.post("/api/v1/suggest", files=four)))
+                       for _ in range(2)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+
+        growth, _ = peak_growth(pid, both)
+    assert [answer.status_code for answer in answers] == [200, 200], [answer.text for answer in answers]
+    print(f"peak RSS growth for two requests of four 9400x9400 RGB PNGs: {growth / 1e6:.0f} MB")
+    assert growth <= 1.1e9
+
+
+def multi_page_tiff(pages: int, side: int) -> bytes:
+    frames = [Image.new("RGB", (side, side), (8 * i, 0, 0)) for i in range(pages)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    return buffer.getvalue()
+
+
+def test_every_page_of_a_tiff_counts_against_the_pixel_budget():
+    from lablr.core.photometa.pixels import picture
+
+    assert len(picture(multi_page_tiff(3, 100), "image/tiff")) == 3
+    with pytest.raises(ImageError) as error:
+        picture(multi_page_tiff(30, 2000), "image/tiff")  # 120 MP in all, each page 4 MP
+    assert error.value.status == 413 and "30 pages" in error.value.message
+
+
+def test_a_30_page_tiff_sent_to_embed_is_refused_without_decoding_its_pages(server):
+    base, pid = server
+    data = multi_page_tiff(30, 2000)
+    with httpx.Client(base_url=base, timeout=120) as client:
+        growth, answer = peak_growth(pid, lambda: client.post(
+            "/api/v1/embed", params={"tags": "red"}, files={"image": ("pages.tif", data, "image/tiff")}))
+    assert answer.status_code in (413, 422), answer.text
+    assert growth < 150e6

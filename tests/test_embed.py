@@ -10,9 +10,11 @@ from photo_files import (
     CAMERA,
     OLD_IPTC,
     OLD_XMP,
+    UNDECODABLE_XMP,
     WITH_IPTC,
     icc,
     jpeg_scan,
+    jpeg_with_xmp,
     make_photo,
     needs_exiftool,
     pixels,
@@ -111,6 +113,15 @@ def test_bad_photos_get_json_errors_not_500s(client, tmp_path):
                       files=[("image", ("a.jpg", good, "image/jpeg")), ("image", ("b.jpg", good, "image/jpeg"))])
     assert two.status_code == 422
     assert embed(client, bomb_png(), ["red"], mime="image/png").status_code == 413
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE_XMP))
+def test_a_photo_whose_metadata_cannot_all_be_read_is_refused_not_stripped(client, tmp_path, kind):
+    data = jpeg_with_xmp(tmp_path / "a.jpg", UNDECODABLE_XMP[kind]).read_bytes()
+    response = embed(client, data, ["red"])
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unreadable_metadata" and "left as it was" in error["message"]
 
 
 def test_every_length_of_a_cut_photo_is_refused_or_embedded_whole(client, tmp_path):

@@ -387,3 +387,12 @@ def test_a_new_tag_given_to_five_photos_of_a_kind_is_suggested_for_a_sixth(effne
             assert send(effnet_server, Path(path).read_bytes(), tag).json()["recorded"]
         ranks[kind] = suggested_tags(client, Path(paths[5]).read_bytes(), k=100).index(tag) + 1
     assert all(rank <= 10 for rank in ranks.values()), ranks
+
+
+def test_a_tag_with_an_emoji_sequence_or_a_byte_order_mark_is_taken(client):
+    family = "👨\u200d👩\u200d👧"
+    answer = send(client, png("green", "triangle", seed=909), f"\ufeffgreen,{family},triangle")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["tags"] == ["green", family, "triangle"]
+    refused = send(client, png("green", "triangle", seed=910), "green,right\u202eto left")
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "bad_tags"

@@ -5,9 +5,12 @@ against a real `lablr serve` for what only a real server shows: raw headers, --a
 connection closed after a refusal.
 """
 
+import base64
+import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,9 +37,11 @@ def app(tiny_bundle):
 
 
 @pytest.fixture(scope="module")
-def client(app):
-    with TestClient(app, base_url=OWN, raise_server_exceptions=False) as client:
-        yield client
+def client(app, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:  # what this module's feedback teaches stays in its own layer
+        patch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("guard-data")))
+        with TestClient(app, base_url=OWN, raise_server_exceptions=False) as client:
+            yield client
 
 
 def call(client, method, path, headers):
@@ -217,3 +222,147 @@ def test_a_malformed_allowed_host_is_refused_in_one_line(tiny_bundle):
     assert done.returncode == 1
     assert "is not a host name" in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- what changes the server: feedback and the personal layer ----------------------------------------
+
+BROWSER_ORIGINS = {kind: headers for kind, headers in ACCEPTED.items() if "origin" in headers}
+
+
+SEEDS = iter(range(1, 10_000))
+
+
+def feedback(client, headers, tags="red,spam"):
+    """Feedback on a photo not sent before (the layer counts each photo once)."""
+    return client.post("/api/v1/feedback", files={"image": ("a.png", photo(seed=next(SEEDS)), "image/png")},
+                       data={"tags": tags}, headers=headers)
+
+
+def learned_photos(client) -> int:
+    return client.get("/api/v1/personal").json()["photos"]
+
+
+@pytest.mark.parametrize("kind", BROWSER_ORIGINS)
+def test_a_browser_request_that_teaches_needs_the_client_header(client, kind):
+    before = learned_photos(client)
+    for path in ("/api/v1/feedback", "/api/v1/feedback/", "/api/v1/personal", "/api/v1/personal/anything"):
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            answer = client.request(method, path, headers=BROWSER_ORIGINS[kind])
+            assert_error(answer, 403, "no_client_header")
+    assert_error(feedback(client, BROWSER_ORIGINS[kind]), 403, "no_client_header")
+    assert_error(feedback(client, {**BROWSER_ORIGINS[kind], "x-lablr-client": " "}), 403, "no_client_header")
+    assert learned_photos(client) == before
+    assert feedback(client, {**BROWSER_ORIGINS[kind], "x-lablr-client": "web"}).status_code == 200
+    assert learned_photos(client) == before + 1
+
+
+def test_tools_without_an_origin_still_teach_without_the_header(client):
+    before = learned_photos(client)
+    assert feedback(client, {}).status_code == 200
+    assert learned_photos(client) == before + 1
+
+
+@pytest.mark.parametrize("kind", BROWSER_ORIGINS)
+def test_reading_the_personal_layer_needs_no_header(client, kind):
+    answer = client.get("/api/v1/personal", headers=BROWSER_ORIGINS[kind])
+    assert answer.status_code == 200 and "photos" in answer.json()
+
+
+# -- in the real browser: an extension with no permission for the server -----------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+ATTACK = """
+async function post(base, options) {
+  const form = new FormData();
+  const bytes = Uint8Array.from(atob(PHOTO), (c) => c.charCodeAt(0));
+  form.append("image", new Blob([bytes], { type: "image/png" }), "a.png");
+  form.append("tags", "zero permission spam");
+  try {
+    const answer = await fetch(base + "/api/v1/feedback", { method: "POST", body: form, ...options });
+    return answer.type === "opaque" ? "opaque" : answer.status;
+  } catch (error) {
+    return "blocked";
+  }
+}
+"""
+
+
+def extension(directory, permissions):
+    """An unpacked MV3 extension whose service worker can POST a photo to the server as a CORS-simple
+    multipart form (no-cors, and cors), or with the client header; host permissions as given."""
+    directory.mkdir()
+    manifest = {"manifest_version": 3, "name": "test", "version": "1", "background": {"service_worker": "bg.js"},
+                "host_permissions": permissions}
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    (directory / "bg.js").write_text(poster(seed=0))
+    return directory
+
+
+def poster(seed) -> str:
+    """The script: post(base, fetch options) sends one photo with a tag as a multipart form."""
+    return f"const PHOTO = {json.dumps(base64.b64encode(photo(seed=seed)).decode())};\n{ATTACK}"
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+def service_worker(driver, extension_dir, profile):
+    context = driver.chromium.launch_persistent_context(
+        str(profile), executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}",
+              "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+    worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
+    return context, worker
+
+
+def test_an_extension_without_permission_cannot_teach_while_the_page_and_a_permitted_one_can(
+        chromium, tiny_bundle, tmp_path):
+    home = tmp_path / "data"
+    with running_server(tiny_bundle, env={"XDG_DATA_HOME": str(home)}) as (base, _):
+        def photos():
+            return httpx.get(base + "/api/v1/personal").json()["photos"]
+
+        context, worker = service_worker(chromium, extension(tmp_path / "zero", []), tmp_path / "p1")
+        try:
+            simple = [worker.evaluate("([base, options]) => post(base, options)", [base, options])
+                      for options in ({"mode": "no-cors"}, {}, {"headers": {"X-Lablr-Client": "extension"}})]
+        finally:
+            context.close()
+        assert simple == ["opaque", "blocked", "blocked"]  # sent, sent but unreadable, stopped by its preflight
+        assert photos() == 0
+
+        context, worker = service_worker(chromium, extension(tmp_path / "permitted", ["http://127.0.0.1/*"]),
+                                         tmp_path / "p2")
+        try:
+            without = worker.evaluate("(base) => post(base, {})", base)
+            sent = worker.evaluate("(base) => post(base, {headers: {'X-Lablr-Client': 'extension'}})", base)
+            page = context.new_page()
+            page.goto(base + "/")
+            page.add_script_tag(content=poster(seed=1))
+            from_page = page.evaluate("() => post('', {headers: {'X-Lablr-Client': 'web'}})")
+        finally:
+            context.close()
+        assert (without, sent, from_page) == (403, 200, 200)
+        assert photos() == 2
+
+
+# -- pinning the extension --------------------------------------------------------------------------
+
+PINNED = "abcdefghijklmnopabcdefghijklmnop"
+
+
+def test_a_pinned_extension_id_is_the_only_extension_answered(tiny_bundle):
+    with running_server(tiny_bundle, "--extension-id", PINNED.upper(), "--no-personal") as (base, _):
+        def tags(origin):
+            return httpx.get(base + "/api/v1/tags", headers={"origin": origin, "sec-fetch-site": "cross-site"})
+
+        assert tags(f"chrome-extension://{PINNED}").status_code == 200
+        assert_error(tags("chrome-extension://ponmlkjihgfedcbaponmlkjihgfedcba"), 403, "cross_site")
+        assert_error(tags("moz-extension://0d9b2b1c-3a4e-4f7a-9d55-2c7a8c1f0e11"), 403, "cross_site")
+        assert httpx.get(base + "/api/v1/tags").status_code == 200  # tools without an Origin, as before

@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 from lablr_server import running_server
 
-from lablr.core import bundle
+from lablr.core import bundle, defaults
 from lablr.core.cli import cli
 from lablr.core.errors import install_command
 
@@ -185,7 +185,7 @@ def test_a_plain_install_serves_suggests_and_tags_without_tensorflow(plain_insta
         missing = subprocess.run([str(python), "-c", f"import {name}"], check=False, capture_output=True, text=True)
         assert missing.returncode == 1 and "ModuleNotFoundError" in missing.stderr
 
-    with running_server("openclipart-effnet", python=python, env=user_env) as (base, _lines):
+    with running_server(defaults.DEFAULT_MODEL, python=python, env=user_env) as (base, _lines):
         page = httpx.get(base + "/", timeout=30)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         with open(coffee, "rb") as photo:

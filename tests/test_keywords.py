@@ -11,11 +11,14 @@ import pytest
 from click.testing import CliRunner
 from photo_files import (
     CAMERA,
+    CAPTION,
     OLD_IPTC,
     OLD_XMP,
+    UNDECODABLE_XMP,
     WITH_IPTC,
     icc,
     jpeg_scan,
+    jpeg_with_xmp,
     make_photo,
     needs_exiftool,
     pixels,
@@ -258,14 +261,74 @@ def assert_fully_tagged(path, original: bytes):
     assert jpeg_scan(path.read_bytes()) == jpeg_scan(original)
 
 
-def test_a_symlinked_photo_is_tagged_where_it_lives_and_the_link_stays(tiny_bundle, tmp_path):
-    photo = make_photo(tmp_path / "real.jpg")
-    (tmp_path / "links").mkdir()
-    link = tmp_path / "links" / "link.jpg"
-    link.symlink_to(photo)
-    result = tag(tiny_bundle, link, tmp_path)  # named twice: through the link and in the folder
-    assert "Tagged 1 photos" in result.stdout
-    assert link.is_symlink() and read_tags(photo)["Added"]
+def test_a_symlink_is_never_written_through(tiny_bundle, tmp_path):
+    """`ln -s /elsewhere/v.jpg in/l.jpg; lablr tag in/` must leave /elsewhere/v.jpg alone."""
+    elsewhere, inside = tmp_path / "elsewhere", tmp_path / "in"
+    elsewhere.mkdir(), inside.mkdir()
+    victim = make_photo(elsewhere / "v.jpg")
+    (elsewhere / "sub").mkdir()
+    hidden_victim = make_photo(elsewhere / "sub" / "w.jpg")
+    before = {victim: victim.read_bytes(), hidden_victim: hidden_victim.read_bytes()}
+    own = make_photo(inside / "own.jpg")
+    (inside / "l.jpg").symlink_to(victim)
+    (inside / "linked-folder").symlink_to(elsewhere / "sub")
+    result = tag(tiny_bundle, inside, inside / "l.jpg")  # through the folder, and named itself
+    assert all(path.read_bytes() == data for path, data in before.items())
+    assert (inside / "l.jpg").is_symlink() and read_tags(own)["Added"]
+    refused = [line for line in result.output.splitlines() if "l.jpg: not changed" in line]
+    assert len(refused) == 2 and all("symbolic link" in line for line in refused)
+    assert "Tagged 1 photos" in result.stdout and result.exit_code == 1
+
+
+def test_a_link_put_in_a_photos_place_while_it_is_tagged_is_replaced_not_followed(tmp_path):
+    from lablr.core.photometa.tagging import Skip, replace_file
+
+    victim, photo = tmp_path / "victim.jpg", tmp_path / "photo.jpg"
+    victim.write_bytes(b"victim"), photo.write_bytes(b"photo")
+    expected = photo.stat()
+    photo.unlink()
+    photo.symlink_to(victim)
+    with pytest.raises(Skip, match="changed"):
+        replace_file(photo, b"tagged", expected=expected, keep_mtime=False)
+    assert victim.read_bytes() == b"victim" and photo.is_symlink()
+
+
+@pytest.mark.parametrize("kind", list(UNDECODABLE_XMP))
+def test_metadata_lablr_cannot_read_whole_is_never_dropped(tiny_bundle, tmp_path, kind):
+    photo = jpeg_with_xmp(tmp_path / "captioned.jpg", UNDECODABLE_XMP[kind])
+    original = photo.read_bytes()
+    for args in (["--dry-run"], [], ["--force"]):
+        result = tag(tiny_bundle, *args, photo)
+        assert photo.read_bytes() == original and result.exit_code == 1
+        lines = [line for line in result.output.splitlines() if "captioned.jpg" in line]
+        assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]
+    assert CAPTION.encode() in photo.read_bytes()
+
+
+def test_dry_run_leaves_a_killed_runs_partial_files_and_a_real_run_removes_them(tiny_bundle, folder):
+    leftover = folder / f".photo-0.jpg.{2**22 + 12345}{PARTIAL}"  # a process id no live process has
+    leftover.write_bytes(b"half a photo")
+    dry_run(tiny_bundle, folder)
+    assert leftover.exists()
+    tag(tiny_bundle, folder)
+    assert not leftover.exists()
+
+
+def test_names_and_library_notes_cannot_reach_the_terminal_raw(tiny_bundle, tmp_path):
+    """A newline or an escape sequence in a file name is shown escaped, and exiv2's own warnings
+    become the reason on Lablr's one line instead of lines of their own."""
+    make_photo(tmp_path / "new\nline.jpg")
+    make_photo(tmp_path / "\x1b[31mred.jpg")
+    jpeg_with_xmp(tmp_path / "bad-xmp.jpg", UNDECODABLE_XMP["undeclared prefix"])
+    command = [sys.executable, "-m", "lablr.core.cli", "tag", str(tmp_path), "--model", str(tiny_bundle), "-q"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "\x1b" not in result.stdout + result.stderr
+    assert "new\\x0aline.jpg: added" in result.stdout and "\\x1b[31mred.jpg: added" in result.stdout
+    [refused] = result.stderr.splitlines()
+    assert refused.startswith(f"{tmp_path}/bad-xmp.jpg: not changed: Lablr could not read all of the photo's metadata")
+    assert "Failed to decode XMP metadata" in refused and refused.endswith("the photo was left as it was.")
+    assert len(result.stdout.splitlines()) == 3
 
 
 UNICODE_NAMES = {"red": "rouge vif", "blue": "синий", "green": "緑", "circle": "círculo", "square": "carré",

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COLOURS, SHAPES, draw_shape, held_out_drawing
+from conftest import COLOURS, SHAPES, draw_shape, real_photo
 from lablr_server import running_server
 from photo_files import (
     OLD_IPTC,
@@ -185,21 +185,20 @@ def test_download_with_no_tag_ticked_says_so(page):
 
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / defaults.DEFAULT_MODEL
-CLIPART = (held_out_drawing(DEFAULT_BUNDLE, hints=("deer_matt_todd", "animals/"))  # a typical held-out animal
-           if (DEFAULT_BUNDLE / "manifest.json").exists() else None)
 
 
-@pytest.mark.skipif(CLIPART is None or not CLIPART.exists(), reason="needs the default bundle and openclipart-png")
-def test_default_model_on_a_drawing_takes_the_readme_screenshot(browser):
-    """The README's picture of the page: the shipped model, a public-domain drawing it never saw."""
+@pytest.mark.skipif(real_photo() is None or not (DEFAULT_BUNDLE / "manifest.json").exists(),
+                    reason="needs the default bundle and scikit-image")
+def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser):
+    """The README's picture of the page: the shipped model, a real photograph."""
     with running_server(DEFAULT_BUNDLE) as (base, _):
         context = browser.new_context(viewport={"width": 1100, "height": 900})
         page = context.new_page()
         page.goto(base + "/")
-        page.set_input_files("#photo", files=[str(CLIPART)])
+        page.set_input_files("#photo", files=[str(real_photo())])
         tags = shown_tags(page)  # those at or above the default threshold, as a new user sees them
         scores = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
-        assert 1 <= len(tags) <= 10 and all(s >= 0.2 for s in scores)
+        assert 1 <= len(tags) <= 10 and all(s >= 0.2 for s in scores) and "cat" in tags
         wait_for_picture(page)
         shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
         context.close()

@@ -18,11 +18,21 @@ import sqlite_utils
 from lablr.core.parts import PhotoRecord
 
 _SPACES = re.compile(r"\s+")
+BYTE_ORDER_MARK = "\ufeff"
+# Invisible characters that belong in printable text: the joiners inside emoji sequences such as
+# 👨‍👩‍👧 and in scripts such as Devanagari or Persian. Every other control or format character is refused.
+JOINERS = frozenset("\u200c\u200d")
 
 
 def normalize_tag(tag: str) -> str:
-    """The form a tag is stored and compared in: trimmed, lower case, single spaces."""
-    return _SPACES.sub(" ", tag.strip().lower())
+    """The form a tag is stored and compared in: trimmed, lower case, single spaces, no byte-order mark
+    (an editor's leftover at the start of pasted text, never part of a tag)."""
+    return _SPACES.sub(" ", tag.replace(BYTE_ORDER_MARK, "").strip().lower())
+
+
+
+def is_printable_tag(tag: str) -> bool:
+    return all(char.isprintable() or char in JOINERS for char in tag)
 
 
 def compact_tag(tag: str) -> str:

@@ -6,8 +6,10 @@ up as RGB, transparent parts on white.
 
 Memory is bounded: an image over MAX_IMAGE_PIXELS is refused from its header, before any
 pixel is decoded; a request's images together stay within MAX_REQUEST_PIXELS; no more
-decodes run at once than there are cores; and 16-bit, 32-bit and float images are shrunk in
-their own mode before they become 8 bits, so no full-size copy is ever made of them.
+decodes run at once than there are cores; each image is shrunk in its own mode right after it
+is decoded (16-bit, 32-bit and float ones before they become 8 bits), so no full-size copy is
+ever made, and released before the next is decoded; only the first frame of an animation or a
+multi-page file is decoded.
 """
 
 import io
@@ -93,17 +95,21 @@ def to_square_rgb(image: Image.Image, size: int) -> np.ndarray:
 
 
 def _shrunk_rgb(image: Image.Image, size: int) -> Image.Image:
+    """The picture at most size x size, RGB on white, upright. It is shrunk first, in its own mode:
+    the full-size decode is dropped as soon as the small copy exists, and the orientation, the
+    alpha and the conversion to RGB each copy only the small one."""
     if image.format == "JPEG":
         image.draft("RGB", (size * 2, size * 2))  # decodes at 1/2..1/8 scale: cheap for big photos
     if image.mode in HIGH_DEPTH:
         image = _shrunk_to_8_bits(image, size)
-    elif image.mode in ("1", "L"):  # grey stays one channel until it is small; the result is the same
-        image = image.convert("L") if image.mode == "1" else image
-        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    else:
+        if image.mode == "1":  # bilevel is resampled by nearest neighbour: grey first, then averaged
+            image = image.convert("L")
+        elif image.mode == "P":  # a palette is resampled by nearest neighbour too: its colours first
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)  # in place
     image = ImageOps.exif_transpose(image)
-    image = _rgb_on_white(image)
-    image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return image
+    return _rgb_on_white(image)
 
 
 def _shrunk_to_8_bits(image: Image.Image, size: int) -> Image.Image:
@@ -126,8 +132,6 @@ def _to_8_bit_scale(mode: str, high: float) -> float:
 
 
 def _rgb_on_white(image: Image.Image) -> Image.Image:
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, WHITE)
@@ -146,14 +150,20 @@ def decode_all(datas, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS,
     """Several encoded images -> uint8 array (n, size, size, 3), within a budget of pixels for them all.
 
     Every header is read before any image is decoded, so a request over the budget costs nothing.
+    Then each image is decoded, shrunk and released before the next: a request's peak memory is
+    one full-size image, however many it sends.
     """
-    opened = [_with_position(open_image, data, i, len(datas), max_pixels=max_pixels) for i, data in enumerate(datas)]
-    total = sum(image.width * image.height for image in opened)
+    total = 0
+    for index, data in enumerate(datas):
+        with _with_position(open_image, data, index, len(datas), max_pixels=max_pixels) as image:
+            total += image.width * image.height
     if total > max_total_pixels:
-        raise ImageError(f"These {len(opened)} images have {total:,} pixels in all; one request may have at most "
+        raise ImageError(f"These {len(datas)} images have {total:,} pixels in all; one request may have at most "
                          f"{max_total_pixels:,}. Send fewer or smaller photos.", code="too_many_pixels", status=413)
-    decoded = [_with_position(to_square_rgb, image, i, len(opened), size=size) for i, image in enumerate(opened)]
-    return np.stack(decoded) if decoded else np.empty((0, size, size, 3), np.uint8)
+    decoded = np.empty((len(datas), size, size, 3), np.uint8)
+    for index, data in enumerate(datas):
+        decoded[index] = _with_position(decode, data, index, len(datas), size=size, max_pixels=max_pixels)
+    return decoded
 
 
 def _with_position(step, item, index, count, **options):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import bundle, defaults
-from lablr.core.data.catalog import normalize_tag
+from lablr.core.data.catalog import is_printable_tag, normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.files import write_atomically
 
@@ -77,7 +77,7 @@ def checked_tags(raw_tags, what: str = "tags") -> list[str]:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
-        if len(tag) > defaults.TAG_MAX_CHARS or not tag.isprintable():
+        if len(tag) > defaults.TAG_MAX_CHARS or not is_printable_tag(tag):
             raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
                              f"{tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)
@@ -156,8 +156,12 @@ class PersonalLayer:
 
     @classmethod
     def for_bundle(cls, model) -> "PersonalLayer":
-        """The layer of a loaded Model (created empty if the user has none yet)."""
-        return cls(layer_path(model.path), latent_dim=model.encoder.latent_dim, model_name=model.name)
+        """The layer of a loaded Model: the user's, or one carried over from a bundled model with the same
+        latent space (a new default over the same encoder), or else a new empty one."""
+        path = layer_path(model.path)
+        if not path.exists():
+            carry_over(model.path, path)
+        return cls(path, latent_dim=model.encoder.latent_dim, model_name=model.name)
 
     def close(self):
         with self._lock, self._read_lock, self._stamps_lock:
@@ -292,6 +296,40 @@ COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
 STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
+def same_latent_space(one, other) -> bool:
+    """Whether two bundles encode photos to the same latents: the same encoder, settings that shape its
+    latents, and the same files that decide them (its LATENT_FILES, e.g. effnet-lite0's PCA)."""
+    from lablr.core.plugins import get_part
+
+    first, second = bundle.read_manifest(one), bundle.read_manifest(other)
+    a, b = first.parts["encoder"], second.parts["encoder"]
+    if a.name != b.name or {k: a.settings.get(k) for k in ("latent_dim", "image_size")} != \
+            {k: b.settings.get(k) for k in ("latent_dim", "image_size")}:
+        return False
+    files = getattr(get_part("encoder", a.name).factory, "LATENT_FILES", ())
+    return bool(files) and all(first.files.get(name) and first.files.get(name) == second.files.get(name)
+                               for name in files)
+
+
+def carry_over(bundle_path, destination: Path) -> bool:
+    """Copy the user's layer of another bundled model with the same latent space to `destination`."""
+    for name in bundle.bundled_names():
+        other = bundle.bundled_root() / name
+        source = layer_path(other)
+        if Path(other).resolve() == Path(bundle_path).resolve() or not source.exists():
+            continue
+        if same_latent_space(bundle_path, other):
+            destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            partial = destination.with_name(f".{destination.name}.partial")
+            with sqlite3.connect(source) as old, sqlite3.connect(partial) as new:
+                old.backup(new)  # consistent even while another process writes to it
+            old.close()
+            new.close()
+            partial.replace(destination)
+            return True
+    return False
+
+
 class _AlreadyThere(Exception):
     """Raised inside the write transaction so that a duplicate changes nothing, not even the version."""
 
@@ -303,7 +341,7 @@ def open_for_bundle(model):
     path = bundle.resolve(model)
     manifest = bundle.read_manifest(path)
     where = layer_path(path)
-    if not where.exists():
+    if not where.exists() and not carry_over(path, where):
         return None, manifest
     latent_dim = manifest.parts["encoder"].settings.get("latent_dim")
     return PersonalLayer(where, latent_dim=latent_dim, model_name=manifest.name), manifest
@@ -316,11 +354,18 @@ def check(model):
         layer.close()
 
 
+def vocabulary_tags(bundle_path) -> list[str]:
+    """The photo vocabulary's tags of a bundle on disk, read without loading its encoder."""
+    from lablr.core.vocabulary import FILE, ConceptVocabulary
+
+    return ConceptVocabulary.load(bundle_path).all_tags if (Path(bundle_path) / FILE).exists() else []
+
+
 def describe(model) -> dict:
     from lablr.core.personal.learning import Vocabulary
 
     layer, manifest = open_for_bundle(model)
-    vocabulary = Vocabulary([tag for tag, _ in manifest.tags])
+    vocabulary = Vocabulary([tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model)))
     events = []
     if layer:
         with closing(layer):

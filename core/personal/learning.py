@@ -88,7 +88,8 @@ class Learning:
                  photo_weight: int = defaults.PERSONAL_PHOTO_WEIGHT):
         self.base_model, self.layer = base_model, layer
         self.prior_photos, self.photo_weight = prior_photos, photo_weight
-        self.base_photos = max(base_model.manifest.data.train_photos, float(base_model.tag_model.counts.max(initial=1)))
+        trained = base_model.manifest.data.train_photos if base_model.manifest.data else 0  # none: a vocabulary's
+        self.base_photos = max(trained, float(base_model.tag_model.counts.max(initial=1)))
         self._lock = threading.Lock()
         self._start()
 
@@ -97,7 +98,9 @@ class Learning:
         if hasattr(base, "freeze"):
             base.freeze()
         self.working = base
-        self.vocabulary = Vocabulary(base.tags, min_photos=self.layer.min_photos)
+        # A tag the photo vocabulary knows (lablr.core.vocabulary) is known already: it learns from the first photo
+        known = [*base.tags, *getattr(self.base_model, "vocabulary_tags", [])]
+        self.vocabulary = Vocabulary(known, min_photos=self.layer.min_photos)
         self.seen = defaultdict(lambda: ([], []))  # tag -> (log-odds shown at, kept)
         self.biases = {}
         self.last_id, self.stamps = 0, (None, None)
@@ -192,9 +195,12 @@ class Learning:
 def personal_model(model, enabled: bool = True):
     """A loaded Model with its user's personal layer learned (as the server serves it), or the model
     alone when `enabled` is False, it was never saved, or the user has no layer yet."""
-    from lablr.core.personal.layer import layer_path
+    from lablr.core.personal.layer import carry_over, layer_path
 
-    if not enabled or model.path is None or not layer_path(model.path).exists():
+    if not enabled or model.path is None:
+        return model
+    path = layer_path(model.path)
+    if not path.exists() and not carry_over(model.path, path):
         return model
     layer = PersonalLayer.for_bundle(model)
     try:

@@ -1,15 +1,17 @@
 """The bytes that are the picture itself: what writing keywords must never change.
 
 `picture(data, mime)` returns them for a JPEG, PNG or WebP (every segment or chunk that is not
-metadata, with the compressed image data byte for byte) and the decoded pixels of a TIFF.
+metadata, with the compressed image data byte for byte) and a digest of each decoded page of a TIFF.
 Lablr compares them before and after writing, and refuses to replace a photo if they differ.
 """
 
+import hashlib
 import struct
 
 from PIL import ImageSequence
 
-from lablr.core.data.decoding import open_image
+from lablr.core.data.decoding import DAMAGED, open_image
+from lablr.core.defaults import MAX_IMAGE_PIXELS
 from lablr.core.errors import ImageError
 
 # Metadata that the writer may rewrite: everything else in the file must come out as it went in.
@@ -96,10 +98,21 @@ def _webp(data: bytes) -> list[bytes]:
 
 
 def _pixels(data: bytes) -> list[bytes]:
+    """A digest of each frame's decoded pixels, one frame in memory at a time; every frame's pixels
+    count against the budget of one image, checked from the headers before any is decoded."""
     image = open_image(data)
     try:
-        return [frame.mode.encode() + repr(frame.size).encode() + frame.tobytes()
-                for frame in ImageSequence.Iterator(image)]
-    except (OSError, SyntaxError) as error:
+        sizes = [frame.size for frame in ImageSequence.Iterator(image)]
+        total = sum(width * height for width, height in sizes)
+        if total > MAX_IMAGE_PIXELS:
+            raise ImageError(f"The image's {len(sizes)} pages have {total:,} pixels in all; Lablr reads at most "
+                             f"{MAX_IMAGE_PIXELS:,}.", code="image_too_large", status=413)
+        return [_digest(frame) for frame in ImageSequence.Iterator(image)]
+    except DAMAGED as error:
         raise ValueError(str(error)) from None
 
+
+def _digest(frame) -> bytes:
+    digest = hashlib.sha256(frame.mode.encode() + repr(frame.size).encode())
+    digest.update(frame.tobytes())
+    return digest.digest()

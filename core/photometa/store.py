@@ -7,6 +7,8 @@ before it is handed back: the picture's bytes (see lablr.core.photometa.pixels) 
 key that was there must come out as they went in, or the write is refused.
 """
 
+import logging
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -25,6 +27,11 @@ STAMP_MODEL = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Model"
 STAMP_ADDED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Added"
 WRITABLE = ("image/jpeg", "image/png", "image/tiff", "image/webp")
 WITH_IPTC = ("image/jpeg", "image/tiff")  # PNG and WebP have no standard place for IPTC
+# The qualified names in an XMP packet that are its frame, not properties of the photo.
+XMP_FRAME_PREFIXES = {"x", "rdf", "xml", "xmlns", "xmpmeta"}
+XMP_TAG = re.compile(r"<([^!?/>][^>]*)>")  # an element's start tag, its inside
+XMP_ELEMENT = re.compile(r"\s*([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)")
+XMP_ATTRIBUTE = re.compile(r"\s([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)\s*=")
 
 
 def keyword_key(tag: str) -> str:
@@ -47,6 +54,7 @@ class Embedded:
     xmp: tuple[str, ...] = ()  # dc:subject
     iptc: tuple[str, ...] = ()  # IPTC Keywords
     stamp: Stamp | None = None
+    unread: str = ""  # why not all of the metadata there could be read; empty when it all was
     hierarchical: tuple[str, ...] = ()  # Lightroom's lr:hierarchicalSubject, whole paths
 
     @property
@@ -78,11 +86,24 @@ class KeywordStore(Protocol):
         """An XMP sidecar (a new one when data is None) with the tags it lacks added."""
 
 
+class _Notes(logging.Handler):
+    """What exiv2 says while it reads (python-exiv2 logs it to the "exiv2" logger): kept for the
+    one-line reason a photo is left alone, instead of reaching the terminal beside Lablr's lines."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage().strip())
+
+
 class Exiv2Store:
     """KeywordStore on libexiv2. One lock: the XMP toolkit inside exiv2 is not thread-safe."""
 
     _lock = threading.Lock()
     _registered = False
+    _notes = _Notes()
 
     def __init__(self):
         import exiv2
@@ -91,6 +112,9 @@ class Exiv2Store:
         with self._lock:
             if not Exiv2Store._registered:
                 exiv2.XmpProperties.registerNs(defaults.LABLR_XMP_NAMESPACE, defaults.LABLR_XMP_PREFIX)
+                logger = logging.getLogger("exiv2")
+                logger.addHandler(self._notes)
+                logger.propagate = False
                 Exiv2Store._registered = True
 
     def read(self, data: bytes) -> Embedded:
@@ -102,6 +126,7 @@ class Exiv2Store:
             image = self._open(data)
             if image.mimeType() not in WRITABLE:
                 raise _unsupported(image.mimeType())
+            refuse_unread(self._unread(image))
             before = self._keys(image)
             written = self._add_keywords(image, tags, stamp, iptc=image.mimeType() in WITH_IPTC)
             if written.added:
@@ -120,6 +145,7 @@ class Exiv2Store:
                 image = self._open(data)
                 if image.mimeType() != "application/rdf+xml":
                     raise ImageError("The sidecar is not an XMP file.", code="not_xmp")
+                refuse_unread(self._unread(image))
             written = self._add_keywords(image, tags, stamp, iptc=False)
             if written.added or data is None:
                 self._write(image)
@@ -131,6 +157,7 @@ class Exiv2Store:
     # -- inside the lock --------------------------------------------------------------------------
 
     def _open(self, data: bytes):
+        self._notes.messages.clear()
         try:
             image = self.exiv2.ImageFactory.open(data)
             image.readMetadata()
@@ -154,8 +181,18 @@ class Exiv2Store:
             stamp = Stamp(model=self._text(xmp, STAMP_MODEL), tagged=self._text(xmp, STAMP_TAGGED),
                           added=tuple(self._bag(xmp, STAMP_ADDED)))
         return Embedded(mime=image.mimeType(), xmp=tuple(self._bag(xmp, SUBJECT)),
-                        iptc=tuple(self._iptc_keywords(iptc)), stamp=stamp,
+                        iptc=tuple(self._iptc_keywords(iptc)), stamp=stamp, unread=self._unread(image),
                         hierarchical=tuple(self._bag(xmp, HIERARCHICAL)))
+
+    def _unread(self, image) -> str:
+        """Why exiv2 did not read all of the metadata just opened (its warnings, or an XMP packet
+        whose properties decoded to nothing); empty when it did. Writing would drop the rest."""
+        if self._notes.messages:
+            return "; ".join(dict.fromkeys(self._notes.messages))
+        unread = _properties(image.xmpPacket()) - _names_in({datum.key() for datum in image.xmpData()})
+        if unread:
+            return f"its XMP holds {', '.join(sorted(unread)[:3])}, which exiv2 did not decode"
+        return ""
 
     def _add_keywords(self, image, tags, stamp: Stamp, *, iptc: bool) -> Written:
         """Add the tags that are in neither XMP nor IPTC yet: to XMP, and to IPTC where the format has it."""
@@ -267,6 +304,28 @@ OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
 RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
              "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
              "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+
+
+def _properties(packet: str) -> set[str]:
+    """The local names of the properties (and fields, and qualifiers) written in an XMP packet."""
+    names = set()
+    for inside in XMP_TAG.findall(packet):
+        element = XMP_ELEMENT.match(inside)
+        names.update([element.groups()] if element else [])
+        names.update(XMP_ATTRIBUTE.findall(inside))
+    return {name for prefix, name in names if prefix not in XMP_FRAME_PREFIXES}
+
+
+def _names_in(keys) -> set[str]:
+    """Every name in exiv2's keys, such as Xmp.xmpMM.History[1]/stEvt:action -> xmpMM, History, stEvt, action."""
+    return {name for key in keys for name in re.split(r"[.:/\[\]?]+", key) if name}
+
+
+def refuse_unread(why: str):
+    if why:
+        raise ImageError(f"Lablr could not read all of the photo's metadata ({why[:200]}), and writing would "
+                         "lose what it could not read; the photo was left as it was.", code="unreadable_metadata",
+                         status=422)
 
 
 def _unsupported(what) -> ImageError:

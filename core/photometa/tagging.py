@@ -8,6 +8,7 @@ cannot be read or written is reported and left as it was. Lablr records in each 
 those photos unless forced.
 """
 
+import errno
 import os
 import shutil
 import stat
@@ -19,6 +20,7 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.data import decoding as imaging
+from lablr.core.data.catalog import JOINERS
 from lablr.core.errors import ImageError, LablrError
 from lablr.core.files import fsync_dir
 from lablr.core.photometa.store import (
@@ -28,6 +30,7 @@ from lablr.core.photometa.store import (
     KeywordStore,
     Stamp,
     keyword_key,
+    refuse_unread,
 )
 
 PARTIAL = ".lablr-partial"  # .NAME.PID.lablr-partial, beside the photo, while it is written
@@ -79,15 +82,28 @@ class Skip(LablrError):
     """A photo left as it was, for the reason given."""
 
 
-def find_photos(paths) -> tuple[list[Path], list[Outcome]]:
-    """The photos named or found in the folders named (recursively, hidden files left out), each once."""
+def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome]]:
+    """The photos named or found in the folders named (recursively, hidden files left out), each once.
+
+    Only regular files are taken: a symbolic link (to a file, or to a folder) is reported and
+    left alone, so that nothing outside the folders and files named is ever written. `tidy`
+    removes the partial files a killed run left behind (not in a dry run: it changes nothing).
+    """
     found, problems, seen = [], [], set()
     for given in map(Path, paths):
-        if given.is_dir():
-            remove_leftovers(given)
-            candidates = sorted(p for p in given.rglob("*") if _is_photo_name(p, given))
-        elif given.exists() or given.is_symlink():
+        if given.is_dir():  # a folder named may be a link to one: the user chose it
+            if tidy:
+                remove_leftovers(given)
+            candidates, links = _photos_in(given)
+            problems += [Outcome(link, "failed", reason=SYMLINK) for link in links]
+        elif given.is_symlink():
+            problems.append(Outcome(given, "failed", reason=SYMLINK))
+            continue
+        elif given.is_file():
             candidates = [given]
+        elif given.exists():
+            problems.append(Outcome(given, "failed", reason="it is not a regular file"))
+            continue
         else:
             problems.append(Outcome(given, "failed", reason="no such file or folder"))
             continue
@@ -99,9 +115,24 @@ def find_photos(paths) -> tuple[list[Path], list[Outcome]]:
     return found, problems
 
 
-def _is_photo_name(path: Path, root: Path) -> bool:
-    hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-    return not hidden and path.suffix.lower() in defaults.TAG_SUFFIXES and path.is_file()
+SYMLINK = "it is a symbolic link, which Lablr does not follow (name the file it points to)"
+
+
+def _photos_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(the regular photo files under folder, the links among the photo names), sorted; links to
+    folders are not entered and hidden names are left out."""
+    photos, links = [], []
+    for top, folders, names in os.walk(folder):  # followlinks=False: a linked folder is not entered
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in names:
+            path = Path(top) / name
+            if name.startswith(".") or path.suffix.lower() not in defaults.TAG_SUFFIXES:
+                continue
+            if path.is_symlink():
+                links.append(path)
+            elif path.is_file():
+                photos.append(path)
+    return sorted(photos), sorted(links)
 
 
 def remove_leftovers(folder: Path) -> int:
@@ -130,7 +161,7 @@ def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = N
     `report(outcome)` as each is done."""
     store = store or Exiv2Store()
     report = report or (lambda outcome: None)
-    photos, outcomes = find_photos(paths)
+    photos, outcomes = find_photos(paths, tidy=not options.dry_run)
     if start:
         start(len(photos) + len(outcomes))
     for outcome in outcomes:
@@ -164,35 +195,48 @@ def _failed(path, error) -> Outcome:
 
 
 def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
-    real = path.resolve()
-    try:
-        before = real.stat()
-        data = real.read_bytes()
-    except OSError as error:
-        raise Skip(f"cannot read it ({error.strerror})") from None
+    before, data = _read_regular(path)
     if not options.sidecar:
-        _check_writable(real, before)  # said in a dry run too
+        _check_writable(path, before)  # said in a dry run too
     check_image(data)
     embedded = store.read(data)
     if not options.sidecar and embedded.mime not in WRITABLE:
         raise Skip(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, not {embedded.mime} "
                    "(--sidecar leaves the photo as it is)")
+    if not options.sidecar:
+        refuse_unread(embedded.unread)  # said in a dry run too
     sidecar = sidecar_before = None
     if options.sidecar:
         sidecar_path = _sidecar_path(path)
-        if sidecar_path.exists():
-            try:
-                sidecar_before = sidecar_path.stat()
-                sidecar = sidecar_path.read_bytes()
-            except OSError as error:
-                raise Skip(f"cannot read {sidecar_path.name} ({error.strerror})") from None
+        if sidecar_path.exists() or sidecar_path.is_symlink():
+            sidecar_before, sidecar = _read_regular(sidecar_path, sidecar_path.name)
             sidecar_keywords = store.read(sidecar)
+            refuse_unread(sidecar_keywords.unread)
             embedded = Embedded(embedded.mime, embedded.xmp + sidecar_keywords.xmp, embedded.iptc,
                                 sidecar_keywords.stamp or embedded.stamp)
     if embedded.stamp and not options.force:
         raise Skip(f"already tagged by Lablr on {embedded.stamp.tagged} (--force to tag it again)",
                    code="already_tagged")
     return _Pending(path, data, before, embedded, sidecar, sidecar_before)
+
+
+def _read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
+    """(stat, bytes) of a regular file, never through a symbolic link."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise Skip(SYMLINK if name == "it" else f"{name} is a symbolic link, which Lablr does not follow") \
+                from None
+        raise Skip(f"cannot read {name} ({error.strerror})") from None
+    with open(descriptor, "rb") as file:
+        before = os.fstat(file.fileno())
+        if not stat.S_ISREG(before.st_mode):
+            raise Skip(f"{name} is not a regular file")
+        try:
+            return before, file.read()
+        except OSError as error:
+            raise Skip(f"cannot read {name} ({error.strerror})") from None
 
 
 def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, options: Options) -> Outcome:
@@ -212,7 +256,7 @@ def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, optio
             data = store.add_to_sidecar(item.sidecar, tags, stamp).data
             replace_file(target, data, expected=item.sidecar_before, keep_mtime=options.keep_mtime)
         else:
-            target = item.path.resolve()
+            target = item.path
             data = store.add(item.data, tags, stamp).data
             replace_file(target, data, expected=item.before, keep_mtime=options.keep_mtime)
     except LablrError as error:
@@ -234,7 +278,7 @@ def _check_sidecar_is_ours(photo: Path):
 
 def _stat_or_none(path: Path):
     try:
-        return path.stat()
+        return path.lstat()  # a link put in the file's place counts as a change: never written through
     except FileNotFoundError:
         return None
 
@@ -305,14 +349,26 @@ def embed(data: bytes, tags: list[str], model_name: str, *, store: KeywordStore 
 
 def describe(outcome: Outcome) -> str | None:
     """One line for a photo that was or would be changed, or could not be; None for the others."""
+    name = printable(str(outcome.path))
     if outcome.status == "tagged":
-        where = f" ({outcome.written.name})" if outcome.written and outcome.written.suffix == ".xmp" else ""
-        return f"{outcome.path}: added {', '.join(s.tag for s in outcome.added)}{where}"
+        where = f" ({printable(outcome.written.name)})" if outcome.written and outcome.written.suffix == ".xmp" else ""
+        return f"{name}: added {printable(', '.join(s.tag for s in outcome.added))}{where}"
     if outcome.status == "would_tag":
-        return f"{outcome.path}: would add " + ", ".join(f"{s.tag} ({s.score:.2f})" for s in outcome.added)
+        return f"{name}: would add " + printable(", ".join(f"{s.tag} ({s.score:.2f})" for s in outcome.added))
     if outcome.status == "failed":
-        return f"{outcome.path}: not changed: {outcome.reason}"
+        return f"{name}: not changed: {printable(outcome.reason)}"
     return None
+
+
+def printable(text: str) -> str:
+    """Text as a terminal may show it: a control character (newline, ESC) or a lone surrogate of an
+    undecodable file name is written as its escape, so a file name cannot break or restyle the output."""
+    return "".join(char if char.isprintable() or char in JOINERS else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def summary_line(counts: dict, dry_run: bool) -> str:

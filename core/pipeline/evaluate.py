@@ -25,6 +25,11 @@ def evaluate_bundle(model_name=defaults.DEFAULT_MODEL, catalog_path=None, *, sco
         data = model.manifest.data
         rules = Rules.from_dict(data.rules) if data and data.rules else Rules()
         selection = select(Catalog(catalog_path).photos(data.source if data else None), rules)
+    elif model.vocabulary is not None and model.manifest.data is None:
+        raise LablrError(f"The model {model.name} learned its tags on no photos of its own: its photo vocabulary is "
+                         f"measured on photographs by scripts/bench_photos.py (README, Quality). `lablr evaluate "
+                         f"--model {defaults.BENCHMARK_MODEL}` reproduces the OpenClipart benchmark; --catalog "
+                         f"measures this model on your own tagged photos.")
     else:
         catalog_path, selection = recorded_split(model, cache)
     known = set(model.tag_model.tags)

@@ -1,0 +1,161 @@
+"""A crafted or damaged bundle is refused in one line, exit 1, before it serves: every command that
+loads a bundle, and `lablr serve` before any worker starts. Each bundle here is a copy of the shipped
+openclipart-effnet (the pretrained encoder with full tag statistics) with one file changed and the
+manifest's checksums resealed, as an attacker would."""
+
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from lablr_server import free_port
+from test_server import photo
+
+from lablr.core import defaults
+from lablr.core.bundle import bundled_root
+from lablr.core.cli import cli
+
+BUNDLE = bundled_root() / defaults.BENCHMARK_MODEL
+ORIGINAL = bundled_root() / defaults.ORIGINAL_MODEL
+
+
+def resealed(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                         for p in sorted(bundle.iterdir()) if p.name != "manifest.json" and p.is_file()}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    return bundle
+
+
+def arrays(path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def with_arrays(bundle, name, **changes):
+    data = {**arrays(bundle / name), **changes}
+    np.savez_compressed(bundle / name, **data)
+
+
+def nan_in(array):
+    array = array.astype(np.float64)
+    array.flat[len(array.flat) // 2] = np.nan
+    return array
+
+
+def zipped_zeros(path, tags: int, dim: int):
+    """Tag statistics of `tags` tags that compress to almost nothing: only their headers say how big."""
+    upper = dim * (dim + 1) // 2
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, shape, dtype in (("tags", (tags,), "<U8"), ("counts", (tags,), "<f8"), ("sums", (tags, dim), "<f8"),
+                                   ("outer_upper", (tags, upper), "<f8")):
+            with archive.open(name + ".npy", "w", force_zip64=True) as file:
+                np.lib.format.write_array_header_1_0(file, {"descr": dtype, "fortran_order": False, "shape": shape})
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                for _ in range(size // (1 << 24)):
+                    file.write(bytes(1 << 24))
+                file.write(bytes(size % (1 << 24)))
+
+
+def craft(kind, bundle):
+    """Change one thing in a copy of the default bundle, as the issue's red team did."""
+    lite, stats, encoder_pca = bundle / "effnet.tflite", bundle / "tag_stats.npz", bundle / "effnet_pca.npz"
+    if kind == "garbage tflite":
+        lite.write_bytes(os.urandom(lite.stat().st_size))
+    elif kind == "truncated tflite":
+        lite.write_bytes(lite.read_bytes()[: lite.stat().st_size // 2])
+    elif kind == "tflite of another output size":
+        shutil.copyfile(ORIGINAL / "encoder.tflite", lite)  # the VAE's: 32 numbers, not 1,280 features
+    elif kind == "NaN in the tag statistics":
+        with_arrays(bundle, "tag_stats.npz", sums=nan_in(arrays(stats)["sums"]))
+    elif kind == "inf in the tag counts":
+        with_arrays(bundle, "tag_stats.npz", counts=arrays(stats)["counts"] + np.inf)
+    elif kind == "NaN in the encoder's PCA":
+        with_arrays(bundle, "effnet_pca.npz", components=nan_in(arrays(encoder_pca)["components"]))
+    elif kind == "covariances not positive definite":
+        with_arrays(bundle, "tag_stats.npz", outer_upper=-np.abs(arrays(stats)["outer_upper"]))
+    elif kind == "tag statistics of another dimension":
+        data = arrays(stats)
+        upper = np.triu_indices(16)
+        full = np.zeros((len(data["counts"]), 16, 16))
+        with_arrays(bundle, "tag_stats.npz", sums=data["sums"][:, :16], outer_upper=full[:, upper[0], upper[1]])
+    elif kind == "5,000 tags of zipped zeros":
+        zipped_zeros(stats, 5_000, 128)  # over the bound of tags x dimensions²: 82 million numbers
+    elif kind == "a FIFO for the picture's PCA":
+        (bundle / "pca.npz").unlink()
+        resealed(bundle)
+        os.mkfifo(bundle / "pca.npz")
+        return bundle
+    elif kind == "a symbolic link for the tag statistics":
+        shutil.move(stats, bundle.parent / "elsewhere.npz")
+        resealed(bundle)
+        stats.symlink_to(bundle.parent / "elsewhere.npz")
+        return bundle
+    elif kind == "a FIFO for the manifest":
+        (bundle / "manifest.json").unlink()
+        os.mkfifo(bundle / "manifest.json")
+        return bundle
+    elif kind == "a file the manifest does not list":
+        resealed(bundle)
+        (bundle / "extra.npz").write_bytes(b"")
+        return bundle
+    return resealed(bundle)
+
+
+KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", "NaN in the tag statistics",
+         "inf in the tag counts", "NaN in the encoder's PCA", "covariances not positive definite",
+         "tag statistics of another dimension", "5,000 tags of zipped zeros", "a FIFO for the picture's PCA",
+         "a symbolic link for the tag statistics", "a file the manifest does not list", "a FIFO for the manifest"]
+
+
+@pytest.fixture
+def crafted(tmp_path, request):
+    bundle = tmp_path / "crafted"
+    shutil.copytree(BUNDLE, bundle)
+    return craft(request.param, bundle)
+
+
+def assert_one_line_refusal(exit_code, output):
+    assert exit_code == 1, output
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in output, output
+    assert "(nan)" not in output
+
+
+def refusal(crafted, tmp_path, command):
+    image = tmp_path / "photo.png"
+    image.write_bytes(photo())
+    arguments = {"suggest": [str(image)], "plot": [str(image), "-o", str(tmp_path / "p.png")],
+                 "tag": ["--dry-run", str(image)]}[command]
+    result = CliRunner().invoke(cli, [command, *arguments, "--model", str(crafted)])
+    assert_one_line_refusal(result.exit_code, result.output)
+
+
+@pytest.mark.parametrize("crafted", KINDS, indirect=True)
+def test_a_crafted_bundle_is_refused_in_one_line(crafted, tmp_path):
+    refusal(crafted, tmp_path, "suggest")
+
+
+@pytest.mark.parametrize("crafted", ["NaN in the tag statistics"], indirect=True)
+@pytest.mark.parametrize("command", ["plot", "tag"])
+def test_every_command_that_loads_a_bundle_refuses_it(crafted, tmp_path, command):
+    refusal(crafted, tmp_path, command)
+
+
+@pytest.mark.parametrize("crafted", ["garbage tflite", "NaN in the tag statistics", "a FIFO for the picture's PCA",
+                                     "5,000 tags of zipped zeros"], indirect=True)
+def test_serve_refuses_a_crafted_bundle_before_any_worker_starts(crafted):
+    port = str(free_port())
+    done = subprocess.run([sys.executable, "-m", "lablr.core.cli", "serve", "--port", port, "--model", str(crafted)],
+                          capture_output=True, text=True, timeout=120)
+    assert_one_line_refusal(done.returncode, done.stderr)
+    assert "Lablr is serving" not in done.stdout + done.stderr
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak < 2e9  # reading the zipped zeros and deriving covariances from them took more than 4 GB
