@@ -129,7 +129,8 @@ class Model:
         if calibration is None:
             return raw
         logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets,
-                                      calibration, self.scorer(name), name)
+                                      holds_popularity=personal_prior.holds_popularity(self.scorer(name), calibration),
+                                      scorer_name=name)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def _gaussian_probabilities(self, latents, scorer) -> TagProbabilities:
@@ -140,6 +141,9 @@ class Model:
             scores = self._tag_model_scores(latents, name, True)
             return TagProbabilities(self.tag_model.tags, scores.display, scores.distance, self.tag_model.counts)
         probability = background_probabilities(latents, self.tag_model, background)
+        if self.personal_offsets is not None:  # the background odds hold each tag's photo count
+            probability = sigmoid(personal_prior.adjust(personal_prior.logit(probability), self.personal_offsets,
+                                                        holds_popularity=True, scorer_name=None))
         return TagProbabilities(self.tag_model.tags, probability, None, self.tag_model.counts)
 
     @cached_property

@@ -71,17 +71,22 @@ class Offsets:
     bias_scorer: str  # the scorer whose log-odds the user was shown: the bias is on its scale alone
 
 
-def adjust(logits: np.ndarray, offsets: Offsets | None, calibration, scorer, scorer_name: str) -> np.ndarray:
-    """Calibrated log-odds (n, K) as this user's: the one place the personal offsets are applied.
+def adjust(logits: np.ndarray, offsets: Offsets | None, *, holds_popularity: bool, scorer_name: str | None):
+    """Log-odds (n, K) as this user's: the one place the personal offsets are applied.
 
-    The prior shift moves a popularity the calibrated probability holds: through the scorer's own
-    score (`loglik`'s log prior; a scorer says so with `counts_popularity = True`) or the
-    calibration's count term. Where neither holds one (`mahalanobis`, whose calibration dropped
-    its count term because popularity ranked worse), there is none to move. The bias was fitted on
-    the log-odds of the scorer the user was shown, and applies to that scorer's alone.
+    The prior shift moves a popularity the log-odds hold (`holds_popularity`): through the
+    scorer's own score (`loglik`'s log prior; a scorer says so with `counts_popularity = True`),
+    a calibration's count term, or the photo vocabulary's background odds. Where none holds one
+    (`mahalanobis`, whose calibration dropped its count term because popularity ranked worse),
+    there is none to move. The bias was fitted on the log-odds of the scorer the user was shown
+    (`scorer_name`), and applies to that scorer's alone.
     """
     if offsets is None:
         return logits
-    holds_popularity = getattr(scorer, "counts_popularity", False) or calibration.count_slope != 0
     bias = offsets.bias if scorer_name == offsets.bias_scorer else 0.0
     return logits + bias + (offsets.prior if holds_popularity else 0.0)
+
+
+def holds_popularity(scorer, calibration) -> bool:
+    """Whether a scorer's calibrated log-odds hold each tag's popularity."""
+    return bool(getattr(scorer, "counts_popularity", False) or calibration.count_slope != 0)
