@@ -84,7 +84,10 @@ class GaussianTagModel:
     def freeze(self):
         """From now on, the shape all tags share (the pooled covariance and the floor) stays as these
         statistics give it, so adding photos re-derives only the tags they carry (the personal
-        layer: one feedback is one small update, not a rebuild of every tag)."""
+        layer: one feedback is one small update, not a rebuild of every tag). Called again, the
+        shape is taken afresh from the statistics of now, and every tag re-derived with it."""
+        if self._frozen is not None:
+            self._frozen, self._cache = None, None
         self._derived()
         if self.tags:  # with none, there is no common shape yet: each update derives every tag again
             self._frozen = self._shared_shape(*self._empirical())

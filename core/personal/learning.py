@@ -98,6 +98,9 @@ class Learning:
         if hasattr(base, "freeze"):
             base.freeze()
         self.working = base
+        # A bundle with no tags of its own (the photo vocabulary's) has no common shape to freeze: it is
+        # taken from the user's photos each time they double, so that most feedback stays a small update.
+        self.shape_photos = 0 if hasattr(base, "freeze") and not len(base.tags) else None
         # A tag the photo vocabulary knows (lablr.core.vocabulary) is known already: it learns from the first photo
         known = [*base.tags, *getattr(self.base_model, "vocabulary_tags", [])]
         self.vocabulary = Vocabulary(known, min_photos=self.layer.min_photos)
@@ -142,6 +145,9 @@ class Learning:
         if rows:  # a photo weighted w counts as w photos: its latent added w times, still exact sums
             self.working.update(np.repeat(np.stack(rows), self.photo_weight, axis=0),
                                 [tags for tags in row_tags for _ in range(self.photo_weight)])
+        if self.shape_photos is not None and self.vocabulary.photos >= max(1, 2 * self.shape_photos):
+            self.working.freeze()
+            self.shape_photos = self.vocabulary.photos
         for tag in touched:
             self.biases[tag] = prior.bias(*self.seen[tag])
 
