@@ -144,7 +144,6 @@ def test_a_tag_given_to_five_photos_is_in_the_top_three_for_the_sixth_with_the_d
         for photo in photos[:5]:
             assert send(client, photo, NEW_TAG).json()["recorded"]
         found = scores(client, photos[5], scorer=None)
-        print("SCORES", found)
         assert NEW_TAG in list(found)[:3]
 
 
