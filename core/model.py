@@ -120,9 +120,9 @@ class Model:
             return self._tag_model_scores(latents, scorer, calibrated)
         gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
         vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
-        return combine(gaussian, vocabulary)
+        return personal_prior.adjust_ranking(combine(gaussian, vocabulary), self.tags, self.personal_offsets)
 
-    def _tag_model_scores(self, latents, scorer, calibrated) -> Scores:
+    def _tag_model_scores(self, latents, scorer, calibrated, *, bias=True) -> Scores:
         name = scorer or self.default_scorer
         raw = self.scorer(name).score(latents, self.tag_model)
         calibration = self.calibrations.get(name) if calibrated else None
@@ -130,7 +130,7 @@ class Model:
             return raw
         logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets,
                                       holds_popularity=personal_prior.holds_popularity(self.scorer(name), calibration),
-                                      scorer_name=name)
+                                      scorer_name=name if bias else None)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
     def _gaussian_probabilities(self, latents, scorer) -> TagProbabilities:
@@ -138,7 +138,7 @@ class Model:
         name = scorer or self.default_scorer
         background = getattr(self.encoder, "explained_variance", None)
         if name in self.calibrations or background is None:
-            scores = self._tag_model_scores(latents, name, True)
+            scores = self._tag_model_scores(latents, name, True, bias=False)  # biased once combined
             return TagProbabilities(self.tag_model.tags, scores.display, scores.distance, self.tag_model.counts)
         probability = background_probabilities(latents, self.tag_model, background)
         if self.personal_offsets is not None:  # the background odds hold each tag's photo count

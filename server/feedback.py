@@ -83,7 +83,7 @@ async def feedback(request):
         pixels = model.decode(data)
         digest = photo_hash(pixels)
         latent = model.encode(pixels[None])[0]
-        shown = learning.shown_logits(latent, suggested) if suggested else None
+        shown = learning.shown_logits(latent, suggested, pixels=pixels) if suggested else None
         event = state.personal.record(digest, latent, tags, suggested, shown)
         refresh(state)  # answered only once this worker's model has learned it
         return digest, event

@@ -11,7 +11,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import draw_shape
+from conftest import draw_shape, real_photo
 from lablr_server import running_server
 from photo_files import exiftool, make_photo, needs_exiftool
 
@@ -156,6 +156,28 @@ def test_a_suggestion_removed_three_times_falls_below_the_display_threshold(serv
         kept = [tag for tag in shown if tag != victim]
         assert send(server, photo, ",".join(kept), suggested=",".join(shown)).status_code == 200
     assert scores(server, photos[3], scorer=None).get(victim, 0.0) < 0.2 <= before[victim]
+
+
+def test_on_the_default_model_a_photo_tag_removed_three_times_falls_below_the_display_threshold(tmp_path):
+    """The photo vocabulary's tags fade too: removed on 3 views of a real photo, a tag it was shown
+    with falls below the page's threshold on a fourth."""
+    from PIL import Image
+
+    from lablr.core import defaults
+
+    cat = Image.open(real_photo()).convert("RGB")
+    views = [png_of(cat.crop((dx, dy, dx + 400, dy + 280))) for dx, dy in ((0, 0), (50, 20), (20, 40), (40, 10))]
+    with running_server(defaults.DEFAULT_MODEL, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _), \
+            httpx.Client(base_url=base, timeout=60) as client:
+        before = scores(client, views[3], scorer=None)
+        shown = [tag for tag, p in before.items() if p >= defaults.DEFAULT_MIN_PROBABILITY]
+        victim = min(shown, key=before.get)
+        for view in views[:3]:
+            kept = [tag for tag in shown if tag != victim]
+            assert send(client, view, ",".join(kept), suggested=",".join(shown)).status_code == 200
+        after = scores(client, views[3], scorer=None)
+    assert after.get(victim, 0.0) < defaults.DEFAULT_MIN_PROBABILITY <= before[victim]
+    assert all(after.get(tag, 0.0) >= defaults.DEFAULT_MIN_PROBABILITY for tag in shown if tag != victim)
 
 
 def test_the_same_photo_with_other_metadata_counts_once_on_the_server(server, tmp_path):

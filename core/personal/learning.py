@@ -172,7 +172,7 @@ class Learning:
         offsets = prior.prior_offsets(self.working.counts, model_photos, user_counts,
                                       self.vocabulary.photos, self.prior_photos)
         offsets = prior.Offsets(offsets, np.array([self.biases.get(tag, 0.0) for tag in tags]),
-                                self.base_model.default_scorer)
+                                self.base_model.default_scorer, dict(self.biases))
         served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
         self.model = self.base_model.with_tag_model(served, offsets)
         self.summary = self.vocabulary.learned()  # read by requests while the next sync goes on
@@ -182,20 +182,21 @@ class Learning:
     def learned(self) -> Learned:
         return self.summary
 
-    def shown_logits(self, latent, tags) -> list[float | None]:
+    def shown_logits(self, latent, tags, *, pixels=None) -> list[float | None]:
         """The log-odds at which the served model shows these tags for a photo, without each tag's own
-        bias (the bias is what the user's answer is evidence about)."""
+        bias (the bias is what the user's answer is evidence about). None where the model's scores are
+        not probabilities. A model with a photo vocabulary needs the photo's `pixels` too."""
         model = self.model
-        calibration = model.calibrations.get(model.default_scorer)
-        scores = model.score(latent[None]).score[0]
-        out = []
-        for tag in tags:
-            k = model.tag_index.get(tag)
-            if k is None or calibration is None:
-                out.append(None)
-            else:
-                out.append(float(scores[k]) - self.biases.get(tag, 0.0))
-        return out
+        if model.vocabulary is not None:
+            _, concepts = model.encode_with_concepts(pixels[None])
+            probabilities = model.score(latent[None], concepts=concepts).display[0]
+        elif model.default_scorer in model.calibrations:
+            probabilities = model.score(latent[None]).display[0]
+        else:
+            return [None] * len(tags)
+        logits = prior.logit(probabilities)
+        index = model.tag_index
+        return [None if tag not in index else float(logits[index[tag]]) - self.biases.get(tag, 0.0) for tag in tags]
 
 
 def personal_model(model, enabled: bool = True):

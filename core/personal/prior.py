@@ -20,11 +20,13 @@ move it, each as a shift of the log-odds, added in `adjust` (the one place they 
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from lablr.core import defaults
+from lablr.core.parts import Scores
+from lablr.core.pipeline.calibrate import sigmoid
 
 _EDGE = 1e-9  # probabilities are kept inside (0, 1) so that their log-odds are finite
 
@@ -69,6 +71,7 @@ class Offsets:
     prior: np.ndarray  # (K,) from the user's tag frequencies
     bias: np.ndarray  # (K,) from the suggestions they kept and removed
     bias_scorer: str  # the scorer whose log-odds the user was shown: the bias is on its scale alone
+    tag_bias: dict = field(default_factory=dict)  # tag -> bias, every tag's: a ranking with a photo vocabulary
 
 
 def adjust(logits: np.ndarray, offsets: Offsets | None, *, holds_popularity: bool, scorer_name: str | None):
@@ -85,6 +88,23 @@ def adjust(logits: np.ndarray, offsets: Offsets | None, *, holds_popularity: boo
         return logits
     bias = offsets.bias if scorer_name == offsets.bias_scorer else 0.0
     return logits + bias + (offsets.prior if holds_popularity else 0.0)
+
+
+def adjust_ranking(scores: Scores, tags: list[str], offsets: Offsets | None) -> Scores:
+    """A ranking of tag-model and photo-vocabulary tags (lablr.core.ranking) as this user's: each tag's
+    probability moved by its bias. The ranking is probability x a weight per tag, so it moves with it."""
+    if offsets is None or not offsets.tag_bias:
+        return scores
+    columns = [k for k, tag in enumerate(tags) if offsets.tag_bias.get(tag)]
+    if not columns:
+        return scores
+    shift = np.array([offsets.tag_bias[tags[k]] for k in columns])
+    shown, ranking = scores.display.copy(), scores.score.copy()
+    before = shown[:, columns]
+    after = sigmoid(logit(before) + shift)
+    ranking[:, columns] *= after / np.maximum(before, _EDGE)
+    shown[:, columns] = after
+    return Scores(score=ranking, distance=scores.distance, shown=shown)
 
 
 def holds_popularity(scorer, calibration) -> bool:
