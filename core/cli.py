@@ -463,7 +463,7 @@ MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, sho
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def personal_show(model, as_json):
     """How many photos the model learned from, the tags added, the last events."""
-    from lablr.core.personal.layer import describe
+    from lablr.core.personal.learning import describe
 
     report = describe(model)
     if as_json:

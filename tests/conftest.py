@@ -3,6 +3,7 @@
 import os
 import tempfile
 import zlib
+from pathlib import Path
 
 os.environ["LABLR_LOAD_PLUGINS"] = ""  # no third-party plugin unless a test installs one
 # Personal layers (and anything else of the user's) go to a directory of this run, never ~/.local/share.
@@ -78,10 +79,16 @@ def tiny_bundle(tmp_path_factory, shapes_csv):
 
 def real_photo():
     """scikit-image's photograph of a cat (chelsea.png; scikit-image is a test dependency), or None."""
-    from pathlib import Path
-
     try:
         import skimage.data
     except ImportError:
         return None
     return Path(skimage.data.__file__).parent / "chelsea.png"
+
+
+def screenshot_file(name: str, tmp_path: Path) -> Path:
+    """Where a test saves a picture the README shows: docs/NAME when LABLR_SCREENSHOTS=1 (retaking the
+    pictures on purpose), else a file under tmp_path, so that a test run leaves the work tree as it was."""
+    if os.environ.get("LABLR_SCREENSHOTS") == "1":
+        return Path(__file__).resolve().parent.parent / "docs" / name
+    return tmp_path / name

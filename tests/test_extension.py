@@ -33,14 +33,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import draw_shape, real_photo
+from conftest import draw_shape, real_photo, screenshot_file
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 CONTENT_SCRIPTS = ("base", "find", "typing", "photos", "draw", "panel", "pick", "publish")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-DOCS = ROOT / "docs"
 CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 UPLOAD_URL = "https://www.flickr.com/photos/upload/"
 # The strictest policy Flickr could send: Lablr's chips must neither break nor trip it.
@@ -440,10 +439,10 @@ def page_tags(page, name):
     raise AssertionError(name)
 
 
-def take_screenshot(page):
+def take_screenshot(page, tmp_path):
     """docs/extension-chips.png, shown in the README: the upload page with Lablr's chips."""
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "extension-chips.png"), clip={"x": 0, "y": 0, "width": 960, "height": 500})
+    page.screenshot(path=str(screenshot_file("extension-chips.png", tmp_path)),
+                    clip={"x": 0, "y": 0, "width": 960, "height": 500})
 
 
 def wait_for_requests(recorder, count, timeout=WAIT_MS / 1000):
@@ -487,7 +486,7 @@ def test_chips_appear_and_a_click_adds_the_tag(browser, recorder, tmp_path, site
     assert page.locator(site.tag_input).input_value() == ""
 
     if site is UPLOADR and default_bundle() is None:  # else the default model's test takes it, with real tags
-        take_screenshot(page)
+        take_screenshot(page, tmp_path)
 
     # "Add top 3" adds the three best remaining suggestions, in order.
     remaining = chip_texts(page)
@@ -1281,7 +1280,7 @@ def default_bundle():
 @pytest.mark.browser
 @pytest.mark.slow
 @pytest.mark.skipif(default_bundle() is None, reason="the default model bundle is not built yet")
-def test_default_model_on_the_upload_page(browser, tmp_path):
+def test_default_model_on_the_upload_page_takes_the_readme_screenshot(browser, tmp_path):
     from playwright.sync_api import expect
 
     running = LablrServer(None).start()  # a plain `lablr serve`: the bundled model
@@ -1304,7 +1303,7 @@ def test_default_model_on_the_upload_page(browser, tmp_path):
         assert chip_texts(page) == ranked
         chips.first.click()
         expect(page.locator(f".uploadr-tag-token[data-tag='{ranked[0]}']")).to_be_visible()
-        take_screenshot(page)
+        take_screenshot(page, tmp_path)
     finally:
         proxy.close()
         running.close()

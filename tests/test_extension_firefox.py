@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,8 +21,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_extension import (EDITR, EXTENSION, FIXTURES, LIVE, STRICT_CSP, SUCCESS_PATH, LablrServer, Recorder,
-                            free_port, write_photo)
+from test_extension import (
+    EDITR,
+    EXTENSION,
+    FIXTURES,
+    LIVE,
+    STRICT_CSP,
+    SUCCESS_PATH,
+    LablrServer,
+    Recorder,
+    free_port,
+    write_photo,
+)
 
 FIREFOX = os.environ.get("LABLR_FIREFOX") or shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
 LOCAL_PAGES = "http://127.0.0.1/photos/upload*"  # no port: Firefox's match patterns have none

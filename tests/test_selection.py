@@ -30,7 +30,8 @@ def test_openclipart_keeps_the_rules_its_bundled_models_were_measured_with():
     rules = source_rules("openclipart")
     assert rules == Rules() and rules.per_owner_cap == 100 and not rules.split_by_owner and rules.stop_tags == ()
     for name in bundled_names():
-        assert read_manifest(bundled_root() / name).data.rules == rules.as_dict()
+        data = read_manifest(bundled_root() / name).data  # None for a model trained on no catalog (photos)
+        assert data is None or data.rules == rules.as_dict()
 
 
 def test_flickr_photos_are_split_by_owner_without_non_visual_tags():

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COLOURS, SHAPES, draw_shape, real_photo
+from conftest import COLOURS, SHAPES, draw_shape, real_photo, screenshot_file
 from lablr_server import running_server
 from photo_files import (
     OLD_IPTC,
@@ -26,7 +26,6 @@ pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web-page.png"
 TAGS = set(COLOURS) | set(SHAPES)
 
 
@@ -189,7 +188,7 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / d
 
 @pytest.mark.skipif(real_photo() is None or not (DEFAULT_BUNDLE / "manifest.json").exists(),
                     reason="needs the default bundle and scikit-image")
-def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser):
+def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser, tmp_path):
     """The README's picture of the page: the shipped model, a real photograph."""
     with running_server(DEFAULT_BUNDLE) as (base, _):
         context = browser.new_context(viewport={"width": 1100, "height": 900})
@@ -202,9 +201,9 @@ def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser):
         wait_for_picture(page)
         shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
         context.close()
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    shot.convert("RGB").quantize(colors=128).save(SCREENSHOT, optimize=True)  # small enough for the README
-    assert SCREENSHOT.stat().st_size < 300_000
+    screenshot = screenshot_file("web-page.png", tmp_path)
+    shot.convert("RGB").quantize(colors=128).save(screenshot, optimize=True)  # small enough for the README
+    assert screenshot.stat().st_size < 300_000
 
 
 @pytest.fixture

@@ -361,22 +361,6 @@ def vocabulary_tags(bundle_path) -> list[str]:
     return ConceptVocabulary.load(bundle_path).all_tags if (Path(bundle_path) / FILE).exists() else []
 
 
-def describe(model) -> dict:
-    from lablr.core.personal.learning import Vocabulary
-
-    layer, manifest = open_for_bundle(model)
-    vocabulary = Vocabulary([tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model)))
-    events = []
-    if layer:
-        with closing(layer):
-            events = layer.events()
-    for event in events:
-        vocabulary.add(event.id, event.tags)
-    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
-            "min_photos": defaults.PERSONAL_MIN_PHOTOS, **vocabulary.learned().as_dict(),
-            "last": [event.as_dict() for event in events[-5:]][::-1]}
-
-
 def export(model, destination) -> int:
     """Write every event (with its latent) as JSON, atomically; the number written."""
     layer, manifest = open_for_bundle(model)

@@ -14,13 +14,14 @@ holds ten photos or ten thousand. An undo or reset replays the events that are l
 
 import threading
 from collections import Counter, defaultdict
+from contextlib import closing
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from lablr.core import defaults
+from lablr.core import bundle, defaults
 from lablr.core.personal import prior
-from lablr.core.personal.layer import Event, PersonalLayer
+from lablr.core.personal.layer import Event, PersonalLayer, open_for_bundle, vocabulary_tags
 
 
 @dataclass
@@ -216,3 +217,17 @@ def personal_model(model, enabled: bool = True):
         return learning.model
     finally:
         layer.close()
+
+
+def describe(model) -> dict:
+    layer, manifest = open_for_bundle(model)
+    vocabulary = Vocabulary([tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model)))
+    events = []
+    if layer:
+        with closing(layer):
+            events = layer.events()
+    for event in events:
+        vocabulary.add(event.id, event.tags)
+    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
+            "min_photos": defaults.PERSONAL_MIN_PHOTOS, **vocabulary.learned().as_dict(),
+            "last": [event.as_dict() for event in events[-5:]][::-1]}
