@@ -490,7 +490,7 @@ def personal_learn(paths, model, quiet):
 
     from lablr.core.model import Model
     from lablr.core.personal.layer import PersonalLayer
-    from lablr.core.personal.learn import learn_photos, summary_line
+    from lablr.core.personal.from_photos import learn_photos, summary_line
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)

@@ -2,7 +2,7 @@
 
 Concept tags come from the encoder's ImageNet classifier: a tag's probability is the classifier's
 probability mass on the classes under it (built from WordNet and reviewed rules by
-lablr.core.pipeline.vocabulary; here it is only data, so serving needs no WordNet). Pixel tags
+lablr.core.pipeline.build_vocabulary; here it is only data, so serving needs no WordNet). Pixel tags
 (`bw`, a dominant colour) are read from the photo's own pixels. Pure white is never read: it
 is what Lablr pads a photo with to make a square, and what a transparent background becomes
 (lablr.core.data.decoding), so a colour photo on a wide white border is still a colour photo.

@@ -47,7 +47,7 @@ def build_photos(out: Path, temperature: float | None = None):
 
     from lablr.core.bundle import Manifest, PartSpec
     from lablr.core.model import Model
-    from lablr.core.pipeline.vocabulary import photo_vocabulary, with_photo_vocabulary
+    from lablr.core.pipeline.build_vocabulary import photo_vocabulary, with_photo_vocabulary
     from lablr.core.plugins import get_part
 
     base = Model.load(PHOTOS_BASE)

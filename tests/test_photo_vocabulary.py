@@ -113,7 +113,7 @@ def test_the_vocabulary_covers_flickrs_popular_tags_or_says_why_not():
 
 @pytest.mark.skipif(not WORDNET.exists(), reason="apt-get install wordnet-base")
 def test_the_shipped_vocabulary_is_what_the_rules_and_wordnet_build():
-    from lablr.core.pipeline.vocabulary import photo_vocabulary
+    from lablr.core.pipeline.build_vocabulary import photo_vocabulary
     from lablr.core.vocabulary import ConceptVocabulary
 
     shipped = ConceptVocabulary.load(bundled_root() / defaults.DEFAULT_MODEL)
