@@ -26,11 +26,7 @@ def sha256_file(path: Path) -> str:
 
 def fsync_dir(directory: Path):
     """Make a rename in the directory survive a power cut."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync(directory)
 
 
 def partial_path(target: Path, kind: str = "partial") -> Path:
@@ -82,7 +78,7 @@ def atomic_directory(target):
         yield partial
         for path in partial.rglob("*"):
             if path.is_file():
-                _fsync_file(path)
+                _fsync(path)
         old = partial_path(target, "old")
         if target.exists():
             target.rename(old)
@@ -93,7 +89,8 @@ def atomic_directory(target):
     fsync_dir(target.parent)
 
 
-def _fsync_file(path: Path):
+def _fsync(path: Path):
+    """Flush a file's or a directory's data to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
