@@ -187,8 +187,9 @@ def _cached_lite_file(image_size: int, classifier: bool = False) -> Path:
 
 
 def _shipped_lite_files(image_size: int, classifier: bool = False):
-    """The .tflite of each shipped bundle whose network is this one: these weights at this size, with or
-    without the classifier's output, the file as its manifest's checksum says."""
+    """The .tflite of each shipped bundle whose network is this one: these weights at this size, with the
+    classifier's output if it is asked for (a network with it serves the features alone too), the file as
+    its manifest's checksum says."""
     from lablr.core import bundle
 
     for name in bundle.bundled_names():
@@ -199,7 +200,7 @@ def _shipped_lite_files(image_size: int, classifier: bool = False):
             continue
         encoder, lite = manifest.parts.get("encoder"), directory / LITE_FILE
         if (encoder and encoder.name == NAME and manifest.image_size == image_size and lite.is_file()
-                and bool(encoder.settings.get("classifier", False)) == classifier
+                and (bool(encoder.settings.get("classifier", False)) or not classifier)
                 and _recorded_weights(directory / FILE) == WEIGHTS_SHA256
                 and sha256_file(lite) == manifest.files.get(LITE_FILE)):
             yield lite
@@ -227,10 +228,9 @@ def lite_network(image_size: int = 224, classifier: bool = False):
     """The network as a LiteRT model: pixels -> pooled features, or with the classifier -> (features,
     ImageNet logits), picked by name. The cache's or a shipped bundle's conversion, or converted now
     (with TensorFlow, the `train` extra) and cached."""
-    outputs = OUTPUTS if classifier else None
     for path in _converted_lite_files(image_size, classifier):
         try:
-            return litert.LiteModel.read(path, outputs=outputs)
+            return read_network(path, classifier)
         except BundleError:
             pass  # a damaged file: the next one, or converted again
     from lablr.plugins.vae_network import import_keras
@@ -245,7 +245,18 @@ def lite_network(image_size: int = 224, classifier: bool = False):
         write_atomically(cached, content)
     except OSError:
         pass
-    return litert.LiteModel(content, outputs=outputs)
+    return litert.LiteModel(content, outputs=OUTPUTS if classifier else None)
+
+
+def read_network(path: Path, classifier: bool):
+    """A converted network: with the classifier, its two outputs by name; without, the features alone,
+    by name from a network that has both, else its one output."""
+    if classifier:
+        return litert.LiteModel.read(path, outputs=OUTPUTS)
+    try:
+        return litert.LiteModel.read(path, outputs=OUTPUTS[:1])
+    except BundleError:
+        return litert.LiteModel.read(path)
 
 
 @cache
@@ -418,9 +429,9 @@ class EffNetLite0Encoder:
                               f"({weights[:16]}...) than this Lablr uses ({WEIGHTS_SHA256[:16]}...): rebuild it.")
         self.mean, self.components, self.explained_variance = mean, components, variance
         lite = Path(directory) / LITE_FILE
-        # A bundle from before LiteRT has no .tflite: the network is converted (with TensorFlow) once.
-        outputs = OUTPUTS if self.classifier else None
-        self._lite = (litert.LiteModel.read(lite, outputs=outputs) if lite.exists()
+        # Without a .tflite of its own (openclipart-effnet, or a bundle from before LiteRT) the network is
+        # the one Lablr ships for these weights, or converted (with TensorFlow) once.
+        self._lite = (read_network(lite, self.classifier) if lite.exists()
                       else lite_network(self.image_size, self.classifier))
         if self.classifier:
             self.vocabulary = ConceptVocabulary.load(directory)

@@ -119,6 +119,7 @@ KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", 
 def crafted(tmp_path, request):
     bundle = tmp_path / "crafted"
     shutil.copytree(BUNDLE, bundle)
+    shutil.copy(bundled_root() / defaults.DEFAULT_MODEL / "effnet.tflite", bundle)  # its network, in the bundle
     return craft(request.param, bundle)
 
 

@@ -145,8 +145,11 @@ def test_the_default_model_needs_no_extra(tmp_path):
 def test_bundles_carry_their_encoders_as_checksummed_tflite(tiny_bundle):
     photos = json.loads((bundled_root() / defaults.DEFAULT_MODEL / "manifest.json").read_text())
     assert {"effnet.tflite", "concept_tags.npz"} <= set(photos["files"])
-    for directory, lite in [(bundled_root() / defaults.BENCHMARK_MODEL, "effnet.tflite"),
-                            (bundled_root() / defaults.ORIGINAL_MODEL, "encoder.tflite"),
+    benchmark = json.loads((bundled_root() / defaults.BENCHMARK_MODEL / "manifest.json").read_text())
+    assert "effnet.tflite" not in benchmark["files"]  # the same network as the default's: shipped once
+    assert Model.load(defaults.BENCHMARK_MODEL).encoder._lite.output_size == 1280  # found, its features read
+    assert (bundled_root() / defaults.DEFAULT_MODEL / "effnet.tflite").stat().st_size > 0
+    for directory, lite in [(bundled_root() / defaults.ORIGINAL_MODEL, "encoder.tflite"),
                             (tiny_bundle, "encoder.tflite")]:
         manifest = json.loads((directory / "manifest.json").read_text())
         assert lite in manifest["files"] and (directory / lite).stat().st_size > 0

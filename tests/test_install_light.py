@@ -24,7 +24,7 @@ from lablr.core.errors import install_command
 
 ROOT = Path(__file__).parent.parent
 TRAIN_EXTRA = ("tensorflow", "keras")
-SHIPPED_EFFNET = bundle.bundled_root() / "openclipart-effnet"
+SHIPPED_EFFNET = bundle.bundled_root() / "photos"  # the one shipped EfficientNet-Lite0 network
 
 
 def assert_says_install_the_train_extra(output: str):
