@@ -199,6 +199,23 @@ def test_a_personal_layer_carries_over_to_a_new_default_with_the_same_latent_spa
     assert PersonalLayer.for_bundle(vae).events() == []
 
 
+def test_a_layer_of_a_shipped_model_before_it_was_rebuilt_carries_over(tmp_path, monkeypatch):
+    """A newer Lablr rebuilds a shipped bundle (its manifest, so its checksum, changes): the user's layer,
+    named by the old checksum, is found by the model name it records."""
+    from lablr.core.personal.layer import PersonalLayer, layer_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    benchmark = Model.load(defaults.BENCHMARK_MODEL)
+    earlier = layer_path(benchmark.path).with_name("0" * 64 + ".sqlite")  # as an earlier manifest named it
+    earlier.parent.mkdir(parents=True)
+    old = PersonalLayer(earlier, latent_dim=benchmark.encoder.latent_dim, model_name=defaults.BENCHMARK_MODEL)
+    old.record("a" * 64, np.zeros(benchmark.encoder.latent_dim), ["chelsea"], None)
+    old.close()
+    carried = PersonalLayer.for_bundle(benchmark)
+    assert carried.path != earlier and [event.tags for event in carried.events()] == [["chelsea"]]
+    carried.close()
+
+
 def lablr_cli(*args):
     from click.testing import CliRunner
 

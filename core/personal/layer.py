@@ -312,22 +312,30 @@ def same_latent_space(one, other) -> bool:
 
 
 def carry_over(bundle_path, destination: Path) -> bool:
-    """Copy the user's layer of another bundled model with the same latent space to `destination`."""
-    for name in bundle.bundled_names():
-        other = bundle.bundled_root() / name
-        source = layer_path(other)
-        if Path(other).resolve() == Path(bundle_path).resolve() or not source.exists():
-            continue
-        if same_latent_space(bundle_path, other):
-            destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            partial = destination.with_name(f".{destination.name}.partial")
-            with sqlite3.connect(source) as old, sqlite3.connect(partial) as new:
-                old.backup(new)  # consistent even while another process writes to it
-            old.close()
-            new.close()
-            partial.replace(destination)
-            return True
-    return False
+    """Copy to `destination` the user's newest layer of a shipped model with the same latent space:
+    another one (the default changed), or this one before a newer Lablr rebuilt it (its checksum, and
+    so its layer's name, changed). Such a layer's latents mean the same here."""
+    models = {name for name in bundle.bundled_names()
+              if same_latent_space(bundle_path, bundle.bundled_root() / name)}
+    layers = sorted(destination.parent.glob("*" + FILE_SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True)
+    source = next((p for p in layers if p != destination and _recorded_model(p) in models), None)
+    if source is None:
+        return False
+    partial = destination.with_name(f".{destination.name}.partial")
+    with closing(sqlite3.connect(source)) as old, closing(sqlite3.connect(partial)) as new:
+        old.backup(new)  # consistent even while another process writes to it
+    partial.replace(destination)
+    return True
+
+
+def _recorded_model(path: Path) -> str | None:
+    """The name of the model a layer file was made for, or None if it cannot be read."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            row = db.execute("select value from meta where key = 'model'").fetchone()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
 
 
 class _AlreadyThere(Exception):
