@@ -62,15 +62,22 @@ CLIENT_HEADER = "X-Lablr-Client"
 PERSONAL_MIN_PHOTOS = 5  # a tag new to the model is suggested once this many of the user's photos carry it
 MAX_FEEDBACK_TAGS = 75  # Flickr's own limit of tags per photo
 PERSONAL_BUSY_SECONDS = 30.0  # how long a write waits for another worker's write to finish
-# The user's own tag frequencies as a prior (see lablr.core.personal.prior): the bundle's
-# popularity counts as this many of the user's photos (2: a new tag taught by 5 photos is in the
-# top 3 for a 6th 93% of the time, scripts/bench_new_tags.py; 20: 78%)
-PERSONAL_PRIOR_PHOTOS = float(os.environ.get("LABLR_PERSONAL_PRIOR_PHOTOS", 2))
+# The user's own tag frequencies as a prior (see lablr.core.personal.prior): how many of the
+# user's photos the bundle's popularity counts as is estimated from the user's counts; this
+# variable fixes it instead (for measuring)
+PERSONAL_PRIOR_PHOTOS = float(os.environ["LABLR_PERSONAL_PRIOR_PHOTOS"]) if os.environ.get(
+    "LABLR_PERSONAL_PRIOR_PHOTOS") else None
 # Each of the user's photos counts as this many of the bundle's in the tag statistics: the user's
 # own photos say more about the user's next photo than anyone else's
 PERSONAL_PHOTO_WEIGHT = int(os.environ.get("LABLR_PERSONAL_PHOTO_WEIGHT", 1))
-# How far kept and removed suggestions may move a tag: the prior variance of its log-odds bias
-PERSONAL_BIAS_VARIANCE = float(os.environ.get("LABLR_PERSONAL_BIAS_VARIANCE", 8))
+# Kept and removed suggestions move a tag near each photo, learned from the suggestions on the
+# user's PERSONAL_BIAS_NEIGHBOURS photos most like it. How far they may move it (the prior variance
+# of its log-odds bias) is the one that best predicts the user's own answers, or the default while
+# there is nothing to compare; LABLR_PERSONAL_BIAS_VARIANCE fixes it instead
+PERSONAL_BIAS_NEIGHBOURS = int(os.environ.get("LABLR_PERSONAL_BIAS_NEIGHBOURS", 5))
+PERSONAL_BIAS_DEFAULT_VARIANCE = 8.0
+PERSONAL_BIAS_VARIANCE = float(os.environ["LABLR_PERSONAL_BIAS_VARIANCE"]) if os.environ.get(
+    "LABLR_PERSONAL_BIAS_VARIANCE") else None
 # Bounds on a personal layer, so that a layer at its limits starts in seconds and bounded memory
 PERSONAL_MAX_EVENTS = int(os.environ.get("LABLR_PERSONAL_MAX_EVENTS", 50_000))  # photos learned from
 PERSONAL_MAX_LEARNED_TAGS = int(os.environ.get("LABLR_PERSONAL_MAX_LEARNED_TAGS", 300))  # new tags suggested

@@ -120,7 +120,7 @@ class Model:
             return self._tag_model_scores(latents, scorer, calibrated)
         gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
         vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
-        return personal_prior.adjust_ranking(combine(gaussian, vocabulary), self.tags, self.personal_offsets)
+        return personal_prior.adjust_ranking(combine(gaussian, vocabulary), latents, self.tags, self.personal_offsets)
 
     def _tag_model_scores(self, latents, scorer, calibrated, *, bias=True) -> Scores:
         name = scorer or self.default_scorer
@@ -128,8 +128,9 @@ class Model:
         calibration = self.calibrations.get(name) if calibrated else None
         if calibration is None:
             return raw
+        popular = personal_prior.holds_popularity(self.scorer(name), calibration)
         logit = personal_prior.adjust(calibration.logit(raw.score, self.tag_model.counts), self.personal_offsets,
-                                      holds_popularity=personal_prior.holds_popularity(self.scorer(name), calibration),
+                                      latents=latents, tags=self.tag_model.tags, holds_popularity=popular,
                                       scorer_name=name if bias else None)
         return Scores(score=logit, distance=raw.distance, shown=sigmoid(logit))
 
@@ -143,6 +144,7 @@ class Model:
         probability = background_probabilities(latents, self.tag_model, background)
         if self.personal_offsets is not None:  # the background odds hold each tag's photo count
             probability = sigmoid(personal_prior.adjust(personal_prior.logit(probability), self.personal_offsets,
+                                                        latents=latents, tags=self.tag_model.tags,
                                                         holds_popularity=True, scorer_name=None))
         return TagProbabilities(self.tag_model.tags, probability, None, self.tag_model.counts)
 

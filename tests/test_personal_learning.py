@@ -242,6 +242,42 @@ def test_one_event_at_a_time_serves_what_a_replay_of_every_event_serves(tiny_bun
     layer.close()
 
 
+def test_a_removed_suggestion_fades_on_photos_like_those_it_was_removed_from_not_on_others(tiny_bundle, tmp_path):
+    """The bias is local: learned near each photo from the suggestions on the user's most similar photos."""
+    import numpy as np
+
+    from lablr.core import defaults
+    from lablr.core.model import Model
+    from lablr.core.personal.layer import PersonalLayer
+    from lablr.core.personal.learning import Learning
+
+    model = Model.load(tiny_bundle)
+    dim = model.encoder.latent_dim
+    rng = np.random.default_rng(1)
+    here, elsewhere = np.full(dim, 3.0), np.full(dim, -3.0)
+    victim = model.tag_model.tags[0]
+
+    # 3 photos here, on which the victim was shown and removed; as many photos elsewhere as the bias looks at
+    latents = [centre + 0.1 * rng.normal(size=dim)
+               for centre in [here] * 3 + [elsewhere] * defaults.PERSONAL_BIAS_NEIGHBOURS]
+
+    def served(removals: bool):
+        layer = PersonalLayer(tmp_path / f"layer-{removals}.sqlite", latent_dim=dim)
+        learning = Learning(model, layer)
+        for i, latent in enumerate(latents):
+            shown = [victim] if removals and i < 3 else None
+            layer.record(f"photo{i}", latent, ["untagged"], shown, shown and learning.shown_logits(latent, shown))
+            learning.sync()
+        layer.close()
+        return learning.model
+
+    removed, published = served(True), served(False)
+    k = removed.tag_index[victim]
+    probe_here, probe_elsewhere = here[None] + 0.1, elsewhere[None] + 0.1
+    assert removed.score(probe_here).display[0, k] < min(0.2, published.score(probe_here).display[0, k])
+    assert removed.score(probe_elsewhere).display[0, k] == pytest.approx(published.score(probe_elsewhere).display[0, k])
+
+
 def test_a_layer_written_before_photos_were_known_by_pixels_still_opens(tiny_bundle, env):
     import sqlite3
 

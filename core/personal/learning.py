@@ -13,9 +13,9 @@ holds ten photos or ten thousand. An undo or reset replays the events that are l
 """
 
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class Learning:
     """A bundle's model with one layer's events learned, served as `model` (swapped whole, never
     changed under a request that is using it)."""
 
-    def __init__(self, base_model, layer: PersonalLayer, *, prior_photos: float = defaults.PERSONAL_PRIOR_PHOTOS,
+    def __init__(self, base_model, layer: PersonalLayer, *, prior_photos: float | None = defaults.PERSONAL_PRIOR_PHOTOS,
                  photo_weight: int = defaults.PERSONAL_PHOTO_WEIGHT):
         self.base_model, self.layer = base_model, layer
         self.prior_photos, self.photo_weight = prior_photos, photo_weight
@@ -105,8 +105,9 @@ class Learning:
         # A tag the photo vocabulary knows (lablr.core.vocabulary) is known already: it learns from the first photo
         known = [*base.tags, *getattr(self.base_model, "vocabulary_tags", [])]
         self.vocabulary = Vocabulary(known, min_photos=self.layer.min_photos)
-        self.seen = defaultdict(lambda: ([], []))  # tag -> (log-odds shown at, kept)
-        self.biases = {}
+        self.latents = Rows(self.base_model.encoder.latent_dim)  # every photo taught, in order
+        self.shown = Rows(4)  # each suggestion seen: (its photo's row, its tag, log-odds shown at, kept)
+        self.shown_tags = {}  # tag -> its index in `shown`
         self.last_id, self.stamps = 0, (None, None)
         self.model, self.summary = self.base_model, self.vocabulary.learned()
 
@@ -127,9 +128,10 @@ class Learning:
             return True
 
     def _learn(self, events: list[Event]):
-        """Add the events' latents to their tags' sums in one update, and re-fit the biases they touch."""
+        """Add the events' latents to their tags' sums in one update, and keep what was done with the
+        suggestions they were shown."""
         latents = {event.id: event.latent for event in events}
-        rows, row_tags, touched = [], [], set()
+        rows, row_tags = [], []
         for event in events:
             learned, joined = self.vocabulary.add(event.id, event.tags)
             if learned:
@@ -141,7 +143,8 @@ class Learning:
                     list(self.layer.latents(missing)) if missing else [])
                 rows += found
                 row_tags += [[tag]] * len(found)
-            touched |= self._observe(event)
+            self._observe(event)
+            self.latents.extend(event.latent)
             self.last_id = event.id
         if rows:  # a photo weighted w counts as w photos: its latent added w times, still exact sums
             self.working.update(np.repeat(np.stack(rows), self.photo_weight, axis=0),
@@ -149,22 +152,15 @@ class Learning:
         if self.shape_photos is not None and self.vocabulary.photos >= max(1, 2 * self.shape_photos):
             self.working.freeze()
             self.shape_photos = self.vocabulary.photos
-        for tag in touched:
-            self.biases[tag] = prior.bias(*self.seen[tag])
 
-    def _observe(self, event: Event) -> set:
-        """A shown suggestion kept or removed: evidence for or against the tag, for this user. The
-        tags it concerns are returned."""
+    def _observe(self, event: Event):
+        """A shown suggestion kept or removed: evidence for or against the tag near this photo."""
         if not event.suggested or not event.shown or len(event.shown) != len(event.suggested):
-            return set()
-        kept, touched = set(event.tags), set()
+            return
+        kept, row = set(event.tags), self.latents.size
         for tag, shown_at in zip(event.suggested, event.shown):
             if self.vocabulary.learns(tag) and shown_at is not None and np.isfinite(shown_at):
-                logits, outcomes = self.seen[tag]
-                logits.append(shown_at)
-                outcomes.append(tag in kept)
-                touched.add(tag)
-        return touched
+                self.shown.extend([row, self.shown_tags.setdefault(tag, len(self.shown_tags)), shown_at, tag in kept])
 
     def _publish(self):
         tags = self.working.tags
@@ -172,11 +168,20 @@ class Learning:
         model_photos = self.base_photos + self.photo_weight * self.vocabulary.photos
         offsets = prior.prior_offsets(self.working.counts, model_photos, user_counts,
                                       self.vocabulary.photos, self.prior_photos)
-        offsets = prior.Offsets(offsets, np.array([self.biases.get(tag, 0.0) for tag in tags]),
-                                self.base_model.default_scorer, dict(self.biases))
+        offsets = prior.Offsets(offsets, self._reactions(), self.base_model.default_scorer)
         served = self.working.snapshot() if hasattr(self.working, "snapshot") else self.working.copy()
         self.model = self.base_model.with_tag_model(served, offsets)
         self.summary = self.vocabulary.learned()  # read by requests while the next sync goes on
+
+    def _reactions(self) -> prior.Reactions | None:
+        if not self.shown.size:
+            return None
+        shown = self.shown.view()
+        reactions = prior.Reactions(self.latents.view(), list(self.shown_tags), event=shown[:, 0].astype(int),
+                                    tag=shown[:, 1].astype(int), shown_logits=shown[:, 2], kept=shown[:, 3])
+        if defaults.PERSONAL_BIAS_VARIANCE is not None:
+            return replace(reactions, variance=defaults.PERSONAL_BIAS_VARIANCE)
+        return reactions.with_fitted_variance()
 
     # -- what the server and the CLI ask ------------------------------------------------------------
 
@@ -196,8 +201,29 @@ class Learning:
         else:
             return [None] * len(tags)
         logits = prior.logit(probabilities)
+        if model.personal_offsets is not None:
+            logits = logits - model.personal_offsets.bias(latent[None], model.tags)[0]
         index = model.tag_index
-        return [None if tag not in index else float(logits[index[tag]]) - self.biases.get(tag, 0.0) for tag in tags]
+        return [None if tag not in index else float(logits[index[tag]]) for tag in tags]
+
+
+class Rows:
+    """A growing array of rows of one width, appended in place; a `view` is never changed by later appends."""
+
+    def __init__(self, width: int):
+        self._data, self.size = np.empty((0, width)), 0
+
+    def extend(self, rows):
+        rows = np.asarray(rows, dtype=np.float64).reshape(-1, self._data.shape[1])
+        if self.size + len(rows) > len(self._data):
+            grown = np.empty((max(2 * len(self._data), self.size + len(rows), 64), self._data.shape[1]))
+            grown[:self.size] = self._data[:self.size]
+            self._data = grown
+        self._data[self.size:self.size + len(rows)] = rows
+        self.size += len(rows)
+
+    def view(self) -> np.ndarray:
+        return self._data[:self.size]
 
 
 def personal_model(model, enabled: bool = True):
