@@ -1,0 +1,86 @@
+"""How far could learning from a user go in this latent space? The ceiling behind bench_learning.py.
+
+    python scripts/measure_learning_ceiling.py [--model openclipart-effnet] [--seed 0]
+
+The same users and halves as bench_learning.py (same seed, same order). In process, through a
+real personal layer taught each user's first half with its tags (as feedback without the
+suggestions shown), the second half is ranked:
+- by the bundle alone, and as served with the layer (what bench_learning.py measures);
+- by a logistic regression per tag trained on the user's taught half alone (scikit-learn, a
+  test dependency), and by its log-odds added to the served ones: what a discriminative model
+  of this user alone adds in the same latent space.
+"""
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_learning import catalog_photos, users  # noqa: E402
+from bench_new_tags import encode  # noqa: E402
+
+
+def served_after(model, latents, tags):
+    from lablr.core.personal.layer import PersonalLayer
+    from lablr.core.personal.learning import Learning
+
+    with tempfile.TemporaryDirectory() as home:
+        layer = PersonalLayer(Path(home) / "layer.sqlite", latent_dim=latents.shape[1])
+        for i, (latent, own) in enumerate(zip(latents, tags)):
+            layer.record(f"photo{i}", latent, list(own), None)
+        learning = Learning(model, layer)
+        learning.sync()
+        layer.close()
+    return learning.model
+
+
+def user_alone(taught_latents, taught_relevant, measured_latents, strength=1.0):
+    """(n, K) log-odds of a logistic regression per tag on the user's taught photos alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    scores = np.full((len(measured_latents), taught_relevant.shape[1]), -30.0)
+    for k in range(taught_relevant.shape[1]):
+        carrying = taught_relevant[:, k].sum()
+        if 0 < carrying < len(taught_relevant):
+            fitted = LogisticRegression(C=strength, max_iter=1000).fit(taught_latents, taught_relevant[:, k])
+            scores[:, k] = fitted.decision_function(measured_latents)
+    return scores
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="openclipart-effnet")
+    parser.add_argument("--users", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from lablr.core.model import Model
+    from lablr.core.pipeline.metrics import ranking_metrics, relevance
+
+    model = Model.load(args.model)
+    vocabulary = [tag for tag, _ in model.manifest.tags]
+    rng = np.random.default_rng(args.seed)
+    print(f"{model.name}, seed {args.seed}; mAP on the other half, over the bundle's own tags\n")
+    print("| User | bundle alone | served with the layer | the user's own regression alone | served + regression |")
+    print("|---|---|---|---|---|")
+    for name, photos in users(model.manifest, catalog_photos(), args.users):
+        order = rng.permutation(len(photos))  # the halves bench_learning.py draws
+        taught, taught_latents = encode(model, [photos[i] for i in order[: len(photos) // 2]])
+        measured, measured_latents = encode(model, [photos[i] for i in order[len(photos) // 2:]])
+        served = served_after(model, taught_latents, [p["tags"] for p in taught])
+        columns = [served.tag_index[tag] for tag in vocabulary]
+        relevant = relevance([p["tags"] for p in measured], vocabulary)
+        before = model.score(measured_latents).score
+        after = served.score(measured_latents).score[:, columns]
+        alone = user_alone(taught_latents, relevance([p["tags"] for p in taught], vocabulary), measured_latents)
+        cells = [ranking_metrics(scores, relevant)["map"] for scores in (before, after, alone, after + alone)]
+        print(f"| {name} | {cells[0]:.3f} | " + " | ".join(f"{m:.3f} ({m - cells[0]:+.3f})" for m in cells[1:]) + " |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
