@@ -144,6 +144,15 @@ class Reactions:
         probabilities shown predict gets a small variance, and biases near 0; one the user keeps
         removing where it was shown as likely, a large one. A tag with nothing to compare (answered
         on one photo, or never near another answer of it) keeps the default."""
+        fit = self._answers_predicted(neighbours)
+        if fit is None:
+            return self
+        told = np.ptp(fit, axis=0) > 1e-9  # tags whose answers the variance changes the prediction of
+        return replace(self, variance=np.where(told, BIAS_VARIANCES[np.argmax(fit, axis=0)], self.variance))
+
+    def _answers_predicted(self, neighbours: int) -> np.ndarray | None:
+        """(variances tried, tags) the log-likelihood of the answers on the latest photos, each
+        predicted from the answers on its nearest other photos; None with nothing to predict from."""
         checked = np.unique(self.event)[-CHECKED_PHOTOS:]
         others = nearest(self.latents, self.latents[checked], neighbours, leave_out=checked)
         trained = [self.shown_on(near) for near in others]
@@ -152,22 +161,20 @@ class Reactions:
         tested_rows = np.repeat(np.arange(len(checked)), [len(t) for t in tested])
         trained, tested = np.concatenate(trained), np.concatenate(tested)
         if not len(trained):
-            return self
+            return None
         # one bias per (photo checked, variance tried, tag), all fitted at once
-        variances, tags = np.arange(len(BIAS_VARIANCES))[:, None], len(self.tags)
-        keys = ((trained_rows * len(BIAS_VARIANCES) + variances) * tags + self.tag[trained]).ravel()
+        tried, tags = len(BIAS_VARIANCES), len(self.tags)
+        variances = np.arange(tried)[:, None]
+        keys = ((trained_rows * tried + variances) * tags + self.tag[trained]).ravel()
         unique, group = np.unique(keys, return_inverse=True)
-        b = fitted_bias(group, np.tile(self.shown_logits[trained], len(BIAS_VARIANCES)),
-                        np.tile(self.kept[trained], len(BIAS_VARIANCES)), len(unique),
-                        BIAS_VARIANCES[unique // tags % len(BIAS_VARIANCES)])
-        wanted = (tested_rows * len(BIAS_VARIANCES) + variances) * tags + self.tag[tested]  # (variances, m)
+        b = fitted_bias(group, np.tile(self.shown_logits[trained], tried), np.tile(self.kept[trained], tried),
+                        len(unique), BIAS_VARIANCES[unique // tags % tried])
+        wanted = (tested_rows * tried + variances) * tags + self.tag[tested]  # (variances tried, answers)
         where = np.minimum(np.searchsorted(unique, wanted), len(unique) - 1)
         z = self.shown_logits[tested] + np.where(unique[where] == wanted, b[where], 0.0)
         kept = self.kept[tested]
         likelihood = -(kept * np.logaddexp(0, -z) + (1 - kept) * np.logaddexp(0, z))
-        fit = np.stack([np.bincount(self.tag[tested], row, tags) for row in likelihood])  # (variances, tags)
-        told = np.ptp(fit, axis=0) > 1e-9  # tags whose answers the variance changes the prediction of
-        return replace(self, variance=np.where(told, BIAS_VARIANCES[np.argmax(fit, axis=0)], self.variance))
+        return np.stack([np.bincount(self.tag[tested], row, tags) for row in likelihood])
 
 
 def nearest(rows, latents, count: int, leave_out=None) -> np.ndarray:
