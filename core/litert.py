@@ -131,9 +131,9 @@ class LiteModel:
             file.write(self.content)
 
 
-def convert(keras_model, *, half_precision: bool = False) -> bytes:
-    """A Keras model (one float input; one output, or a dict of named ones) as .tflite bytes; float16
-    weights if asked.
+def convert(keras_model, *, compact: bool = False) -> bytes:
+    """A Keras model (one float input; one output, or a dict of named ones) as .tflite bytes; with
+    `compact`, its weights stored in fewer bits (`compact_weights`).
 
     Needs TensorFlow (the `train` extra): it runs when a bundle is built, never when tags are suggested.
     """
@@ -142,8 +142,22 @@ def convert(keras_model, *, half_precision: bool = False) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="lablr-tflite-") as directory, quiet_native_stderr():
         keras_model.export(directory, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
-        if half_precision:  # half the file; XNNPACK widens the weights once, at load, so no slower
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()  # its MLIR passes log to stderr by the page: quiet, errors still raise
+        # the converter's MLIR passes log to stderr by the page: quiet, errors still raise
+        content = tf.lite.TFLiteConverter.from_saved_model(directory).convert()
+        return compact_weights(content) if compact else content
+
+
+def compact_weights(content: bytes) -> bytes:
+    """The model with its weights stored as integers, one scale per output channel: 8 bits, and 4 for
+    fully connected layers (EfficientNet-Lite0's classifier: 1.3 M weights). Each is widened back to
+    float32 once, at load (weight-only quantization: the arithmetic stays float32, and no slower).
+    EfficientNet-Lite0 goes from 9.3 MB at float16 to 4.4 MB; on the photo evaluation its precision@3
+    moved by less than 0.01 (docs/quality.md)."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+
+    recipe = recipe_manager.RecipeManager()
+    recipe.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=8)
+    recipe.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.FULLY_CONNECTED, num_bits=4)
+    compactor = quantizer.Quantizer(bytearray(content))
+    compactor.load_quantization_recipe(recipe.get_quantization_recipe())
+    return bytes(compactor.quantize(enable_progress_bar=False, enable_progress_report=False).quantized_model)

@@ -17,8 +17,9 @@ converted to PyTorch from Google's TensorFlow checkpoint by a port that pads lik
 padding="same" reproduces it exactly. Batch normalisation (epsilon 1e-3, as trained) is folded
 into the convolutions: inference only, fewer operations.
 
-Photos are encoded through LiteRT: the network, converted once to a `.tflite` with float16
-weights (`lablr.core.litert`; 6.8 MB, as fast as float32 on XNNPACK), is cached under
+Photos are encoded through LiteRT: the network, converted once to a `.tflite` with 8-bit weights
+(4-bit in the classifier; `lablr.core.litert.compact_weights`: 4.4 MB with the classifier,
+widened to float32 at load, so as fast as float32 on XNNPACK), is cached under
 ~/.cache/lablr and copied into every bundle. Loading a bundle and suggesting tags import no
 TensorFlow and need no weights package; building the network and converting it do, once. A
 shipped bundle built from the same weights already holds that conversion: fitting a new PCA
@@ -48,7 +49,7 @@ FEATURES = 1280
 CLASSES = 1000
 BN_EPSILON = 1e-3
 CACHE_VERSION = 1
-LITE_VERSION = 1  # of the .tflite conversion: float16 weights, float32 pixels 0-255 in
+LITE_VERSION = 2  # of the .tflite conversion: integer weights (1: float16), float32 pixels 0-255 in
 OUTPUTS = ("features", "logits")  # the two-output network's outputs, by name: TFLite keeps no order
 BATCH_SIZE = 32
 
@@ -233,14 +234,21 @@ def lite_network(image_size: int = 224, classifier: bool = False):
             return read_network(path, classifier)
         except BundleError:
             pass  # a damaged file: the next one, or converted again
+    return convert_network(image_size, classifier)
+
+
+def convert_network(image_size: int, classifier: bool = False):
+    """The network converted to LiteRT now (TensorFlow, the `train` extra), and cached, where `lite_network`
+    looks first. Building a shipped bundle converts afresh: a shipped conversion may be of an earlier
+    LITE_VERSION, which its file does not say."""
     from lablr.plugins.vae_network import import_keras
 
     keras = import_keras(f"Converting {NAME} at {image_size} px to LiteRT (no shipped model has it)")
-    cached = _cached_lite_file(image_size, classifier)
     network = build_network(keras, image_size, converted_weights())
     served = dict(zip(OUTPUTS, network.outputs)) if classifier else network.outputs[0]
-    content = litert.convert(keras.Model(network.input, served), half_precision=True)
+    content = litert.convert(keras.Model(network.input, served), compact=True)
     try:
+        cached = _cached_lite_file(image_size, classifier)
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(cached, content)
     except OSError:

@@ -49,8 +49,10 @@ def build_photos(out: Path, temperature: float | None = None):
     from lablr.core.model import Model
     from lablr.core.pipeline.build_vocabulary import photo_vocabulary, with_photo_vocabulary
     from lablr.core.plugins import get_part
+    from lablr.plugins import effnet
 
     base = Model.load(PHOTOS_BASE)
+    effnet.convert_network(base.encoder.image_size, classifier=True)  # this Lablr's conversion, not the shipped one
     encoder = with_photo_vocabulary(base.encoder, photo_vocabulary(temperature))
     tag_model = get_part("tag_model", "gaussian")(**base.tag_model.settings())
     tag_model.fit(np.zeros((0, encoder.latent_dim)), [], [])

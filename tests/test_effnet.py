@@ -222,12 +222,14 @@ def test_pooled_features_match_the_recorded_numbers(encoder, photos):
 
 @needs_weights
 def test_the_litert_network_computes_what_the_keras_one_does(encoder, photos):
-    """Suggesting runs the .tflite (float16 weights) on LiteRT; it agrees with Keras to float16 precision."""
+    """Suggesting runs the .tflite (8-bit weights, 4-bit in the classifier) on LiteRT; it agrees with Keras
+    to the precision of those weights: the same direction in feature space, each feature within 0.5 of
+    values up to 6 (float16 weights agreed within 0.05, in a file twice the size)."""
     batch = np.stack(list(photos.values()))
     lite, keras = encoder.features(batch), encoder.keras_features(batch)
-    np.testing.assert_allclose(lite, keras, atol=0.05)
+    np.testing.assert_allclose(lite, keras, atol=0.5)
     cosine = (lite * keras).sum(axis=1) / np.linalg.norm(lite, axis=1) / np.linalg.norm(keras, axis=1)
-    assert cosine.min() > 0.999
+    assert cosine.min() > 0.99
 
 
 # Recorded once from this converted network (Keras on TensorFlow, CPU); the two photos differ
