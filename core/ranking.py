@@ -66,6 +66,21 @@ def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> Sc
     return Scores(score=ranking, distance=distance, shown=probability)
 
 
+def whitening_factors(means, covariances) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix (d, K*d), offset (K, d), log-determinants (K,)) of K Gaussians: row k of
+    (z @ matrix).reshape(K, d) - offset has z's squared Mahalanobis distance to Gaussian k as its
+    squared norm, so a batch of photos is scored against every Gaussian in one matrix product.
+    Raises numpy's LinAlgError for a covariance that is not positive definite."""
+    cholesky = np.linalg.cholesky(covariances)
+    # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W|² with W = C^-T
+    per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
+    kinds, dim = np.shape(means)
+    matrix = np.ascontiguousarray(per_tag.transpose(1, 0, 2).reshape(dim, kinds * dim))
+    offset = np.einsum("kd,kde->ke", means, per_tag)
+    logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+    return matrix, offset, logdet
+
+
 class BackgroundOdds:
     """P(tag | z) of each Gaussian tag against the background N(0, diag(background_variance)).
 
@@ -81,13 +96,7 @@ class BackgroundOdds:
         counts = np.asarray(tag_model.counts, np.float64)
         weights = (counts / (counts + SPREAD_PHOTOS))[:, None, None]
         covariances = weights * tag_model.covariances() + (1 - weights) * np.diag(WITHIN_SHARE * variance)
-        cholesky = np.linalg.cholesky(covariances)
-        # covariance = C C^T, so the distance² is |(z - mean) @ W|² with W = C^-T
-        per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
-        kinds, dim = len(counts), len(variance)
-        self.whitening = np.ascontiguousarray(per_tag.transpose(1, 0, 2).reshape(dim, kinds * dim))
-        self.offset = np.einsum("kd,kde->ke", tag_model.centroids(), per_tag)
-        logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+        self.whitening, self.offset, logdet = whitening_factors(tag_model.centroids(), covariances)
         rest = np.maximum(counts.sum() - counts, BACKGROUND_PHOTOS)
         # what does not depend on the photo: each tag's log prior odds and its normalising constant
         self.constant = np.log(np.maximum(counts, 1e-12)) - 0.5 * logdet - np.log(rest)
