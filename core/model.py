@@ -46,6 +46,9 @@ class Model:
         self.vocabulary = getattr(self.encoder, "vocabulary", None)
         self.personal_offsets = None  # this user's log-odds shifts per tag (lablr.core.personal.prior)
         self._scorers = {}
+        # The last background odds derived, shared with the models with_tag_model makes: the next one
+        # factors again only the tags that changed (the personal layer's feedback moves a few)
+        self._latest_odds = {}
 
     @classmethod
     def load(cls, model=defaults.DEFAULT_MODEL) -> "Model":
@@ -152,7 +155,11 @@ class Model:
     def _background_odds(self) -> BackgroundOdds | None:
         """The tag model's tags against the encoder's background, factored once per tag model."""
         background = getattr(self.encoder, "explained_variance", None)
-        return None if background is None else BackgroundOdds(self.tag_model, background)
+        if background is None:
+            return None
+        odds = BackgroundOdds(self.tag_model, background, previous=self._latest_odds.get("odds"))
+        self._latest_odds["odds"] = odds
+        return odds
 
     @cached_property
     def _rank_weights(self):

@@ -86,20 +86,48 @@ class BackgroundOdds:
 
     Each tag's covariance, leaned on the background's, is factored here, once per tag model: at
     128 dimensions a Cholesky per tag costs more than the rest of a suggestion, so a photo costs
-    one matrix product, as with the tag model's own whitening (lablr.plugins.mahalanobis).
+    one matrix product, as with the tag model's own whitening (lablr.plugins.mahalanobis). Given
+    the odds of the tag model before (`previous`), only the tags whose statistics changed since
+    are factored again: a feedback moves a few tags, not all of them.
     """
 
-    def __init__(self, tag_model, background_variance):
+    def __init__(self, tag_model, background_variance, previous: "BackgroundOdds | None" = None):
         variance = np.maximum(np.asarray(background_variance, np.float64), 1e-12)
-        self.log_variance = np.log(variance).sum()
-        self.variance = variance
-        counts = np.asarray(tag_model.counts, np.float64)
-        weights = (counts / (counts + SPREAD_PHOTOS))[:, None, None]
-        covariances = weights * tag_model.covariances() + (1 - weights) * np.diag(WITHIN_SHARE * variance)
-        self.whitening, self.offset, logdet = whitening_factors(tag_model.centroids(), covariances)
-        rest = np.maximum(counts.sum() - counts, BACKGROUND_PHOTOS)
+        self.variance, self.log_variance = variance, np.log(variance).sum()
+        # kept so that the next tag model's odds know which tags changed
+        self.tags, self.counts = list(tag_model.tags), np.asarray(tag_model.counts, np.float64)
+        self.means, self.covariances = tag_model.centroids(), tag_model.covariances()
+        kinds, dim = self.means.shape
+        blocks, self.offset, self.logdet = np.empty((dim, kinds, dim)), np.empty((kinds, dim)), np.empty(kinds)
+        kept, source = self._unchanged(previous)
+        if len(kept):
+            blocks[:, kept] = previous.whitening.reshape(dim, -1, dim)[:, source]
+            self.offset[kept], self.logdet[kept] = previous.offset[source], previous.logdet[source]
+        fresh = np.setdiff1d(np.arange(kinds), kept)
+        if len(fresh):
+            weights = (self.counts[fresh] / (self.counts[fresh] + SPREAD_PHOTOS))[:, None, None]
+            blended = weights * self.covariances[fresh] + (1 - weights) * np.diag(WITHIN_SHARE * variance)
+            matrix, self.offset[fresh], self.logdet[fresh] = whitening_factors(self.means[fresh], blended)
+            blocks[:, fresh] = matrix.reshape(dim, len(fresh), dim)
+        self.whitening = blocks.reshape(dim, kinds * dim)
+        rest = np.maximum(self.counts.sum() - self.counts, BACKGROUND_PHOTOS)
         # what does not depend on the photo: each tag's log prior odds and its normalising constant
-        self.constant = np.log(np.maximum(counts, 1e-12)) - 0.5 * logdet - np.log(rest)
+        self.constant = np.log(np.maximum(self.counts, 1e-12)) - 0.5 * self.logdet - np.log(rest)
+
+    def _unchanged(self, previous) -> tuple[np.ndarray, np.ndarray]:
+        """(rows here, the same tags' rows in `previous`) of the tags whose statistics are as they were."""
+        nothing = np.zeros(0, int), np.zeros(0, int)
+        if previous is None or previous.means.shape[1:] != self.means.shape[1:] or \
+                not np.array_equal(previous.variance, self.variance):
+            return nothing
+        row_of = {tag: k for k, tag in enumerate(previous.tags)}
+        here = np.array([k for k, tag in enumerate(self.tags) if tag in row_of], int)
+        if not len(here):
+            return nothing
+        there = np.array([row_of[self.tags[k]] for k in here], int)
+        same = ((previous.counts[there] == self.counts[here]) & (previous.means[there] == self.means[here]).all(axis=1)
+                & (previous.covariances[there] == self.covariances[here]).all(axis=(1, 2)))
+        return here[same], there[same]
 
     def __call__(self, latents) -> np.ndarray:
         latents = np.atleast_2d(np.asarray(latents, np.float64))
