@@ -66,8 +66,8 @@ def main():
     print(f"after a feedback on 5 of its tags: {again * 1000:.0f} ms ({built / again:.0f}x less)")
     for photos in args.photos:
         batch = rng.normal(size=(photos, args.dims))
-        before, expected = timed(lambda: per_photo(batch, tag_model, variance), 3)
-        after, found = timed(lambda: odds(batch), 20)
+        before, expected = timed(lambda batch=batch: per_photo(batch, tag_model, variance), 3)
+        after, found = timed(lambda batch=batch: odds(batch), 20)
         assert np.allclose(found, expected, rtol=1e-9, atol=1e-12)
         print(f"{photos} photos: per photo {before * 1000:.1f} ms, factored once {after * 1000:.2f} ms, "
               f"{before / after:.0f}x")

@@ -95,7 +95,8 @@ def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
     folder = tmp_path / "photos"
     folder.mkdir()
     photo = make_photo(folder / "a.jpg")
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
     leftover = folder / f".a.jpg.{ended.stdout.strip()}.lablr-partial"
     leftover.write_bytes(b"half a photo")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
