@@ -16,7 +16,7 @@ from lablr.core.parts import Scores
 from lablr.core.personal import prior as personal_prior
 from lablr.core.pipeline.calibrate import sigmoid
 from lablr.core.plugins import check_pairing, get_part
-from lablr.core.ranking import TagProbabilities, background_probabilities, combine, ranked_tags
+from lablr.core.ranking import BackgroundOdds, TagProbabilities, combine, ranked_tags
 
 
 @dataclass
@@ -46,6 +46,9 @@ class Model:
         self.vocabulary = getattr(self.encoder, "vocabulary", None)
         self.personal_offsets = None  # this user's log-odds shifts per tag (lablr.core.personal.prior)
         self._scorers = {}
+        # The last background odds derived, shared with the models with_tag_model makes: the next one
+        # factors again only the tags that changed (the personal layer's feedback moves a few)
+        self._latest_odds = {}
 
     @classmethod
     def load(cls, model=defaults.DEFAULT_MODEL) -> "Model":
@@ -65,6 +68,7 @@ class Model:
         other.personal_offsets = personal_offsets
         other.__dict__.pop("tag_index", None)
         other.__dict__.pop("tags", None)
+        other.__dict__.pop("_background_odds", None)
         return other
 
     @property
@@ -137,16 +141,25 @@ class Model:
     def _gaussian_probabilities(self, latents, scorer) -> TagProbabilities:
         """The tag model's tags as probabilities: calibrated, or each against the encoder's background."""
         name = scorer or self.default_scorer
-        background = getattr(self.encoder, "explained_variance", None)
-        if name in self.calibrations or background is None:
+        if name in self.calibrations or self._background_odds is None:
             scores = self._tag_model_scores(latents, name, True, bias=False)  # biased once combined
             return TagProbabilities(self.tag_model.tags, scores.display, scores.distance, self.tag_model.counts)
-        probability = background_probabilities(latents, self.tag_model, background)
+        probability = self._background_odds(latents)
         if self.personal_offsets is not None:  # the background odds hold each tag's photo count
             probability = sigmoid(personal_prior.adjust(personal_prior.logit(probability), self.personal_offsets,
                                                         latents=latents, tags=self.tag_model.tags,
                                                         holds_popularity=True, scorer_name=None))
         return TagProbabilities(self.tag_model.tags, probability, None, self.tag_model.counts)
+
+    @cached_property
+    def _background_odds(self) -> BackgroundOdds | None:
+        """The tag model's tags against the encoder's background, factored once per tag model."""
+        background = getattr(self.encoder, "explained_variance", None)
+        if background is None:
+            return None
+        odds = BackgroundOdds(self.tag_model, background, previous=self._latest_odds.get("odds"))
+        self._latest_odds["odds"] = odds
+        return odds
 
     @cached_property
     def _rank_weights(self):

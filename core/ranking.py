@@ -66,18 +66,73 @@ def combine(gaussian: TagProbabilities | None, concepts: TagProbabilities) -> Sc
     return Scores(score=ranking, distance=distance, shown=probability)
 
 
-def background_probabilities(latents, tag_model, background_variance) -> np.ndarray:
-    """P(tag | z) of each Gaussian tag against the background N(0, diag(background_variance))."""
-    latents = np.atleast_2d(np.asarray(latents, np.float64))
-    variance = np.maximum(np.asarray(background_variance, np.float64), 1e-12)
-    log_background = -0.5 * ((latents**2 / variance).sum(axis=1) + np.log(variance).sum())
-    counts = np.asarray(tag_model.counts, np.float64)
-    weights = (counts / (counts + SPREAD_PHOTOS))[:, None, None]
-    covariances = weights * tag_model.covariances() + (1 - weights) * np.diag(WITHIN_SHARE * variance)
+def whitening_factors(means, covariances) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix (d, K*d), offset (K, d), log-determinants (K,)) of K Gaussians: row k of
+    (z @ matrix).reshape(K, d) - offset has z's squared Mahalanobis distance to Gaussian k as its
+    squared norm, so a batch of photos is scored against every Gaussian in one matrix product.
+    Raises numpy's LinAlgError for a covariance that is not positive definite."""
     cholesky = np.linalg.cholesky(covariances)
-    offsets = latents[None, :, :] - tag_model.centroids()[:, None, :]  # (K, n, d)
-    whitened = np.linalg.solve(cholesky, np.swapaxes(offsets, 1, 2))  # (K, d, n)
+    # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W|² with W = C^-T
+    per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
+    kinds, dim = np.shape(means)
+    matrix = np.ascontiguousarray(per_tag.transpose(1, 0, 2).reshape(dim, kinds * dim))
+    offset = np.einsum("kd,kde->ke", means, per_tag)
     logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
-    log_tag = -0.5 * ((whitened**2).sum(axis=1).T + logdet)  # (n, K); the 2π terms cancel
-    rest = np.maximum(counts.sum() - counts, BACKGROUND_PHOTOS)
-    return sigmoid(np.log(np.maximum(counts, 1e-12)) + log_tag - np.log(rest) - log_background[:, None])
+    return matrix, offset, logdet
+
+
+class BackgroundOdds:
+    """P(tag | z) of each Gaussian tag against the background N(0, diag(background_variance)).
+
+    Each tag's covariance, leaned on the background's, is factored here, once per tag model: at
+    128 dimensions a Cholesky per tag costs more than the rest of a suggestion, so a photo costs
+    one matrix product, as with the tag model's own whitening (lablr.plugins.mahalanobis). Given
+    the odds of the tag model before (`previous`), only the tags whose statistics changed since
+    are factored again: a feedback moves a few tags, not all of them.
+    """
+
+    def __init__(self, tag_model, background_variance, previous: "BackgroundOdds | None" = None):
+        variance = np.maximum(np.asarray(background_variance, np.float64), 1e-12)
+        self.variance, self.log_variance = variance, np.log(variance).sum()
+        # kept so that the next tag model's odds know which tags changed
+        self.tags, self.counts = list(tag_model.tags), np.asarray(tag_model.counts, np.float64)
+        self.means, self.covariances = tag_model.centroids(), tag_model.covariances()
+        kinds, dim = self.means.shape
+        blocks, self.offset, self.logdet = np.empty((dim, kinds, dim)), np.empty((kinds, dim)), np.empty(kinds)
+        kept, source = self._unchanged(previous)
+        if len(kept):
+            blocks[:, kept] = previous.whitening.reshape(dim, -1, dim)[:, source]
+            self.offset[kept], self.logdet[kept] = previous.offset[source], previous.logdet[source]
+        fresh = np.setdiff1d(np.arange(kinds), kept)
+        if len(fresh):
+            weights = (self.counts[fresh] / (self.counts[fresh] + SPREAD_PHOTOS))[:, None, None]
+            blended = weights * self.covariances[fresh] + (1 - weights) * np.diag(WITHIN_SHARE * variance)
+            matrix, self.offset[fresh], self.logdet[fresh] = whitening_factors(self.means[fresh], blended)
+            blocks[:, fresh] = matrix.reshape(dim, len(fresh), dim)
+        self.whitening = blocks.reshape(dim, kinds * dim)
+        rest = np.maximum(self.counts.sum() - self.counts, BACKGROUND_PHOTOS)
+        # what does not depend on the photo: each tag's log prior odds and its normalising constant
+        self.constant = np.log(np.maximum(self.counts, 1e-12)) - 0.5 * self.logdet - np.log(rest)
+
+    def _unchanged(self, previous) -> tuple[np.ndarray, np.ndarray]:
+        """(rows here, the same tags' rows in `previous`) of the tags whose statistics are as they were."""
+        nothing = np.zeros(0, int), np.zeros(0, int)
+        if previous is None or previous.means.shape[1:] != self.means.shape[1:] or \
+                not np.array_equal(previous.variance, self.variance):
+            return nothing
+        row_of = {tag: k for k, tag in enumerate(previous.tags)}
+        here = np.array([k for k, tag in enumerate(self.tags) if tag in row_of], int)
+        if not len(here):
+            return nothing
+        there = np.array([row_of[self.tags[k]] for k in here], int)
+        same = ((previous.counts[there] == self.counts[here]) & (previous.means[there] == self.means[here]).all(axis=1)
+                & (previous.covariances[there] == self.covariances[here]).all(axis=(1, 2)))
+        return here[same], there[same]
+
+    def __call__(self, latents) -> np.ndarray:
+        latents = np.atleast_2d(np.asarray(latents, np.float64))
+        log_background = -0.5 * ((latents**2 / self.variance).sum(axis=1) + self.log_variance)
+        kinds, dim = self.offset.shape
+        whitened = (latents @ self.whitening).reshape(len(latents), kinds, dim) - self.offset
+        log_tag = -0.5 * np.einsum("nkd,nkd->nk", whitened, whitened)  # the 2π terms cancel
+        return sigmoid(self.constant + log_tag - log_background[:, None])

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from lablr.core import defaults
 from lablr.core.errors import BundleError
+from lablr.core.npz import expect, read_npz
 
 FILE = "concept_tags.npz"
 CLASSES = 1000
+MAX_PAIRS = 100 * CLASSES  # (class, tag) pairs: each tag sums one class or more
 
 # Pixel tags: hue ranges in degrees (a pixel is "vivid" when its saturation and brightness are high)
 HUES = {"red": ((0, 15), (345, 360)), "orange": ((15, 40),), "yellow": ((40, 70),), "green": ((70, 165),),
@@ -98,16 +101,27 @@ class ConceptVocabulary:
     @classmethod
     def load(cls, directory: Path) -> "ConceptVocabulary":
         path = Path(directory) / FILE
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                vocabulary = cls([str(t) for t in data["tags"]], data["classes"].astype(np.int64),
-                                 data["tag_of"].astype(np.int64), float(data["temperature"]),
-                                 [str(t) for t in data["pixel_tags"]])
-        except (OSError, KeyError, ValueError) as error:
-            raise BundleError(f"The photo vocabulary in {path} cannot be read: {error}") from None
-        if (len(vocabulary.classes) != len(vocabulary.tag_of) or vocabulary.classes.size and (
-                vocabulary.classes.min() < 0 or vocabulary.classes.max() >= CLASSES
-                or vocabulary.tag_of.min() < 0 or vocabulary.tag_of.max() >= len(vocabulary.tags))
+        what = "the photo vocabulary"
+
+        def check(headers):
+            for name in ("tags", "pixel_tags"):
+                shape, dtype = headers[name]
+                if len(shape) != 1 or dtype.kind not in "US" or dtype.itemsize > 4 * defaults.TAG_MAX_CHARS:
+                    raise BundleError(f"The photo vocabulary in {path}: {name} are not a list of tags.")
+            pairs = headers["classes"][0]
+            expect(headers, "classes", (None,), path, what)
+            expect(headers, "tag_of", pairs, path, what)
+            expect(headers, "temperature", (), path, what)
+            if not headers["tags"][0][0] <= pairs[0] <= MAX_PAIRS or headers["pixel_tags"][0][0] > len(PIXEL_TAGS):
+                raise BundleError(f"The photo vocabulary in {path} is damaged: rebuild the bundle.")
+
+        data = read_npz(path, ("tags", "classes", "tag_of", "temperature", "pixel_tags"), check, what=what)
+        vocabulary = cls([str(t) for t in data["tags"]], data["classes"].astype(np.int64),
+                         data["tag_of"].astype(np.int64), float(data["temperature"]),
+                         [str(t) for t in data["pixel_tags"]])
+        if (vocabulary.classes.size and (vocabulary.classes.min() < 0 or vocabulary.classes.max() >= CLASSES
+                                         or vocabulary.tag_of.min() < 0
+                                         or vocabulary.tag_of.max() >= len(vocabulary.tags))
                 or not vocabulary.temperature > 0):
             raise BundleError(f"The photo vocabulary in {path} is damaged: rebuild the bundle.")
         return vocabulary

@@ -21,6 +21,7 @@ from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError
 from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
+from lablr.core.ranking import whitening_factors
 
 FILE = "tag_stats.npz"
 
@@ -184,13 +185,7 @@ class GaussianTagModel:
         if self.shared:
             weights = self.counts[rows][:, None, None]
             covariances = (weights * covariances + self.shared * pooled) / (weights + self.shared)
-        cholesky = np.linalg.cholesky(covariances)
-        # covariance = C C^T, so distance² = |C^-1 (z - mean)|² = |(z - mean) @ W| with W = C^-T
-        per_tag = np.swapaxes(np.linalg.inv(cholesky), 1, 2)
-        kinds, dim = means.shape
-        whitening = np.ascontiguousarray(per_tag.transpose(1, 0, 2).reshape(dim, kinds * dim))
-        offset = np.einsum("kd,kde->ke", means, per_tag)
-        logdet = 2 * np.log(np.diagonal(cholesky, axis1=1, axis2=2)).sum(axis=1)
+        whitening, offset, logdet = whitening_factors(means, covariances)
         return {"means": means, "covariances": covariances, "whitening": whitening, "offset": offset,
                 "logdet": logdet}
 

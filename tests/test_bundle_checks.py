@@ -160,3 +160,16 @@ def test_serve_refuses_a_crafted_bundle_before_any_worker_starts(crafted):
     assert "Lablr is serving" not in done.stdout + done.stderr
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     assert peak < 2e9  # reading the zipped zeros and deriving covariances from them took more than 4 GB
+
+
+@pytest.mark.parametrize("change", ["more pairs than the bound", "tags that are numbers", "NaN temperature"])
+def test_a_crafted_photo_vocabulary_is_refused_in_one_line(tmp_path, change):
+    bundle = tmp_path / "crafted"
+    shutil.copytree(bundled_root() / defaults.DEFAULT_MODEL, bundle)
+    pairs = 200_000  # over the bound: 100 tags for each of the 1,000 classes
+    changes = {"more pairs than the bound": {"tags": np.full(pairs, "t"), "classes": np.zeros(pairs, np.int16),
+                                             "tag_of": np.arange(pairs)},
+               "tags that are numbers": {"tags": np.arange(len(arrays(bundle / "concept_tags.npz")["tags"]))},
+               "NaN temperature": {"temperature": np.float64(np.nan)}}[change]
+    with_arrays(bundle, "concept_tags.npz", **changes)
+    refusal(resealed(bundle), tmp_path, "suggest")

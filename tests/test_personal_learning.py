@@ -90,6 +90,21 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert undone.returncode == 0 and show(tiny_bundle, env)["photos"] == 3
 
 
+def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
+    """Learning only reads the photos: even a killed `lablr tag` run's leftover stays where it is."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    photo = make_photo(folder / "a.jpg")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    leftover = folder / f".a.jpg.{ended.stdout.strip()}.lablr-partial"
+    leftover.write_bytes(b"half a photo")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and photo.exists()
+
+
 def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path):
     photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
     exiftool(photo, "-XMP-dc:Subject=harbour")

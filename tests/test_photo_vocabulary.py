@@ -199,6 +199,27 @@ def test_a_personal_layer_carries_over_to_a_new_default_with_the_same_latent_spa
     assert PersonalLayer.for_bundle(vae).events() == []
 
 
+def test_carrying_a_layer_over_never_replaces_one_begun_meanwhile(tmp_path, monkeypatch):
+    """Another process (a worker, `lablr personal`) may begin the layer while this one copies the old
+    one: the copy is dropped, and the layer that was begun keeps its events."""
+    from lablr.core.personal.layer import PersonalLayer, carry_over, layer_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    benchmark = Model.load(defaults.BENCHMARK_MODEL)
+    old = PersonalLayer.for_bundle(benchmark)
+    old.record("a" * 64, np.zeros(benchmark.encoder.latent_dim), ["chelsea"], None)
+    old.close()
+    photos = bundled_root() / defaults.DEFAULT_MODEL
+    begun = PersonalLayer(layer_path(photos), latent_dim=benchmark.encoder.latent_dim, model_name="photos")
+    begun.record("b" * 64, np.zeros(benchmark.encoder.latent_dim), ["mine"], None)
+    begun.close()
+    assert carry_over(photos, layer_path(photos))
+    reopened = PersonalLayer(layer_path(photos), latent_dim=benchmark.encoder.latent_dim)
+    assert [event.tags for event in reopened.events()] == [["mine"]]
+    reopened.close()
+    assert not [p.name for p in layer_path(photos).parent.iterdir() if "partial" in p.name]
+
+
 def test_a_layer_of_a_shipped_model_before_it_was_rebuilt_carries_over(tmp_path, monkeypatch):
     """A newer Lablr rebuilds a shipped bundle (its manifest, so its checksum, changes): the user's layer,
     named by the old checksum, is found by the model name it records."""

@@ -45,7 +45,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     """Teach the layer every photo found; `start(count)` once they are found, `report(outcome)` per photo."""
     store = Exiv2Store()
     report = report or (lambda outcome: None)
-    photos, problems = find_photos(paths)
+    photos, problems = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay as they are
     if start:
         start(len(photos) + len(problems))
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]

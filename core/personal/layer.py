@@ -19,6 +19,7 @@ a removal replays the events that are left.
 import fcntl
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -31,7 +32,7 @@ import numpy as np
 from lablr.core import bundle, defaults
 from lablr.core.data.catalog import is_printable_tag, normalize_tag
 from lablr.core.errors import LablrError
-from lablr.core.files import write_atomically
+from lablr.core.files import fsync_dir, partial_path, write_atomically
 
 FILE_SUFFIX = ".sqlite"
 SCHEMA = """
@@ -321,10 +322,16 @@ def carry_over(bundle_path, destination: Path) -> bool:
     source = next((p for p in layers if p != destination and _recorded_model(p) in models), None)
     if source is None:
         return False
-    partial = destination.with_name(f".{destination.name}.partial")
-    with closing(sqlite3.connect(source)) as old, closing(sqlite3.connect(partial)) as new:
-        old.backup(new)  # consistent even while another process writes to it
-    partial.replace(destination)
+    partial = partial_path(destination)  # one per process: workers starting together each make their own
+    try:
+        with closing(sqlite3.connect(source)) as old, closing(sqlite3.connect(partial)) as new:
+            old.backup(new)  # consistent even while another process writes to it
+        os.link(partial, destination)  # never over a layer another process carried over or began meanwhile
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+    fsync_dir(destination.parent)
     return True
 
 

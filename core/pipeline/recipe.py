@@ -12,9 +12,8 @@ from dataclasses import dataclass, field, replace
 from lablr.core import defaults
 from lablr.core.bundle import Manifest, PartSpec, read_manifest, resolve
 from lablr.core.data.selection import Rules
+from lablr.core.part_settings import PART_KINDS
 from lablr.core.plugins import check_pairing
-
-PART_KINDS = ("encoder", "tag_model", "scorer", "visualizer")
 
 
 @dataclass(frozen=True)
