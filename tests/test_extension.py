@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import draw_shape, real_photo, screenshot_file
+from conftest import dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
+from lablr_server import free_port
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,12 +105,6 @@ def test_no_remote_code_and_selectors_in_one_file():
 
 
 # ------------------------------------------------------------------------------- the real server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LablrServer:
@@ -380,12 +374,14 @@ def launched(driver, extension, profile):
         str(profile), executable_path=CHROMIUM, headless=True, viewport={"width": 960, "height": 560},
         args=["--no-sandbox", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
               "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--disable-default-apps"])
+              "--no-first-run", "--disable-default-apps"], proxy=dead_proxy())
+    tried = keep_off_the_network(context, served=("https://www.flickr.com/",))  # open_upload_page's route
     try:
         worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker", timeout=30_000)
         yield Browser(context, worker)
     finally:
         context.close()
+    assert not tried, f"requests beyond 127.0.0.1 and the routed Flickr fixtures: {tried}"
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from lablr_server import free_port
 from test_extension import (
     EDITR,
     EXTENSION,
@@ -30,7 +31,6 @@ from test_extension import (
     SUCCESS_PATH,
     LablrServer,
     Recorder,
-    free_port,
     write_photo,
 )
 
