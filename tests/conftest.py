@@ -1,6 +1,7 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
 import os
+import shutil
 import tempfile
 import zlib
 from pathlib import Path
@@ -88,7 +89,18 @@ def real_photo():
     return Path(skimage.data.__file__).parent / "chelsea.png"
 
 
+CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    """Playwright for one module's tests in Debian's Chromium (CHROMIUM); they are skipped without either."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as driver:
+        yield driver
 
 
 def dead_proxy() -> dict:

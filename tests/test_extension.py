@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
+from conftest import CHROMIUM, dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
 from lablr_server import free_port
 from PIL import Image
 
@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 CONTENT_SCRIPTS = ("base", "find", "typing", "photos", "draw", "panel", "pick", "publish")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 UPLOAD_URL = "https://www.flickr.com/photos/upload/"
 # The strictest policy Flickr could send: Lablr's chips must neither break nor trip it.
 STRICT_CSP = "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'"
@@ -272,15 +271,6 @@ def extension_dir(tmp_path_factory):
     target = tmp_path_factory.mktemp("extension") / "lablr"
     shutil.copytree(EXTENSION, target)
     return target
-
-
-@pytest.fixture(scope="module")
-def playwright_driver():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as driver:
-        yield driver
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,11 +4,19 @@ import base64
 import contextlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COLOURS, SHAPES, dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
+from conftest import (
+    CHROMIUM,
+    COLOURS,
+    SHAPES,
+    dead_proxy,
+    draw_shape,
+    keep_off_the_network,
+    real_photo,
+    screenshot_file,
+)
 from lablr_server import running_server
 from photo_files import (
     OLD_IPTC,
@@ -24,7 +32,6 @@ from lablr.core import defaults
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 TAGS = set(COLOURS) | set(SHAPES)
@@ -37,15 +44,10 @@ def base(tiny_bundle):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, proxy=dead_proxy())
-        yield browser
-        browser.close()
+def browser(playwright_driver):
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, proxy=dead_proxy())
+    yield browser
+    browser.close()
 
 
 @contextlib.contextmanager
