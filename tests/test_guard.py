@@ -13,7 +13,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import CHROMIUM
+from conftest import CHROMIUM, dead_proxy
 from lablr_server import running_server
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
@@ -306,7 +306,7 @@ def service_worker(driver, extension_dir, profile):
     context = driver.chromium.launch_persistent_context(
         str(profile), executable_path=CHROMIUM, headless=True,
         args=["--no-sandbox", f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}",
-              "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+              "--disable-gpu", "--disable-background-networking", "--no-first-run"], proxy=dead_proxy())
     worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
     return context, worker
 
