@@ -2,7 +2,8 @@
 
 Debian's chromium runs headless through the Python playwright package (no browser download) with
 the unpacked extension loaded. Flickr's upload page is our own copy (tests/fixtures/), served for
-https://www.flickr.com/photos/upload/ through context.route, so nothing leaves this machine. A small
+https://www.flickr.com/photos/upload/ through context.route; any other request beyond 127.0.0.1
+meets a closed port (conftest.dead_proxy) and fails the test (conftest.keep_off_the_network). A small
 pass-through proxy in front of the server records what the extension really sent (shrunk JPEGs,
 `exclude`) and what the server answered, so the chips can be checked against the server's own
 ranking for each photo.
