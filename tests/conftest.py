@@ -1,9 +1,11 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
 import os
+import shutil
 import tempfile
 import zlib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 os.environ["LABLR_LOAD_PLUGINS"] = ""  # no third-party plugin unless a test installs one
 # Personal layers (and anything else of the user's) go to a directory of this run, never ~/.local/share.
@@ -12,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
+from lablr_server import free_port
 from PIL import Image, ImageDraw
 
 COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60)}
@@ -84,6 +87,42 @@ def real_photo():
     except ImportError:
         return None
     return Path(skimage.data.__file__).parent / "chelsea.png"
+
+
+CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    """Playwright for one module's tests in Debian's Chromium (CHROMIUM); they are skipped without either."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as driver:
+        yield driver
+
+
+def dead_proxy() -> dict:
+    """Playwright's proxy setting for a browser that must stay on this machine: every request not to
+    127.0.0.1 or localhost goes to a port on 127.0.0.1 where nothing listens, and fails there."""
+    return {"server": f"http://127.0.0.1:{free_port()}", "bypass": ",".join(LOCAL_HOSTS)}
+
+
+def keep_off_the_network(context, served=()):
+    """Every request of a Playwright browser context that is not to 127.0.0.1 or localhost, nor under
+    one of the `served` URL prefixes (the test's own routes answer those), in a list for the test to
+    fail on. Watched, not routed: a route that could match the extension's requests to the local
+    server pauses each of them, and its uploads stall. dead_proxy() is what stops them."""
+    tried = []
+
+    def watch(request):
+        url = urlsplit(request.url)
+        if url.scheme in ("http", "https") and url.hostname not in LOCAL_HOSTS and not request.url.startswith(served):
+            tried.append(request.url)
+
+    context.on("request", watch)
+    return tried
 
 
 def screenshot_file(name: str, tmp_path: Path) -> Path:

@@ -2,7 +2,8 @@
 
 Debian's chromium runs headless through the Python playwright package (no browser download) with
 the unpacked extension loaded. Flickr's upload page is our own copy (tests/fixtures/), served for
-https://www.flickr.com/photos/upload/ through context.route, so nothing leaves this machine. A small
+https://www.flickr.com/photos/upload/ through context.route; any other request beyond 127.0.0.1
+meets a closed port (conftest.dead_proxy) and fails the test (conftest.keep_off_the_network). A small
 pass-through proxy in front of the server records what the extension really sent (shrunk JPEGs,
 `exclude`) and what the server answered, so the chips can be checked against the server's own
 ranking for each photo.
@@ -20,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,14 +33,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from conftest import draw_shape, real_photo, screenshot_file
+from conftest import CHROMIUM, dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
+from lablr_server import free_port
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 CONTENT_SCRIPTS = ("base", "find", "typing", "photos", "draw", "panel", "pick", "publish")
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-CHROMIUM = os.environ.get("LABLR_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 UPLOAD_URL = "https://www.flickr.com/photos/upload/"
 # The strictest policy Flickr could send: Lablr's chips must neither break nor trip it.
 STRICT_CSP = "default-src 'self'; img-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'"
@@ -105,12 +105,6 @@ def test_no_remote_code_and_selectors_in_one_file():
 
 
 # ------------------------------------------------------------------------------- the real server
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class LablrServer:
@@ -280,15 +274,6 @@ def extension_dir(tmp_path_factory):
     return target
 
 
-@pytest.fixture(scope="module")
-def playwright_driver():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as driver:
-        yield driver
-
-
 @dataclasses.dataclass(frozen=True)
 class Site:
     """One copy of Flickr's upload page, and where a test finds things on it."""
@@ -380,12 +365,14 @@ def launched(driver, extension, profile):
         str(profile), executable_path=CHROMIUM, headless=True, viewport={"width": 960, "height": 560},
         args=["--no-sandbox", f"--disable-extensions-except={extension}", f"--load-extension={extension}",
               "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-              "--no-first-run", "--disable-default-apps"])
+              "--no-first-run", "--disable-default-apps"], proxy=dead_proxy())
+    tried = keep_off_the_network(context, served=("https://www.flickr.com/",))  # open_upload_page's route
     try:
         worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker", timeout=30_000)
         yield Browser(context, worker)
     finally:
         context.close()
+    assert not tried, f"requests beyond 127.0.0.1 and the routed Flickr fixtures: {tried}"
 
 
 @pytest.fixture
@@ -1129,6 +1116,13 @@ def taught_server(tiny_bundle, tmp_path_factory):
     running.close()
 
 
+@pytest.fixture
+def taught_recorder(taught_server):
+    proxy = Recorder(taught_server.port)
+    yield proxy
+    proxy.close()
+
+
 def save_server_on_options_page(browser, address, **fields):
     """What a user does: the address (and other fields) on Lablr's options page, then Save."""
     from playwright.sync_api import expect
@@ -1150,99 +1144,91 @@ def assert_no_stray_keys(page):
 
 
 @pytest.mark.browser
-def test_live_uploader_the_field_on_screen_flickr_syntax_and_75_tags(shipped_browser, taught_server, tmp_path):
+def test_live_uploader_the_field_on_screen_flickr_syntax_and_75_tags(shipped_browser, taught_recorder, tmp_path):
     """Installed as shipped, the server saved on the options page: nothing granted by hand."""
     from playwright.sync_api import expect
 
-    recorder = Recorder(taught_server.port)
-    try:
-        save_server_on_options_page(shipped_browser, recorder.base, minScore=0)
-        page = shipped_browser.open_upload_page(LIVE)
-        page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle"), write_photo(tmp_path, "green", "square")])
-        bar = page.locator("[data-lablr=chips]")
-        expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
-        expect(bar).to_contain_text("for red-circle.jpg")
-        # Beside the field the user sees, not beside its twin parked at y = -9760.
-        expect(page.locator(f"{LIVE.chips_after} + [data-lablr=chips]")).to_have_count(1)
-        box = bar.bounding_box()
-        assert box["y"] > 0 and box["width"] > 0
-        ranked = recorder.answer_for("red-circle.jpg")
-        assert MULTI_WORD in ranked
+    save_server_on_options_page(shipped_browser, taught_recorder.base, minScore=0)
+    page = shipped_browser.open_upload_page(LIVE)
+    page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle"), write_photo(tmp_path, "green", "square")])
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+    expect(bar).to_contain_text("for red-circle.jpg")
+    # Beside the field the user sees, not beside its twin parked at y = -9760.
+    expect(page.locator(f"{LIVE.chips_after} + [data-lablr=chips]")).to_have_count(1)
+    box = bar.bounding_box()
+    assert box["y"] > 0 and box["width"] > 0
+    ranked = taught_recorder.answer_for("red-circle.jpg")
+    assert MULTI_WORD in ranked
 
-        # A tag of two words lands as one tag, on the selected photo only.
-        bar.locator(f".chip[data-tag='{MULTI_WORD}']").click()
-        expect(page.locator(LIVE.token, has_text=MULTI_WORD)).to_be_visible()
-        assert page_tags(page, "red-circle.jpg") == [MULTI_WORD] and page_tags(page, "green-square.jpg") == []
-        # Two quick clicks on one chip add its tag once.
-        other = next(tag for tag in ranked if tag != MULTI_WORD)
-        bar.locator(f".chip[data-tag='{other}']").dblclick()
-        expect(page.locator(LIVE.token, has_text=other)).to_be_visible()
-        page.wait_for_timeout(500)
-        assert page_tags(page, "red-circle.jpg") == [MULTI_WORD, other]
-        assert_no_stray_keys(page)
+    # A tag of two words lands as one tag, on the selected photo only.
+    bar.locator(f".chip[data-tag='{MULTI_WORD}']").click()
+    expect(page.locator(LIVE.token, has_text=MULTI_WORD)).to_be_visible()
+    assert page_tags(page, "red-circle.jpg") == [MULTI_WORD] and page_tags(page, "green-square.jpg") == []
+    # Two quick clicks on one chip add its tag once.
+    other = next(tag for tag in ranked if tag != MULTI_WORD)
+    bar.locator(f".chip[data-tag='{other}']").dblclick()
+    expect(page.locator(LIVE.token, has_text=other)).to_be_visible()
+    page.wait_for_timeout(500)
+    assert page_tags(page, "red-circle.jpg") == [MULTI_WORD, other]
+    assert_no_stray_keys(page)
 
-        # The page's counter says 74 of 75: "Add top N" adds one tag, and the bar says why no more.
-        page.evaluate("window.__uploadr.setTags('red-circle.jpg', Array.from({length: 74}, (_, i) => `old${i}`))")
-        expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 74/75")
-        bar.get_by_role("button", name=re.compile(r"^Add top \d+$")).click()
-        expect(bar.locator(".warn")).to_contain_text("at most 75 tags")
-        expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 75/75")
-        assert len(page_tags(page, "red-circle.jpg")) == 75
-        assert_no_stray_keys(page)
+    # The page's counter says 74 of 75: "Add top N" adds one tag, and the bar says why no more.
+    page.evaluate("window.__uploadr.setTags('red-circle.jpg', Array.from({length: 74}, (_, i) => `old${i}`))")
+    expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 74/75")
+    bar.get_by_role("button", name=re.compile(r"^Add top \d+$")).click()
+    expect(bar.locator(".warn")).to_contain_text("at most 75 tags")
+    expect(page.locator(".editr-edit-panel[data-set=one] .tags-count")).to_have_text("Tags 75/75")
+    assert len(page_tags(page, "red-circle.jpg")) == 75
+    assert_no_stray_keys(page)
 
-        # Nothing selected: the only tag field left is the batch one, off screen. No chip goes near it.
-        page.evaluate("window.__uploadr.selectNone()")
-        expect(page.locator("[data-lablr=panel]")).to_contain_text("tag field was not found")
-        expect(page.locator("[data-lablr=chips]")).to_have_count(0)
-        assert page_tags(page, "green-square.jpg") == []
-        assert_no_stray_keys(page)
-    finally:
-        recorder.close()
+    # Nothing selected: the only tag field left is the batch one, off screen. No chip goes near it.
+    page.evaluate("window.__uploadr.selectNone()")
+    expect(page.locator("[data-lablr=panel]")).to_contain_text("tag field was not found")
+    expect(page.locator("[data-lablr=chips]")).to_have_count(0)
+    assert page_tags(page, "green-square.jpg") == []
+    assert_no_stray_keys(page)
 
 
 @pytest.mark.browser
-def test_live_uploader_batch_selection_and_one_feedback_per_photo(shipped_browser, taught_server, tmp_path):
+def test_live_uploader_batch_selection_and_one_feedback_per_photo(shipped_browser, taught_recorder, tmp_path):
     from playwright.sync_api import expect
 
-    recorder = Recorder(taught_server.port)
-    try:
-        save_server_on_options_page(shipped_browser, recorder.base, minScore=0)
-        page = shipped_browser.open_upload_page(LIVE)
-        page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle", (500, 375)),
-                                                       write_photo(tmp_path, "green", "square", (500, 375))])
-        wait_for_requests(recorder, 2)
-        bar = page.locator("[data-lablr=chips]")
-        expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+    save_server_on_options_page(shipped_browser, taught_recorder.base, minScore=0)
+    page = shipped_browser.open_upload_page(LIVE)
+    page.locator(LIVE.file_input).set_input_files([write_photo(tmp_path, "red", "circle", (500, 375)),
+                                                   write_photo(tmp_path, "green", "square", (500, 375))])
+    wait_for_requests(taught_recorder, 2)
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
 
-        # Both selected: the batch set comes on screen; the chips are for the two, and say so.
-        LIVE.card_named(page, "green-square").click(modifiers=["Control"])
-        expect(page.locator(".editr-edit-panel[data-set=batch] h3")).to_have_text("Editing 2 photos")
-        expect(bar).to_contain_text("for the 2 selected photos:", timeout=WAIT_MS)
-        shared = chip_texts(page)[0]
-        bar.locator(".chip").first.click()
-        expect(page.locator(".editr-edit-panel[data-set=batch] .tag-list li", has_text=shared)).to_be_visible()
-        expect(bar.locator(f".chip[data-tag='{shared}']")).to_have_count(0)  # Lablr saw it taken
-        assert page_tags(page, "red-circle.jpg") == page_tags(page, "green-square.jpg") == [shared]
-        assert page.evaluate("window.__uploadr.strayKeys()") == []
+    # Both selected: the batch set comes on screen; the chips are for the two, and say so.
+    LIVE.card_named(page, "green-square").click(modifiers=["Control"])
+    expect(page.locator(".editr-edit-panel[data-set=batch] h3")).to_have_text("Editing 2 photos")
+    expect(bar).to_contain_text("for the 2 selected photos:", timeout=WAIT_MS)
+    shared = chip_texts(page)[0]
+    bar.locator(".chip").first.click()
+    expect(page.locator(".editr-edit-panel[data-set=batch] .tag-list li", has_text=shared)).to_be_visible()
+    expect(bar.locator(f".chip[data-tag='{shared}']")).to_have_count(0)  # Lablr saw it taken
+    assert page_tags(page, "red-circle.jpg") == page_tags(page, "green-square.jpg") == [shared]
+    assert page.evaluate("window.__uploadr.strayKeys()") == []
 
-        # One photo again: its own chips, its own tag.
-        LIVE.card_named(page, "red-circle").click()
-        expect(bar).to_contain_text("for red-circle.jpg", timeout=WAIT_MS)
-        expect(bar.locator(".chip").first).to_be_visible()
-        own = chip_texts(page)[0]
-        bar.locator(".chip").first.click()
-        expect(page.locator(LIVE.token, has_text=own)).to_be_visible()
-        assert page_tags(page, "red-circle.jpg") == [shared, own] and page_tags(page, "green-square.jpg") == [shared]
-        assert_no_stray_keys(page)
+    # One photo again: its own chips, its own tag.
+    LIVE.card_named(page, "red-circle").click()
+    expect(bar).to_contain_text("for red-circle.jpg", timeout=WAIT_MS)
+    expect(bar.locator(".chip").first).to_be_visible()
+    own = chip_texts(page)[0]
+    bar.locator(".chip").first.click()
+    expect(page.locator(LIVE.token, has_text=own)).to_be_visible()
+    assert page_tags(page, "red-circle.jpg") == [shared, own] and page_tags(page, "green-square.jpg") == [shared]
+    assert_no_stray_keys(page)
 
-        publish(page, LIVE)
-        sent = {f["filename"]: f for f in wait_for_feedback(recorder, 2)}
-        page.wait_for_timeout(4500)  # longer than any retry
-        assert len(recorder.feedbacks()) == 2  # exactly one per published photo
-        assert sent["red-circle.jpg"]["tags"] == f"{shared},{own}" and sent["green-square.jpg"]["tags"] == shared
-        assert all(f["status"] == 200 for f in sent.values())
-    finally:
-        recorder.close()
+    publish(page, LIVE)
+    sent = {f["filename"]: f for f in wait_for_feedback(taught_recorder, 2)}
+    page.wait_for_timeout(4500)  # longer than any retry
+    assert len(taught_recorder.feedbacks()) == 2  # exactly one per published photo
+    assert sent["red-circle.jpg"]["tags"] == f"{shared},{own}" and sent["green-square.jpg"]["tags"] == shared
+    assert all(f["status"] == 200 for f in sent.values())
 
 
 @pytest.mark.browser

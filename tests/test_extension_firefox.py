@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from lablr_server import free_port
 from test_extension import (
     EDITR,
     EXTENSION,
@@ -30,7 +31,6 @@ from test_extension import (
     SUCCESS_PATH,
     LablrServer,
     Recorder,
-    free_port,
     write_photo,
 )
 
@@ -104,8 +104,17 @@ PREFS = {
     "toolkit.telemetry.reportingpolicy.firstRun": False,
     "app.update.disabledForTesting": True,
     "browser.aboutwelcome.enabled": False,
-    "network.proxy.type": 0,
+    "network.dns.disablePrefetch": True,
 }
+
+
+def off_the_network(closed_port):
+    """Every request but those to 127.0.0.1 and localhost goes to a proxy that is not there, and fails."""
+    return {"network.proxy.type": 1,  # manual
+            "network.proxy.http": "127.0.0.1", "network.proxy.http_port": closed_port,
+            "network.proxy.ssl": "127.0.0.1", "network.proxy.ssl_port": closed_port,
+            "network.proxy.no_proxies_on": "localhost, 127.0.0.1",
+            "network.proxy.allow_hijacking_localhost": False}
 
 
 class Firefox:
@@ -116,7 +125,7 @@ class Firefox:
         from marionette_driver.marionette import Marionette
 
         port = free_port()
-        prefs = {**PREFS, "marionette.port": port}
+        prefs = {**PREFS, **off_the_network(free_port()), "marionette.port": port}
         (profile / "user.js").write_text("".join(f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items()))
         self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen([FIREFOX, "--marionette", "--remote-allow-system-access", "--headless",

@@ -10,10 +10,10 @@ import json
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
+from conftest import CHROMIUM, dead_proxy
 from lablr_server import running_server
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
@@ -270,7 +270,6 @@ def test_reading_the_personal_layer_needs_no_header(client, kind):
 
 # -- in the real browser: an extension with no permission for the server -----------------------------
 
-CHROMIUM = "/usr/bin/chromium"
 ATTACK = """
 async function post(base, options) {
   const form = new FormData();
@@ -303,32 +302,23 @@ def poster(seed) -> str:
     return f"const PHOTO = {json.dumps(base64.b64encode(photo(seed=seed)).decode())};\n{ATTACK}"
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with sync_api.sync_playwright() as driver:
-        yield driver
-
-
 def service_worker(driver, extension_dir, profile):
     context = driver.chromium.launch_persistent_context(
         str(profile), executable_path=CHROMIUM, headless=True,
         args=["--no-sandbox", f"--disable-extensions-except={extension_dir}", f"--load-extension={extension_dir}",
-              "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+              "--disable-gpu", "--disable-background-networking", "--no-first-run"], proxy=dead_proxy())
     worker = context.service_workers[0] if context.service_workers else context.wait_for_event("serviceworker")
     return context, worker
 
 
 def test_an_extension_without_permission_cannot_teach_while_the_page_and_a_permitted_one_can(
-        chromium, tiny_bundle, tmp_path):
+        playwright_driver, tiny_bundle, tmp_path):
     home = tmp_path / "data"
     with running_server(tiny_bundle, env={"XDG_DATA_HOME": str(home)}) as (base, _):
         def photos():
             return httpx.get(base + "/api/v1/personal").json()["photos"]
 
-        context, worker = service_worker(chromium, extension(tmp_path / "zero", []), tmp_path / "p1")
+        context, worker = service_worker(playwright_driver, extension(tmp_path / "zero", []), tmp_path / "p1")
         try:
             simple = [worker.evaluate("([base, options]) => post(base, options)", [base, options])
                       for options in ({"mode": "no-cors"}, {}, {"headers": {"X-Lablr-Client": "extension"}})]
@@ -337,7 +327,7 @@ def test_an_extension_without_permission_cannot_teach_while_the_page_and_a_permi
         assert simple == ["opaque", "blocked", "blocked"]  # sent, sent but unreadable, stopped by its preflight
         assert photos() == 0
 
-        context, worker = service_worker(chromium, extension(tmp_path / "permitted", ["http://127.0.0.1/*"]),
+        context, worker = service_worker(playwright_driver, extension(tmp_path / "permitted", ["http://127.0.0.1/*"]),
                                          tmp_path / "p2")
         try:
             without = worker.evaluate("(base) => post(base, {})", base)

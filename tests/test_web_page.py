@@ -1,13 +1,22 @@
 """The web page in a real browser: Debian's chromium, driven by playwright, against the real server."""
 
 import base64
+import contextlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from conftest import COLOURS, SHAPES, draw_shape, real_photo, screenshot_file
+from conftest import (
+    CHROMIUM,
+    COLOURS,
+    SHAPES,
+    dead_proxy,
+    draw_shape,
+    keep_off_the_network,
+    real_photo,
+    screenshot_file,
+)
 from lablr_server import running_server
 from photo_files import (
     OLD_IPTC,
@@ -23,7 +32,6 @@ from lablr.core import defaults
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 TAGS = set(COLOURS) | set(SHAPES)
@@ -36,24 +44,30 @@ def base(tiny_bundle):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
+def browser(playwright_driver):
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True, proxy=dead_proxy())
+    yield browser
+    browser.close()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield browser
-        browser.close()
+
+@contextlib.contextmanager
+def page_of(browser, base):
+    """The server's page in a fresh browser context that may talk to 127.0.0.1 only."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    tried = keep_off_the_network(context)
+    try:
+        page = context.new_page()
+        page.goto(base + "/")
+        yield page
+    finally:
+        context.close()
+    assert not tried, f"requests beyond 127.0.0.1: {tried}"
 
 
 @pytest.fixture
 def page(browser, base):
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
-    page = context.new_page()
-    page.goto(base + "/")
-    yield page
-    context.close()
+    with page_of(browser, base) as page:
+        yield page
 
 
 def png_bytes(image) -> bytes:
@@ -190,17 +204,13 @@ DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "core" / "bundles" / d
                     reason="needs the default bundle and scikit-image")
 def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser, tmp_path):
     """The README's picture of the page: the shipped model, a real photograph."""
-    with running_server(DEFAULT_BUNDLE) as (base, _):
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        page = context.new_page()
-        page.goto(base + "/")
+    with running_server(DEFAULT_BUNDLE) as (base, _), page_of(browser, base) as page:
         page.set_input_files("#photo", files=[str(real_photo())])
         tags = shown_tags(page)  # those at or above the default threshold, as a new user sees them
         scores = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
         assert 1 <= len(tags) <= 10 and all(s >= 0.2 for s in scores) and "cat" in tags
         wait_for_picture(page)
         shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
-        context.close()
     screenshot = screenshot_file("web-page.png", tmp_path)
     shot.convert("RGB").quantize(colors=128).save(screenshot, optimize=True)  # small enough for the README
     assert screenshot.stat().st_size < 300_000
@@ -209,12 +219,9 @@ def test_default_model_on_a_photograph_takes_the_readme_screenshot(browser, tmp_
 @pytest.fixture
 def learning_page(browser, tiny_bundle, tmp_path):
     """The page of a server with its own, empty personal layer."""
-    with running_server(tiny_bundle, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _):
-        context = browser.new_context(viewport={"width": 1100, "height": 900})
-        page = context.new_page()
-        page.goto(base + "/")
+    with (running_server(tiny_bundle, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _),
+          page_of(browser, base) as page):
         yield page, base
-        context.close()
 
 
 def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(learning_page):

@@ -139,9 +139,9 @@ async function sendMyTags(event) {
   const data = new FormData();
   data.append("image", current, current.name);
   data.append("tags", tags.join(","));
+  // Only the suggestions shown (those above the threshold) are sent: a hidden one was never passed over.
   data.append("suggested", [...document.querySelectorAll("#tags .pick")].map((box) => box.value).join(","));
   try {
-    // Only the suggestions shown (those above the threshold) are sent: a hidden one was never passed over.
     const response = await fetch("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
