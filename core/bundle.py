@@ -22,7 +22,7 @@ import numpy as np
 
 from lablr.core import __version__
 from lablr.core.errors import BundleError
-from lablr.core.files import atomic_directory, sha256_file
+from lablr.core.files import atomic_directory, sha256_file, write_atomically
 from lablr.core.part_settings import check_part_kinds, check_settings
 from lablr.core.plugins import check_pairing, get_part
 
@@ -192,6 +192,16 @@ def save(parts: dict, manifest: Manifest, directory) -> Path:
         text = json.dumps(_to_json(manifest, parts, checksums), indent=2, ensure_ascii=False) + "\n"
         (partial / MANIFEST).write_text(text)
     return directory
+
+
+def leave_out(directory, name: str):
+    """Take one file out of a saved bundle, and out of its manifest: a shipped bundle that runs a file
+    another shipped bundle carries (scripts/build_bundle.py)."""
+    directory = Path(directory)
+    raw = json.loads((directory / MANIFEST).read_text())
+    raw["files"].pop(name)
+    write_atomically(directory / MANIFEST, json.dumps(raw, indent=2, ensure_ascii=False) + "\n")
+    (directory / name).unlink()
 
 
 # -- finding and loading ----------------------------------------------------------------------------

@@ -26,11 +26,12 @@ on the same held-out photos, which are recorded in each manifest with the figure
 import argparse
 from pathlib import Path
 
-from lablr.core.bundle import bundled_names, bundled_root
+from lablr.core.bundle import bundled_names, bundled_root, leave_out
 from lablr.core.data.catalog import Catalog
 from lablr.core.data.importing import import_source
 from lablr.core.pipeline.recipe import Recipe
 from lablr.core.pipeline.train import train
+from lablr.plugins import effnet
 
 # The shipped recipes' levers are measured in docs/quality.md (scripts/measure_levers.py): for
 # openclipart-effnet a 128-d PCA, a covariance shared by all tags worth 100 photos, and loglik,
@@ -49,7 +50,6 @@ def build_photos(out: Path, temperature: float | None = None):
     from lablr.core.model import Model
     from lablr.core.pipeline.build_vocabulary import photo_vocabulary, with_photo_vocabulary
     from lablr.core.plugins import get_part
-    from lablr.plugins import effnet
 
     base = Model.load(PHOTOS_BASE)
     effnet.convert_network(base.encoder.image_size, classifier=True)  # this Lablr's conversion, not the shipped one
@@ -73,6 +73,8 @@ def build(name, work: Path, out: Path):
     if Catalog(catalog).count() == 0:
         import_source(recipe.source, None, catalog)
     model = train(catalog, out, recipe=recipe, name=name, work_dir=work / f"{name}.work")
+    if name == PHOTOS_BASE:  # it runs the network the default ships (its features output): one copy in the package
+        leave_out(out, effnet.LITE_FILE)
     for scorer, figures in model.manifest.evaluation.items():
         calibrated = f"  (raw ranking {figures['uncalibrated_map']:.3f})  ECE {figures['ece']:.3f}" \
             if "ece" in figures else ""
