@@ -995,6 +995,29 @@ def test_publishing_teaches_lablr_the_final_tags(browser, server, recorder, tmp_
 
 
 @pytest.mark.browser
+def test_a_tag_typed_just_before_another_photo_is_selected_is_kept(browser, server, recorder, tmp_path):
+    """The page's tokens for the photo being edited are remembered as the click that selects another
+    photo begins, not only when Lablr next draws (30 ms after the page changes)."""
+    site = UPLOADR  # the copy whose tokens Lablr reads
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    size = (604, 453)  # photos new to the server
+    page.locator(site.file_input).set_input_files([write_photo(tmp_path, "red", "circle", size),
+                                                   write_photo(tmp_path, "green", "square", size)])
+    wait_for_requests(recorder, 2)
+    site.card_named(page, "red-circle").click()
+    green = site.card_named(page, "green-square").bounding_box()
+    tag_input = page.locator(site.tag_input)
+    tag_input.click()
+    tag_input.press_sequentially("holiday")
+    tag_input.press(site.commit_key)
+    page.mouse.click(green["x"] + green["width"] / 2, green["y"] + green["height"] / 2)  # at once: no waiting
+    publish(page, site)
+    sent = {f["filename"]: f for f in wait_for_feedback(recorder, 1)}
+    assert sent["red-circle.jpg"]["tags"] == "holiday"
+
+
+@pytest.mark.browser
 def test_teaching_is_sent_once_even_when_the_server_fails_and_can_be_switched_off(browser, server, recorder, tmp_path):
     from playwright.sync_api import expect
 

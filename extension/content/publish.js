@@ -73,6 +73,15 @@ for (const [type, transfer] of [["drop", "dataTransfer"], ["paste", "clipboardDa
   );
 }
 document.addEventListener("click", onPublishClick, true);
+// The tags the page shows for the photo being edited are remembered before a click can select
+// another photo: a render runs 30 ms after the page changes, which may be after the selection moved.
+document.addEventListener(
+  "pointerdown",
+  (event) => {
+    if (event.isTrusted && state.photos.length) rememberPageTags(editTarget(), tagFieldParts());
+  },
+  true
+);
 
 api.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (!message || sender.id !== api.runtime.id) return false;
