@@ -66,9 +66,8 @@ class Model:
         other = copy.copy(self)
         other.tag_model = tag_model
         other.personal_offsets = personal_offsets
-        other.__dict__.pop("tag_index", None)
-        other.__dict__.pop("tags", None)
-        other.__dict__.pop("_background_odds", None)
+        for name in _CACHED:  # derived from the tag model, or cheap: derived again when first asked
+            other.__dict__.pop(name, None)
         return other
 
     @property
@@ -207,3 +206,6 @@ class Model:
         if self.default_scorer not in self.calibrations and self.vocabulary is None:
             return {"calibrated": False}
         return {"calibrated": True, "min_probability": defaults.DEFAULT_MIN_PROBABILITY}
+
+
+_CACHED = [name for name, value in vars(Model).items() if isinstance(value, cached_property)]

@@ -29,8 +29,8 @@ from test_extension import (
     LIVE,
     STRICT_CSP,
     SUCCESS_PATH,
-    LablrServer,
-    Recorder,
+    recorder,  # noqa: F401 (a fixture: a recording proxy in front of the server)
+    server,  # noqa: F401 (a fixture: a real `lablr serve` for this module)
     write_photo,
 )
 
@@ -209,20 +209,6 @@ def pages():
     served = FixturePages()
     yield served
     served.close()
-
-
-@pytest.fixture(scope="module")
-def server(tiny_bundle):
-    running = LablrServer(tiny_bundle).start()
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def recorder(server):
-    proxy = Recorder(server.port)
-    yield proxy
-    proxy.close()
 
 
 # ------------------------------------------------------------------------------- on the page
