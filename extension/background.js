@@ -97,17 +97,19 @@ async function health() {
   if (refusal) return refusal;
   const answer = await call(`${base}/api/v1/health`, { method: "GET" }, HEALTH_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: base };
-  serverLimits = answer.body.limits || {}; // an older server says none: the user's number goes as it is
-  return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null, limits: serverLimits };
+  const limits = answer.body.limits || {}; // an older server says none: the user's number goes as it is
+  knownLimits = { server: base, limits };
+  return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null, limits };
 }
 
-// What the server accepts (the most tags k may ask for...), from its health answer: the server's own numbers.
-let serverLimits = null;
+// What the server last asked about accepts (the most tags k may ask for...), from its health answer:
+// {server, limits}. Another server (the user changed the address) is asked again.
+let knownLimits = null;
 
-/** How many tags to ask for: the user's number, within the server's maximum. */
-async function tagCount(settings) {
-  if (!serverLimits) await health();
-  const most = serverLimits && Number(serverLimits.max_k);
+/** How many tags to ask for: the user's number, within the maximum of the server at `base`. */
+async function tagCount(settings, base) {
+  if (!knownLimits || knownLimits.server !== base) await health();
+  const most = knownLimits && knownLimits.server === base && Number(knownLimits.limits.max_k);
   return most > 0 ? Math.min(settings.count, most) : settings.count;
 }
 
@@ -141,7 +143,7 @@ async function suggest(message) {
   if (refusal) return refusal;
   const form = photoForm(message);
   if (!form) return UNREADABLE_PHOTO;
-  const query = new URLSearchParams({ k: String(await tagCount(settings)) });
+  const query = new URLSearchParams({ k: String(await tagCount(settings, base)) });
   const exclude = cleanTags(message.exclude);
   if (exclude.length) query.set("exclude", exclude.join(","));
   const answer = await call(`${base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
