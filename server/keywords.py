@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from lablr.core import defaults
-from lablr.core.data.catalog import is_printable_tag
+from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag
 from lablr.core.errors import LablrError
 from lablr.core.photometa.tagging import embed as embed_tags
 
@@ -44,9 +44,8 @@ def chosen_tags(raw: str) -> list[str]:
         raise LablrError(f"At most {defaults.MAX_K} tags; this request has {len(tags)}.", code="bad_parameter",
                          status=422)
     for tag in tags:
-        if len(tag) > defaults.TAG_MAX_CHARS or not is_printable_tag(tag):
-            raise LablrError(f"A tag is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
-                             f"{tag[:40]!r}.", code="bad_parameter", status=422)
+        if not is_acceptable_tag(tag):
+            raise LablrError(f"A tag is {TAG_RULE}: {tag[:40]!r}.", code="bad_parameter", status=422)
     return tags
 
 

@@ -15,6 +15,7 @@ from typing import Iterable
 
 import sqlite_utils
 
+from lablr.core import defaults
 from lablr.core.parts import PhotoRecord
 
 _SPACES = re.compile(r"\s+")
@@ -30,9 +31,12 @@ def normalize_tag(tag: str) -> str:
     return _SPACES.sub(" ", tag.replace(BYTE_ORDER_MARK, "").strip().lower())
 
 
+TAG_RULE = f"printable text of at most {defaults.TAG_MAX_CHARS} characters"  # what a user is told
 
-def is_printable_tag(tag: str) -> bool:
-    return all(char.isprintable() or char in JOINERS for char in tag)
+
+def is_acceptable_tag(tag: str) -> bool:
+    """Whether a tag sent to Lablr (to embed or to learn) is TAG_RULE."""
+    return len(tag) <= defaults.TAG_MAX_CHARS and all(char.isprintable() or char in JOINERS for char in tag)
 
 
 def compact_tag(tag: str) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import bundle, defaults
-from lablr.core.data.catalog import is_printable_tag, normalize_tag
+from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag, normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.files import fsync_dir, partial_path, write_atomically
 
@@ -78,9 +78,8 @@ def checked_tags(raw_tags, what: str = "tags") -> list[str]:
         tag = normalize_tag(raw)
         if not tag or tag in tags:
             continue
-        if len(tag) > defaults.TAG_MAX_CHARS or not is_printable_tag(tag):
-            raise LablrError(f"A tag in {what} is printable text of at most {defaults.TAG_MAX_CHARS} characters: "
-                             f"{tag[:40]!r}.", code="bad_tags", status=422)
+        if not is_acceptable_tag(tag):
+            raise LablrError(f"A tag in {what} is {TAG_RULE}: {tag[:40]!r}.", code="bad_tags", status=422)
         tags.append(tag)
     if len(tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
         raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} {what} per photo; this one has {len(tags)}.",
