@@ -16,6 +16,7 @@ from photo_files import (
     OLD_XMP,
     UNDECODABLE_XMP,
     WITH_IPTC,
+    exiftool,
     icc,
     jpeg_scan,
     jpeg_with_xmp,
@@ -364,3 +365,18 @@ def test_unicode_tags_are_written_and_read_back(unicode_bundle, tmp_path, suffix
     assert seen["Subject"] == OLD_XMP + seen["Added"]
     assert seen["Keywords"] == (OLD_IPTC + seen["Added"] if suffix in WITH_IPTC else [])
     assert f"{photo}: added {', '.join(seen['Added'])}" in result.stdout
+
+
+def test_keywords_in_an_extended_xmp_packet_are_never_hidden_by_a_second_list(tiny_bundle, tmp_path):
+    """Past 64 KB a JPEG's XMP goes on in extended packets (exiftool writes them), which exiv2 does
+    not read: tagging must not write a second dc:subject beside the photo's own thousands."""
+    photo = make_photo(tmp_path / "archive.jpg", keywords=False)
+    own = [f"archive keyword {i:04d}" for i in range(3000)]
+    exiftool(photo, *[f"-XMP-dc:Subject={k}" for k in own])
+    original = photo.read_bytes()
+    assert b"http://ns.adobe.com/xmp/extension/" in original
+    for request in (["--dry-run"], [], ["--force"]):
+        result = tag(tiny_bundle, *request, photo)
+        lines = [line for line in result.output.splitlines() if "archive.jpg" in line]
+        assert photo.read_bytes() == original and result.exit_code == 1, result.output
+        assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]

@@ -21,6 +21,7 @@ SUBJECT = "Xmp.dc.subject"
 KEYWORDS = "Iptc.Application2.Keywords"
 HIERARCHICAL = "Xmp.lr.hierarchicalSubject"  # Lightroom's "animals|birds|heron"
 CHARSET = "Iptc.Envelope.CharacterSet"
+EXTENDED = "Xmp.xmpNote.HasExtendedXMP"  # the XMP goes on in a JPEG's extended packets, which exiv2 skips
 UTF8 = "\x1b%G"  # ISO 2022 escape for UTF-8, the IPTC way to say so
 STAMP_TAGGED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Tagged"
 STAMP_MODEL = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Model"
@@ -189,6 +190,8 @@ class Exiv2Store:
         whose properties decoded to nothing); empty when it did. Writing would drop the rest."""
         if self._notes.messages:
             return "; ".join(dict.fromkeys(self._notes.messages))
+        if any(datum.key() == EXTENDED for datum in image.xmpData()):  # findKey would need its prefix known
+            return "its XMP goes on in an extended packet past 64 KB, which exiv2 does not read"
         unread = _properties(image.xmpPacket()) - _names_in({datum.key() for datum in image.xmpData()})
         if unread:
             return f"its XMP holds {', '.join(sorted(unread)[:3])}, which exiv2 did not decode"
