@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -266,6 +267,38 @@ def test_a_damaged_layer_is_named_in_one_line_and_no_personal_still_serves(tiny_
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert str(damaged) in result.stderr and "--no-personal" in result.stderr
     assert damaged.read_bytes() == b"not a database, " * 100  # left for the user to look at
+
+
+
+DAMAGES = {
+    "tags that are not JSON": "update events set tags = '[\"red\", ' where id = 1",
+    "a latent cut short": "update events set latent = x'0102' where id = 1",
+    "a latent of another size": "update events set latent = zeroblob(16) where id = 1",
+    "a version that is not a number": "update meta set value = 'x' where key = 'version'",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_layer_damaged_inside_is_named_in_one_line_and_left_as_it_is(tiny_bundle, tmp_path, damage):
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=600))
+    with running_server(tiny_bundle, env=env) as (base, _):
+        assert send(httpx.Client(base_url=base, timeout=60), photo.read_bytes(), "red,circle").status_code == 200
+    [layer] = layer_files(tmp_path)
+    with closing(sqlite3.connect(layer)) as db:  # closed: its write-ahead log goes into the file
+        db.execute(DAMAGES[damage])
+        db.commit()
+    damaged = layer.read_bytes()
+    for command in (["serve", "--model", str(tiny_bundle), "--port", str(free_port())],
+                    ["suggest", "--model", str(tiny_bundle), str(photo)],
+                    ["personal", "show", "--model", str(tiny_bundle)]):
+        result = lablr(*command, env=env)
+        if command[0] == "personal" and result.returncode == 0:
+            continue  # show reads the events alone: a damaged stamp is not its concern
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert str(layer) in result.stderr and "--no-personal" in result.stderr
+    assert layer.read_bytes() == damaged
 
 
 def test_every_worker_sees_feedback_before_its_next_request(tiny_bundle, tmp_path):

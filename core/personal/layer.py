@@ -139,9 +139,12 @@ class PersonalLayer:
                     self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
             self._reader, self._stamps_reader = self._connect(), self._connect()
         except sqlite3.DatabaseError as error:
-            raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
-                             "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
-                             status=500) from None
+            raise self.damaged(error) from None
+
+    def damaged(self, why) -> LablrError:
+        return LablrError(f"The personal layer {self.path} cannot be read ({why}). Move it away to start "
+                          "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
+                          status=500)
 
     def _connect(self):
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
@@ -250,7 +253,13 @@ class PersonalLayer:
         """(version, removals): the first moves with every write, the second with every undo or reset."""
         with self._stamps_lock:
             rows = dict(self._stamps_reader.execute(STAMPS))
-        return int(rows["version"]), int(rows["removals"])
+        return self._stamps(rows)
+
+    def _stamps(self, rows: dict) -> tuple[int, int]:
+        try:
+            return int(rows["version"]), int(rows["removals"])
+        except (KeyError, ValueError) as error:
+            raise self.damaged(f"its stamps: {error}") from None
 
     def count(self) -> int:
         with self._read_lock:
@@ -284,16 +293,30 @@ class PersonalLayer:
                                               [after]).fetchall()
             finally:
                 self._reader.execute("commit")
-        return int(rows["version"]), int(rows["removals"]), [self._event(row) for row in events]
+        return (*self._stamps(rows), [self._event(row) for row in events])
 
     def _event(self, row) -> Event:
+        """An event as stored; a row that is not what `record` writes names the layer as damaged."""
         event_id, stamp, digest, latent, tags, suggested, shown = row
-        return Event(event_id, stamp, digest, np.frombuffer(latent, dtype="<f8"), json.loads(tags),
-                     None if suggested is None else json.loads(suggested),
-                     None if shown is None else json.loads(shown))
+        try:
+            latent = np.frombuffer(latent, dtype="<f8")
+            if self.latent_dim is not None and latent.shape != (self.latent_dim,):
+                raise ValueError(f"a latent of {latent.size * 8} bytes")
+            event = Event(event_id, stamp, digest, latent, json.loads(tags),
+                          None if suggested is None else json.loads(suggested),
+                          None if shown is None else json.loads(shown))
+            if not _strings(event.tags) or (event.suggested is not None and not _strings(event.suggested)):
+                raise ValueError("tags that are not a list of text")
+        except (TypeError, ValueError) as error:
+            raise self.damaged(f"event {event_id}: {error}") from None
+        return event
 
 
 COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+
+
+def _strings(items) -> bool:
+    return isinstance(items, list) and all(isinstance(item, str) for item in items)
 STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
@@ -366,7 +389,8 @@ def check(model):
     """Open the layer of a bundle, if the user has one: a damaged file fails here, in one line."""
     layer, _ = open_for_bundle(model)
     if layer:
-        layer.close()
+        with closing(layer):
+            layer.snapshot()  # every event read: a damaged row fails here too, before anything is served
 
 
 def vocabulary_tags(bundle_path) -> list[str]:
