@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
 from click.testing import CliRunner
@@ -380,3 +381,14 @@ def test_keywords_in_an_extended_xmp_packet_are_never_hidden_by_a_second_list(ti
         lines = [line for line in result.output.splitlines() if "archive.jpg" in line]
         assert photo.read_bytes() == original and result.exit_code == 1, result.output
         assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]
+
+
+def test_a_keyword_already_there_with_decomposed_accents_is_not_added_again(unicode_bundle, tmp_path):
+    photo = make_photo(tmp_path / "mac.jpg", colour="green", shape="triangle", keywords=False)
+    decomposed = unicodedata.normalize("NFD", UNICODE_NAMES["square"])  # as macOS writes "carré"
+    exiftool(photo, f"-XMP-dc:Subject={decomposed}")
+    result = tag(unicode_bundle, photo, "--k", "6")
+    assert result.exit_code == 0, result.output
+    subject = read_tags(photo)["Subject"]
+    assert [unicodedata.normalize("NFC", k) for k in subject].count(UNICODE_NAMES["square"]) == 1, subject
+    assert subject[0] == decomposed and len(subject) == 6  # the photographer's own, then the five others

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 import httpx
 import pytest
@@ -318,3 +319,18 @@ def test_a_layer_written_before_photos_were_known_by_pixels_still_opens(tiny_bun
                    ["2026-01-01T00:00:00Z", "ab" * 32, latent.tobytes(), '["red", "old tag"]', '["red"]'])
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "red": 1}
     assert suggested(tiny_bundle, make_photo(path.parent / "x.png", "red", "circle", keywords=False), env)
+
+
+def test_a_keyword_counts_as_one_tag_whichever_unicode_form_wrote_it(tiny_bundle, env, tmp_path):
+    """macOS and some editors write accents decomposed (NFD), most programs composed (NFC): the same
+    keyword, to the photographer and to Flickr, must reach the five photos that make it a tag."""
+    folder = tmp_path / "cafe"
+    folder.mkdir()
+    for i, form in enumerate(["NFC", "NFC", "NFC", "NFD", "NFD"]):
+        photo = make_photo(folder / f"cup-{i}.jpg", "red", "square", seed=70 + i, keywords=False)
+        exiftool(photo, "-XMP-dc:Subject=" + unicodedata.normalize(form, "Café Crème"))
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    report = show(tiny_bundle, env)
+    composed = unicodedata.normalize("NFC", "café crème")
+    assert report["tag_photos"] == {composed: 5} and report["added_tags"] == [composed]

@@ -10,6 +10,7 @@ key that was there must come out as they went in, or the write is refused.
 import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -36,8 +37,9 @@ XMP_ATTRIBUTE = re.compile(r"\s([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)\s*=")
 
 
 def keyword_key(tag: str) -> str:
-    """Two keywords are the same when they differ only in case and spacing (as on Flickr)."""
-    return " ".join(tag.casefold().split())
+    """Two keywords are the same when they differ only in case, spacing (as on Flickr) and how accents
+    are encoded (composed or not)."""
+    return " ".join(unicodedata.normalize("NFC", tag).casefold().split())
 
 
 @dataclass(frozen=True)
