@@ -301,6 +301,25 @@ def test_a_layer_damaged_inside_is_named_in_one_line_and_left_as_it_is(tiny_bund
     assert layer.read_bytes() == damaged
 
 
+
+def test_a_layer_cut_to_nothing_is_named_and_not_begun_again_over_it(tiny_bundle, tmp_path):
+    """SQLite takes an empty file for an empty database: a layer emptied by a failed copy or a full disk
+    would be silently started afresh over, and the user never told what they had lost."""
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=610))
+    assert lablr("personal", "learn", "--model", str(tiny_bundle), str(photo), env=env).returncode == 0
+    [layer] = layer_files(tmp_path)  # no keywords: nothing learned, but the layer is made
+    layer.write_bytes(b"")
+    for command in (["personal", "show", "--model", str(tiny_bundle)],
+                    ["suggest", "--model", str(tiny_bundle), str(photo)],
+                    ["serve", "--model", str(tiny_bundle), "--port", str(free_port())]):
+        result = lablr(*command, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert str(layer) in result.stderr and "empty" in result.stderr and "--no-personal" in result.stderr
+        assert layer.read_bytes() == b""
+
+
 def test_every_worker_sees_feedback_before_its_next_request(tiny_bundle, tmp_path):
     env = {"XDG_DATA_HOME": str(tmp_path)}
     with running_server(tiny_bundle, "--workers", "2", env=env) as (base, _):

@@ -26,6 +26,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -126,7 +127,11 @@ class PersonalLayer:
         self._read_lock = threading.Lock()
         self._stamps_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
+        if not self.path.exists():
+            _create(self.path)
         try:
+            if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
+                raise self.damaged("it is empty: it was cut short")
             self._db = self._connect()
             # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
             # take turns through a lock file instead of failing with "database is locked".
@@ -147,8 +152,8 @@ class PersonalLayer:
                           status=500)
 
     def _connect(self):
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                             timeout=defaults.PERSONAL_BUSY_SECONDS)
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None,
+                             check_same_thread=False, timeout=defaults.PERSONAL_BUSY_SECONDS)
         db.execute("pragma synchronous=full")  # an acknowledged event is on disk
         return db
 
@@ -366,6 +371,21 @@ def _recorded_model(path: Path) -> str | None:
     except sqlite3.Error:
         return None
     return row[0] if row else None
+
+
+def _create(path: Path):
+    """A new layer is made whole beside its place and linked in, so that a layer file that exists is
+    never empty unless it was damaged (and workers starting together each make their own)."""
+    partial = partial_path(path)
+    try:
+        with closing(sqlite3.connect(partial)) as db:
+            db.executescript(SCHEMA)
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 class _AlreadyThere(Exception):
