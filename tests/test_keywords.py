@@ -1,5 +1,6 @@
 """`lablr tag`: suggested tags written into photos as XMP and IPTC keywords, read back by exiftool."""
 
+import io
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import unicodedata
 
 import pytest
 from click.testing import CliRunner
+from conftest import draw_shape
 from photo_files import (
     CAMERA,
     CAPTION,
@@ -26,6 +28,7 @@ from photo_files import (
     pixels,
     read_tags,
 )
+from PIL import Image, ImageSequence
 
 from lablr.core.cli import cli
 
@@ -392,3 +395,35 @@ def test_a_keyword_already_there_with_decomposed_accents_is_not_added_again(unic
     subject = read_tags(photo)["Subject"]
     assert [unicodedata.normalize("NFC", k) for k in subject].count(UNICODE_NAMES["square"]) == 1, subject
     assert subject[0] == decomposed and len(subject) == 6  # the photographer's own, then the five others
+
+
+def all_fields(path) -> dict:
+    """Every field exiftool reads, by group, less the file system's and where each page's strips lie."""
+    out = subprocess.run(["exiftool", "-j", "-G1", "-a", "-n", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return {key: value for key, value in json.loads(out)[0].items()
+            if not key.startswith(("System:", "File:", "SourceFile")) and not key.endswith(":StripOffsets")}
+
+
+def test_a_multi_page_tiff_is_tagged_with_every_page_and_its_fields_kept(tiny_bundle, tmp_path):
+    photo = tmp_path / "scan.tif"
+    pages = [draw_shape("red", "circle", size=96), draw_shape("blue", "square", size=64),
+             draw_shape("green", "triangle", size=48)]
+    pages[0].save(photo, "TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    exiftool(photo, "-IFD0:ImageDescription=page one", "-IFD1:ImageDescription=page two", "-IFD0:Artist=Me",
+             "-XMP-dc:Subject=Old Tag", "-IPTC:Keywords=Old Tag")
+    before, original = all_fields(photo), photo.read_bytes()
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0 and "Tagged 1 photos" in result.stdout, result.output
+    after = all_fields(photo)
+    new = [key for key in after if key not in before]
+    assert {key: after[key] for key in before if key not in CHANGED} == {k: v for k, v in before.items()
+                                                                         if k not in CHANGED}
+    assert sorted(new) == ["XMP-lablr:Added", "XMP-lablr:Model", "XMP-lablr:Tagged"]
+    assert len(after["XMP-dc:Subject"]) == 3 and after["XMP-dc:Subject"][0] == "Old Tag"
+    with Image.open(io.BytesIO(original)) as was, Image.open(photo) as now:
+        assert [frame.tobytes() for frame in ImageSequence.Iterator(was)] == \
+            [frame.tobytes() for frame in ImageSequence.Iterator(now)]
+
+
+CHANGED = {"XMP-dc:Subject", "IPTC:Keywords", "XMP-x:XMPToolkit"}  # what lablr tag documents it writes

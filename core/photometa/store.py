@@ -296,7 +296,7 @@ class Exiv2Store:
         for kind in ("exif", "iptc", "xmp"):
             keys_now = {key for key, _ in after[kind]}
             lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and (key not in RELOCATED or key not in keys_now)}
+                    if key not in OURS and (_tag_name(key) not in RELOCATED or key not in keys_now)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -305,10 +305,14 @@ class Exiv2Store:
 
 
 OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
-# Where a TIFF keeps its data and its metadata blocks: offsets move when the file is rewritten.
-RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
-             "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
-             "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+# Where a TIFF keeps its data and its metadata blocks, in any of its pages (Exif.Image, Exif.Image2,
+# Exif.Thumbnail...): offsets move when the file is rewritten.
+RELOCATED = {"StripOffsets", "TileOffsets", "ExifTag", "GPSTag", "InteroperabilityTag", "SubIFDs",
+             "JPEGInterchangeFormat", "IPTCNAA", "XMLPacket", "ImageResources"}
+
+
+def _tag_name(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
 
 
 def _properties(packet: str) -> set[str]:
