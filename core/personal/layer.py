@@ -23,7 +23,7 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -127,9 +127,9 @@ class PersonalLayer:
         self._read_lock = threading.Lock()
         self._stamps_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
-        if not self.path.exists():
-            _create(self.path)
         try:
+            if not self.path.exists():
+                _create(self.path)
             if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
                 raise self.damaged("it is empty: it was cut short")
             self._db = self._connect()
@@ -143,6 +143,8 @@ class PersonalLayer:
                 if model_name:
                     self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
             self._reader, self._stamps_reader = self._connect(), self._connect()
+        except (sqlite3.OperationalError, OSError) as error:  # a full disk, a folder it may not write...
+            raise self.unwritable(error) from None
         except sqlite3.DatabaseError as error:
             raise self.damaged(error) from None
 
@@ -150,6 +152,11 @@ class PersonalLayer:
         return LablrError(f"The personal layer {self.path} cannot be read ({why}). Move it away to start "
                           "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
                           status=500)
+
+    def unwritable(self, why) -> LablrError:
+        return LablrError(f"The personal layer {self.path} cannot be written now ({why}); it is as it was before "
+                          "this change. Free some disk space and try again, or serve the model alone with "
+                          "--no-personal.", code="personal_unwritable", status=507)
 
     def _connect(self):
         db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None,
@@ -179,24 +186,22 @@ class PersonalLayer:
 
     # -- writing: each change is one transaction that also moves the version stamp ----------------
 
-    class _Transaction:
-        def __init__(self, db, removal):
-            self.db, self.removal = db, removal
-
-        def __enter__(self):
-            self.db.execute("begin immediate")  # takes the write lock now: writers queue here, across processes
-
-        def __exit__(self, kind, error, trace):
-            if kind is None:
-                keys = ("version", "removals") if self.removal else ("version",)
-                self.db.execute(f"update meta set value = cast(value as integer) + 1 where key in "
-                                f"({', '.join('?' * len(keys))})", keys)
-                self.db.execute("commit")
-            else:
-                self.db.execute("rollback")
-
+    @contextmanager
     def _write(self, *, removal=False):
-        return self._Transaction(self._db, removal)
+        db = self._db
+        try:
+            db.execute("begin immediate")  # takes the write lock now: writers queue here, across processes
+            yield
+            keys = ("version", "removals") if removal else ("version",)
+            db.execute(f"update meta set value = cast(value as integer) + 1 where key in "
+                       f"({', '.join('?' * len(keys))})", keys)
+            db.execute("commit")
+        except BaseException as error:
+            if db.in_transaction:  # a commit that failed may leave it open
+                db.execute("rollback")
+            if isinstance(error, sqlite3.OperationalError):  # a full disk, a lock held past the timeout
+                raise self.unwritable(error) from None
+            raise
 
     def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None,
                shown: list[float] | None = None) -> Event | None:
