@@ -200,7 +200,8 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "min_photos": {"type": "integer"}, "version": {"type": "integer"}}},
             "Feedback": {"type": "object", "required": ["recorded", "photo_hash", "tags", "personal"], "properties": {
                 "recorded": {"type": "boolean", "description": "False when this photo was already learned from."},
-                "photo_hash": {"type": "string", "description": "SHA-256 of the photo's decoded pixels: the same photo with other metadata is the same photo."},
+                "photo_hash": {"type": "string", "description": "SHA-256 of the photo's decoded pixels, whichever "
+                               "way up: the same photo with other metadata or orientation tag is the same photo."},
                 "tags": {"type": "array", "items": {"type": "string"}, "description": "The tags, as stored."},
                 "suggested": {"type": ["array", "null"], "items": {"type": "string"}},
                 "learning": {"type": "array", "items": {"type": "string"},

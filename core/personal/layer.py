@@ -62,9 +62,33 @@ def layer_path(bundle_path) -> Path:
 
 def photo_hash(pixels: np.ndarray) -> str:
     """A photo's identity: its decoded pixels, so that rewriting its keywords (`lablr tag`) or any
-    other metadata leaves it the same photo."""
+    other metadata leaves it the same photo; its orientation tag too, which photo managers rewrite to
+    turn a photo. So the picture is taken without the white it was fitted into, in whichever of its
+    eight turns and flips comes first."""
+    picture = _without_padding(np.ascontiguousarray(pixels, dtype=np.uint8))
+    turns = [np.rot90(flipped, k) for flipped in (picture, picture[:, ::-1]) for k in range(4)]
+    return min(_digest(turned) for turned in turns)
+
+
+def hash_as_decoded(pixels: np.ndarray) -> str:
+    """The identity layers recorded before the orientation tag was left out of it, checked so that such a
+    layer still counts its photos once."""
+    return _digest(pixels)
+
+
+def _digest(pixels: np.ndarray) -> str:
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+
+
+def _without_padding(pixels: np.ndarray) -> np.ndarray:
+    """The pixels less the white rows and columns at their edges (where decoding centred the picture
+    in a square: on which side the odd one falls depends on the way up)."""
+    inked = (pixels != 255).any(axis=-1)
+    rows, columns = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if not len(rows):
+        return pixels[:0, :0]
+    return pixels[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
 
 
 def parse_tags(text: str | None, what: str = "tags") -> list[str]:
@@ -204,8 +228,8 @@ class PersonalLayer:
             raise
 
     def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None,
-               shown: list[float] | None = None) -> Event | None:
-        """Add one photo; None when this photo (by hash) is already in the layer."""
+               shown: list[float] | None = None, *, known_as=()) -> Event | None:
+        """Add one photo; None when this photo (by hash, or by any hash in `known_as`) is already in the layer."""
         latent = np.asarray(latent, dtype="<f8").reshape(-1)
         if self.latent_dim is not None and latent.shape != (self.latent_dim,):
             raise ValueError(f"a latent of {latent.shape} in a layer of {self.latent_dim} dimensions")
@@ -218,6 +242,8 @@ class PersonalLayer:
                 held = self._db.execute("select count(*) from events").fetchone()[0]
                 if held >= self.max_events:
                     raise self._full(held)
+                if self._holds(self._db, known_as):
+                    raise _AlreadyThere
                 cursor = self._db.execute(
                     "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown) "
                     "values (?, ?, ?, ?, ?, ?)",
@@ -288,10 +314,15 @@ class PersonalLayer:
                                              ids).fetchall())
         return np.stack([np.frombuffer(rows[i], dtype="<f8") for i in ids if i in rows])
 
-    def has(self, photo_hash: str) -> bool:
+    def has(self, photo_hash: str, *, known_as=()) -> bool:
         with self._read_lock:
-            found = self._reader.execute("select 1 from events where photo_hash = ?", [photo_hash]).fetchone()
-        return found is not None
+            return self._holds(self._reader, [photo_hash, *known_as])
+
+    @staticmethod
+    def _holds(db, photo_hashes) -> bool:
+        hashes = list(photo_hashes)
+        return bool(hashes) and db.execute(f"select 1 from events where photo_hash in ({', '.join('?' * len(hashes))})",
+                                           hashes).fetchone() is not None
 
     def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
         """(version, removals, events after `after`) read in one transaction, so they agree."""
