@@ -128,7 +128,7 @@ def test_keywords_already_there_in_another_case_are_not_repeated(tiny_bundle, tm
     assert [s["tag"] for s in report["added"]] == [top[2]["tag"]]
     tag(tiny_bundle, photo, "--k", "3")
     seen = read_tags(photo)
-    assert seen["Subject"] == [top[0]["tag"].upper(), top[2]["tag"]]
+    assert seen["Subject"] == [top[0]["tag"].upper(), top[1]["tag"].title(), top[2]["tag"]]  # IPTC's joins XMP
     assert seen["Keywords"] == [top[1]["tag"].title(), top[2]["tag"]]
 
 
@@ -427,3 +427,18 @@ def test_a_multi_page_tiff_is_tagged_with_every_page_and_its_fields_kept(tiny_bu
 
 
 CHANGED = {"XMP-dc:Subject", "IPTC:Keywords", "XMP-x:XMPToolkit"}  # what lablr tag documents it writes
+
+
+def test_keywords_only_in_iptc_stay_what_xmp_readers_see(tiny_bundle, tmp_path):
+    """A photo keyworded by an older program has IPTC Keywords and no XMP. Lightroom and every reader
+    that follows the Metadata Working Group take XMP dc:subject over IPTC once it is there: the XMP
+    list Lablr begins must carry the photographer's keywords too, or they vanish from those readers."""
+    photo = make_photo(tmp_path / "slide.jpg", keywords=False)
+    exiftool(photo, "-IPTC:Keywords=Grandma", "-IPTC:Keywords=Lake Garda", "-IPTC:CodedCharacterSet=UTF8")
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert seen["Subject"] == ["Grandma", "Lake Garda", *seen["Added"]] and len(seen["Added"]) == 2
+    mwg = subprocess.run(["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(photo)], check=True,
+                         capture_output=True, text=True).stdout
+    assert json.loads(mwg)[0]["Keywords"] == seen["Subject"]

@@ -206,7 +206,9 @@ class Exiv2Store:
         new = _unique([t for t in tags if keyword_key(t) not in present])
         if not new:
             return Written(b"")
-        self._set_bag(xmp, SUBJECT, list(embedded.xmp) + new)
+        # XMP readers (Lightroom, the Metadata Working Group's rules) take dc:subject over IPTC once it is
+        # there: it begins with every keyword the photo had, the IPTC-only ones too, or they would vanish.
+        self._set_bag(xmp, SUBJECT, embedded.keywords + new)
         previous = embedded.stamp.added if embedded.stamp else ()
         self._set_bag(xmp, STAMP_ADDED, _unique(list(previous) + new))
         xmp[STAMP_MODEL] = stamp.model
