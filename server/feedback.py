@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from lablr.core.errors import LablrError
-from lablr.core.personal.layer import PersonalLayer, parse_tags, photo_hash
+from lablr.core.personal.layer import PersonalLayer, hash_as_decoded, parse_tags, photo_hash
 from lablr.core.personal.learning import Learning
 
 from .uploads import read_form
@@ -84,7 +84,7 @@ async def feedback(request):
         digest = photo_hash(pixels)
         latent = model.encode(pixels[None])[0]
         shown = learning.shown_logits(latent, suggested, pixels=pixels) if suggested else None
-        event = state.personal.record(digest, latent, tags, suggested, shown)
+        event = state.personal.record(digest, latent, tags, suggested, shown, known_as=[hash_as_decoded(pixels)])
         refresh(state)  # answered only once this worker's model has learned it
         return digest, event
 

@@ -25,7 +25,8 @@ def _errors(*statuses):
                413: "The body is over the limit, or the images have more pixels than Lablr decodes.",
                415: "The body is neither multipart/form-data nor an image/* type (embed: or a format Lablr "
                     "cannot write keywords into).",
-               422: "A parameter is out of range or names nothing registered."}
+               422: "A parameter is out of range or names nothing registered.",
+               507: "The personal layer cannot be written now (a full disk); nothing was recorded."}
     return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
 
 
@@ -127,7 +128,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                       "evidence against that tag for this user."},
                     }}}}},
                 "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
-                              **_errors(400, 403, 409, 413, 415, 422)},
+                              **_errors(400, 403, 409, 413, 415, 422, 507)},
             }},
             "/api/v1/personal": {"get": {
                 "summary": "What the model learned from your photos: how many, and the tags added.",
@@ -199,7 +200,8 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "min_photos": {"type": "integer"}, "version": {"type": "integer"}}},
             "Feedback": {"type": "object", "required": ["recorded", "photo_hash", "tags", "personal"], "properties": {
                 "recorded": {"type": "boolean", "description": "False when this photo was already learned from."},
-                "photo_hash": {"type": "string", "description": "SHA-256 of the photo's decoded pixels: the same photo with other metadata is the same photo."},
+                "photo_hash": {"type": "string", "description": "SHA-256 of the photo's decoded pixels, whichever "
+                               "way up: the same photo with other metadata or orientation tag is the same photo."},
                 "tags": {"type": "array", "items": {"type": "string"}, "description": "The tags, as stored."},
                 "suggested": {"type": ["array", "null"], "items": {"type": "string"}},
                 "learning": {"type": "array", "items": {"type": "string"},

@@ -4,12 +4,14 @@ real SQLite, `lablr personal ...`, restarts, several workers and kill -9."""
 import io
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -266,6 +268,88 @@ def test_a_damaged_layer_is_named_in_one_line_and_no_personal_still_serves(tiny_
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert str(damaged) in result.stderr and "--no-personal" in result.stderr
     assert damaged.read_bytes() == b"not a database, " * 100  # left for the user to look at
+
+
+
+DAMAGES = {
+    "tags that are not JSON": "update events set tags = '[\"red\", ' where id = 1",
+    "a latent cut short": "update events set latent = x'0102' where id = 1",
+    "a latent of another size": "update events set latent = zeroblob(16) where id = 1",
+    "a version that is not a number": "update meta set value = 'x' where key = 'version'",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_layer_damaged_inside_is_named_in_one_line_and_left_as_it_is(tiny_bundle, tmp_path, damage):
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=600))
+    with running_server(tiny_bundle, env=env) as (base, _):
+        assert send(httpx.Client(base_url=base, timeout=60), photo.read_bytes(), "red,circle").status_code == 200
+    [layer] = layer_files(tmp_path)
+    with closing(sqlite3.connect(layer)) as db:  # closed: its write-ahead log goes into the file
+        db.execute(DAMAGES[damage])
+        db.commit()
+    damaged = layer.read_bytes()
+    for command in (["serve", "--model", str(tiny_bundle), "--port", str(free_port())],
+                    ["suggest", "--model", str(tiny_bundle), str(photo)],
+                    ["personal", "show", "--model", str(tiny_bundle)]):
+        result = lablr(*command, env=env)
+        if command[0] == "personal" and result.returncode == 0:
+            continue  # show reads the events alone: a damaged stamp is not its concern
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert str(layer) in result.stderr and "--no-personal" in result.stderr
+    assert layer.read_bytes() == damaged
+
+
+
+def test_a_layer_cut_to_nothing_is_named_and_not_begun_again_over_it(tiny_bundle, tmp_path):
+    """SQLite takes an empty file for an empty database: a layer emptied by a failed copy or a full disk
+    would be silently started afresh over, and the user never told what they had lost."""
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(png(seed=610))
+    assert lablr("personal", "learn", "--model", str(tiny_bundle), str(photo), env=env).returncode == 0
+    [layer] = layer_files(tmp_path)  # no keywords: nothing learned, but the layer is made
+    layer.write_bytes(b"")
+    for command in (["personal", "show", "--model", str(tiny_bundle)],
+                    ["suggest", "--model", str(tiny_bundle), str(photo)],
+                    ["serve", "--model", str(tiny_bundle), "--port", str(free_port())]):
+        result = lablr(*command, env=env)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert str(layer) in result.stderr and "empty" in result.stderr and "--no-personal" in result.stderr
+        assert layer.read_bytes() == b""
+
+
+
+def test_a_full_disk_is_said_in_one_line_records_nothing_and_the_layer_goes_on_after(tiny_bundle, tmp_path):
+    """A full disk (here a file-size limit on the server, which fails a write the same way) must not
+    answer 500 or tell the user to move a sound layer away; once there is room, it learns again."""
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        assert send(client, png(seed=620), "red,circle").status_code == 200
+        worker = client.get("/api/v1/personal").json()["worker"]
+        [layer] = layer_files(tmp_path)
+        room = sum(path.stat().st_size for path in layer.parent.iterdir())
+        resource.prlimit(worker, resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY))
+        answers = [send(client, png(seed=621 + i), "red,circle") for i in range(40)]
+        refused = [answer for answer in answers if answer.status_code != 200]
+        assert refused and refused[0].status_code == 507, refused[0].text
+        message = refused[0].json()["error"]["message"]
+        assert str(layer) in message and "as it was before this change" in message and "Move it away" not in message
+        learned = client.get("/api/v1/personal").json()["photos"]
+        assert learned == 1 + answers.index(refused[0])
+
+        resource.prlimit(worker, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        again = send(client, png(seed=700), "red,circle")
+        assert again.status_code == 200 and again.json()["personal"]["photos"] == learned + 1
+    assert show_photos(tiny_bundle, env) == learned + 1
+
+
+def show_photos(bundle, env) -> int:
+    result = lablr("personal", "show", "--json", "--model", str(bundle), env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["photos"]
 
 
 def test_every_worker_sees_feedback_before_its_next_request(tiny_bundle, tmp_path):

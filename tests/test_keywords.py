@@ -1,14 +1,17 @@
 """`lablr tag`: suggested tags written into photos as XMP and IPTC keywords, read back by exiftool."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import unicodedata
 
 import pytest
 from click.testing import CliRunner
+from conftest import draw_shape
 from photo_files import (
     CAMERA,
     CAPTION,
@@ -16,6 +19,7 @@ from photo_files import (
     OLD_XMP,
     UNDECODABLE_XMP,
     WITH_IPTC,
+    exiftool,
     icc,
     jpeg_scan,
     jpeg_with_xmp,
@@ -24,6 +28,7 @@ from photo_files import (
     pixels,
     read_tags,
 )
+from PIL import Image, ImageSequence
 
 from lablr.core.cli import cli
 
@@ -123,7 +128,7 @@ def test_keywords_already_there_in_another_case_are_not_repeated(tiny_bundle, tm
     assert [s["tag"] for s in report["added"]] == [top[2]["tag"]]
     tag(tiny_bundle, photo, "--k", "3")
     seen = read_tags(photo)
-    assert seen["Subject"] == [top[0]["tag"].upper(), top[2]["tag"]]
+    assert seen["Subject"] == [top[0]["tag"].upper(), top[1]["tag"].title(), top[2]["tag"]]  # IPTC's joins XMP
     assert seen["Keywords"] == [top[1]["tag"].title(), top[2]["tag"]]
 
 
@@ -364,3 +369,76 @@ def test_unicode_tags_are_written_and_read_back(unicode_bundle, tmp_path, suffix
     assert seen["Subject"] == OLD_XMP + seen["Added"]
     assert seen["Keywords"] == (OLD_IPTC + seen["Added"] if suffix in WITH_IPTC else [])
     assert f"{photo}: added {', '.join(seen['Added'])}" in result.stdout
+
+
+def test_keywords_in_an_extended_xmp_packet_are_never_hidden_by_a_second_list(tiny_bundle, tmp_path):
+    """Past 64 KB a JPEG's XMP goes on in extended packets (exiftool writes them), which exiv2 does
+    not read: tagging must not write a second dc:subject beside the photo's own thousands."""
+    photo = make_photo(tmp_path / "archive.jpg", keywords=False)
+    own = [f"archive keyword {i:04d}" for i in range(3000)]
+    exiftool(photo, *[f"-XMP-dc:Subject={k}" for k in own])
+    original = photo.read_bytes()
+    assert b"http://ns.adobe.com/xmp/extension/" in original
+    for request in (["--dry-run"], [], ["--force"]):
+        result = tag(tiny_bundle, *request, photo)
+        lines = [line for line in result.output.splitlines() if "archive.jpg" in line]
+        assert photo.read_bytes() == original and result.exit_code == 1, result.output
+        assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]
+
+
+def test_a_keyword_already_there_with_decomposed_accents_is_not_added_again(unicode_bundle, tmp_path):
+    photo = make_photo(tmp_path / "mac.jpg", colour="green", shape="triangle", keywords=False)
+    decomposed = unicodedata.normalize("NFD", UNICODE_NAMES["square"])  # as macOS writes "carré"
+    exiftool(photo, f"-XMP-dc:Subject={decomposed}")
+    result = tag(unicode_bundle, photo, "--k", "6")
+    assert result.exit_code == 0, result.output
+    subject = read_tags(photo)["Subject"]
+    assert [unicodedata.normalize("NFC", k) for k in subject].count(UNICODE_NAMES["square"]) == 1, subject
+    assert subject[0] == decomposed and len(subject) == 6  # the photographer's own, then the five others
+
+
+def all_fields(path) -> dict:
+    """Every field exiftool reads, by group, less the file system's and where each page's strips lie."""
+    out = subprocess.run(["exiftool", "-j", "-G1", "-a", "-n", str(path)], check=True, capture_output=True,
+                         text=True).stdout
+    return {key: value for key, value in json.loads(out)[0].items()
+            if not key.startswith(("System:", "File:", "SourceFile")) and not key.endswith(":StripOffsets")}
+
+
+def test_a_multi_page_tiff_is_tagged_with_every_page_and_its_fields_kept(tiny_bundle, tmp_path):
+    photo = tmp_path / "scan.tif"
+    pages = [draw_shape("red", "circle", size=96), draw_shape("blue", "square", size=64),
+             draw_shape("green", "triangle", size=48)]
+    pages[0].save(photo, "TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw")
+    exiftool(photo, "-IFD0:ImageDescription=page one", "-IFD1:ImageDescription=page two", "-IFD0:Artist=Me",
+             "-XMP-dc:Subject=Old Tag", "-IPTC:Keywords=Old Tag")
+    before, original = all_fields(photo), photo.read_bytes()
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0 and "Tagged 1 photos" in result.stdout, result.output
+    after = all_fields(photo)
+    new = [key for key in after if key not in before]
+    assert {key: after[key] for key in before if key not in CHANGED} == {k: v for k, v in before.items()
+                                                                         if k not in CHANGED}
+    assert sorted(new) == ["XMP-lablr:Added", "XMP-lablr:Model", "XMP-lablr:Tagged"]
+    assert len(after["XMP-dc:Subject"]) == 3 and after["XMP-dc:Subject"][0] == "Old Tag"
+    with Image.open(io.BytesIO(original)) as was, Image.open(photo) as now:
+        assert [frame.tobytes() for frame in ImageSequence.Iterator(was)] == \
+            [frame.tobytes() for frame in ImageSequence.Iterator(now)]
+
+
+CHANGED = {"XMP-dc:Subject", "IPTC:Keywords", "XMP-x:XMPToolkit"}  # what lablr tag documents it writes
+
+
+def test_keywords_only_in_iptc_stay_what_xmp_readers_see(tiny_bundle, tmp_path):
+    """A photo keyworded by an older program has IPTC Keywords and no XMP. Lightroom and every reader
+    that follows the Metadata Working Group take XMP dc:subject over IPTC once it is there: the XMP
+    list Lablr begins must carry the photographer's keywords too, or they vanish from those readers."""
+    photo = make_photo(tmp_path / "slide.jpg", keywords=False)
+    exiftool(photo, "-IPTC:Keywords=Grandma", "-IPTC:Keywords=Lake Garda", "-IPTC:CodedCharacterSet=UTF8")
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert seen["Subject"] == ["Grandma", "Lake Garda", *seen["Added"]] and len(seen["Added"]) == 2
+    mwg = subprocess.run(["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(photo)], check=True,
+                         capture_output=True, text=True).stdout
+    assert json.loads(mwg)[0]["Keywords"] == seen["Subject"]

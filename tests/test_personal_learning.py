@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import unicodedata
 
 import httpx
 import pytest
@@ -318,3 +319,62 @@ def test_a_layer_written_before_photos_were_known_by_pixels_still_opens(tiny_bun
                    ["2026-01-01T00:00:00Z", "ab" * 32, latent.tobytes(), '["red", "old tag"]', '["red"]'])
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "red": 1}
     assert suggested(tiny_bundle, make_photo(path.parent / "x.png", "red", "circle", keywords=False), env)
+
+
+def test_a_keyword_counts_as_one_tag_whichever_unicode_form_wrote_it(tiny_bundle, env, tmp_path):
+    """macOS and some editors write accents decomposed (NFD), most programs composed (NFC): the same
+    keyword, to the photographer and to Flickr, must reach the five photos that make it a tag."""
+    folder = tmp_path / "cafe"
+    folder.mkdir()
+    for i, form in enumerate(["NFC", "NFC", "NFC", "NFD", "NFD"]):
+        photo = make_photo(folder / f"cup-{i}.jpg", "red", "square", seed=70 + i, keywords=False)
+        exiftool(photo, "-XMP-dc:Subject=" + unicodedata.normalize(form, "Café Crème"))
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    report = show(tiny_bundle, env)
+    composed = unicodedata.normalize("NFC", "café crème")
+    assert report["tag_photos"] == {composed: 5} and report["added_tags"] == [composed]
+
+
+def test_a_photo_turned_by_its_orientation_tag_alone_counts_once(tiny_bundle, env, tmp_path):
+    """Photo managers turn a photo by rewriting its EXIF orientation, not its pixels: it is the same
+    photo, and learning the folder again must not count it (or its tags) a second time."""
+    folder = tmp_path / "turned"
+    folder.mkdir()
+    photos = []
+    for i, size in enumerate([(120, 80), (80, 120), (96, 96)]):
+        photo = folder / f"pier-{i}.jpg"
+        draw_shape("blue", "square", size=120, seed=90 + i).resize(size).save(photo, quality=90)
+        exiftool(photo, "-XMP-dc:Subject=pier", "-Orientation#=1")
+        photos.append(photo)
+    first = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+    assert first.returncode == 0 and "Learned from 3 photos" in first.stdout, first.stderr
+    for orientation in (6, 3, 8, 2, 5):
+        for photo in photos:
+            exiftool(photo, f"-Orientation#={orientation}")
+        again = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
+        assert "Learned from 0 photos; 3 already known" in again.stdout, (orientation, again.stdout)
+    assert show(tiny_bundle, env)["tag_photos"] == {"pier": 3}
+
+
+def test_a_photo_a_layer_recorded_by_its_decoded_pixels_alone_is_still_known(tiny_bundle, env, tmp_path):
+    import numpy as np
+
+    from lablr.core.bundle import read_manifest
+    from lablr.core.data.decoding import decode
+    from lablr.core.personal.layer import PersonalLayer, hash_as_decoded, layer_path
+
+    photo = make_photo(tmp_path / "old.jpg", "red", "circle", seed=95, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=quay")
+    encoder = read_manifest(tiny_bundle).parts["encoder"].settings
+    os.environ["XDG_DATA_HOME"], saved = env["XDG_DATA_HOME"], os.environ["XDG_DATA_HOME"]
+    try:
+        path = layer_path(tiny_bundle)
+    finally:
+        os.environ["XDG_DATA_HOME"] = saved
+    layer = PersonalLayer(path, latent_dim=encoder["latent_dim"])  # as the Lablr before wrote it
+    layer.record(hash_as_decoded(decode(photo.read_bytes(), encoder["image_size"])), np.zeros(encoder["latent_dim"]),
+                 ["quay"], None)
+    layer.close()
+    result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
+    assert "Learned from 0 photos; 1 already known" in result.stdout, result.stdout + result.stderr

@@ -27,8 +27,9 @@ JOINERS = frozenset("\u200c\u200d")
 
 def normalize_tag(tag: str) -> str:
     """The form a tag is stored and compared in: trimmed, lower case, single spaces, no byte-order mark
-    (an editor's leftover at the start of pasted text, never part of a tag)."""
-    return _SPACES.sub(" ", tag.replace(BYTE_ORDER_MARK, "").strip().lower())
+    (an editor's leftover at the start of pasted text, never part of a tag), accents composed (NFC: macOS
+    writes "é" as "e" and a combining accent, and it is the same tag)."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFC", tag.replace(BYTE_ORDER_MARK, "")).strip().lower())
 
 
 TAG_RULE = f"printable text of at most {defaults.TAG_MAX_CHARS} characters"  # what a user is told

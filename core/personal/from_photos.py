@@ -15,7 +15,7 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.errors import LablrError
-from lablr.core.personal.layer import PersonalLayer, checked_tags, photo_hash
+from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store, keyword_key
 from lablr.core.photometa.tagging import find_photos
 
@@ -63,7 +63,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
         if batch:
             latents = model.encode(np.stack([pixels for _, pixels, _ in batch]))
             for (path, pixels, tags), latent in zip(batch, latents):
-                event = layer.record(photo_hash(pixels), latent, tags, None)
+                event = layer.record(photo_hash(pixels), latent, tags, None, known_as=[hash_as_decoded(pixels)])
                 outcomes.append(Outcome(path, "learned" if event else "known", tuple(tags)))
                 report(outcomes[-1])
     return outcomes
@@ -80,7 +80,7 @@ def _settled(item, layer, outcomes, report) -> bool:
     path, pixels, tags = item
     if not tags:
         outcomes.append(Outcome(path, "untagged"))
-    elif layer.has(photo_hash(pixels)):
+    elif layer.has(photo_hash(pixels), known_as=[hash_as_decoded(pixels)]):
         outcomes.append(Outcome(path, "known", tuple(tags)))
     else:
         return True

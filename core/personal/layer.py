@@ -23,9 +23,10 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -61,9 +62,33 @@ def layer_path(bundle_path) -> Path:
 
 def photo_hash(pixels: np.ndarray) -> str:
     """A photo's identity: its decoded pixels, so that rewriting its keywords (`lablr tag`) or any
-    other metadata leaves it the same photo."""
+    other metadata leaves it the same photo; its orientation tag too, which photo managers rewrite to
+    turn a photo. So the picture is taken without the white it was fitted into, in whichever of its
+    eight turns and flips comes first."""
+    picture = _without_padding(np.ascontiguousarray(pixels, dtype=np.uint8))
+    turns = [np.rot90(flipped, k) for flipped in (picture, picture[:, ::-1]) for k in range(4)]
+    return min(_digest(turned) for turned in turns)
+
+
+def hash_as_decoded(pixels: np.ndarray) -> str:
+    """The identity layers recorded before the orientation tag was left out of it, checked so that such a
+    layer still counts its photos once."""
+    return _digest(pixels)
+
+
+def _digest(pixels: np.ndarray) -> str:
     pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
     return hashlib.sha256(repr(pixels.shape).encode() + pixels.tobytes()).hexdigest()
+
+
+def _without_padding(pixels: np.ndarray) -> np.ndarray:
+    """The pixels less the white rows and columns at their edges (where decoding centred the picture
+    in a square: on which side the odd one falls depends on the way up)."""
+    inked = (pixels != 255).any(axis=-1)
+    rows, columns = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
+    if not len(rows):
+        return pixels[:0, :0]
+    return pixels[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
 
 
 def parse_tags(text: str | None, what: str = "tags") -> list[str]:
@@ -126,6 +151,10 @@ class PersonalLayer:
         self._stamps_lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the user's own: tags, photo hashes
         try:
+            if not self.path.exists():
+                _create(self.path)
+            if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
+                raise self.damaged("it is empty: it was cut short")
             self._db = self._connect()
             # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
             # take turns through a lock file instead of failing with "database is locked".
@@ -137,14 +166,24 @@ class PersonalLayer:
                 if model_name:
                     self._db.execute("insert or ignore into meta (key, value) values ('model', ?)", [model_name])
             self._reader, self._stamps_reader = self._connect(), self._connect()
+        except (sqlite3.OperationalError, OSError) as error:  # a full disk, a folder it may not write...
+            raise self.unwritable(error) from None
         except sqlite3.DatabaseError as error:
-            raise LablrError(f"The personal layer {self.path} cannot be read ({error}). Move it away to start "
-                             "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
-                             status=500) from None
+            raise self.damaged(error) from None
+
+    def damaged(self, why) -> LablrError:
+        return LablrError(f"The personal layer {self.path} cannot be read ({why}). Move it away to start "
+                          "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
+                          status=500)
+
+    def unwritable(self, why) -> LablrError:
+        return LablrError(f"The personal layer {self.path} cannot be written now ({why}); it is as it was before "
+                          "this change. Free some disk space and try again, or serve the model alone with "
+                          "--no-personal.", code="personal_unwritable", status=507)
 
     def _connect(self):
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                             timeout=defaults.PERSONAL_BUSY_SECONDS)
+        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None,
+                             check_same_thread=False, timeout=defaults.PERSONAL_BUSY_SECONDS)
         db.execute("pragma synchronous=full")  # an acknowledged event is on disk
         return db
 
@@ -170,28 +209,26 @@ class PersonalLayer:
 
     # -- writing: each change is one transaction that also moves the version stamp ----------------
 
-    class _Transaction:
-        def __init__(self, db, removal):
-            self.db, self.removal = db, removal
-
-        def __enter__(self):
-            self.db.execute("begin immediate")  # takes the write lock now: writers queue here, across processes
-
-        def __exit__(self, kind, error, trace):
-            if kind is None:
-                keys = ("version", "removals") if self.removal else ("version",)
-                self.db.execute(f"update meta set value = cast(value as integer) + 1 where key in "
-                                f"({', '.join('?' * len(keys))})", keys)
-                self.db.execute("commit")
-            else:
-                self.db.execute("rollback")
-
+    @contextmanager
     def _write(self, *, removal=False):
-        return self._Transaction(self._db, removal)
+        db = self._db
+        try:
+            db.execute("begin immediate")  # takes the write lock now: writers queue here, across processes
+            yield
+            keys = ("version", "removals") if removal else ("version",)
+            db.execute(f"update meta set value = cast(value as integer) + 1 where key in "
+                       f"({', '.join('?' * len(keys))})", keys)
+            db.execute("commit")
+        except BaseException as error:
+            if db.in_transaction:  # a commit that failed may leave it open
+                db.execute("rollback")
+            if isinstance(error, sqlite3.OperationalError):  # a full disk, a lock held past the timeout
+                raise self.unwritable(error) from None
+            raise
 
     def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None,
-               shown: list[float] | None = None) -> Event | None:
-        """Add one photo; None when this photo (by hash) is already in the layer."""
+               shown: list[float] | None = None, *, known_as=()) -> Event | None:
+        """Add one photo; None when this photo (by hash, or by any hash in `known_as`) is already in the layer."""
         latent = np.asarray(latent, dtype="<f8").reshape(-1)
         if self.latent_dim is not None and latent.shape != (self.latent_dim,):
             raise ValueError(f"a latent of {latent.shape} in a layer of {self.latent_dim} dimensions")
@@ -204,6 +241,8 @@ class PersonalLayer:
                 held = self._db.execute("select count(*) from events").fetchone()[0]
                 if held >= self.max_events:
                     raise self._full(held)
+                if self._holds(self._db, known_as):
+                    raise _AlreadyThere
                 cursor = self._db.execute(
                     "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown) "
                     "values (?, ?, ?, ?, ?, ?)",
@@ -249,7 +288,13 @@ class PersonalLayer:
         """(version, removals): the first moves with every write, the second with every undo or reset."""
         with self._stamps_lock:
             rows = dict(self._stamps_reader.execute(STAMPS))
-        return int(rows["version"]), int(rows["removals"])
+        return self._stamps(rows)
+
+    def _stamps(self, rows: dict) -> tuple[int, int]:
+        try:
+            return int(rows["version"]), int(rows["removals"])
+        except (KeyError, ValueError) as error:
+            raise self.damaged(f"its stamps: {error}") from None
 
     def count(self) -> int:
         with self._read_lock:
@@ -268,10 +313,15 @@ class PersonalLayer:
                                              ids).fetchall())
         return np.stack([np.frombuffer(rows[i], dtype="<f8") for i in ids if i in rows])
 
-    def has(self, photo_hash: str) -> bool:
+    def has(self, photo_hash: str, *, known_as=()) -> bool:
         with self._read_lock:
-            found = self._reader.execute("select 1 from events where photo_hash = ?", [photo_hash]).fetchone()
-        return found is not None
+            return self._holds(self._reader, [photo_hash, *known_as])
+
+    @staticmethod
+    def _holds(db, photo_hashes) -> bool:
+        hashes = list(photo_hashes)
+        return bool(hashes) and db.execute(f"select 1 from events where photo_hash in ({', '.join('?' * len(hashes))})",
+                                           hashes).fetchone() is not None
 
     def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
         """(version, removals, events after `after`) read in one transaction, so they agree."""
@@ -283,16 +333,30 @@ class PersonalLayer:
                                               [after]).fetchall()
             finally:
                 self._reader.execute("commit")
-        return int(rows["version"]), int(rows["removals"]), [self._event(row) for row in events]
+        return (*self._stamps(rows), [self._event(row) for row in events])
 
     def _event(self, row) -> Event:
+        """An event as stored; a row that is not what `record` writes names the layer as damaged."""
         event_id, stamp, digest, latent, tags, suggested, shown = row
-        return Event(event_id, stamp, digest, np.frombuffer(latent, dtype="<f8"), json.loads(tags),
-                     None if suggested is None else json.loads(suggested),
-                     None if shown is None else json.loads(shown))
+        try:
+            latent = np.frombuffer(latent, dtype="<f8")
+            if self.latent_dim is not None and latent.shape != (self.latent_dim,):
+                raise ValueError(f"a latent of {latent.size * 8} bytes")
+            event = Event(event_id, stamp, digest, latent, json.loads(tags),
+                          None if suggested is None else json.loads(suggested),
+                          None if shown is None else json.loads(shown))
+            if not _strings(event.tags) or (event.suggested is not None and not _strings(event.suggested)):
+                raise ValueError("tags that are not a list of text")
+        except (TypeError, ValueError) as error:
+            raise self.damaged(f"event {event_id}: {error}") from None
+        return event
 
 
 COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+
+
+def _strings(items) -> bool:
+    return isinstance(items, list) and all(isinstance(item, str) for item in items)
 STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
@@ -344,6 +408,21 @@ def _recorded_model(path: Path) -> str | None:
     return row[0] if row else None
 
 
+def _create(path: Path):
+    """A new layer is made whole beside its place and linked in, so that a layer file that exists is
+    never empty unless it was damaged (and workers starting together each make their own)."""
+    partial = partial_path(path)
+    try:
+        with closing(sqlite3.connect(partial)) as db:
+            db.executescript(SCHEMA)
+        os.link(partial, path)
+    except FileExistsError:
+        pass
+    finally:
+        partial.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
 class _AlreadyThere(Exception):
     """Raised inside the write transaction so that a duplicate changes nothing, not even the version."""
 
@@ -365,7 +444,8 @@ def check(model):
     """Open the layer of a bundle, if the user has one: a damaged file fails here, in one line."""
     layer, _ = open_for_bundle(model)
     if layer:
-        layer.close()
+        with closing(layer):
+            layer.snapshot()  # every event read: a damaged row fails here too, before anything is served
 
 
 def vocabulary_tags(bundle_path) -> list[str]:

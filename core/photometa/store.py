@@ -10,6 +10,7 @@ key that was there must come out as they went in, or the write is refused.
 import logging
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -21,6 +22,7 @@ SUBJECT = "Xmp.dc.subject"
 KEYWORDS = "Iptc.Application2.Keywords"
 HIERARCHICAL = "Xmp.lr.hierarchicalSubject"  # Lightroom's "animals|birds|heron"
 CHARSET = "Iptc.Envelope.CharacterSet"
+EXTENDED = "Xmp.xmpNote.HasExtendedXMP"  # the XMP goes on in a JPEG's extended packets, which exiv2 skips
 UTF8 = "\x1b%G"  # ISO 2022 escape for UTF-8, the IPTC way to say so
 STAMP_TAGGED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Tagged"
 STAMP_MODEL = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Model"
@@ -35,8 +37,9 @@ XMP_ATTRIBUTE = re.compile(r"\s([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)\s*=")
 
 
 def keyword_key(tag: str) -> str:
-    """Two keywords are the same when they differ only in case and spacing (as on Flickr)."""
-    return " ".join(tag.casefold().split())
+    """Two keywords are the same when they differ only in case, spacing (as on Flickr) and how accents
+    are encoded (composed or not)."""
+    return " ".join(unicodedata.normalize("NFC", tag).casefold().split())
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ class Exiv2Store:
         whose properties decoded to nothing); empty when it did. Writing would drop the rest."""
         if self._notes.messages:
             return "; ".join(dict.fromkeys(self._notes.messages))
+        if any(datum.key() == EXTENDED for datum in image.xmpData()):  # findKey would need its prefix known
+            return "its XMP goes on in an extended packet past 64 KB, which exiv2 does not read"
         unread = _properties(image.xmpPacket()) - _names_in({datum.key() for datum in image.xmpData()})
         if unread:
             return f"its XMP holds {', '.join(sorted(unread)[:3])}, which exiv2 did not decode"
@@ -201,7 +206,9 @@ class Exiv2Store:
         new = _unique([t for t in tags if keyword_key(t) not in present])
         if not new:
             return Written(b"")
-        self._set_bag(xmp, SUBJECT, list(embedded.xmp) + new)
+        # XMP readers (Lightroom, the Metadata Working Group's rules) take dc:subject over IPTC once it is
+        # there: it begins with every keyword the photo had, the IPTC-only ones too, or they would vanish.
+        self._set_bag(xmp, SUBJECT, embedded.keywords + new)
         previous = embedded.stamp.added if embedded.stamp else ()
         self._set_bag(xmp, STAMP_ADDED, _unique(list(previous) + new))
         xmp[STAMP_MODEL] = stamp.model
@@ -291,7 +298,7 @@ class Exiv2Store:
         for kind in ("exif", "iptc", "xmp"):
             keys_now = {key for key, _ in after[kind]}
             lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and (key not in RELOCATED or key not in keys_now)}
+                    if key not in OURS and (_tag_name(key) not in RELOCATED or key not in keys_now)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -300,10 +307,14 @@ class Exiv2Store:
 
 
 OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
-# Where a TIFF keeps its data and its metadata blocks: offsets move when the file is rewritten.
-RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
-             "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
-             "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+# Where a TIFF keeps its data and its metadata blocks, in any of its pages (Exif.Image, Exif.Image2,
+# Exif.Thumbnail...): offsets move when the file is rewritten.
+RELOCATED = {"StripOffsets", "TileOffsets", "ExifTag", "GPSTag", "InteroperabilityTag", "SubIFDs",
+             "JPEGInterchangeFormat", "IPTCNAA", "XMLPacket", "ImageResources"}
+
+
+def _tag_name(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
 
 
 def _properties(packet: str) -> set[str]:
