@@ -23,6 +23,7 @@ from photo_files import (
     needs_exiftool,
     pixels,
     read_tags,
+    recompress_icc,
 )
 
 from lablr.core.cli import cli
@@ -86,6 +87,18 @@ def test_tags_are_written_as_each_format_allows_and_nothing_else_changes(tiny_bu
     assert (pixels(new) == pixels(original)).all()
     if suffix == "jpg":
         assert jpeg_scan(new) == jpeg_scan(original) and len(jpeg_scan(new)) > 500
+
+
+def test_a_png_whose_icc_profile_another_program_compressed_is_tagged(tiny_bundle, tmp_path):
+    """exiv2 compresses the profile again at its own level (scikit-image's chelsea.png was refused)."""
+    photo = recompress_icc(make_photo(tmp_path / "shot.png"), level=1)
+    original = photo.read_bytes()
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    assert "Tagged 1 photos with 2 keywords" in result.stdout
+    new = photo.read_bytes()
+    assert icc(new) == icc(original) is not None
+    assert (pixels(new) == pixels(original)).all()
 
 
 def test_a_second_run_changes_nothing_even_when_forced(tiny_bundle, folder):
