@@ -4,6 +4,7 @@ import json
 import os
 import sys
 import warnings
+from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -20,13 +21,18 @@ DEFAULT_CATALOG = defaults.CATALOG
 
 
 class LablrGroup(click.Group):
-    """Prints a LablrError as one line, never a traceback."""
+    """Prints a LablrError, or a file that cannot be read or written, as one line, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except LablrError as error:
             raise click.ClickException(error.message) from None
+        except BrokenPipeError:
+            raise  # `lablr ... | head`: click leaves quietly
+        except OSError as error:  # a folder that is not there, no permission, a full disk
+            raise click.ClickException(f"{error.filename}: {error.strerror}." if error.filename
+                                       else f"{error.strerror or error}.") from None
 
 
 @click.group(cls=LablrGroup)
@@ -344,7 +350,10 @@ def plot(image, output, k, model):
     from lablr.core.files import write_atomically
     from lablr.core.model import Model
 
-    picture_format = "svg" if output.lower().endswith(".svg") else "png"
+    picture_format = Path(output).suffix.lower().lstrip(".")
+    if picture_format not in ("png", "svg"):
+        raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
+                         f"not {output!r}.")
     loaded = Model.load(model)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
     write_atomically(output, data)
