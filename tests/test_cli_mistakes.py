@@ -4,6 +4,7 @@ a port already in use, Ctrl-C in the middle of a folder, photos with spaces, acc
 upper-case suffixes in their names)."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -55,6 +56,18 @@ def test_plot_draws_png_or_svg_and_says_so_for_any_other_name(tiny_bundle, photo
                                      str(tiny_bundle)])
     assert upper.exit_code == 0, upper.output
     assert (tmp_path / "WHERE.SVG").read_text().lstrip().startswith("<?xml")
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_it_claims_to_serve(tiny_bundle):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve", "--port", port, "--model", tiny_bundle, "--no-personal")
+    line = one_error_line(result)
+    assert line == (f"Error: Port {port} on 127.0.0.1 is already in use (another Lablr server, or another "
+                    "program): stop it, or choose another port with --port.")
+    assert "Lablr is serving" not in result.stdout + result.stderr
 
 
 @needs_exiftool
