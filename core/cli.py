@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import sys
 import warnings
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
@@ -319,15 +321,23 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
     )
 
     loaded = personal_model(Model.load(model), not no_personal)
+    done = []
     with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
+            done.append(outcome)
             bar.update(1)
             line = None if as_json else describe(outcome)
             if line:
                 tqdm.write(line, file=sys.stderr if outcome.status == "failed" else sys.stdout)
+            checkpoint()
 
-        with warnings.catch_warnings():  # a library's note on a damaged file is not a line for the user:
-            warnings.simplefilter("ignore")  # each photo ends in one line of Lablr's, with its reason
+        def so_far():
+            return summary_line(summarize(done), options["dry_run"])
+
+        finish = "" if options["dry_run"] else "Each photo is as it was or fully tagged: run it again to finish."
+        with warnings.catch_warnings(), _stop_between_photos(bar, done, so_far, finish) as checkpoint:
+            # a library's note on a damaged file is not a line for the user: each photo ends in one
+            warnings.simplefilter("ignore")  # line of Lablr's, with its reason
             outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
     counts = summarize(outcomes)
     if as_json:
@@ -337,6 +347,34 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
         click.echo(summary_line(counts, options["dry_run"]))
     if counts["failed"]:
         sys.exit(1)
+
+
+@contextmanager
+def _stop_between_photos(bar, done: list, summary, then: str):
+    """Ctrl-C in a command that goes photo by photo stops it once the photo at hand is done (the
+    yielded checkpoint, called after each, says when), and one line says what was done (exit status
+    130). So the count is exact: no photo is done and left out of it. A second Ctrl-C stops at once."""
+    asked = []
+
+    def on_interrupt(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+
+    def checkpoint():
+        if asked:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield checkpoint
+    except KeyboardInterrupt:
+        bar.close()
+        total = f" of {bar.total}" if bar.total else ""
+        click.echo(f"Interrupted after {len(done)}{total} photos. {summary()} {then}".rstrip(), err=True)
+        sys.exit(130)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @cli.command()
@@ -503,14 +541,18 @@ def personal_learn(paths, model, quiet):
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
-    with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    done = []
+    with closing(layer), tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
+            done.append(outcome)
             bar.update(1)
             if outcome.status == "failed":
                 tqdm.write(f"{outcome.path}: {outcome.reason}", file=sys.stderr)
+            checkpoint()
 
-        outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
-    layer.close()
+        finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
+        with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
+            outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
     click.echo(summary_line(outcomes))
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)

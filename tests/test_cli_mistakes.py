@@ -4,14 +4,18 @@ a port already in use, Ctrl-C in the middle of a folder, photos with spaces, acc
 upper-case suffixes in their names)."""
 
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import draw_shape
-from photo_files import make_photo, needs_exiftool
+from photo_files import exiftool, make_photo, needs_exiftool
 
 from lablr.core.cli import cli
 
@@ -68,6 +72,52 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_before_it_claims_to_serve(ti
     assert line == (f"Error: Port {port} on 127.0.0.1 is already in use (another Lablr server, or another "
                     "program): stop it, or choose another port with --port.")
     assert "Lablr is serving" not in result.stdout + result.stderr
+
+
+@needs_exiftool
+def test_ctrl_c_in_personal_learn_says_what_was_learned_and_a_rerun_learns_the_rest(tiny_bundle, tmp_path):
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i in range(160):
+        draw_shape(["red", "blue", "green"][i % 3], ["circle", "square", "triangle"][i % 3], size=700,
+                   seed=i).save(folder / f"p{i:03d}.jpg", quality=90)
+    exiftool(folder, "-XMP-dc:Subject=holiday")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "lablr.core.cli", "personal", "learn", str(folder), "-q",
+                                "--model", str(tiny_bundle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=env)
+    try:
+        wait_for_an_event(tmp_path / "data", process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, (out, err)
+    assert "Traceback" not in out + err and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith("Interrupted after ") and " of 160 photos. Learned from " in line, line
+    assert line.endswith("run it again to learn the rest (a photo counts once).")
+    learned = int(line.split("Learned from ")[1].split()[0])
+    assert 0 < learned < 160
+
+    rerun = run("personal", "learn", folder, "-q", "--model", tiny_bundle, env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.startswith(f"Learned from {160 - learned} photos; {learned} already known")
+
+
+def wait_for_an_event(data: Path, process, timeout=120):
+    """Until the layer holds its first event (the first batch is learned), while the command goes on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        for layer in data.glob("lablr/personal/*.sqlite"):
+            try:
+                with sqlite3.connect(f"file:{layer}?mode=ro", uri=True) as db:
+                    if db.execute("select count(*) from events").fetchone()[0]:
+                        return
+            except sqlite3.OperationalError:
+                pass  # the table is being created
+        time.sleep(0.02)
+    raise AssertionError("lablr personal learn finished or failed before it could be interrupted")
 
 
 @needs_exiftool
