@@ -22,6 +22,13 @@ CATALOG_HELP = "The SQLite catalog of photos and tags."
 DEFAULT_CATALOG = defaults.CATALOG
 
 
+def require_catalog(path):
+    """A catalog to read must be there: opening a path that is not would make an empty one."""
+    if path is not None and not os.path.exists(path):
+        raise LablrError(f"No catalog at {path}: import photos into one first (`lablr import`), or name yours "
+                         "with --catalog.")
+
+
 class LablrGroup(click.Group):
     """Prints a LablrError, or a file that cannot be read or written, as one line, never a traceback."""
 
@@ -144,6 +151,7 @@ def train(ctx, catalog, out, like, encoder, image_size, latent_dim, epochs, tag_
         recipe = Recipe.from_options(encoder=encoder, encoder_settings=settings, tag_model=tag_model, scorer=scorer,
                                      visualizer=visualizer)
     new_encoder(recipe)  # a missing extra or a bad setting: said before the catalog is read
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, **options)
     model = run(catalog, out, recipe=recipe, rules=rules, source=source,
                 epochs=epochs if _given(ctx, "epochs") or not like else None)
@@ -173,6 +181,7 @@ def _given(ctx, name) -> bool:
 @rules_options
 def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, **options)
     if shard or shards or scheduler:
         click.echo(_fit_sharded(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
@@ -230,6 +239,7 @@ def evaluate(model, catalog, scorers, as_json):
     """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline."""
     from lablr.core.pipeline.evaluate import evaluate_bundle
 
+    require_catalog(catalog)
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -444,6 +454,7 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def export(destination, catalog):
     """Write the catalog as the original Lablr's path,label CSV."""
+    require_catalog(catalog)
     from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
 
@@ -466,6 +477,7 @@ def prepare(catalog, size, source, quiet, **options):
     """
     from lablr.core.data.prepare import prepare_catalog
 
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, recorded=False, **options)
     summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
     click.echo(f"Decoded {summary['decoded']} images at {size}x{size} into {summary['images']} "

@@ -138,3 +138,30 @@ def test_names_with_spaces_accents_and_upper_case_suffixes_are_found_suggested_t
     learned = run("personal", "learn", tmp_path / "My Photos", "-q", "--model", tiny_bundle, env=env)
     assert learned.returncode == 0, learned.stderr
     assert learned.stdout.startswith("Learned from 1 photos; 0 already known, 1 without keywords of their own")
+
+
+def test_too_few_photos_for_the_rules_names_the_options_that_lower_them(tiny_bundle, tmp_path):
+    for tag in ("cat", "coffee"):
+        (tmp_path / "by-tag" / tag).mkdir(parents=True)
+        for i in range(3):
+            draw_shape("red", "circle", seed=i).save(tmp_path / "by-tag" / tag / f"{i}.png")
+    catalog = str(tmp_path / "lablr.db")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["import", "folder", str(tmp_path / "by-tag"), "--catalog", catalog]).exit_code == 0
+    for command in (["fit", "--model", str(tiny_bundle)], ["train", "--epochs", "1"]):
+        result = runner.invoke(cli, [*command, "--catalog", catalog, "--out", str(tmp_path / "model")])
+        assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+        assert "a tag needs 50 photos (--min-tag-photos) and 20 training photos (--min-train-photos)" in result.output
+
+
+@pytest.mark.parametrize("command", [["export", "out.csv"], ["prepare"], ["fit", "--out", "m"],
+                                     ["evaluate", "--catalog", "lablr.db"]])
+def test_a_catalog_that_is_not_there_is_one_line_and_is_not_made(tiny_bundle, tmp_path, command):
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):
+        model = ["--model", str(tiny_bundle)] if command[0] in ("fit", "evaluate") else []
+        result = runner.invoke(cli, [*command, *model])
+        assert result.exit_code == 1
+        assert result.output == ("Error: No catalog at lablr.db: import photos into one first (`lablr import`), "
+                                 "or name yours with --catalog.\n")
+        assert os.listdir(".") == []
