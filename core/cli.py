@@ -265,7 +265,8 @@ NO_PERSONAL_OPTION = click.option("--no-personal", is_flag=True,
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
+              help="Tags per photo.")
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
@@ -390,7 +391,8 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
-@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
+              help="Suggested tags to highlight.")
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 def plot(image, output, k, model):
     """Draw where IMAGE falls among the tags."""
@@ -530,7 +532,10 @@ def personal_show(model, as_json):
         return
     click.echo(f"Model {report['model']}: learned from {report['photos']} of your photos"
                f"{' (' + report['layer'] + ')' if report['layer'] else ''}.")
-    click.echo("Tags added: " + (", ".join(report["added_tags"]) or "none"))
+    used = sorted(report["tag_photos"].items(), key=lambda item: (-item[1], item[0]))
+    click.echo("Your tags, by photos: " + (", ".join(f"{t} ({n})" for t, n in used[:20]) or "none")
+               + (f" and {len(used) - 20} more" if len(used) > 20 else ""))
+    click.echo("Tags added to its vocabulary: " + (", ".join(report["added_tags"]) or "none"))
     if report["pending_tags"]:
         click.echo(f"Waiting for {report['min_photos']} photos: "
                    + ", ".join(f"{t} ({n})" for t, n in report["pending_tags"].items()))

@@ -79,6 +79,9 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert report["photos"] == 5  # the hidden folder is left out
     assert sorted(report["added_tags"]) == ["allotment", NEW_TAG]  # "allotment": the leaf of Lightroom's path
     assert report["tag_photos"] == {"allotment": 5, "green": 5, NEW_TAG: 5}
+    shown = lablr("personal", "show", "--model", str(tiny_bundle), env=env).stdout.splitlines()
+    assert shown[1:3] == [f"Your tags, by photos: allotment (5), {NEW_TAG} (5), green (5)",
+                          f"Tags added to its vocabulary: allotment, {NEW_TAG}"]
 
     # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once.
     exiftool(photos[0], "-XMP-dc:Subject+=sunny")
