@@ -303,7 +303,8 @@ def suggest(images, k, model, scorer, exclude, as_json, no_personal):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PHOTO_OR_FOLDER...")
 @click.option("--k", "-k", default=defaults.TAG_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggestions to consider per photo.")
-@click.option("--min-score", type=float, default=None, help="Only tags scored at least this (the score shown).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Only tags scored at least this (the score shown, 0 to 1).")
 @click.option("--dry-run", is_flag=True, help="Show what would be added, with scores; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: per photo, the tags added and their scores.")
 @click.option("--keep-mtime", is_flag=True, help="Keep each photo's modification time.")

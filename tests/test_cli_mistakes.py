@@ -165,3 +165,8 @@ def test_a_catalog_that_is_not_there_is_one_line_and_is_not_made(tiny_bundle, tm
         assert result.output == ("Error: No catalog at lablr.db: import photos into one first (`lablr import`), "
                                  "or name yours with --catalog.\n")
         assert os.listdir(".") == []
+
+
+def test_a_min_score_given_as_a_percentage_is_refused_not_silently_matched_by_nothing(tiny_bundle, photo):
+    result = CliRunner().invoke(cli, ["tag", str(photo), "--min-score", "50", "--model", str(tiny_bundle)])
+    assert result.exit_code == 2 and "'--min-score': 50.0 is not in the range 0<=x<=1" in result.output
