@@ -453,10 +453,10 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 
 
 @cli.command()
-@click.argument("destination", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def export(destination, catalog):
-    """Write the catalog as the original Lablr's path,label CSV."""
+    """Write the catalog as the original Lablr's path,label CSV to FILE."""
     require_catalog(catalog)
     from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
@@ -577,7 +577,7 @@ def personal_learn(paths, model, quiet):
 
 
 @personal.command("export")
-@click.argument("destination", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @MODEL_OPTION
 def personal_export(destination, model):
     """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
