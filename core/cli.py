@@ -356,9 +356,13 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
         click.echo(json.dumps({"model": loaded.name, "dry_run": options["dry_run"], "summary": counts,
                                "photos": [o.as_dict() for o in outcomes]}, indent=2, ensure_ascii=False))
     else:
-        click.echo(summary_line(counts, options["dry_run"]))
+        click.echo(summary_line(counts, options["dry_run"]) if outcomes else NO_PHOTOS)
     if counts["failed"]:
         sys.exit(1)
+
+
+NO_PHOTOS = (f"No photos found: in folders Lablr looks for {', '.join(defaults.TAG_SUFFIXES)} files (any case; "
+             "hidden ones left out).")
 
 
 @contextmanager
@@ -571,7 +575,7 @@ def personal_learn(paths, model, quiet):
         finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
         with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
-    click.echo(summary_line(outcomes))
+    click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)
 

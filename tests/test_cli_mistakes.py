@@ -170,3 +170,16 @@ def test_a_catalog_that_is_not_there_is_one_line_and_is_not_made(tiny_bundle, tm
 def test_a_min_score_given_as_a_percentage_is_refused_not_silently_matched_by_nothing(tiny_bundle, photo):
     result = CliRunner().invoke(cli, ["tag", str(photo), "--min-score", "50", "--model", str(tiny_bundle)])
     assert result.exit_code == 2 and "'--min-score': 50.0 is not in the range 0<=x<=1" in result.output
+
+
+@pytest.mark.parametrize("command", [["tag", "--dry-run"], ["personal", "learn"]])
+def test_a_folder_without_photos_says_what_lablr_looks_for(tiny_bundle, tmp_path, command, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "IMG_0001.HEIC").write_bytes(b"not read")
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(cli, [*command, str(tmp_path / "phone"), str(tmp_path / "empty"), "-q", "--model",
+                                      str(tiny_bundle)])
+    assert result.exit_code == 0
+    assert result.output == ("No photos found: in folders Lablr looks for .jpg, .jpeg, .jpe, .png, .tif, .tiff, "
+                             ".webp files (any case; hidden ones left out).\n")
