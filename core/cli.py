@@ -236,7 +236,14 @@ def merge(parts, out, model):
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (`ece`: the calibration error of the model's own scorer).")
 def evaluate(model, catalog, scorers, as_json):
-    """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline."""
+    """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline.
+
+    \b
+    The bundled benchmark, on OpenClipart:
+      lablr evaluate --model openclipart-effnet   (or openclipart-vae)
+    The default model, photos, has no held-out photos of its own: give it
+    --catalog, or see scripts/bench_photos.py.
+    """
     from lablr.core.pipeline.evaluate import evaluate_bundle
 
     require_catalog(catalog)
