@@ -59,6 +59,20 @@ def recompress_icc(path, level: int):
     return path
 
 
+def with_canon_maker_note(path):
+    """The photo with a Canon maker note (written by libexiv2), then rewritten by ExifTool, which ends
+    the note with its trailer saying where the note is, as Canon's own software does."""
+    import exiv2
+
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    image.exifData()["Exif.Image.Make"] = "Canon"
+    image.exifData()["Exif.Canon.OwnerName"] = "Lablr Tests"
+    image.writeMetadata()
+    exiftool(path, "-Artist=Lablr Tests")
+    return path
+
+
 def exiftool(path, *args):
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-charset", "iptc=UTF8", *args, str(path)],
                    check=True, capture_output=True)

@@ -24,6 +24,7 @@ from photo_files import (
     pixels,
     read_tags,
     recompress_icc,
+    with_canon_maker_note,
 )
 
 from lablr.core.cli import cli
@@ -99,6 +100,20 @@ def test_a_png_whose_icc_profile_another_program_compressed_is_tagged(tiny_bundl
     new = photo.read_bytes()
     assert icc(new) == icc(original) is not None
     assert (pixels(new) == pixels(original)).all()
+
+
+def test_a_canon_maker_note_moved_by_exiv2_is_kept_whole_and_the_photo_tagged(tiny_bundle, tmp_path):
+    """exiv2 writes a maker note it decoded back from its entries, without the trailer (where the note
+    was) that Canon's software and ExifTool end it with: such photos were refused as changed EXIF."""
+    photo = with_canon_maker_note(make_photo(tmp_path / "canon.jpg"))
+    canon = ["-j", "-G1", "-Canon:all", str(photo)]
+    before = subprocess.run(["exiftool", *canon], check=True, capture_output=True, text=True).stdout
+    assert "Lablr Tests" in before
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    assert "Tagged 1 photos with 2 keywords" in result.stdout
+    assert subprocess.run(["exiftool", *canon], check=True, capture_output=True, text=True).stdout == before
+    assert {key: read_tags(photo)[key] for key in CAMERA} == CAMERA
 
 
 def test_a_second_run_changes_nothing_even_when_forced(tiny_bundle, folder):

@@ -290,8 +290,9 @@ class Exiv2Store:
         after = self._keys(self._open(new))
         for kind in ("exif", "iptc", "xmp"):
             keys_now = {key for key, _ in after[kind]}
+            moved = RELOCATED | ({MAKER_NOTE, MAKER_NOTE_DECODED} if MAKER_NOTE_DECODED in keys_now else set())
             lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and (key not in RELOCATED or key not in keys_now)}
+                    if key not in OURS and (key not in moved or key not in keys_now)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -303,7 +304,15 @@ OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
 # Where a TIFF keeps its data and its metadata blocks: offsets move when the file is rewritten.
 RELOCATED = {"Exif.Image.StripOffsets", "Exif.Image.TileOffsets", "Exif.Image.ExifTag", "Exif.Image.GPSTag",
              "Exif.Photo.InteroperabilityTag", "Exif.Image.SubIFDs", "Exif.Thumbnail.JPEGInterchangeFormat",
-             "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources"}
+             "Exif.Image.IPTCNAA", "Exif.Image.XMLPacket", "Exif.Image.ImageResources",
+             "Exif.Thumbnail.StripOffsets", "Exif.Thumbnail.TileOffsets"}  # a TIFF's second page
+
+
+MAKER_NOTE = "Exif.Photo.MakerNote"
+# A maker note that exiv2 decoded (it then records where the note was, in this key) is written back
+# from its entries, each of which is compared like every other key (Exif.Canon.*, ...): its raw bytes
+# change when it moves (offsets, unused padding, Canon's trailer that says where it was).
+MAKER_NOTE_DECODED = "Exif.MakerNote.Offset"
 
 
 def _properties(packet: str) -> set[str]:
