@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import warnings
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -388,7 +389,8 @@ def _stop_between_photos(bar, done: list, summary, then: str):
         if asked:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where Python takes signals
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
     try:
         yield checkpoint
     except KeyboardInterrupt:
@@ -397,7 +399,8 @@ def _stop_between_photos(bar, done: list, summary, then: str):
         click.echo(f"Interrupted after {len(done)}{total} photos. {summary()} {then}".rstrip(), err=True)
         sys.exit(130)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: not ours to restore (another thread, or set outside Python)
+            signal.signal(signal.SIGINT, previous)
 
 
 @cli.command()
