@@ -409,17 +409,19 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggested tags to highlight.")
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
-def plot(image, output, k, model):
-    """Draw where IMAGE falls among the tags."""
+@NO_PERSONAL_OPTION
+def plot(image, output, k, model, no_personal):
+    """Draw where IMAGE falls among the tags (those you taught too, as the web page does)."""
     from lablr.core.data import decoding as imaging
     from lablr.core.files import write_atomically
     from lablr.core.model import Model
+    from lablr.core.personal.learning import personal_model
 
     picture_format = Path(output).suffix.lower().lstrip(".")
     if picture_format not in ("png", "svg"):
         raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
                          f"not {output!r}.")
-    loaded = Model.load(model)
+    loaded = personal_model(Model.load(model), not no_personal)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
     write_atomically(output, data)
     click.echo(f"Wrote {output}")

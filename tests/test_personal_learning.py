@@ -118,7 +118,7 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
 
 
-def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle, env, album):
+def test_what_was_learned_reaches_suggest_tag_and_plot_unless_no_personal(tiny_bundle, env, album):
     folder, _ = album
     lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
     sixth = make_photo(folder / "sixth.png", "green", "triangle", seed=99, keywords=False)
@@ -128,6 +128,10 @@ def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle
     dry = lablr("tag", str(sixth), "--dry-run", "--json", "-k", "3", "--model", str(tiny_bundle), "--scorer", "loglik",
                 env=env)
     assert NEW_TAG in [s["tag"] for s in json.loads(dry.stdout)["photos"][0]["added"]]
+    for picture, extra in (("with.svg", ()), ("without.svg", ("--no-personal",))):
+        drawn = lablr("plot", str(sixth), "-o", str(folder / picture), "--model", str(tiny_bundle), *extra, env=env)
+        assert drawn.returncode == 0, drawn.stderr
+    assert NEW_TAG in (folder / "with.svg").read_text() and NEW_TAG not in (folder / "without.svg").read_text()
 
 
 @pytest.fixture
