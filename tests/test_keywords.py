@@ -331,7 +331,11 @@ def test_metadata_lablr_cannot_read_whole_is_never_dropped(tiny_bundle, tmp_path
         assert photo.read_bytes() == original and result.exit_code == 1
         lines = [line for line in result.output.splitlines() if "captioned.jpg" in line]
         assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]
+        assert lines[0].endswith("With --sidecar its tags go to captioned.xmp beside it instead.")
     assert CAPTION.encode() in photo.read_bytes()
+    sidecar = tag(tiny_bundle, "--sidecar", photo)
+    assert sidecar.exit_code == 0 and photo.read_bytes() == original
+    assert (tmp_path / "captioned.xmp").exists()
 
 
 def test_dry_run_leaves_a_killed_runs_partial_files_and_a_real_run_removes_them(tiny_bundle, folder):
