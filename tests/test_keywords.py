@@ -360,7 +360,8 @@ def test_names_and_library_notes_cannot_reach_the_terminal_raw(tiny_bundle, tmp_
     assert "new\\x0aline.jpg: added" in result.stdout and "\\x1b[31mred.jpg: added" in result.stdout
     [refused] = result.stderr.splitlines()
     assert refused.startswith(f"{tmp_path}/bad-xmp.jpg: not changed: Lablr could not read all of the photo's metadata")
-    assert "Failed to decode XMP metadata" in refused and refused.endswith("the photo was left as it was.")
+    assert "Failed to decode XMP metadata" in refused and refused.endswith(
+        "the photo was left as it was. With --sidecar its tags go to bad-xmp.xmp beside it instead.")
     assert len(result.stdout.splitlines()) == 3
 
 
