@@ -2,8 +2,12 @@
 
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
+from contextlib import closing, contextmanager
+from pathlib import Path
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -19,14 +23,26 @@ CATALOG_HELP = "The SQLite catalog of photos and tags."
 DEFAULT_CATALOG = defaults.CATALOG
 
 
+def require_catalog(path):
+    """A catalog to read must be there: opening a path that is not would make an empty one."""
+    if path is not None and not os.path.exists(path):
+        raise LablrError(f"No catalog at {path}: import photos into one first (`lablr import`), or name yours "
+                         "with --catalog.")
+
+
 class LablrGroup(click.Group):
-    """Prints a LablrError as one line, never a traceback."""
+    """Prints a LablrError, or a file that cannot be read or written, as one line, never a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except LablrError as error:
             raise click.ClickException(error.message) from None
+        except BrokenPipeError:
+            raise  # `lablr ... | head`: click leaves quietly
+        except OSError as error:  # a folder that is not there, no permission, a full disk
+            raise click.ClickException(f"{error.filename}: {error.strerror}." if error.filename
+                                       else f"{error.strerror or error}.") from None
 
 
 @click.group(cls=LablrGroup)
@@ -136,6 +152,7 @@ def train(ctx, catalog, out, like, encoder, image_size, latent_dim, epochs, tag_
         recipe = Recipe.from_options(encoder=encoder, encoder_settings=settings, tag_model=tag_model, scorer=scorer,
                                      visualizer=visualizer)
     new_encoder(recipe)  # a missing extra or a bad setting: said before the catalog is read
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, **options)
     model = run(catalog, out, recipe=recipe, rules=rules, source=source,
                 epochs=epochs if _given(ctx, "epochs") or not like else None)
@@ -165,6 +182,7 @@ def _given(ctx, name) -> bool:
 @rules_options
 def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
     """Fit the tag models anew (or --add photos) with a bundle's encoder."""
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, **options)
     if shard or shards or scheduler:
         click.echo(_fit_sharded(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
@@ -219,9 +237,17 @@ def merge(parts, out, model):
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (`ece`: the calibration error of the model's own scorer).")
 def evaluate(model, catalog, scorers, as_json):
-    """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline."""
+    """Precision@5, recall@5, mAP and calibration error on held-out photos, beside the popularity baseline.
+
+    \b
+    The bundled benchmark, on OpenClipart:
+      lablr evaluate --model openclipart-effnet   (or openclipart-vae)
+    The default model, photos, has no held-out photos of its own: give it
+    --catalog, or see scripts/bench_photos.py.
+    """
     from lablr.core.pipeline.evaluate import evaluate_bundle
 
+    require_catalog(catalog)
     report = evaluate_bundle(model, catalog, scorers=scorers or None, cache=defaults.cache_dir())
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -247,7 +273,8 @@ NO_PERSONAL_OPTION = click.option("--no-personal", is_flag=True,
 
 @cli.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path())
-@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
+              help="Tags per photo.")
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
 @click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
@@ -284,7 +311,8 @@ def suggest(images, k, model, scorer, exclude, as_json, no_personal):
 @click.argument("paths", nargs=-1, required=True, type=click.Path(), metavar="PHOTO_OR_FOLDER...")
 @click.option("--k", "-k", default=defaults.TAG_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggestions to consider per photo.")
-@click.option("--min-score", type=float, default=None, help="Only tags scored at least this (the score shown).")
+@click.option("--min-score", type=click.FloatRange(0, 1), default=None,
+              help="Only tags scored at least this (the score shown, 0 to 1).")
 @click.option("--dry-run", is_flag=True, help="Show what would be added, with scores; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: per photo, the tags added and their scores.")
 @click.option("--keep-mtime", is_flag=True, help="Keep each photo's modification time.")
@@ -313,39 +341,87 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
     )
 
     loaded = personal_model(Model.load(model), not no_personal)
+    done = []
     with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
+            done.append(outcome)
             bar.update(1)
             line = None if as_json else describe(outcome)
             if line:
                 tqdm.write(line, file=sys.stderr if outcome.status == "failed" else sys.stdout)
+            checkpoint()
 
-        with warnings.catch_warnings():  # a library's note on a damaged file is not a line for the user:
-            warnings.simplefilter("ignore")  # each photo ends in one line of Lablr's, with its reason
+        def so_far():
+            return summary_line(summarize(done), options["dry_run"])
+
+        finish = "" if options["dry_run"] else "Each photo is as it was or fully tagged: run it again to finish."
+        with warnings.catch_warnings(), _stop_between_photos(bar, done, so_far, finish) as checkpoint:
+            # a library's note on a damaged file is not a line for the user: each photo ends in one
+            warnings.simplefilter("ignore")  # line of Lablr's, with its reason
             outcomes = tag_photos(paths, loaded, Options(**options), report=report, start=bar.reset)
     counts = summarize(outcomes)
     if as_json:
         click.echo(json.dumps({"model": loaded.name, "dry_run": options["dry_run"], "summary": counts,
                                "photos": [o.as_dict() for o in outcomes]}, indent=2, ensure_ascii=False))
     else:
-        click.echo(summary_line(counts, options["dry_run"]))
+        click.echo(summary_line(counts, options["dry_run"]) if outcomes else NO_PHOTOS)
     if counts["failed"]:
         sys.exit(1)
+
+
+NO_PHOTOS = (f"No photos found: in folders Lablr looks for {', '.join(defaults.TAG_SUFFIXES)} files (any case; "
+             "hidden ones left out).")
+
+
+@contextmanager
+def _stop_between_photos(bar, done: list, summary, then: str):
+    """Ctrl-C in a command that goes photo by photo stops it once the photo at hand is done (the
+    yielded checkpoint, called after each, says when), and one line says what was done (exit status
+    130). So the count is exact: no photo is done and left out of it. A second Ctrl-C stops at once."""
+    asked = []
+
+    def on_interrupt(signum, frame):
+        if asked:
+            raise KeyboardInterrupt
+        asked.append(signum)
+
+    def checkpoint():
+        if asked:
+            raise KeyboardInterrupt
+
+    in_main_thread = threading.current_thread() is threading.main_thread()  # where Python takes signals
+    previous = signal.signal(signal.SIGINT, on_interrupt) if in_main_thread else None
+    try:
+        yield checkpoint
+    except KeyboardInterrupt:
+        bar.close()
+        total = f" of {bar.total}" if bar.total else ""
+        click.echo(f"Interrupted after {len(done)}{total} photos. {summary()} {then}".rstrip(), err=True)
+        sys.exit(130)
+    finally:
+        if previous is not None:  # None: not ours to restore (another thread, or set outside Python)
+            signal.signal(signal.SIGINT, previous)
 
 
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
-@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K))
+@click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
+              help="Suggested tags to highlight.")
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
-def plot(image, output, k, model):
-    """Draw where IMAGE falls among the tags."""
+@NO_PERSONAL_OPTION
+def plot(image, output, k, model, no_personal):
+    """Draw where IMAGE falls among the tags (those you taught too, as the web page does)."""
     from lablr.core.data import decoding as imaging
     from lablr.core.files import write_atomically
     from lablr.core.model import Model
+    from lablr.core.personal.learning import personal_model
 
-    picture_format = "svg" if output.lower().endswith(".svg") else "png"
-    loaded = Model.load(model)
+    picture_format = Path(output).suffix.lower().lstrip(".")
+    if picture_format not in ("png", "svg"):
+        raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
+                         f"not {output!r}.")
+    loaded = personal_model(Model.load(model), not no_personal)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
     write_atomically(output, data)
     click.echo(f"Wrote {output}")
@@ -393,10 +469,11 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 
 
 @cli.command()
-@click.argument("destination", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
 def export(destination, catalog):
-    """Write the catalog as the original Lablr's path,label CSV."""
+    """Write the catalog as the original Lablr's path,label CSV to FILE."""
+    require_catalog(catalog)
     from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
 
@@ -419,6 +496,7 @@ def prepare(catalog, size, source, quiet, **options):
     """
     from lablr.core.data.prepare import prepare_catalog
 
+    require_catalog(catalog)
     rules, source = _chosen_rules(catalog, source, recorded=False, **options)
     summary = prepare_catalog(catalog, size, rules, source, progress=not quiet)
     click.echo(f"Decoded {summary['decoded']} images at {size}x{size} into {summary['images']} "
@@ -471,7 +549,10 @@ def personal_show(model, as_json):
         return
     click.echo(f"Model {report['model']}: learned from {report['photos']} of your photos"
                f"{' (' + report['layer'] + ')' if report['layer'] else ''}.")
-    click.echo("Tags added: " + (", ".join(report["added_tags"]) or "none"))
+    used = sorted(report["tag_photos"].items(), key=lambda item: (-item[1], item[0]))
+    click.echo("Your tags, by photos: " + (", ".join(f"{t} ({n})" for t, n in used[:20]) or "none")
+               + (f" and {len(used) - 20} more" if len(used) > 20 else ""))
+    click.echo("Tags added to its vocabulary: " + (", ".join(report["added_tags"]) or "none"))
     if report["pending_tags"]:
         click.echo(f"Waiting for {report['min_photos']} photos: "
                    + ", ".join(f"{t} ({n})" for t, n in report["pending_tags"].items()))
@@ -494,21 +575,25 @@ def personal_learn(paths, model, quiet):
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
-    with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    done = []
+    with closing(layer), tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
+            done.append(outcome)
             bar.update(1)
             if outcome.status == "failed":
                 tqdm.write(f"{outcome.path}: {outcome.reason}", file=sys.stderr)
+            checkpoint()
 
-        outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
-    layer.close()
-    click.echo(summary_line(outcomes))
+        finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
+        with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
+            outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
+    click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
     if any(o.status == "failed" for o in outcomes):
         sys.exit(1)
 
 
 @personal.command("export")
-@click.argument("destination", type=click.Path(dir_okay=False))
+@click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @MODEL_OPTION
 def personal_export(destination, model):
     """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""

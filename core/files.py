@@ -46,7 +46,7 @@ def atomic_file(target, mode: str = "wb", *, partial: Path | None = None):
     target = Path(target)
     partial = Path(partial) if partial else partial_path(target)
     try:
-        with open(partial, mode) as file:
+        with _open_beside(target, partial, mode) as file:
             yield file
             file.flush()
             os.fsync(file.fileno())
@@ -55,6 +55,14 @@ def atomic_file(target, mode: str = "wb", *, partial: Path | None = None):
         partial.unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+def _open_beside(target: Path, partial: Path, mode: str):
+    """The partial file, opened; an error names the target, the file the user asked for."""
+    try:
+        return open(partial, mode)
+    except OSError as error:
+        raise type(error)(error.errno, error.strerror, str(target)) from None
 
 
 def write_atomically(target, data: bytes | str):

@@ -27,6 +27,9 @@ def suggest_files(model, paths, k, *, scorer=None, exclude=()) -> list[dict]:
 
 
 def _decode(path, size):
+    if Path(path).is_dir():
+        return ImageError(f"is a folder: name its photos ({Path(path) / '*.jpg'}), or see all their tags with "
+                          f"`lablr tag {path} --dry-run`.", code="unreadable")
     try:
         data = Path(path).read_bytes()
     except OSError as error:

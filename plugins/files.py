@@ -26,7 +26,9 @@ class FolderSource:
     description = "a folder with one subfolder of images per tag"
 
     def records(self, location=None):
-        if not location or not Path(location).is_dir():
+        if not location:
+            raise LablrError("Which folder? `lablr import folder DIR`, DIR with one subfolder of images per tag.")
+        if not Path(location).is_dir():
             raise LablrError(f"Not a folder: {location}. Give a folder with one subfolder of images per tag.")
         root = Path(location).resolve()
         for tag_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -39,7 +41,9 @@ class CsvSource:
     description = "the original Lablr's CSV of path,label rows"
 
     def records(self, location=None):
-        if not location or not Path(location).is_file():
+        if not location:
+            raise LablrError("Which file? `lablr import csv FILE`, FILE a CSV of path,label rows.")
+        if not Path(location).is_file():
             raise LablrError(f"Not a file: {location}. Give a CSV of path,label rows.")
         csv_path = Path(location).resolve()
         labels = defaultdict(list)

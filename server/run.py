@@ -2,10 +2,14 @@
 
 import copy
 import ctypes
+import errno
 import os
+import socket
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
+
+from lablr.core.errors import LablrError
 
 from .connections import HeadDeadlineProtocol
 from .options import ServerOptions
@@ -14,6 +18,7 @@ from .options import ServerOptions
 def serve(options: ServerOptions | None = None, **settings):
     """Run the server with these options (or a ServerOptions made of `settings`) until it is stopped."""
     options = options or ServerOptions(**settings)
+    check_can_listen(options.host, options.port)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     return_big_blocks_to_the_system()
     # Workers are separate processes that build their own app: the options travel in the environment.
@@ -26,6 +31,28 @@ def serve(options: ServerOptions | None = None, **settings):
                 workers=options.workers, log_config=log_config, access_log=options.access_log,
                 http=HeadDeadlineProtocol, timeout_keep_alive=options.keep_alive,
                 limit_concurrency=options.limit_concurrency, timeout_graceful_shutdown=5)
+
+
+def check_can_listen(host: str, port: int):
+    """Bind as uvicorn will, and let go: a port in use is one line before the model loads, instead of
+    uvicorn's two log lines after the ready line. (Another program may still take it in between.)"""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: a closed server's port is free
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as error:
+            raise LablrError(f"--host {host}: no such address ({error.strerror}).") from None
+        except OSError as error:
+            raise LablrError(_cannot_listen(host, port, error)) from None
+
+
+def _cannot_listen(host, port, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (f"Port {port} on {host} is already in use (another Lablr server, or another program): stop it, "
+                f"or choose another port with --port.")
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine: give --host one of its addresses (127.0.0.1 by default)."
+    return f"Cannot listen on {host} port {port}: {error.strerror}."
 
 
 # glibc serves a block freed from mmap from its heap next time, and a busy server's thread arenas

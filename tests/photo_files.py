@@ -7,7 +7,9 @@ libimage-exiftool-perl), a different implementation, and compare pictures with P
 import io
 import json
 import shutil
+import struct
 import subprocess
+import zlib
 
 import numpy as np
 import pytest
@@ -42,6 +44,32 @@ def make_photo(path, colour="red", shape="circle", size=96, seed=0, keywords=Tru
              *([f"-XMP-dc:Subject={k}" for k in OLD_XMP] if keywords else []),
              *([f"-IPTC:Keywords={k}" for k in OLD_IPTC] if keywords and suffix in WITH_IPTC else []),
              *(["-IPTC:CodedCharacterSet=UTF8"] if keywords and suffix in WITH_IPTC else []))
+    return path
+
+
+def recompress_icc(path, level: int):
+    """The PNG with its iCCP chunk's profile compressed at another zlib level, as other programs write it."""
+    data = path.read_bytes()
+    at = data.index(b"iCCP") - 4
+    (length,) = struct.unpack(">I", data[at:at + 4])
+    name, _, rest = data[at + 8:at + 8 + length].partition(b"\0")
+    body = name + b"\0" + rest[:1] + zlib.compress(zlib.decompress(rest[1:]), level)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    path.write_bytes(data[:at] + chunk + data[at + 12 + length:])
+    return path
+
+
+def with_canon_maker_note(path):
+    """The photo with a Canon maker note (written by libexiv2), then rewritten by ExifTool, which ends
+    the note with its trailer saying where the note is, as Canon's own software does."""
+    import exiv2
+
+    image = exiv2.ImageFactory.open(str(path))
+    image.readMetadata()
+    image.exifData()["Exif.Image.Make"] = "Canon"
+    image.exifData()["Exif.Canon.OwnerName"] = "Lablr Tests"
+    image.writeMetadata()
+    exiftool(path, "-Artist=Lablr Tests")
     return path
 
 

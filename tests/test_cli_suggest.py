@@ -58,6 +58,7 @@ def test_each_bad_file_gets_one_line_and_the_good_ones_their_tags(tiny_bundle, f
     reasons = dict(line.split(": ", 1) for line in refused)
     assert f"{defaults.MAX_IMAGE_PIXELS:,} pixels" in reasons[str(files[7])]
     assert "truncated" in reasons[str(files[1])] and "No such file" in reasons[str(files[2])]
+    assert reasons[str(files[5])].startswith(f"is a folder: name its photos ({files[5] / '*.jpg'})")
 
 
 def test_json_keeps_every_file_in_order_with_its_answer_or_error(tiny_bundle, files):

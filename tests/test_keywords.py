@@ -27,6 +27,8 @@ from photo_files import (
     needs_exiftool,
     pixels,
     read_tags,
+    recompress_icc,
+    with_canon_maker_note,
 )
 from PIL import Image, ImageSequence
 
@@ -93,6 +95,32 @@ def test_tags_are_written_as_each_format_allows_and_nothing_else_changes(tiny_bu
         assert jpeg_scan(new) == jpeg_scan(original) and len(jpeg_scan(new)) > 500
 
 
+def test_a_png_whose_icc_profile_another_program_compressed_is_tagged(tiny_bundle, tmp_path):
+    """exiv2 compresses the profile again at its own level (scikit-image's chelsea.png was refused)."""
+    photo = recompress_icc(make_photo(tmp_path / "shot.png"), level=1)
+    original = photo.read_bytes()
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    assert "Tagged 1 photos with 2 keywords" in result.stdout
+    new = photo.read_bytes()
+    assert icc(new) == icc(original) is not None
+    assert (pixels(new) == pixels(original)).all()
+
+
+def test_a_canon_maker_note_moved_by_exiv2_is_kept_whole_and_the_photo_tagged(tiny_bundle, tmp_path):
+    """exiv2 writes a maker note it decoded back from its entries, without the trailer (where the note
+    was) that Canon's software and ExifTool end it with: such photos were refused as changed EXIF."""
+    photo = with_canon_maker_note(make_photo(tmp_path / "canon.jpg"))
+    canon = ["-j", "-G1", "-Canon:all", str(photo)]
+    before = subprocess.run(["exiftool", *canon], check=True, capture_output=True, text=True).stdout
+    assert "Lablr Tests" in before
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    assert "Tagged 1 photos with 2 keywords" in result.stdout
+    assert subprocess.run(["exiftool", *canon], check=True, capture_output=True, text=True).stdout == before
+    assert {key: read_tags(photo)[key] for key in CAMERA} == CAMERA
+
+
 def test_a_second_run_changes_nothing_even_when_forced(tiny_bundle, folder):
     assert tag(tiny_bundle, folder).exit_code == 0
     tagged = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -140,7 +168,8 @@ def test_min_score_follows_the_scores_shown(tiny_bundle, tmp_path):
     assert [s["tag"] for s in report["photos"][0]["added"]] == [s["tag"] for s in shown[:2]]
     tag(tiny_bundle, photo, "--k", "6", "--min-score", cut)
     assert read_tags(photo)["Added"] == [s["tag"] for s in shown[:2]]
-    nothing = dry_run(tiny_bundle, photo, "--force", "--min-score", shown[0]["score"] + 1)
+    assert shown[0]["score"] < 1
+    nothing = dry_run(tiny_bundle, photo, "--force", "--min-score", 1)
     assert nothing["photos"][0]["status"] == "nothing_new"
 
 
@@ -307,7 +336,11 @@ def test_metadata_lablr_cannot_read_whole_is_never_dropped(tiny_bundle, tmp_path
         assert photo.read_bytes() == original and result.exit_code == 1
         lines = [line for line in result.output.splitlines() if "captioned.jpg" in line]
         assert len(lines) == 1 and "not changed: Lablr could not read all of the photo's metadata" in lines[0]
+        assert lines[0].endswith("With --sidecar its tags go to captioned.xmp beside it instead.")
     assert CAPTION.encode() in photo.read_bytes()
+    sidecar = tag(tiny_bundle, "--sidecar", photo)
+    assert sidecar.exit_code == 0 and photo.read_bytes() == original
+    assert (tmp_path / "captioned.xmp").exists()
 
 
 def test_dry_run_leaves_a_killed_runs_partial_files_and_a_real_run_removes_them(tiny_bundle, folder):
@@ -332,7 +365,8 @@ def test_names_and_library_notes_cannot_reach_the_terminal_raw(tiny_bundle, tmp_
     assert "new\\x0aline.jpg: added" in result.stdout and "\\x1b[31mred.jpg: added" in result.stdout
     [refused] = result.stderr.splitlines()
     assert refused.startswith(f"{tmp_path}/bad-xmp.jpg: not changed: Lablr could not read all of the photo's metadata")
-    assert "Failed to decode XMP metadata" in refused and refused.endswith("the photo was left as it was.")
+    assert "Failed to decode XMP metadata" in refused and refused.endswith(
+        "the photo was left as it was. With --sidecar its tags go to bad-xmp.xmp beside it instead.")
     assert len(result.stdout.splitlines()) == 3
 
 

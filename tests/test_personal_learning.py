@@ -80,6 +80,9 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert report["photos"] == 5  # the hidden folder is left out
     assert sorted(report["added_tags"]) == ["allotment", NEW_TAG]  # "allotment": the leaf of Lightroom's path
     assert report["tag_photos"] == {"allotment": 5, "green": 5, NEW_TAG: 5}
+    shown = lablr("personal", "show", "--model", str(tiny_bundle), env=env).stdout.splitlines()
+    assert shown[1:3] == [f"Your tags, by photos: allotment (5), {NEW_TAG} (5), green (5)",
+                          f"Tags added to its vocabulary: allotment, {NEW_TAG}"]
 
     # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once.
     exiftool(photos[0], "-XMP-dc:Subject+=sunny")
@@ -116,7 +119,7 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
 
 
-def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle, env, album):
+def test_what_was_learned_reaches_suggest_tag_and_plot_unless_no_personal(tiny_bundle, env, album):
     folder, _ = album
     lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
     sixth = make_photo(folder / "sixth.png", "green", "triangle", seed=99, keywords=False)
@@ -126,6 +129,10 @@ def test_what_was_learned_reaches_suggest_and_tag_unless_no_personal(tiny_bundle
     dry = lablr("tag", str(sixth), "--dry-run", "--json", "-k", "3", "--model", str(tiny_bundle), "--scorer", "loglik",
                 env=env)
     assert NEW_TAG in [s["tag"] for s in json.loads(dry.stdout)["photos"][0]["added"]]
+    for picture, extra in (("with.svg", ()), ("without.svg", ("--no-personal",))):
+        drawn = lablr("plot", str(sixth), "-o", str(folder / picture), "--model", str(tiny_bundle), *extra, env=env)
+        assert drawn.returncode == 0, drawn.stderr
+    assert NEW_TAG in (folder / "with.svg").read_text() and NEW_TAG not in (folder / "without.svg").read_text()
 
 
 @pytest.fixture

@@ -23,4 +23,6 @@ def test_every_serve_option_is_documented_with_its_default():
              "--limit-concurrency": str(defaults.LIMIT_CONCURRENCY), "--port": f"`{defaults.PORT}`"}
     for name, default in shown.items():
         assert table[f"`{name}`"] == default, (name, table[f"`{name}`"])
+    assert table["`--model`, `-m`"] == f"`{defaults.DEFAULT_MODEL}`"
+    assert f"with model {defaults.DEFAULT_MODEL} (" in text  # the ready line shown
     assert len(table) == len(options)

@@ -16,7 +16,9 @@ from lablr.core.errors import ImageError
 
 # Metadata that the writer may rewrite: everything else in the file must come out as it went in.
 JPEG_METADATA = {0xE1, 0xED, 0xFE}  # APP1 (Exif, XMP), APP13 (IPTC), COM; and APP2 ICC, below
-PNG_METADATA = {b"tEXt", b"zTXt", b"iTXt", b"eXIf"}
+# iCCP too: exiv2 compresses the profile again at its own level, so the chunk's bytes change while
+# the profile does not (lablr.core.photometa.store compares the profile itself, decompressed).
+PNG_METADATA = {b"tEXt", b"zTXt", b"iTXt", b"eXIf", b"iCCP"}
 WEBP_METADATA = {b"VP8X", b"EXIF", b"XMP "}  # VP8X holds flags that say which metadata there is
 
 

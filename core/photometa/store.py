@@ -297,8 +297,9 @@ class Exiv2Store:
         after = self._keys(self._open(new))
         for kind in ("exif", "iptc", "xmp"):
             keys_now = {key for key, _ in after[kind]}
+            moved = {MAKER_NOTE, MAKER_NOTE_DECODED} if MAKER_NOTE_DECODED in keys_now else set()
             lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and (_tag_name(key) not in RELOCATED or key not in keys_now)}
+                    if key not in OURS and not (_relocatable(key, moved) and key in keys_now)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -313,8 +314,16 @@ RELOCATED = {"StripOffsets", "TileOffsets", "ExifTag", "GPSTag", "Interoperabili
              "JPEGInterchangeFormat", "IPTCNAA", "XMLPacket", "ImageResources"}
 
 
-def _tag_name(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
+def _relocatable(key: str, moved: set) -> bool:
+    """Whether a key's value may change in a rewrite that keeps it: an offset of any page, or `moved`."""
+    return key in moved or key.rsplit(".", 1)[-1] in RELOCATED
+
+
+MAKER_NOTE = "Exif.Photo.MakerNote"
+# A maker note that exiv2 decoded (it then records where the note was, in this key) is written back
+# from its entries, each of which is compared like every other key (Exif.Canon.*, ...): its raw bytes
+# change when it moves (offsets, unused padding, Canon's trailer that says where it was).
+MAKER_NOTE_DECODED = "Exif.MakerNote.Offset"
 
 
 def _properties(packet: str) -> set[str]:

@@ -204,7 +204,11 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
         raise Skip(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, not {embedded.mime} "
                    "(--sidecar leaves the photo as it is)")
     if not options.sidecar:
-        refuse_unread(embedded.unread)  # said in a dry run too
+        try:
+            refuse_unread(embedded.unread)  # said in a dry run too
+        except LablrError as error:
+            raise Skip(f"{error.message} With --sidecar its tags go to {_sidecar_path(path).name} beside it instead.") \
+                from None
     sidecar = sidecar_before = None
     if options.sidecar:
         sidecar_path = _sidecar_path(path)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules
-from lablr.core.errors import LablrError
 from lablr.core.model import Model
 from lablr.core.pipeline import stages
 from lablr.core.pipeline.recipe import Recipe
@@ -24,8 +23,7 @@ def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = Non
     model = Model.load(model_name)  # a scorer that does not suit the tag model fails here, at the start
     recipe = replace(Recipe.of_manifest(model.manifest, with_data=False), source=source, rules=rules)
     recipe, selection = stages.select_photos(catalog_path, recipe)
-    if not selection.train:
-        raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
+    stages.require_training_photos(selection, catalog_path, recipe.rules)
     images = prepared_images(catalog_path, selection.train + selection.test, model.image_size)
     if add:
         encoded = stages.encode(model.encoder, images, selection.train)

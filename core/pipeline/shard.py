@@ -66,8 +66,7 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules: R
     loaded = time.perf_counter()
     recipe = replace(Recipe.of_manifest(model.manifest, with_data=False), source=source, rules=rules)
     recipe, selection = stages.select_photos(catalog_path, recipe)
-    if not selection.train:
-        raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules.")
+    stages.require_training_photos(selection, catalog_path, recipe.rules)
     if not hasattr(stages.new_tag_model(recipe), "merge"):
         raise LablrError(f"The tag model {model.part_names['tag_model']!r} cannot merge shards.")
     mine = [p for p in selection.train if shard_of(p["key"], count) == index]

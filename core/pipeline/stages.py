@@ -72,8 +72,19 @@ def select_photos(catalog_path, recipe: Recipe) -> tuple[Recipe, Selection]:
 def require_photos(selection: Selection, catalog_path, rules: Rules):
     """Training and held-out photos both, or a one-line error saying what to do."""
     if not selection.train or not selection.test:
-        raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules "
-                         f"(each tag needs {rules.min_tag_photos} photos). Import more with `lablr import`.")
+        raise LablrError(f"The catalog {catalog_path} has too few tagged photos for these rules: "
+                         f"{_what_a_tag_needs(rules)}")
+
+
+def require_training_photos(selection: Selection, catalog_path, rules: Rules):
+    """Training photos, or a one-line error saying what to do."""
+    if not selection.train:
+        raise LablrError(f"No photo in {catalog_path} has a tag that passes the rules: {_what_a_tag_needs(rules)}")
+
+
+def _what_a_tag_needs(rules: Rules) -> str:
+    return (f"a tag needs {rules.min_tag_photos} photos (--min-tag-photos) and {rules.min_train_photos} training "
+            "photos (--min-train-photos). Import more with `lablr import`, or lower them.")
 
 
 def record_split(catalog_path, selection: Selection, recipe: Recipe):

@@ -150,4 +150,4 @@ def build_flickr_command(out, tags, user, per_tag, base_model, catalog, licenses
 
 @click.group("build")
 def build_group():
-    """Build a model from a data source in one command (e.g. `lablr build flickr`)."""
+    """Build a model from a data source in one command: `lablr build flickr`."""

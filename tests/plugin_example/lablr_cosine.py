@@ -1,8 +1,9 @@
 """An example third-party Lablr plugin: the `cosine` scorer and the `lablr cosine-neighbours` command.
 
 Tags whose centroid points the same way as the photo's latent come first. Install it with
-`pip install tests/plugin_example`, then `lablr suggest --scorer cosine photo.jpg`, or
-`lablr cosine-neighbours sunset` for the tags that point most nearly the way `sunset` does.
+`pip install tests/plugin_example`, then `lablr suggest --scorer cosine photo.jpg --model
+openclipart-effnet`, or `lablr cosine-neighbours fruit --model openclipart-effnet` for the tags
+that point most nearly the way `fruit` does.
 """
 
 import click
