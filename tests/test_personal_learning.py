@@ -385,3 +385,15 @@ def test_a_photo_a_layer_recorded_by_its_decoded_pixels_alone_is_still_known(tin
     layer.close()
     result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
     assert "Learned from 0 photos; 1 already known" in result.stdout, result.stdout + result.stderr
+
+
+def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagged(tiny_bundle, env, tmp_path):
+    """Past 64 KB a JPEG's XMP goes on in extended packets, which exiv2 does not read: 3,000 keywords there
+    are not "no keywords of its own"."""
+    photo = make_photo(tmp_path / "archive.jpg", keywords=False)
+    exiftool(photo, *[f"-XMP-dc:Subject=archive keyword {i:04d}" for i in range(3000)])
+    result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "archive.jpg: no keywords could be read: its XMP goes on in an extended packet" in result.stderr
+    assert "0 without keywords of their own, 1 unreadable" in result.stdout
+    assert show(tiny_bundle, env)["photos"] == 0

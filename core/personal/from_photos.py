@@ -71,7 +71,10 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
 
 def _read(path: Path, store, model):
     data = path.read_bytes()
-    tags = checked_tags(own_keywords(store.read(data)), "keywords")
+    embedded = store.read(data)
+    tags = checked_tags(own_keywords(embedded), "keywords")
+    if not tags and embedded.unread:  # its keywords may be in what could not be read: not "without keywords"
+        raise LablrError(f"no keywords could be read: {embedded.unread}")
     return path, model.decode(data), tags
 
 
