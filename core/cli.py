@@ -342,7 +342,7 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
 
     loaded = personal_model(Model.load(model), not no_personal)
     done = []
-    with tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)
@@ -576,7 +576,7 @@ def personal_learn(paths, model, quiet):
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
     done = []
-    with closing(layer), tqdm(unit="photo", disable=quiet, file=sys.stderr, dynamic_ncols=True) as bar:
+    with closing(layer), tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)

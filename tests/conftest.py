@@ -1,8 +1,14 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
+import fcntl
 import os
+import pty
+import select
 import shutil
+import struct
+import subprocess
 import tempfile
+import termios
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +56,29 @@ def write_shapes(directory, per_kind=12):
                 draw_shape(colour, shape, seed=zlib.crc32(path.name.encode())).save(path)
                 labelled.append((path, [colour, shape]))
     return labelled
+
+
+def on_a_terminal(command, env=None) -> tuple[str, bytes]:
+    """Run a command with its stderr on a terminal of 24 x 100 (a pseudo-terminal), as a person runs it:
+    (its stdout, what the terminal showed)."""
+    primary, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    shown = b""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal, env={**os.environ, **(env or {})}) as run:
+        os.close(terminal)
+        for _ in range(3000):  # bounded: 0.1 s each
+            if not select.select([primary], [], [], 0.1)[0]:
+                if run.poll() is not None:
+                    break
+                continue
+            try:
+                shown += os.read(primary, 4096)
+            except OSError:  # the terminal's other end closed: the command is done
+                break
+        stdout = run.stdout.read().decode()
+        run.wait(timeout=60)
+    os.close(primary)
+    return stdout, shown
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ import unicodedata
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_shape
+from conftest import draw_shape, on_a_terminal
 from photo_files import (
     CAMERA,
     CAPTION,
@@ -240,12 +240,15 @@ def test_unreadable_and_unwritable_files_are_listed_counted_and_left_alone(tiny_
     assert not list(folder.glob(f".*{PARTIAL}"))
 
 
-def test_a_progress_bar_then_a_summary(tiny_bundle, folder):
-    result = tag(tiny_bundle, folder)
-    assert "4/4" in result.stderr and "photo" in result.stderr
-    assert result.stdout.strip().splitlines()[-1].startswith("Tagged 4 photos with")
-    quiet = tag(tiny_bundle, folder, "--quiet", "--force")
-    assert "4/4" not in quiet.stderr
+def test_a_progress_bar_on_a_terminal_then_a_summary(tiny_bundle, folder):
+    command = [sys.executable, "-m", "lablr.core.cli", "tag", "--model", str(tiny_bundle), str(folder)]
+    stdout, shown = on_a_terminal(command)
+    assert b"4/4" in shown and b"photo" in shown, shown
+    assert stdout.strip().splitlines()[-1].startswith("Tagged 4 photos with")
+    _, quiet = on_a_terminal([*command, "--quiet", "--force"])
+    assert b"4/4" not in quiet
+    logged = tag(tiny_bundle, folder, "--force")  # stderr to a file, not a terminal: no bar in the log
+    assert "4/4" not in logged.stderr and logged.stdout.strip().splitlines()[-1].startswith("Tagged 0 photos with")
 
 
 def test_kill_9_in_the_middle_of_a_batch_leaves_each_photo_whole(tiny_bundle, tmp_path):

@@ -12,7 +12,7 @@ import unicodedata
 
 import httpx
 import pytest
-from conftest import draw_shape, real_photo
+from conftest import draw_shape, on_a_terminal, real_photo
 from lablr_server import running_server
 from photo_files import exiftool, make_photo, needs_exiftool
 
@@ -397,3 +397,12 @@ def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagge
     assert "archive.jpg: no keywords could be read: its XMP goes on in an extended packet" in result.stderr
     assert "0 without keywords of their own, 1 unreadable" in result.stdout
     assert show(tiny_bundle, env)["photos"] == 0
+
+
+def test_learn_shows_progress_on_a_terminal_and_none_in_a_log(tiny_bundle, env, album):
+    folder, _ = album
+    _, shown = on_a_terminal([sys.executable, "-m", "lablr.core.cli", "personal", "learn", str(folder),
+                              "--model", str(tiny_bundle)], env)
+    assert b"100%" in shown and b"6/6" in shown, shown  # 5 photos learned, 1 unreadable
+    logged = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
+    assert "%|" not in logged.stderr and logged.stderr.count("broken.jpg") == 1, logged.stderr
