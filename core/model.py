@@ -112,18 +112,20 @@ class Model:
     def encode(self, images: np.ndarray) -> np.ndarray:
         return self.encoder.encode(images)
 
-    def score(self, latents, scorer=None, *, calibrated=True, concepts=None) -> Scores:
+    def score(self, latents, scorer=None, *, calibrated=True, concepts=None, bias=True) -> Scores:
         """Every tag's score; with a calibration for the scorer, ranked by it and shown as P(tag applies).
 
         With the photo vocabulary's probabilities of the same photos (`concepts`, (n, T) from
         `encode_with_concepts`), the scores are those of `self.tags`: both kinds on one scale
-        (lablr.core.ranking). Without them, they are the tag model's alone.
+        (lablr.core.ranking). Without them, they are the tag model's alone. Without `bias`, the
+        user's kept and removed suggestions near each photo do not move them (the user's prior does).
         """
         if concepts is None:
-            return self._tag_model_scores(latents, scorer, calibrated)
+            return self._tag_model_scores(latents, scorer, calibrated, bias=bias)
         gaussian = self._gaussian_probabilities(latents, scorer) if self.tag_model.tags else None
         vocabulary = TagProbabilities(self.vocabulary.all_tags, concepts, rank_weights=self._rank_weights)
-        return personal_prior.adjust_ranking(combine(gaussian, vocabulary), latents, self.tags, self.personal_offsets)
+        combined = combine(gaussian, vocabulary)
+        return personal_prior.adjust_ranking(combined, latents, self.tags, self.personal_offsets) if bias else combined
 
     def _tag_model_scores(self, latents, scorer, calibrated, *, bias=True) -> Scores:
         name = scorer or self.default_scorer

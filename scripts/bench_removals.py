@@ -105,7 +105,7 @@ def main():
             for i in group[:REMOVALS]:
                 kept = [t for t in published(i) if t != tag] or ["untagged"]
                 layer.record(f"photo{i}", latents[i], kept, [tag],
-                             learning.shown_logits(latents[i], [tag], pixels=images[i]))
+                             learning.shown_logits(latents[i], [tag], concepts=None if concepts is None else concepts[i]))
                 learning.sync()
             layer.close()
         before += list(shown(model, group[REMOVALS:])[:, model.tag_index[tag]])

@@ -82,8 +82,10 @@ async def feedback(request):
     def work():
         pixels = model.decode(data)
         digest = photo_hash(pixels)
-        latent = model.encode(pixels[None])[0]
-        shown = learning.shown_logits(latent, suggested, pixels=pixels) if suggested else None
+        latents, concepts = model.encode_with_concepts(pixels[None])  # one run of the network
+        latent = latents[0]
+        shown = learning.shown_logits(latent, suggested, concepts=None if concepts is None else concepts[0]) \
+            if suggested else None
         event = state.personal.record(digest, latent, tags, suggested, shown, known_as=[hash_as_decoded(pixels)])
         refresh(state)  # answered only once this worker's model has learned it
         return digest, event

@@ -188,21 +188,18 @@ class Learning:
     def learned(self) -> Learned:
         return self.summary
 
-    def shown_logits(self, latent, tags, *, pixels=None) -> list[float | None]:
+    def shown_logits(self, latent, tags, *, concepts=None) -> list[float | None]:
         """The log-odds at which the served model shows these tags for a photo, without each tag's own
         bias (the bias is what the user's answer is evidence about). None where the model's scores are
-        not probabilities. A model with a photo vocabulary needs the photo's `pixels` too."""
+        not probabilities. A model with a photo vocabulary needs the photo's `concepts` too (T,), from
+        the same run of the encoder as its latent (`Model.encode_with_concepts`)."""
         model = self.model
-        if model.vocabulary is not None:
-            _, concepts = model.encode_with_concepts(pixels[None])
-            probabilities = model.score(latent[None], concepts=concepts).display[0]
-        elif model.default_scorer in model.calibrations:
-            probabilities = model.score(latent[None]).display[0]
-        else:
+        if model.vocabulary is None and model.default_scorer not in model.calibrations:
             return [None] * len(tags)
-        logits = prior.logit(probabilities)
-        if model.personal_offsets is not None:
-            logits = logits - model.personal_offsets.bias(latent[None], model.tags)[0]
+        if model.vocabulary is not None and concepts is None:
+            raise ValueError("a model with a photo vocabulary shows probabilities of the photo's concepts too")
+        concepts = None if concepts is None else np.asarray(concepts)[None]
+        logits = prior.logit(model.score(latent[None], concepts=concepts, bias=False).display[0])
         index = model.tag_index
         return [None if tag not in index else float(logits[index[tag]]) for tag in tags]
 
