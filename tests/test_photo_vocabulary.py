@@ -184,7 +184,7 @@ def test_a_users_own_tag_joins_the_photo_tags_and_stays_on_its_photos(default_se
 def test_a_personal_layer_carries_over_to_a_new_default_with_the_same_latent_space(tmp_path, monkeypatch):
     from lablr.core.personal.layer import PersonalLayer, layer_path
 
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data #1?"))  # a folder name that an SQLite URI must quote
     benchmark = Model.load(defaults.BENCHMARK_MODEL)
     old = PersonalLayer.for_bundle(benchmark)
     latent = benchmark.encode(decoding.decode(jpeg(skimage_data.chelsea()), benchmark.image_size)[None])[0]

@@ -182,8 +182,8 @@ class PersonalLayer:
                           "--no-personal.", code="personal_unwritable", status=507)
 
     def _connect(self):
-        db = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True, isolation_level=None,
-                             check_same_thread=False, timeout=defaults.PERSONAL_BUSY_SECONDS)
+        db = sqlite3.connect(_uri(self.path, "rw"), uri=True, isolation_level=None, check_same_thread=False,
+                             timeout=defaults.PERSONAL_BUSY_SECONDS)
         db.execute("pragma synchronous=full")  # an acknowledged event is on disk
         return db
 
@@ -353,11 +353,11 @@ class PersonalLayer:
 
 
 COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
 def _strings(items) -> bool:
     return isinstance(items, list) and all(isinstance(item, str) for item in items)
-STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
 def same_latent_space(one, other) -> bool:
@@ -385,23 +385,19 @@ def carry_over(bundle_path, destination: Path) -> bool:
     source = next((p for p in layers if p != destination and _recorded_model(p) in models), None)
     if source is None:
         return False
-    partial = partial_path(destination)  # one per process: workers starting together each make their own
-    try:
-        with closing(sqlite3.connect(source)) as old, closing(sqlite3.connect(partial)) as new:
+
+    def copy(new):
+        with closing(sqlite3.connect(source)) as old:
             old.backup(new)  # consistent even while another process writes to it
-        os.link(partial, destination)  # never over a layer another process carried over or began meanwhile
-    except FileExistsError:
-        pass
-    finally:
-        partial.unlink(missing_ok=True)
-    fsync_dir(destination.parent)
+
+    _put_in_place(destination, copy)
     return True
 
 
 def _recorded_model(path: Path) -> str | None:
     """The name of the model a layer file was made for, or None if it cannot be read."""
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        with closing(sqlite3.connect(_uri(path, "ro"), uri=True)) as db:
             row = db.execute("select value from meta where key = 'model'").fetchone()
     except sqlite3.Error:
         return None
@@ -409,18 +405,28 @@ def _recorded_model(path: Path) -> str | None:
 
 
 def _create(path: Path):
-    """A new layer is made whole beside its place and linked in, so that a layer file that exists is
-    never empty unless it was damaged (and workers starting together each make their own)."""
+    _put_in_place(path, lambda db: db.executescript(SCHEMA))
+
+
+def _put_in_place(path: Path, fill):
+    """A new layer file, made whole beside its place (`fill` writes it) and linked in: a layer file that
+    exists is never empty unless it was damaged, and never replaces one another process began or
+    carried over meanwhile (workers starting together each make their own, one per process)."""
     partial = partial_path(path)
     try:
         with closing(sqlite3.connect(partial)) as db:
-            db.executescript(SCHEMA)
+            fill(db)
         os.link(partial, path)
     except FileExistsError:
         pass
     finally:
         partial.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def _uri(path: Path, mode: str) -> str:
+    """An SQLite URI that opens the file at `path` in `mode` ("rw": never creates it; "ro")."""
+    return f"file:{quote(str(path))}?mode={mode}"
 
 
 class _AlreadyThere(Exception):
