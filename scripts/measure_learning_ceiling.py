@@ -58,10 +58,9 @@ def user_alone(taught_latents, taught_relevant, measured_latents, strength=1.0):
 def neighbour_vote(taught_latents, taught_relevant, measured_latents, count=3):
     """(n, K) the log-odds of each tag among the user's `count` nearest taught photos (one pseudo-photo
     of the user's own frequencies added), against its frequency among all of them."""
-    from lablr.core.personal.prior import logit
+    from lablr.core.personal.prior import logit, nearest
 
-    squared = (taught_latents**2).sum(axis=1) - 2 * measured_latents @ taught_latents.T
-    near = np.argsort(squared, axis=1)[:, :count]
+    near = nearest(taught_latents, measured_latents, count)
     frequency = taught_relevant.mean(axis=0)
     votes = (taught_relevant[near].sum(axis=1) + frequency) / (count + 1)
     return logit(votes) - logit(np.clip(frequency, 1e-3, 1 - 1e-3))
