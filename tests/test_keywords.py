@@ -211,8 +211,8 @@ def test_permissions_and_owner_are_kept_and_mtime_changes_unless_asked(tiny_bund
 
 
 def test_sidecar_leaves_the_photo_untouched_and_begins_with_its_own_keywords(tiny_bundle, tmp_path):
-    """Programs that read a sidecar instead of the photo (darktable, Lightroom for raw files) show what it
-    holds: a new one begins with the photographer's keywords, and Lablr's record holds only Lablr's."""
+    """Programs that read a sidecar instead of the photo (Lightroom for raw files) show what it holds:
+    a new one begins with the photographer's keywords, and Lablr's record holds only Lablr's."""
     photo = make_photo(tmp_path / "raw-ish.tif")
     original = photo.read_bytes()
     result = tag(tiny_bundle, photo, "--sidecar", "--k", "3")

@@ -186,7 +186,7 @@ class Exiv2Store:
 
     def _new_sidecar(self, photo: Embedded | None):
         """An XMP sidecar holding the photo's keywords: programs that read a sidecar instead of the
-        photo (darktable, Lightroom for raw files) show what it holds, and nothing more."""
+        photo (Lightroom for raw files, digiKam when set to) show what it holds, and nothing more."""
         image = self.exiv2.ImageFactory.create(self.exiv2.ImageType.xmp)
         if photo is None:
             return image
