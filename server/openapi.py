@@ -85,7 +85,8 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                            "Keywords in JPEG and TIFF (PNG and WebP have XMP only).",
                 "description": "The answer is the same file, the picture and every other piece of metadata "
                                "unchanged; tags the photo already has (in any case) are not repeated. Lablr "
-                               "records what it added in its own XMP namespace. JPEG, PNG, TIFF and WebP.",
+                               "records what it added in its own XMP namespace, and does not add again a tag "
+                               "it added that was removed since. JPEG, PNG, TIFF and WebP.",
                 "operationId": "embed",
                 "parameters": [{
                     "name": "tags", "in": "query", "required": True, "schema": {"type": "string"},

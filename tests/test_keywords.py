@@ -146,6 +146,23 @@ def test_force_adds_only_what_is_missing_and_the_record_grows(tiny_bundle, tmp_p
     assert f"added {', '.join(seen['Added'][2:])}" in result.stdout
 
 
+def test_force_does_not_add_back_a_tag_lablr_added_and_the_photographer_removed(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "a.jpg")
+    tag(tiny_bundle, photo, "--k", "2")
+    kept, removed = read_tags(photo)["Added"]
+    exiftool(photo, f"-XMP-dc:Subject-={removed}", f"-IPTC:Keywords-={removed}")  # as a photo manager would
+    assert "1 already tagged by Lablr" in tag(tiny_bundle, photo).stdout  # a plain rerun still skips it
+
+    would = dry_run(tiny_bundle, photo, "--k", "3", "--force")["photos"][0]["added"]
+    assert removed not in [s["tag"] for s in would] and len(would) == 1
+    for run in range(2):  # the record keeps the removed tag, so a second run leaves it out too
+        tag(tiny_bundle, photo, "--k", "3", "--force")
+        seen = read_tags(photo)
+        assert seen["Subject"] == OLD_XMP + [kept, would[0]["tag"]]
+        assert seen["Keywords"] == OLD_IPTC + [kept, would[0]["tag"]]
+        assert seen["Added"] == [kept, removed, would[0]["tag"]]
+
+
 def test_keywords_already_there_in_another_case_are_not_repeated(tiny_bundle, tmp_path):
     photo = make_photo(tmp_path / "a.jpg", keywords=False)
     top = dry_run(tiny_bundle, photo, "--k", "3")["photos"][0]["added"]
@@ -193,17 +210,45 @@ def test_permissions_and_owner_are_kept_and_mtime_changes_unless_asked(tiny_bund
     assert touched.stat().st_mtime_ns >= started - 10**9  # now, not 2001
 
 
-def test_sidecar_leaves_the_photo_untouched(tiny_bundle, tmp_path):
+def test_sidecar_leaves_the_photo_untouched_and_begins_with_its_own_keywords(tiny_bundle, tmp_path):
+    """Programs that read a sidecar instead of the photo (Lightroom for raw files) show what it holds:
+    a new one begins with the photographer's keywords, and Lablr's record holds only Lablr's."""
     photo = make_photo(tmp_path / "raw-ish.tif")
     original = photo.read_bytes()
     result = tag(tiny_bundle, photo, "--sidecar", "--k", "3")
     assert "(raw-ish.xmp)" in result.stdout
     assert photo.read_bytes() == original
     sidecar = read_tags(tmp_path / "raw-ish.xmp")
-    assert len(sidecar["Subject"]) == 3 and sidecar["Added"] == sidecar["Subject"]
-    assert not set(OLD_XMP) & set(sidecar["Subject"])  # the photo's own keywords are not copied
+    assert len(sidecar["Added"]) == 3 and sidecar["Subject"] == OLD_XMP + sidecar["Added"]
     again = tag(tiny_bundle, photo, "--sidecar")
     assert "1 already tagged by Lablr" in again.stdout
+
+
+def test_a_new_sidecar_keeps_iptc_only_and_lightroom_keywords_in_their_order(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "lr.jpg", keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=heron", "-XMP-dc:Subject=Marsh", "-IPTC:Keywords=Marsh",
+             "-IPTC:Keywords=only in iptc", "-XMP-lr:HierarchicalSubject=animals|birds|heron")
+    tag(tiny_bundle, photo, "--sidecar", "--k", "2")
+    sidecar = tmp_path / "lr.xmp"
+    seen = read_tags(sidecar)
+    assert seen["Subject"] == ["heron", "Marsh", "only in iptc", *seen["Added"]] and len(seen["Added"]) == 2
+    assert lightroom_paths(sidecar) == ["animals|birds|heron"]
+
+
+def lightroom_paths(path) -> list[str]:
+    out = subprocess.run(["exiftool", "-j", "-XMP-lr:HierarchicalSubject", str(path)], check=True,
+                         capture_output=True, text=True).stdout
+    found = json.loads(out)[0].get("HierarchicalSubject", [])
+    return found if isinstance(found, list) else [found]
+
+
+def test_an_existing_sidecar_gains_only_the_new_tags(tiny_bundle, tmp_path):
+    photo = make_photo(tmp_path / "shot.jpg")
+    sidecar = tmp_path / "shot.xmp"
+    exiftool(sidecar, "-XMP-dc:Subject=from darktable")  # exiftool makes a new sidecar
+    tag(tiny_bundle, photo, "--sidecar", "--k", "2")
+    seen = read_tags(sidecar)
+    assert seen["Subject"] == ["from darktable", *seen["Added"]] and len(seen["Added"]) == 2
 
 
 def test_sidecar_refuses_a_name_two_photos_would_share(tiny_bundle, tmp_path):
@@ -333,6 +378,7 @@ def test_a_link_put_in_a_photos_place_while_it_is_tagged_is_replaced_not_followe
 @pytest.mark.parametrize("kind", list(UNDECODABLE_XMP))
 def test_metadata_lablr_cannot_read_whole_is_never_dropped(tiny_bundle, tmp_path, kind):
     photo = jpeg_with_xmp(tmp_path / "captioned.jpg", UNDECODABLE_XMP[kind])
+    exiftool(photo, "-IPTC:Keywords=kept in iptc")  # readable beside the XMP that is not
     original = photo.read_bytes()
     for args in (["--dry-run"], [], ["--force"]):
         result = tag(tiny_bundle, *args, photo)
@@ -343,7 +389,10 @@ def test_metadata_lablr_cannot_read_whole_is_never_dropped(tiny_bundle, tmp_path
     assert CAPTION.encode() in photo.read_bytes()
     sidecar = tag(tiny_bundle, "--sidecar", photo)
     assert sidecar.exit_code == 0 and photo.read_bytes() == original
-    assert (tmp_path / "captioned.xmp").exists()
+    seen = read_tags(tmp_path / "captioned.xmp")  # what could be read, then Lablr's tags, and it says so
+    assert seen["Subject"] == ["kept in iptc", *seen["Added"]] and seen["Added"]
+    assert sidecar.stdout.splitlines()[0].endswith(
+        "(captioned.xmp; not all of the photo's metadata could be read, so it may lack some of its keywords)")
 
 
 def test_dry_run_leaves_a_killed_runs_partial_files_and_a_real_run_removes_them(tiny_bundle, folder):

@@ -1,12 +1,12 @@
 """The keyword store and the picture check, on photos cut short and changed byte by byte."""
 
 import pytest
-from photo_files import make_photo, needs_exiftool
+from photo_files import OLD_XMP, exiftool, make_photo, needs_exiftool
 
 from lablr.core.errors import ImageError
 from lablr.core.photometa.pixels import picture
 from lablr.core.photometa.store import Exiv2Store, Stamp
-from lablr.core.photometa.tagging import check_image
+from lablr.core.photometa.tagging import check_image, embed
 
 pytestmark = needs_exiftool
 MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}
@@ -53,3 +53,24 @@ def test_a_sidecar_is_created_and_merged(store):
     second = store.add_to_sidecar(first.data, ["RED", "circle"], STAMP)
     assert second.added == ["circle"] and store.read(second.data).xmp == ("red", "été", "circle")
     assert store.read(second.data).stamp.added == ("red", "été", "circle")
+
+
+def test_a_new_sidecar_begins_with_the_photos_keywords_and_records_only_lablrs(store, tmp_path):
+    photo = make_photo(tmp_path / "a.jpg", keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=heron", "-IPTC:Keywords=only in iptc",
+             "-XMP-lr:HierarchicalSubject=animals|birds|heron")
+    embedded = store.read(photo.read_bytes())
+    sidecar = store.read(store.add_to_sidecar(None, ["HERON", "water"], STAMP, photo=embedded).data)
+    assert sidecar.xmp == ("heron", "only in iptc", "water") and sidecar.stamp.added == ("water",)
+    assert sidecar.hierarchical == ("animals|birds|heron",)
+
+
+def test_a_tag_lablr_added_and_someone_removed_is_not_embedded_again(store, tmp_path):
+    """The web page's "Download with tags" writes through the same store as `lablr tag --force`."""
+    photo = make_photo(tmp_path / "a.jpg")
+    photo.write_bytes(store.add(photo.read_bytes(), ["red", "circle"], STAMP).data)
+    exiftool(photo, "-XMP-dc:Subject-=circle", "-IPTC:Keywords-=circle")
+    written, _ = embed(photo.read_bytes(), ["circle", "round"], "test")
+    assert written.added == ["round"]
+    after = store.read(written.data)
+    assert after.xmp == (*OLD_XMP, "red", "round") and after.stamp.added == ("red", "circle", "round")

@@ -119,6 +119,22 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
 
 
+def test_a_photo_tagged_beside_itself_teaches_the_photographers_keywords_not_lablrs(tiny_bundle, env, tmp_path):
+    """A new sidecar begins with the photo's own keywords; Lablr's record in it holds only what Lablr added."""
+    from lablr.core.personal.from_photos import own_keywords
+    from lablr.core.photometa.store import Exiv2Store
+
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour", "-IPTC:Keywords=harbour", "-IPTC:Keywords=boats")
+    tagged = lablr("tag", str(photo), "--sidecar", "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+    assert tagged.returncode == 0, tagged.stderr
+    sidecar = Exiv2Store().read((tmp_path / "mine.xmp").read_bytes())
+    assert len(sidecar.xmp) == 4 and own_keywords(sidecar) == ["harbour", "boats"]
+    result = lablr("personal", "learn", str(tmp_path), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"boats": 1, "harbour": 1}
+
+
 def test_what_was_learned_reaches_suggest_tag_and_plot_unless_no_personal(tiny_bundle, env, album):
     folder, _ = album
     lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)

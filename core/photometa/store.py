@@ -70,6 +70,17 @@ class Embedded:
                 out.append(tag)
         return out
 
+    @property
+    def removed(self) -> set[str]:
+        """The tags Lablr added that are no longer among the keywords (as keyword_key): someone removed them."""
+        there = {keyword_key(t) for t in self.keywords}
+        return {keyword_key(t) for t in self.stamp.added} - there if self.stamp else set()
+
+    @property
+    def not_to_add(self) -> set[str]:
+        """What no tag may be added as (keyword_key): the keywords there, and those removed after Lablr added them."""
+        return {keyword_key(t) for t in self.keywords} | self.removed
+
 
 @dataclass
 class Written:
@@ -85,8 +96,10 @@ class KeywordStore(Protocol):
     def add(self, data: bytes, tags: list[str], stamp: Stamp) -> Written:
         """The photo with the tags it lacks added and the stamp recorded; nothing else changed."""
 
-    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp) -> Written:
-        """An XMP sidecar (a new one when data is None) with the tags it lacks added."""
+    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp, *,
+                       photo: Embedded | None = None) -> Written:
+        """An XMP sidecar with the tags it lacks added: the one given, or when data is None a new one
+        that begins with the photo's own keywords (and Lablr's record, if the photo has one)."""
 
 
 class _Notes(logging.Handler):
@@ -140,10 +153,11 @@ class Exiv2Store:
                 written.data = data
             return written
 
-    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp) -> Written:
+    def add_to_sidecar(self, data: bytes | None, tags: list[str], stamp: Stamp, *,
+                       photo: Embedded | None = None) -> Written:
         with self._lock:
             if data is None:
-                image = self.exiv2.ImageFactory.create(self.exiv2.ImageType.xmp)
+                image = self._new_sidecar(photo)
             else:
                 image = self._open(data)
                 if image.mimeType() != "application/rdf+xml":
@@ -168,6 +182,22 @@ class Exiv2Store:
             if error.code == self.exiv2.ErrorCode.kerMemoryContainsUnknownImageType:
                 raise _unsupported("this file") from None
             raise ImageError(f"The photo is damaged or cut short ({error.message}).", code="truncated_image") from None
+        return image
+
+    def _new_sidecar(self, photo: Embedded | None):
+        """An XMP sidecar holding the photo's keywords: programs that read a sidecar instead of the
+        photo (Lightroom for raw files, digiKam when set to) show what it holds, and nothing more."""
+        image = self.exiv2.ImageFactory.create(self.exiv2.ImageType.xmp)
+        if photo is None:
+            return image
+        xmp, stamp = image.xmpData(), photo.stamp
+        for key, items in ((SUBJECT, photo.keywords), (HIERARCHICAL, photo.hierarchical),
+                           (STAMP_ADDED, stamp.added if stamp else ())):
+            if items:
+                self._set_bag(xmp, key, items)
+        if stamp:  # a photo Lablr tagged before: what it added there stays Lablr's, not the photographer's
+            xmp[STAMP_MODEL] = stamp.model
+            xmp[STAMP_TAGGED] = stamp.tagged
         return image
 
     def _write(self, image):
@@ -200,10 +230,11 @@ class Exiv2Store:
         return ""
 
     def _add_keywords(self, image, tags, stamp: Stamp, *, iptc: bool) -> Written:
-        """Add the tags that are in neither XMP nor IPTC yet: to XMP, and to IPTC where the format has it."""
+        """Add the tags that are in neither XMP nor IPTC yet, and were not removed after Lablr added them
+        (the photographer's choice): to XMP, and to IPTC where the format has it."""
         xmp, embedded = image.xmpData(), self._embedded(image)
-        present = {keyword_key(t) for t in embedded.keywords}
-        new = _unique([t for t in tags if keyword_key(t) not in present])
+        not_to_add = embedded.not_to_add
+        new = _unique([t for t in tags if keyword_key(t) not in not_to_add])
         if not new:
             return Written(b"")
         # XMP readers (Lightroom, the Metadata Working Group's rules) take dc:subject over IPTC once it is

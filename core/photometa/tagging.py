@@ -57,12 +57,15 @@ class Outcome:
     kept: list[str] = field(default_factory=list)  # the keywords it already had
     reason: str = ""
     written: Path | None = None  # the photo, or its sidecar
+    note: str = ""  # what the user should know of a photo that was tagged
 
     def as_dict(self) -> dict:
         out = {"path": str(self.path), "status": self.status, "added": [s.as_dict() for s in self.added],
                "kept": self.kept}
         if self.reason:
             out["reason"] = self.reason
+        if self.note:
+            out["note"] = self.note
         if self.written:
             out["written"] = str(self.written)
         return out
@@ -244,28 +247,33 @@ def _read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
 
 
 def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, options: Options) -> Outcome:
-    kept = item.embedded.keywords
-    present = {keyword_key(t) for t in kept}
+    kept, not_to_add = item.embedded.keywords, item.embedded.not_to_add
     wanted = [s for s in suggestions
-              if keyword_key(s.tag) not in present and (options.min_score is None or s.score >= options.min_score)]
+              if keyword_key(s.tag) not in not_to_add and (options.min_score is None or s.score >= options.min_score)]
     if not wanted:
         return Outcome(item.path, "nothing_new", kept=kept)
     if options.dry_run:
         return Outcome(item.path, "would_tag", added=wanted, kept=kept)
-    tags = [s.tag for s in wanted]
+    tags, note = [s.tag for s in wanted], ""
     try:
         if options.sidecar:
             target = _sidecar_path(item.path)
             _check_sidecar_is_ours(item.path)
-            data = store.add_to_sidecar(item.sidecar, tags, stamp).data
+            data = store.add_to_sidecar(item.sidecar, tags, stamp, photo=item.embedded).data
             replace_file(target, data, expected=item.sidecar_before, keep_mtime=options.keep_mtime)
+            if item.sidecar is None and item.embedded.unread:
+                note = PARTIAL_SIDECAR
         else:
             target = item.path
             data = store.add(item.data, tags, stamp).data
             replace_file(target, data, expected=item.before, keep_mtime=options.keep_mtime)
     except LablrError as error:
         return Outcome(item.path, "failed", kept=kept, reason=error.message)
-    return Outcome(item.path, "tagged", added=wanted, kept=kept, written=target)
+    return Outcome(item.path, "tagged", added=wanted, kept=kept, written=target, note=note)
+
+
+# A new sidecar begins with the photo's keywords; when its metadata could not be read whole, those read.
+PARTIAL_SIDECAR = "not all of the photo's metadata could be read, so it may lack some of its keywords"
 
 
 def _sidecar_path(photo: Path) -> Path:
@@ -355,13 +363,19 @@ def describe(outcome: Outcome) -> str | None:
     """One line for a photo that was or would be changed, or could not be; None for the others."""
     name = printable(str(outcome.path))
     if outcome.status == "tagged":
-        where = f" ({printable(outcome.written.name)})" if outcome.written and outcome.written.suffix == ".xmp" else ""
-        return f"{name}: added {printable(', '.join(s.tag for s in outcome.added))}{where}"
+        return f"{name}: added {printable(', '.join(s.tag for s in outcome.added))}{_sidecar_said(outcome)}"
     if outcome.status == "would_tag":
         return f"{name}: would add " + printable(", ".join(f"{s.tag} ({s.score:.2f})" for s in outcome.added))
     if outcome.status == "failed":
         return f"{name}: not changed: {printable(outcome.reason)}"
     return None
+
+
+def _sidecar_said(outcome: Outcome) -> str:
+    """" (NAME.xmp)" for a photo tagged beside itself, with its note if it has one; "" for one tagged in place."""
+    if not (outcome.written and outcome.written.suffix == defaults.SIDECAR_SUFFIX):
+        return ""
+    return f" ({printable(outcome.written.name)}{'; ' + outcome.note if outcome.note else ''})"
 
 
 def printable(text: str) -> str:

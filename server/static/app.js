@@ -182,7 +182,8 @@ async function downloadWithTags() {
     setTimeout(() => URL.revokeObjectURL(link.href), 60000);
     const already = tags.length - added.length;
     $("status").textContent = (added.length ? `Saved ${current.name} with ${added.length} new tags in it: ${added.join(", ")}.`
-      : `Saved ${current.name}: it already had these tags.`) + (added.length && already ? ` ${already} were already there.` : "");
+      : `Saved ${current.name}: it already had these tags, or they were removed after Lablr added them.`)
+      + (added.length && already ? ` ${already} left out: already there, or removed after Lablr added them.` : "");
   } catch (error) {
     showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
   }
