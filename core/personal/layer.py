@@ -361,18 +361,8 @@ def _strings(items) -> bool:
 
 
 def same_latent_space(one, other) -> bool:
-    """Whether two bundles encode photos to the same latents: the same encoder, settings that shape its
-    latents, and the same files that decide them (its LATENT_FILES, e.g. effnet-lite0's PCA)."""
-    from lablr.core.plugins import get_part
-
-    first, second = bundle.read_manifest(one), bundle.read_manifest(other)
-    a, b = first.parts["encoder"], second.parts["encoder"]
-    if a.name != b.name or {k: a.settings.get(k) for k in ("latent_dim", "image_size")} != \
-            {k: b.settings.get(k) for k in ("latent_dim", "image_size")}:
-        return False
-    files = getattr(get_part("encoder", a.name).factory, "LATENT_FILES", ())
-    return bool(files) and all(first.files.get(name) and first.files.get(name) == second.files.get(name)
-                               for name in files)
+    """Whether two bundles encode photos to the same latents (lablr.core.bundle.latent_space)."""
+    return bundle.latent_space(bundle.read_manifest(one)) == bundle.latent_space(bundle.read_manifest(other))
 
 
 def carry_over(bundle_path, destination: Path) -> bool:
