@@ -16,10 +16,12 @@ server process compares them before a request: new events are added to its model
 a removal replays the events that are left.
 """
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -153,13 +155,13 @@ class PersonalLayer:
         try:
             if not self.path.exists():
                 _create(self.path)
-            if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
-                raise self.damaged("it is empty: it was cut short")
+            with _turn(self.path):  # a layer being copied in (_copy_in) is whole once its turn is over
+                if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
+                    raise self.damaged("it is empty: it was cut short")
             self._db = self._connect()
             # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
             # take turns through a lock file instead of failing with "database is locked".
-            with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as turn:
-                fcntl.flock(turn, fcntl.LOCK_EX)
+            with self._lock, _turn(self.path):
                 self._db.execute("pragma journal_mode=wal")
                 self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
                 self._migrate()
@@ -409,9 +411,44 @@ def _put_in_place(path: Path, fill):
         os.link(partial, path)
     except FileExistsError:
         pass
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        _copy_in(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+# What link() says on a filesystem without hard links (exFAT, FAT, some FUSE and network filesystems).
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS}
+
+
+def _copy_in(partial: Path, path: Path):
+    """Where hard links cannot be made: the place taken only if it is free (O_EXCL, so never over a layer
+    begun meanwhile), then filled with the partial's bytes. Until they are all there the file is short, so
+    this holds the layer's turn, which a process opening it waits for."""
+    with _turn(path):
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        try:
+            with open(descriptor, "wb") as out, open(partial, "rb") as source:
+                shutil.copyfileobj(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)  # no one opens it before this turn ends: cut short, it is no layer
+            raise
+
+
+@contextmanager
+def _turn(path: Path):
+    """The layer's lock file, held: processes that set a layer up take turns."""
+    with open(path.with_name(path.name + ".lock"), "a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        yield
 
 
 def _uri(path: Path, mode: str) -> str:
