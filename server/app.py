@@ -254,6 +254,10 @@ class UnexpectedErrors:
 
         try:
             await self.app(scope, receive, watched_send)
+        except LablrError as error:  # raised before a route (the layer's refresh), beyond the app's handlers
+            if started:
+                raise
+            await _error(error.status, error.code, error.message)(scope, receive, send)
         except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends
             if started:
                 raise  # half an answer was sent: only closing the connection can say so

@@ -176,7 +176,7 @@ class PersonalLayer:
     def damaged(self, why) -> LablrError:
         return LablrError(f"The personal layer {self.path} cannot be read ({why}). Move it away to start "
                           "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
-                          status=500)
+                          status=503)
 
     def unwritable(self, why) -> LablrError:
         return LablrError(f"The personal layer {self.path} cannot be written now ({why}); it is as it was before "
@@ -267,9 +267,10 @@ class PersonalLayer:
         """Remove the last `count` events; they are returned, newest first."""
         with self._lock, self._write(removal=True):
             rows = self._db.execute(f"select {COLUMNS} from events order by id desc limit ?", [count]).fetchall()
+            undone = [self._event(row) for row in rows]  # before the delete: a damaged one leaves the layer as it was
             self._db.execute("delete from events where id in (select id from events order by id desc limit ?)",
                              [count])
-        return [self._event(row) for row in rows]
+        return undone
 
     def forget(self, photo_hashes) -> int:
         """Remove the events of these photos; how many there were."""
