@@ -11,6 +11,7 @@ A bundle of an older format is read through `UPGRADES`: each entry turns a manif
 format into the next, so a bundle written by any earlier Lablr still loads.
 """
 
+import hashlib
 import json
 import os
 import time
@@ -310,3 +311,19 @@ def build_parts(manifest: Manifest) -> dict:
     for kind, spec in manifest.parts.items():
         check_settings(kind, spec.name, chosen[kind].factory, spec.settings)
     return {kind: chosen[kind](**manifest.parts[kind].settings) for kind in chosen}
+
+
+# -- latent spaces ----------------------------------------------------------------------------------
+
+
+def latent_space(manifest: Manifest) -> str:
+    """A fingerprint of the latent space a bundle's encoder maps photos into: the encoder, the settings that
+    shape its latents' form, and the files that decide them (its LATENT_FILES, e.g. effnet-lite0's PCA; every
+    file of the bundle for an encoder that names none). Bundles with the same one give a photo the same latent,
+    so statistics and personal layers made under one hold under the other."""
+    encoder = manifest.parts["encoder"]
+    named = getattr(get_part("encoder", encoder.name).factory, "LATENT_FILES", ())
+    identity = {"encoder": encoder.name,
+                "shape": {key: encoder.settings.get(key) for key in ("latent_dim", "image_size")},
+                "files": {name: manifest.files.get(name) for name in (named or sorted(manifest.files))}}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()

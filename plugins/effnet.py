@@ -299,7 +299,7 @@ class EffNetLite0Encoder:
 
     SETTINGS = {"latent_dim": Setting(int, 1, FEATURES), "image_size": Setting(int, 32, 512),
                 "batch_size": Setting(int, 1, 1024), "classifier": Setting(bool)}
-    LATENT_FILES = (FILE,)  # what decides the latent space: bundles that share it can share a personal layer
+    LATENT_FILES = (FILE,)  # decides the latent space (lablr.core.bundle.latent_space): the PCA records the weights
 
     def __init__(self, latent_dim: int = 64, image_size: int = 224, batch_size: int = BATCH_SIZE,
                  classifier: bool = False):

@@ -39,6 +39,7 @@ class VAEEncoder:
     SETTINGS = {"image_size": Setting(int, 8, 512), "latent_dim": Setting(int, 1, 1024),
                 "filters": Setting(int, 1, 512), "beta": Setting(float, 0, 1000),
                 "learning_rate": Setting(float, 0, 1)}
+    LATENT_FILES = (FILE, LITE_FILE)  # the trained network decides the latent space (lablr.core.bundle.latent_space)
 
     def __init__(self, image_size: int = defaults.IMAGE_SIZE, latent_dim: int = defaults.LATENT_DIM,
                  filters: int = 32, beta: float = 1.0, learning_rate: float = 1e-3):

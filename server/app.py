@@ -134,11 +134,11 @@ ROUTES = [
 
 @contextlib.asynccontextmanager
 async def lifespan(app):
-    app.state.model = await run_in_threadpool(_load_and_warm, app.state.model_source)
+    app.state.model, blank_latent = await run_in_threadpool(_load_and_warm, app.state.model_source)
     app.state.plot_turn = anyio.Lock()
     await run_in_threadpool(feedback.open_personal, app.state, app.state.personal_enabled)
     # matplotlib's import and fonts take a second or two: after start-up, not before health answers
-    threading.Thread(target=_warm_picture, args=(app.state.model,), daemon=True).start()
+    threading.Thread(target=_warm_picture, args=(app.state.model, blank_latent), daemon=True).start()
     summary = app.state.model.summary()
     where = f" at {app.state.address}" if app.state.address else ""
     log.info("Lablr is serving%s with model %s (%d tags, %s + %s), worker %d", where, summary["name"],
@@ -177,18 +177,21 @@ def create_app_from_env() -> Starlette:
                       personal=options.personal, extension_ids=options.extension_ids)
 
 
-def _load_and_warm(model) -> Model:
+def _load_and_warm(model) -> tuple[Model, np.ndarray]:
+    """The model, run once on a blank photo; and the blank's latent, for _warm_picture to draw."""
     loaded = model if isinstance(model, Model) else Model.load(model)
     blank = np.full((1, loaded.image_size, loaded.image_size, 3), 255, np.uint8)
-    loaded.suggest(blank, 1)  # prepares the encoder, derives the tag statistics, builds the scorer
+    latent, concepts = loaded.encode_with_concepts(blank)  # prepares the encoder
+    loaded.score(latent, concepts=concepts)  # derives the tag statistics, builds the scorer
     all_parts()
-    return loaded
+    return loaded, latent
 
 
-def _warm_picture(loaded: Model):
-    blank = np.full((loaded.image_size, loaded.image_size, 3), 255, np.uint8)
+def _warm_picture(loaded: Model, latent: np.ndarray):
+    """Draws the blank photo already encoded at start-up: the picture's first draw without a second run of
+    the network."""
     with PLOT_LOCK:  # a picture asked for meanwhile waits for this one
-        loaded.plot(blank, 1)  # imports matplotlib and loads its fonts
+        loaded.visualizer.draw(latent[0], loaded.tag_model, loaded.tags[:1])  # imports matplotlib, loads fonts
 
 
 def _k(request) -> int:
@@ -251,6 +254,10 @@ class UnexpectedErrors:
 
         try:
             await self.app(scope, receive, watched_send)
+        except LablrError as error:  # raised before a route (the layer's refresh), beyond the app's handlers
+            if started:
+                raise
+            await _error(error.status, error.code, error.message)(scope, receive, send)
         except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends
             if started:
                 raise  # half an answer was sent: only closing the connection can say so

@@ -303,6 +303,40 @@ def test_a_layer_damaged_inside_is_named_in_one_line_and_left_as_it_is(tiny_bund
 
 
 
+def layer_content(layer) -> list[str]:
+    with closing(sqlite3.connect(f"file:{layer}?mode=ro", uri=True)) as db:
+        return list(db.iterdump())
+
+
+def test_a_row_damaged_under_a_running_server_is_named_when_an_undo_replays_the_layer(tiny_bundle, tmp_path):
+    """An undo makes the server learn the layer's events again from the first: a damaged one among them
+    is named in one line, on every request that needs the layer, and nothing is written over it."""
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    with running_server(tiny_bundle, env=env) as (base, log), httpx.Client(base_url=base, timeout=60) as client:
+        for seed in range(3):
+            assert send(client, png(seed=630 + seed), "red,circle").status_code == 200
+        [layer] = layer_files(tmp_path)
+        with closing(sqlite3.connect(layer)) as db:
+            db.execute(DAMAGES["tags that are not JSON"])
+            db.commit()
+        undone = lablr("personal", "undo", "1", "--model", str(tiny_bundle), env=env)
+        assert undone.returncode == 0 and "1 photos forgotten." in undone.stdout, undone.stderr
+        left = layer_content(layer)
+        answers = [client.post("/api/v1/suggest", files={"image": ("p.png", png(seed=640), "image/png")}),
+                   send(client, png(seed=641), "red,circle"), client.get("/api/v1/personal")]
+        for answer in answers:
+            assert answer.status_code == 503, answer.text
+            error = answer.json()["error"]
+            assert error["code"] == "bad_personal_layer" and str(layer) in error["message"], error
+            assert "\n" not in error["message"] and "--no-personal" in error["message"]
+        assert client.get("/api/v1/health").status_code == 200
+        assert layer_content(layer) == left
+    assert not [line for line in log if "Traceback" in line], "\n".join(log)
+    again = lablr("personal", "undo", "2", "--model", str(tiny_bundle), env=env)  # the damaged row among them
+    assert again.returncode == 1 and "Traceback" not in again.stderr and str(layer) in again.stderr, again.stderr
+    assert layer_content(layer) == left
+
+
 def test_a_layer_cut_to_nothing_is_named_and_not_begun_again_over_it(tiny_bundle, tmp_path):
     """SQLite takes an empty file for an empty database: a layer emptied by a failed copy or a full disk
     would be silently started afresh over, and the user never told what they had lost."""

@@ -426,6 +426,17 @@ UNICODE_NAMES = {"red": "rouge vif", "blue": "синий", "green": "緑", "circ
                  "triangle": "τρίγωνο"}
 
 
+def test_a_keyword_already_there_behind_a_byte_order_mark_is_not_added_again(tiny_bundle, tmp_path):
+    """A keyword pasted from a text file can begin with an editor's byte-order mark, which no one sees:
+    it is the same keyword, as it is the same tag when learned."""
+    photo = make_photo(tmp_path / "pasted.jpg", keywords=False)
+    top = dry_run(tiny_bundle, photo, "--k", "2")["photos"][0]["added"]
+    exiftool(photo, f"-XMP-dc:Subject=\ufeff{top[0]['tag']}")
+    assert [s["tag"] for s in dry_run(tiny_bundle, photo, "--k", "2")["photos"][0]["added"]] == [top[1]["tag"]]
+    tag(tiny_bundle, photo, "--k", "2")
+    assert read_tags(photo)["Subject"] == [f"\ufeff{top[0]['tag']}", top[1]["tag"]]
+
+
 @pytest.fixture(scope="module")
 def unicode_bundle(tmp_path_factory):
     """A tiny model whose tags are in five scripts, trained like the shared one."""

@@ -422,3 +422,33 @@ def test_learn_shows_progress_on_a_terminal_and_none_in_a_log(tiny_bundle, env, 
     assert b"100%" in shown and b"6/6" in shown, shown  # 5 photos learned, 1 unreadable
     logged = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
     assert "%|" not in logged.stderr and logged.stderr.count("broken.jpg") == 1, logged.stderr
+
+
+def test_a_layer_starts_and_learns_where_the_filesystem_has_no_hard_links(tiny_bundle, tmp_path, monkeypatch):
+    """exFAT on a USB disk, some FUSE and network filesystems: link() fails there (a filesystem without hard
+    links cannot be mounted in a test, so link() is made to fail as it does on one)."""
+    import errno
+
+    import numpy as np
+
+    from lablr.core.model import Model
+    from lablr.core.personal.layer import PersonalLayer, layer_path
+    from lablr.core.personal.learning import Learning
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    model = Model.load(tiny_bundle)
+    layer = PersonalLayer.for_bundle(model)
+    learning = Learning(model, layer)
+    photos = np.stack([np.asarray(draw_shape("green", "triangle", size=model.image_size, seed=s)) for s in range(6)])
+    latents = model.encode(photos)
+    for i, latent in enumerate(latents[:5]):
+        layer.record(f"photo{i}", latent, [NEW_TAG], None)
+    assert learning.sync()
+    top = [s.tag for s in learning.model.suggest(photos[5:], 3, scorer="loglik")[0]]
+    assert NEW_TAG in top
+    layer.close()
+    assert [p.name for p in layer_path(tiny_bundle).parent.iterdir() if "partial" in p.name] == []

@@ -5,8 +5,10 @@ its tags from EfficientNet-Lite0's ImageNet classifier, mapped through WordNet a
 scripts/vocabulary/rules.toml; a user's own tags (POST /api/v1/feedback) join the same ranking.
 """
 
+import errno
 import io
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -199,12 +201,20 @@ def test_a_personal_layer_carries_over_to_a_new_default_with_the_same_latent_spa
     assert PersonalLayer.for_bundle(vae).events() == []
 
 
-def test_carrying_a_layer_over_never_replaces_one_begun_meanwhile(tmp_path, monkeypatch):
+def no_hard_links(*args, **kwargs):
+    raise OSError(errno.EPERM, "Operation not permitted")  # what link() says on exFAT
+
+
+@pytest.mark.parametrize("hard_links", [True, False])
+def test_carrying_a_layer_over_never_replaces_one_begun_meanwhile(tmp_path, monkeypatch, hard_links):
     """Another process (a worker, `lablr personal`) may begin the layer while this one copies the old
-    one: the copy is dropped, and the layer that was begun keeps its events."""
+    one: the copy is dropped, and the layer that was begun keeps its events. So too on a filesystem
+    without hard links (exFAT, some FUSE and network ones), where link() fails as it is made to here."""
     from lablr.core.personal.layer import PersonalLayer, carry_over, layer_path
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    if not hard_links:
+        monkeypatch.setattr(os, "link", no_hard_links)
     benchmark = Model.load(defaults.BENCHMARK_MODEL)
     old = PersonalLayer.for_bundle(benchmark)
     old.record("a" * 64, np.zeros(benchmark.encoder.latent_dim), ["chelsea"], None)

@@ -32,6 +32,13 @@ def normalize_tag(tag: str) -> str:
     return _SPACES.sub(" ", unicodedata.normalize("NFC", tag.replace(BYTE_ORDER_MARK, "")).strip().lower())
 
 
+def keyword_key(tag: str) -> str:
+    """What two tags or keywords are compared by: their normal form, case-folded. Never shown or stored:
+    folding goes further than normalize_tag's lower case ("Straße" matches "STRASSE"), which would change
+    the tag a user wrote ("straße" stays "straße")."""
+    return normalize_tag(tag).casefold()
+
+
 TAG_RULE = f"printable text of at most {defaults.TAG_MAX_CHARS} characters"  # what a user is told
 
 

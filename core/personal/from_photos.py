@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from lablr.core import defaults
+from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
-from lablr.core.photometa.store import Embedded, Exiv2Store, keyword_key
+from lablr.core.photometa.store import Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos
 
 

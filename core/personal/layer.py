@@ -16,10 +16,12 @@ server process compares them before a request: new events are added to its model
 a removal replays the events that are left.
 """
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -153,13 +155,13 @@ class PersonalLayer:
         try:
             if not self.path.exists():
                 _create(self.path)
-            if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
-                raise self.damaged("it is empty: it was cut short")
+            with _turn(self.path):  # a layer being copied in (_copy_in) is whole once its turn is over
+                if self.path.stat().st_size == 0:  # SQLite would take it for a new layer and begin one over it
+                    raise self.damaged("it is empty: it was cut short")
             self._db = self._connect()
             # Switching to WAL does not wait on SQLite's busy timeout: workers starting together
             # take turns through a lock file instead of failing with "database is locked".
-            with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as turn:
-                fcntl.flock(turn, fcntl.LOCK_EX)
+            with self._lock, _turn(self.path):
                 self._db.execute("pragma journal_mode=wal")
                 self._db.executescript(SCHEMA)  # idempotent, so workers starting together agree
                 self._migrate()
@@ -174,7 +176,7 @@ class PersonalLayer:
     def damaged(self, why) -> LablrError:
         return LablrError(f"The personal layer {self.path} cannot be read ({why}). Move it away to start "
                           "afresh, or serve the model alone with --no-personal.", code="bad_personal_layer",
-                          status=500)
+                          status=503)
 
     def unwritable(self, why) -> LablrError:
         return LablrError(f"The personal layer {self.path} cannot be written now ({why}); it is as it was before "
@@ -265,9 +267,10 @@ class PersonalLayer:
         """Remove the last `count` events; they are returned, newest first."""
         with self._lock, self._write(removal=True):
             rows = self._db.execute(f"select {COLUMNS} from events order by id desc limit ?", [count]).fetchall()
+            undone = [self._event(row) for row in rows]  # before the delete: a damaged one leaves the layer as it was
             self._db.execute("delete from events where id in (select id from events order by id desc limit ?)",
                              [count])
-        return [self._event(row) for row in rows]
+        return undone
 
     def forget(self, photo_hashes) -> int:
         """Remove the events of these photos; how many there were."""
@@ -361,18 +364,11 @@ def _strings(items) -> bool:
 
 
 def same_latent_space(one, other) -> bool:
-    """Whether two bundles encode photos to the same latents: the same encoder, settings that shape its
-    latents, and the same files that decide them (its LATENT_FILES, e.g. effnet-lite0's PCA)."""
-    from lablr.core.plugins import get_part
-
+    """Whether two bundles encode photos to the same latents (lablr.core.bundle.latent_space)."""
     first, second = bundle.read_manifest(one), bundle.read_manifest(other)
-    a, b = first.parts["encoder"], second.parts["encoder"]
-    if a.name != b.name or {k: a.settings.get(k) for k in ("latent_dim", "image_size")} != \
-            {k: b.settings.get(k) for k in ("latent_dim", "image_size")}:
-        return False
-    files = getattr(get_part("encoder", a.name).factory, "LATENT_FILES", ())
-    return bool(files) and all(first.files.get(name) and first.files.get(name) == second.files.get(name)
-                               for name in files)
+    # Other encoders' latents are never the same: their plugins (maybe not installed) need not be asked.
+    return (first.parts["encoder"].name == second.parts["encoder"].name
+            and bundle.latent_space(first) == bundle.latent_space(second))
 
 
 def carry_over(bundle_path, destination: Path) -> bool:
@@ -419,9 +415,44 @@ def _put_in_place(path: Path, fill):
         os.link(partial, path)
     except FileExistsError:
         pass
+    except OSError as error:
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        _copy_in(partial, path)
     finally:
         partial.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+# What link() says on a filesystem without hard links (exFAT, FAT, some FUSE and network filesystems).
+NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.ENOSYS}
+
+
+def _copy_in(partial: Path, path: Path):
+    """Where hard links cannot be made: the place taken only if it is free (O_EXCL, so never over a layer
+    begun meanwhile), then filled with the partial's bytes. Until they are all there the file is short, so
+    this holds the layer's turn, which a process opening it waits for."""
+    with _turn(path):
+        try:
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        try:
+            with open(descriptor, "wb") as out, open(partial, "rb") as source:
+                shutil.copyfileobj(source, out)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            path.unlink(missing_ok=True)  # no one opens it before this turn ends: cut short, it is no layer
+            raise
+
+
+@contextmanager
+def _turn(path: Path):
+    """The layer's lock file, held: processes that set a layer up take turns."""
+    with open(path.with_name(path.name + ".lock"), "a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        yield
 
 
 def _uri(path: Path, mode: str) -> str:

@@ -10,11 +10,11 @@ key that was there must come out as they went in, or the write is refused.
 import logging
 import re
 import threading
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from lablr.core import defaults
+from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import ImageError
 from lablr.core.photometa.pixels import picture
 
@@ -34,12 +34,6 @@ XMP_FRAME_PREFIXES = {"x", "rdf", "xml", "xmlns", "xmpmeta"}
 XMP_TAG = re.compile(r"<([^!?/>][^>]*)>")  # an element's start tag, its inside
 XMP_ELEMENT = re.compile(r"\s*([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)")
 XMP_ATTRIBUTE = re.compile(r"\s([A-Za-z_][\w.-]*):([A-Za-z_][\w.-]*)\s*=")
-
-
-def keyword_key(tag: str) -> str:
-    """Two keywords are the same when they differ only in case, spacing (as on Flickr) and how accents
-    are encoded (composed or not)."""
-    return " ".join(unicodedata.normalize("NFC", tag).casefold().split())
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.data import decoding as imaging
-from lablr.core.data.catalog import JOINERS
+from lablr.core.data.catalog import JOINERS, keyword_key
 from lablr.core.errors import ImageError, LablrError
 from lablr.core.files import fsync_dir
 from lablr.core.photometa.store import (
@@ -29,7 +29,6 @@ from lablr.core.photometa.store import (
     Exiv2Store,
     KeywordStore,
     Stamp,
-    keyword_key,
     refuse_unread,
 )
 

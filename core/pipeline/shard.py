@@ -18,14 +18,13 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 
-from lablr.core.bundle import PartSpec, TrainingData
+from lablr.core.bundle import PartSpec, TrainingData, latent_space
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules, unit_hash
 from lablr.core.errors import LablrError
@@ -38,7 +37,7 @@ from lablr.core.plugins import get_part
 PART_FILE = "part.json"
 LATENTS_FILE = "latents.npz"  # the shard's photos: keys, latents, and which of the tags each carries
 PART_KIND = "lablr-part"
-PART_FORMAT = 2  # 2: parts carry their latents, for the merged bundle's calibration
+PART_FORMAT = 3  # 2: parts carry their latents, for the merged bundle's calibration; 3: bundle.latent_space
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -78,7 +77,7 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules: R
                "statistics": time.perf_counter() - encoded_at}
     record = {
         "kind": PART_KIND, "format": PART_FORMAT, "shard": [index, count], "photos": len(encoded.keys),
-        "model": model_reference(model.path), "latent_space": latent_space(model),
+        "model": model_reference(model.path), "latent_space": latent_space(model.manifest),
         "tag_model": {"name": recipe.parts["tag_model"].name, "settings": tag_model.settings()},
         "selection": _selection_digest(selection), "data": asdict(stages.data_summary(recipe, selection)),
         "fitted_by": {"host": socket.gethostname(), "pid": os.getpid()},
@@ -96,7 +95,7 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
     _check_compatible(parts)
     first_dir, first = parts[0]
     base = Model.load(model_name or first["model"])
-    if latent_space(base) != first["latent_space"]:
+    if latent_space(base.manifest) != first["latent_space"]:
         raise LablrError(f"Cannot merge into {base.name}: its encoder is not the one the parts were fitted with "
                          f"({first['model']}).")
     recipe = Recipe.of_manifest(base.manifest, with_data=False)
@@ -159,20 +158,6 @@ def _well_formed(record: dict) -> bool:
             and isinstance(tag_model.get("settings"), dict)
             and all(isinstance(record.get(k), str) for k in ("model", "latent_space", "selection"))
             and isinstance(record.get("data"), dict) and type(record.get("photos")) is int)
-
-
-def latent_space(model: Model) -> str:
-    """A fingerprint of the encoder: its plugin, settings and files. Parts with the same one
-    hold statistics of the same latent space."""
-    stateful = {"tag_model": model.tag_model, "visualizer": model.visualizer}
-    with tempfile.TemporaryDirectory() as scratch:  # which of the bundle's files are not the encoder's
-        for part in stateful.values():
-            part.save(Path(scratch))
-        others = set(os.listdir(scratch))
-    files = model.manifest.files
-    identity = {"encoder": asdict(model.manifest.parts["encoder"]), "image_size": model.image_size,
-                "files": {name: sha for name, sha in sorted(files.items()) if name not in others}}
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
 def model_reference(bundle_path) -> str:
