@@ -121,6 +121,23 @@ def test_a_canon_maker_note_moved_by_exiv2_is_kept_whole_and_the_photo_tagged(ti
     assert {key: read_tags(photo)[key] for key in CAMERA} == CAMERA
 
 
+def test_a_photoshop_jpeg_is_tagged_and_loses_only_a_tiff_layout_tag(tiny_bundle, tmp_path):
+    """Photoshop CS6 leaves PhotometricInterpretation in a JPEG's EXIF (OpenCV's sample ellipses.jpg
+    has it); libexiv2 writes no JPEG with it, so such photos were refused as changed EXIF."""
+    photo = make_photo(tmp_path / "edited.jpg")
+    exiftool(photo, "-IFD0:PhotometricInterpretation=RGB", "-IFD0:SamplesPerPixel=3",
+             "-IFD0:Software=Adobe Photoshop CS6 (Macintosh)")
+    before = all_fields(photo)
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    assert "Tagged 1 photos with 2 keywords" in result.stdout
+    after = all_fields(photo)
+    assert {key: value for key, value in before.items() if key not in after} == \
+        {"IFD0:PhotometricInterpretation": 2}
+    changed = {key for key, value in before.items() if key in after and after[key] != value}
+    assert changed == {"XMP-dc:Subject", "IPTC:Keywords", "XMP-x:XMPToolkit"}  # the keywords, and who wrote them
+
+
 def test_a_second_run_changes_nothing_even_when_forced(tiny_bundle, folder):
     assert tag(tiny_bundle, folder).exit_code == 0
     tagged = {p.name: p.read_bytes() for p in folder.iterdir()}

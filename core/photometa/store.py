@@ -324,7 +324,8 @@ class Exiv2Store:
             keys_now = {key for key, _ in after[kind]}
             moved = {MAKER_NOTE, MAKER_NOTE_DECODED} if MAKER_NOTE_DECODED in keys_now else set()
             lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and not (_relocatable(key, moved) and key in keys_now)}
+                    if key not in OURS and not (_relocatable(key, moved) and key in keys_now)
+                    and not (mime == "image/jpeg" and key in JPEG_LAYOUT)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -337,6 +338,12 @@ OURS = {SUBJECT, STAMP_TAGGED, STAMP_MODEL, STAMP_ADDED}
 # Exif.Thumbnail...): offsets move when the file is rewritten.
 RELOCATED = {"StripOffsets", "TileOffsets", "ExifTag", "GPSTag", "InteroperabilityTag", "SubIFDs",
              "JPEGInterchangeFormat", "IPTCNAA", "XMLPacket", "ImageResources"}
+
+
+# How an uncompressed TIFF's pixels are laid out, which some programs leave in a JPEG's EXIF (Photoshop
+# CS6 writes PhotometricInterpretation: OpenCV's sample ellipses.jpg). The JPEG's own markers say it,
+# and libexiv2 leaves these out of every JPEG it writes: their loss is no loss.
+JPEG_LAYOUT = {"Exif.Image.PhotometricInterpretation", "Exif.Image.RowsPerStrip"}
 
 
 def _relocatable(key: str, moved: set) -> bool:
