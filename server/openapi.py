@@ -26,6 +26,7 @@ def _errors(*statuses):
                415: "The body is neither multipart/form-data nor an image/* type (embed: or a format Lablr "
                     "cannot write keywords into).",
                422: "A parameter is out of range or names nothing registered.",
+               503: "The personal layer cannot be read (damaged): the message names the file, left as it is.",
                507: "The personal layer cannot be written now (a full disk); nothing was recorded."}
     return {str(s): _json(_ref("Error"), meaning[s]) for s in statuses}
 
@@ -67,7 +68,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                     "description": "The photo's name, echoed back, when it is sent as a raw body."}],
                 "requestBody": photo_body,
                 "responses": {"200": _json(_ref("Suggestions"), "One result per photo, in the order sent."),
-                              **_errors(400, 403, 408, 413, 415, 422)},
+                              **_errors(400, 403, 408, 413, 415, 422, 503)},
             }},
             "/api/v1/plot": {"post": {
                 "summary": "Where one photo falls among the tags: a 2-D picture of the latent space.",
@@ -78,7 +79,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "responses": {"200": {"description": "The picture, the k suggested tags highlighted.", "content": {
                     "image/png": {"schema": {"type": "string", "format": "binary"}},
                     "image/svg+xml": {"schema": {"type": "string"}}}},
-                    **_errors(400, 403, 408, 413, 415, 422)},
+                    **_errors(400, 403, 408, 413, 415, 422, 503)},
             }},
             "/api/v1/embed": {"post": {
                 "summary": "The photo with the chosen tags embedded as keywords: XMP dc:subject, and IPTC "
@@ -129,12 +130,12 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                                       "evidence against that tag for this user."},
                     }}}}},
                 "responses": {"200": _json(_ref("Feedback"), "What was recorded."),
-                              **_errors(400, 403, 409, 413, 415, 422, 507)},
+                              **_errors(400, 403, 409, 413, 415, 422, 503, 507)},
             }},
             "/api/v1/personal": {"get": {
                 "summary": "What the model learned from your photos: how many, and the tags added.",
                 "operationId": "personal",
-                "responses": {"200": _json(_ref("Personal"), "The personal layer's state.")},
+                "responses": {"200": _json(_ref("Personal"), "The personal layer's state."), **_errors(503)},
             }},
             "/api/v1/tags": {"get": {
                 "summary": "Every tag the model knows, with its photo count and dispersion.", "operationId": "tags",

@@ -331,6 +331,9 @@ def test_a_row_damaged_under_a_running_server_is_named_when_an_undo_replays_the_
             assert "\n" not in error["message"] and "--no-personal" in error["message"]
         assert client.get("/api/v1/health").status_code == 200
         assert layer_content(layer) == left
+        described = client.get("/openapi.json").json()["paths"]
+        assert all("503" in described[path][method]["responses"] for path, method in
+                   [("/api/v1/suggest", "post"), ("/api/v1/feedback", "post"), ("/api/v1/personal", "get")])
     assert not [line for line in log if "Traceback" in line], "\n".join(log)
     again = lablr("personal", "undo", "2", "--model", str(tiny_bundle), env=env)  # the damaged row among them
     assert again.returncode == 1 and "Traceback" not in again.stderr and str(layer) in again.stderr, again.stderr
