@@ -517,13 +517,14 @@ def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_fr
         make_photo(folder / name, "red", "circle", seed=130 + i)  # its own keywords: Old Tag, café
     (folder / "cut.xmp").write_bytes(whole.read_bytes()[:200])  # cut short
     (folder / "other.tif.xmp").write_bytes((folder / "cut.jpg").read_bytes())  # not XMP
+    (folder / "other.xmp").mkdir()  # not a file
     make_photo(folder / "bare.png", "red", "circle", seed=140, keywords=False)
     (folder / "bare.xmp").write_text("these are not the keywords you are looking for")
     result = learned(folder, tiny_bundle, env)
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.splitlines()
-    assert len(lines) == 3 and [sum(name in line for line in lines) for name in
-                                ("cut.xmp", "other.tif.xmp", "bare.xmp")] == [1, 1, 1], lines
+    assert len(lines) == 4 and [sum(name in line for line in lines) for name in
+                                ("cut.xmp", "other.xmp", "other.tif.xmp", "bare.xmp")] == [1, 1, 1, 1], lines
     assert any(line.startswith(str(folder / "bare.png") + ": no keywords could be read") for line in lines), lines
     assert "Learned from 2 photos; 0 already known, 0 without keywords of their own, 1 unreadable" in result.stdout
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 2, "café": 2}

@@ -24,6 +24,7 @@ from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decod
 from lablr.core.photometa.store import XMP_SIDECAR, Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos, read_regular, sidecar_path
 
+
 @dataclass
 class Outcome:
     path: Path

@@ -235,10 +235,11 @@ def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
             raise Skip(SYMLINK if name == "it" else f"{name} is a symbolic link, which Lablr does not follow") \
                 from None
         raise Skip(f"cannot read {name} ({error.strerror})") from None
+    before = os.fstat(descriptor)
+    if not stat.S_ISREG(before.st_mode):  # before open(), which refuses a folder with an error of its own
+        os.close(descriptor)
+        raise Skip(f"{name} is not a regular file")
     with open(descriptor, "rb") as file:
-        before = os.fstat(file.fileno())
-        if not stat.S_ISREG(before.st_mode):
-            raise Skip(f"{name} is not a regular file")
         try:
             return before, file.read()
         except OSError as error:
