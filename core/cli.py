@@ -565,13 +565,13 @@ def personal_show(model, as_json):
 @MODEL_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def personal_learn(paths, model, quiet):
-    """Learn from the keywords already in your photos (IPTC, XMP, Lightroom's hierarchy; not those
-    Lablr wrote). Folders are searched recursively, hidden files left out. Offline."""
+    """Learn from the keywords already in your photos and their XMP sidecars (IPTC, XMP, Lightroom's
+    hierarchy; not those Lablr wrote). Folders are searched recursively, hidden files left out. Offline."""
     from tqdm import tqdm
 
     from lablr.core.model import Model
     from lablr.core.personal.layer import PersonalLayer
-    from lablr.core.personal.from_photos import learn_photos, summary_line
+    from lablr.core.personal.from_photos import learn_photos, problem_lines, summary_line
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
@@ -580,15 +580,15 @@ def personal_learn(paths, model, quiet):
         def report(outcome):
             done.append(outcome)
             bar.update(1)
-            if outcome.status == "failed":
-                tqdm.write(f"{outcome.path}: {outcome.reason}", file=sys.stderr)
+            for line in problem_lines(outcome):
+                tqdm.write(line, file=sys.stderr)
             checkpoint()
 
         finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
         with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
     click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
-    if any(o.status == "failed" for o in outcomes):
+    if any(problem_lines(o) for o in outcomes):
         sys.exit(1)
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from conftest import draw_shape, on_a_terminal, real_photo
 from lablr_server import running_server
-from photo_files import exiftool, make_photo, needs_exiftool
+from photo_files import exiftool, make_photo, needs_exiftool, read_tags
 
 pytestmark = needs_exiftool
 NEW_TAG = "grandmas garden"
@@ -452,3 +452,79 @@ def test_a_layer_starts_and_learns_where_the_filesystem_has_no_hard_links(tiny_b
     assert NEW_TAG in top
     layer.close()
     assert [p.name for p in layer_path(tiny_bundle).parent.iterdir() if "partial" in p.name] == []
+
+
+def learned(folder, bundle, env):
+    result = lablr("personal", "learn", str(folder), "--model", str(bundle), "-q", env=env)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def test_keywords_kept_in_sidecars_beside_photos_are_learned_and_a_changed_sidecar_counts_once(tiny_bundle, env,
+                                                                                                 tmp_path):
+    """digiKam (when set to) and Lightroom write NAME.xmp beside the photo, darktable NAME.EXT.xmp; the
+    photos hold no keywords themselves. The sidecars are not photos: none is said unreadable."""
+    folder = tmp_path / "sidecars"
+    folder.mkdir()
+    sidecars = {"digikam.jpg": "digikam.xmp", "darktable.jpg": "darktable.jpg.xmp", "upper.tif": "upper.XMP",
+                "dt.png": "dt.png.xmp"}
+    for i, (name, sidecar) in enumerate(sidecars.items()):
+        make_photo(folder / name, "green", "triangle", seed=120 + i, keywords=False)
+        exiftool(folder / sidecar, f"-XMP-dc:Subject=keyword {i}", "-XMP-dc:Subject=Pier",
+                 "-XMP-lr:HierarchicalSubject=places|europe|allotment")
+    first = learned(folder, tiny_bundle, env)
+    assert first.returncode == 0 and first.stderr == "", first.stderr
+    assert "Learned from 4 photos; 0 already known, 0 without keywords of their own, 0 unreadable." in first.stdout
+    expected = {"allotment": 4, "pier": 4, **{f"keyword {i}": 1 for i in range(4)}}
+    assert show(tiny_bundle, env)["tag_photos"] == expected
+
+    exiftool(folder / "digikam.xmp", "-XMP-dc:Subject+=sunny")  # the pixels are the same: the photo counts once
+    again = learned(folder, tiny_bundle, env)
+    assert again.returncode == 0 and "Learned from 0 photos; 4 already known" in again.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == expected
+
+
+@pytest.mark.parametrize("where", ["beside it", "in the photo"])
+def test_keywords_the_photographer_added_to_a_sidecar_are_learned_and_lablrs_are_not(tiny_bundle, env, tmp_path,
+                                                                                     where):
+    """Beside it: `lablr tag --sidecar` began NAME.xmp with the photo's keywords and its own, recorded there.
+    In the photo: `lablr tag` recorded its own in the photo, and darktable copied all of them to NAME.jpg.xmp.
+    Either way the photographer then added a keyword in the sidecar."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour")
+    tagged = lablr("tag", str(photo), *(["--sidecar"] if where == "beside it" else []), "--model", str(tiny_bundle),
+                   "-q", "-k", "2", env=env)
+    assert tagged.returncode == 0, tagged.stderr
+    if where == "beside it":
+        sidecar = tmp_path / "mine.xmp"
+    else:
+        sidecar = tmp_path / "mine.jpg.xmp"
+        exiftool(sidecar, "-tagsFromFile", str(photo), "-XMP-dc:Subject")
+    exiftool(sidecar, "-XMP-dc:Subject+=lighthouse")
+    assert len(read_tags(sidecar)["Subject"]) == 4  # harbour, Lablr's two, lighthouse
+    result = learned(tmp_path, tiny_bundle, env)
+    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
+
+
+def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_from_the_rest(tiny_bundle, env,
+                                                                                          tmp_path):
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    whole = tmp_path / "whole.xmp"
+    exiftool(whole, "-XMP-dc:Subject=from the sidecar")
+    for i, (name, sidecar) in enumerate([("cut.jpg", "cut.xmp"), ("other.tif", "other.tif.xmp")]):
+        make_photo(folder / name, "red", "circle", seed=130 + i)  # its own keywords: Old Tag, café
+    (folder / "cut.xmp").write_bytes(whole.read_bytes()[:200])  # cut short
+    (folder / "other.tif.xmp").write_bytes((folder / "cut.jpg").read_bytes())  # not XMP
+    (folder / "other.xmp").mkdir()  # not a file
+    make_photo(folder / "bare.png", "red", "circle", seed=140, keywords=False)
+    (folder / "bare.xmp").write_text("these are not the keywords you are looking for")
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4 and [sum(name in line for line in lines) for name in
+                                ("cut.xmp", "other.xmp", "other.tif.xmp", "bare.xmp")] == [1, 1, 1, 1], lines
+    assert any(line.startswith(str(folder / "bare.png") + ": no keywords could be read") for line in lines), lines
+    assert "Learned from 2 photos; 0 already known, 0 without keywords of their own, 1 unreadable" in result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 2, "café": 2}

@@ -2,23 +2,27 @@
 personal layer, offline, as feedback does.
 
 A photo's keywords are its IPTC Keywords, XMP dc:subject and the leaf of each of Lightroom's
-lr:hierarchicalSubject paths ("animals|birds|heron" -> heron), less those Lablr wrote itself
-(recorded in its own XMP namespace by `lablr tag`): learning its own guesses would only
-reinforce them. Each photo is one event, known by its pixels, so it counts once however often
-it is learned, and `lablr personal undo`/`reset` take it back.
+lr:hierarchicalSubject paths ("animals|birds|heron" -> heron), and the same in its XMP sidecars
+(NAME.xmp, as Lightroom, digiKam and `lablr tag --sidecar` write it; NAME.EXT.xmp, as darktable
+does), less those Lablr wrote itself (recorded in its own XMP namespace by `lablr tag`, in the
+photo or a sidecar): learning its own guesses would only reinforce them. Each photo is one event,
+known by its pixels, so it counts once however often it is learned, and `lablr personal
+undo`/`reset` take it back.
 """
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
-from lablr.core.errors import LablrError
+from lablr.core.errors import ImageError, LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
-from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos
+from lablr.core.photometa.store import XMP_SIDECAR, Embedded, Exiv2Store
+from lablr.core.photometa.tagging import find_photos, read_regular, sidecar_path
 
 
 @dataclass
@@ -27,14 +31,24 @@ class Outcome:
     status: str  # "learned", "known" (learned before), "untagged", "failed"
     tags: tuple = ()
     reason: str = ""
+    unread_sidecars: tuple = ()  # (path, why) of each sidecar beside it that could not be read
 
 
-def own_keywords(embedded: Embedded) -> list[str]:
-    """The photographer's keywords: XMP, IPTC and Lightroom leaves, each once, less Lablr's own."""
-    written_by_lablr = {keyword_key(t) for t in embedded.stamp.added} if embedded.stamp else set()
-    leaves = [path.split("|")[-1] for path in embedded.hierarchical]
+class _Photo(NamedTuple):
+    path: Path
+    pixels: np.ndarray
+    tags: list[str]
+    unread_sidecars: list[tuple[Path, str]]
+
+
+def own_keywords(*sources: Embedded) -> list[str]:
+    """The photographer's keywords in a photo and its sidecars: XMP, IPTC and Lightroom leaves, each once
+    (as first spelled), less every keyword that Lablr's record in any of them says Lablr added."""
+    written_by_lablr = {keyword_key(t) for source in sources if source.stamp for t in source.stamp.added}
+    keywords = [keyword for source in sources
+                for keyword in source.xmp + source.iptc + tuple(path.split("|")[-1] for path in source.hierarchical)]
     seen, out = set(), []
-    for keyword in list(embedded.xmp) + list(embedded.iptc) + leaves:
+    for keyword in keywords:
         key = keyword_key(keyword)
         if key and key not in seen and key not in written_by_lablr:
             seen.add(key)
@@ -44,7 +58,7 @@ def own_keywords(embedded: Embedded) -> list[str]:
 
 def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None) -> list[Outcome]:
     """Teach the layer every photo found; `start(count)` once they are found, `report(outcome)` per photo."""
-    store = Exiv2Store()
+    store, listings = Exiv2Store(), {}
     report = report or (lambda outcome: None)
     photos, problems = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay as they are
     if start:
@@ -56,40 +70,98 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
         batch = []
         for path in photos[first:first + defaults.TAG_BATCH]:
             try:
-                batch.append(_read(path, store, model))
+                batch.append(_read(path, store, model, listings))
             except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
                 outcomes.append(Outcome(path, "failed", reason=_reason(error)))
                 report(outcomes[-1])
         batch = [item for item in batch if _settled(item, layer, outcomes, report)]
         if batch:
-            latents = model.encode(np.stack([pixels for _, pixels, _ in batch]))
-            for (path, pixels, tags), latent in zip(batch, latents):
-                event = layer.record(photo_hash(pixels), latent, tags, None, known_as=[hash_as_decoded(pixels)])
-                outcomes.append(Outcome(path, "learned" if event else "known", tuple(tags)))
+            latents = model.encode(np.stack([photo.pixels for photo in batch]))
+            for photo, latent in zip(batch, latents):
+                event = layer.record(photo_hash(photo.pixels), latent, photo.tags, None,
+                                     known_as=[hash_as_decoded(photo.pixels)])
+                outcomes.append(_outcome(photo, "learned" if event else "known"))
                 report(outcomes[-1])
     return outcomes
 
 
-def _read(path: Path, store, model):
+def _read(path: Path, store, model, listings: dict) -> _Photo:
     data = path.read_bytes()
     embedded = store.read(data)
-    tags = checked_tags(own_keywords(embedded), "keywords")
-    if not tags and embedded.unread:  # its keywords may be in what could not be read: not "without keywords"
-        raise LablrError(f"no keywords could be read: {embedded.unread}")
-    return path, model.decode(data), tags
+    sidecars, unread_sidecars = [], []
+    for sidecar in sidecars_of(path, listings):
+        try:
+            read = _read_sidecar(sidecar, store)
+        except LablrError as error:
+            unread_sidecars.append((sidecar, error.message))
+            continue
+        sidecars.append(read)  # what was read of it is learned, as of a photo
+        if read.unread:
+            unread_sidecars.append((sidecar, f"not all of the sidecar could be read ({read.unread})"))
+    tags = checked_tags(own_keywords(embedded, *sidecars), "keywords")
+    unread = ([embedded.unread] if embedded.unread else []) + [f"{p.name}: {why}" for p, why in unread_sidecars]
+    if not tags and unread:  # its keywords may be in what could not be read: not "without keywords"
+        raise LablrError(f"no keywords could be read: {'; '.join(unread)}")
+    return _Photo(path, model.decode(data), tags, unread_sidecars)
 
 
-def _settled(item, layer, outcomes, report) -> bool:
+def sidecars_of(photo: Path, listings: dict) -> list[Path]:
+    """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
+    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
+    each folder's sidecars, so that a folder is listed once."""
+    if photo.parent not in listings:
+        listings[photo.parent] = _sidecars_in(photo.parent)
+    names = listings[photo.parent]
+    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
+    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
+
+
+def _sidecars_in(folder: Path) -> dict[str, list[str]]:
+    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
+        return {}
+    found = {}
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
+            found.setdefault(stem, []).append(name)
+    return found
+
+
+def _read_sidecar(path: Path, store) -> Embedded:
+    """A sidecar's keywords and Lablr's record (its `unread` says what exiv2 could not read). Raises LablrError."""
+    _, data = read_regular(path, "the sidecar")
+    try:
+        embedded = store.read(data)
+    except ImageError:  # exiv2 tells a file it does not know from one cut short only by its first bytes
+        raise LablrError("the sidecar is not an XMP file, or is damaged or cut short") from None
+    if embedded.mime != XMP_SIDECAR:
+        raise LablrError(f"the sidecar is not an XMP file but {embedded.mime}")
+    return embedded
+
+
+def _outcome(photo: _Photo, status: str) -> Outcome:
+    return Outcome(photo.path, status, tuple(photo.tags), unread_sidecars=tuple(photo.unread_sidecars))
+
+
+def _settled(photo: _Photo, layer, outcomes, report) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
-    path, pixels, tags = item
-    if not tags:
-        outcomes.append(Outcome(path, "untagged"))
-    elif layer.has(photo_hash(pixels), known_as=[hash_as_decoded(pixels)]):
-        outcomes.append(Outcome(path, "known", tuple(tags)))
+    if not photo.tags:
+        outcomes.append(_outcome(photo, "untagged"))
+    elif layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
+        outcomes.append(_outcome(photo, "known"))
     else:
         return True
     report(outcomes[-1])
     return False
+
+
+def problem_lines(outcome: Outcome) -> list[str]:
+    """One line for a photo that could not be learned, and one for each of its sidecars that could not be read."""
+    lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status == "failed" else []
+    return lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]
 
 
 def _reason(error) -> str:
@@ -103,5 +175,7 @@ def _reason(error) -> str:
 def summary_line(outcomes) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("learned", "known", "untagged",
                                                                                 "failed")}
+    sidecars = sum(len(o.unread_sidecars) for o in outcomes)
     return (f"Learned from {counts['learned']} photos; {counts['known']} already known, "
-            f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable.")
+            f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
+            + (f"; {sidecars} sidecars could not be read." if sidecars else "."))

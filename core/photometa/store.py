@@ -28,6 +28,7 @@ STAMP_TAGGED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Tagged"
 STAMP_MODEL = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Model"
 STAMP_ADDED = f"Xmp.{defaults.LABLR_XMP_PREFIX}.Added"
 WRITABLE = ("image/jpeg", "image/png", "image/tiff", "image/webp")
+XMP_SIDECAR = "application/rdf+xml"  # exiv2's type of an XMP file
 WITH_IPTC = ("image/jpeg", "image/tiff")  # PNG and WebP have no standard place for IPTC
 # The qualified names in an XMP packet that are its frame, not properties of the photo.
 XMP_FRAME_PREFIXES = {"x", "rdf", "xml", "xmlns", "xmpmeta"}
@@ -154,7 +155,7 @@ class Exiv2Store:
                 image = self._new_sidecar(photo)
             else:
                 image = self._open(data)
-                if image.mimeType() != "application/rdf+xml":
+                if image.mimeType() != XMP_SIDECAR:
                     raise ImageError("The sidecar is not an XMP file.", code="not_xmp")
                 refuse_unread(self._unread(image))
             written = self._add_keywords(image, tags, stamp, iptc=False)

@@ -197,7 +197,7 @@ def _failed(path, error) -> Outcome:
 
 
 def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
-    before, data = _read_regular(path)
+    before, data = read_regular(path)
     if not options.sidecar:
         _check_writable(path, before)  # said in a dry run too
     check_image(data)
@@ -209,13 +209,13 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
         try:
             refuse_unread(embedded.unread)  # said in a dry run too
         except LablrError as error:
-            raise Skip(f"{error.message} With --sidecar its tags go to {_sidecar_path(path).name} beside it instead.") \
+            raise Skip(f"{error.message} With --sidecar its tags go to {sidecar_path(path).name} beside it instead.") \
                 from None
     sidecar = sidecar_before = None
     if options.sidecar:
-        sidecar_path = _sidecar_path(path)
-        if sidecar_path.exists() or sidecar_path.is_symlink():
-            sidecar_before, sidecar = _read_regular(sidecar_path, sidecar_path.name)
+        sidecar_file = sidecar_path(path)
+        if sidecar_file.exists() or sidecar_file.is_symlink():
+            sidecar_before, sidecar = read_regular(sidecar_file, sidecar_file.name)
             sidecar_keywords = store.read(sidecar)
             refuse_unread(sidecar_keywords.unread)
             embedded = Embedded(embedded.mime, embedded.xmp + sidecar_keywords.xmp, embedded.iptc,
@@ -226,7 +226,7 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
     return _Pending(path, data, before, embedded, sidecar, sidecar_before)
 
 
-def _read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
+def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
     """(stat, bytes) of a regular file, never through a symbolic link."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -235,10 +235,11 @@ def _read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
             raise Skip(SYMLINK if name == "it" else f"{name} is a symbolic link, which Lablr does not follow") \
                 from None
         raise Skip(f"cannot read {name} ({error.strerror})") from None
+    before = os.fstat(descriptor)
+    if not stat.S_ISREG(before.st_mode):  # before open(), which refuses a folder with an error of its own
+        os.close(descriptor)
+        raise Skip(f"{name} is not a regular file")
     with open(descriptor, "rb") as file:
-        before = os.fstat(file.fileno())
-        if not stat.S_ISREG(before.st_mode):
-            raise Skip(f"{name} is not a regular file")
         try:
             return before, file.read()
         except OSError as error:
@@ -256,7 +257,7 @@ def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, optio
     tags, note = [s.tag for s in wanted], ""
     try:
         if options.sidecar:
-            target = _sidecar_path(item.path)
+            target = sidecar_path(item.path)
             _check_sidecar_is_ours(item.path)
             data = store.add_to_sidecar(item.sidecar, tags, stamp, photo=item.embedded).data
             replace_file(target, data, expected=item.sidecar_before, keep_mtime=options.keep_mtime)
@@ -275,7 +276,8 @@ def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, optio
 PARTIAL_SIDECAR = "not all of the photo's metadata could be read, so it may lack some of its keywords"
 
 
-def _sidecar_path(photo: Path) -> Path:
+def sidecar_path(photo: Path) -> Path:
+    """NAME.xmp, the sidecar `--sidecar` writes (Lightroom's and digiKam's name too)."""
     return photo.with_suffix(defaults.SIDECAR_SUFFIX)
 
 
