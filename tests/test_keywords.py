@@ -268,6 +268,21 @@ def test_an_existing_sidecar_gains_only_the_new_tags(tiny_bundle, tmp_path):
     assert seen["Subject"] == ["from darktable", *seen["Added"]] and len(seen["Added"]) == 2
 
 
+def test_a_sidecar_that_cannot_be_read_is_named_and_both_files_left_as_they_were(tiny_bundle, tmp_path):
+    """The photo is fine: the line says what is wrong with its sidecar (it said "The photo is damaged")."""
+    photo = make_photo(tmp_path / "p.jpg")
+    original, sidecar = photo.read_bytes(), tmp_path / "p.xmp"
+    exiftool(sidecar, "-XMP-dc:Subject=from darktable")
+    whole = sidecar.read_bytes()
+    cases = {whole[:200]: "Lablr could not read all of its sidecar p.xmp (", b"hello": "its sidecar p.xmp is damaged",
+             original: "its sidecar p.xmp is not XMP but image/jpeg"}
+    for content, said in cases.items():
+        sidecar.write_bytes(content)
+        result = tag(tiny_bundle, photo, "--sidecar", "--k", "2")
+        assert result.exit_code == 1 and f"p.jpg: not changed: {said}" in result.output, result.output
+        assert sidecar.read_bytes() == content and photo.read_bytes() == original
+
+
 def test_sidecar_refuses_a_name_two_photos_would_share(tiny_bundle, tmp_path):
     make_photo(tmp_path / "same.jpg")
     make_photo(tmp_path / "same.png")

@@ -74,3 +74,32 @@ def test_a_tag_lablr_added_and_someone_removed_is_not_embedded_again(store, tmp_
     assert written.added == ["round"]
     after = store.read(written.data)
     assert after.xmp == (*OLD_XMP, "red", "round") and after.stamp.added == ("red", "circle", "round")
+
+
+def test_a_sidecar_cut_at_any_length_is_refused_cleanly_or_merged_keeping_what_it_held(store, tmp_path):
+    """What learning reads and what `lablr tag --sidecar` merges into: never a traceback, and never a
+    sidecar written back without a keyword the cut one was read with."""
+    from lablr.core.errors import LablrError
+    from lablr.core.personal.from_photos import own_keywords
+
+    photo = make_photo(tmp_path / "a.jpg", keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=heron", "-XMP-lr:HierarchicalSubject=animals|birds|heron")
+    whole = store.add_to_sidecar(None, ["red", "circle"], STAMP, photo=store.read(photo.read_bytes())).data
+    merged = 0
+    for length in range(len(whole) + 1):
+        data = whole[:length]
+        try:
+            held = store.read(data)
+            own_keywords(held)
+        except ImageError as error:
+            assert error.message
+            held = None
+        try:
+            written = store.add_to_sidecar(data, ["sky"], STAMP)
+        except LablrError as error:
+            assert error.message and "\n" not in error.message
+            continue
+        merged += 1
+        assert held is not None and not held.unread, length
+        assert set(held.xmp) | {"sky"} <= set(store.read(written.data).xmp), length
+    assert merged >= 1  # the whole sidecar, at least, is merged into

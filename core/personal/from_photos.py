@@ -19,10 +19,10 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
-from lablr.core.errors import ImageError, LablrError
+from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
-from lablr.core.photometa.store import XMP_SIDECAR, Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_regular, sidecar_path
+from lablr.core.photometa.store import Embedded, Exiv2Store
+from lablr.core.photometa.tagging import find_photos, read_sidecar, sidecar_path
 
 
 @dataclass
@@ -91,7 +91,7 @@ def _read(path: Path, store, model, listings: dict) -> _Photo:
     sidecars, unread_sidecars = [], []
     for sidecar in sidecars_of(path, listings):
         try:
-            read = _read_sidecar(sidecar, store)
+            _, _, read = read_sidecar(sidecar, store)
         except LablrError as error:
             unread_sidecars.append((sidecar, error.message))
             continue
@@ -128,18 +128,6 @@ def _sidecars_in(folder: Path) -> dict[str, list[str]]:
         if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
             found.setdefault(stem, []).append(name)
     return found
-
-
-def _read_sidecar(path: Path, store) -> Embedded:
-    """A sidecar's keywords and Lablr's record (its `unread` says what exiv2 could not read). Raises LablrError."""
-    _, data = read_regular(path, "the sidecar")
-    try:
-        embedded = store.read(data)
-    except ImageError:  # exiv2 tells a file it does not know from one cut short only by its first bytes
-        raise LablrError("the sidecar is not an XMP file, or is damaged or cut short") from None
-    if embedded.mime != XMP_SIDECAR:
-        raise LablrError(f"the sidecar is not an XMP file but {embedded.mime}")
-    return embedded
 
 
 def _outcome(photo: _Photo, status: str) -> Outcome:

@@ -25,6 +25,7 @@ from lablr.core.errors import ImageError, LablrError
 from lablr.core.files import fsync_dir
 from lablr.core.photometa.store import (
     WRITABLE,
+    XMP_SIDECAR,
     Embedded,
     Exiv2Store,
     KeywordStore,
@@ -215,15 +216,31 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
     if options.sidecar:
         sidecar_file = sidecar_path(path)
         if sidecar_file.exists() or sidecar_file.is_symlink():
-            sidecar_before, sidecar = read_regular(sidecar_file, sidecar_file.name)
-            sidecar_keywords = store.read(sidecar)
-            refuse_unread(sidecar_keywords.unread)
+            name = f"its sidecar {sidecar_file.name}"
+            sidecar_before, sidecar, sidecar_keywords = read_sidecar(sidecar_file, store, name)
+            if sidecar_keywords.unread:
+                raise Skip(f"Lablr could not read all of {name} ({sidecar_keywords.unread[:200]}), and writing it "
+                           "would lose what it could not read; both were left as they were.",
+                           code="unreadable_metadata")
             embedded = Embedded(embedded.mime, embedded.xmp + sidecar_keywords.xmp, embedded.iptc,
                                 sidecar_keywords.stamp or embedded.stamp)
     if embedded.stamp and not options.force:
         raise Skip(f"already tagged by Lablr on {embedded.stamp.tagged} (--force to tag it again)",
                    code="already_tagged")
     return _Pending(path, data, before, embedded, sidecar, sidecar_before)
+
+
+def read_sidecar(path: Path, store: KeywordStore, name: str = "the sidecar") -> tuple[os.stat_result, bytes, Embedded]:
+    """(stat, bytes, keywords) of an XMP sidecar; its `unread` says what could not be read. Raises Skip, which
+    says what is wrong with it, calling it `name`."""
+    before, data = read_regular(path, name)
+    try:
+        found = store.read(data)
+    except ImageError:  # exiv2 tells a file it does not know from one cut short only by its first bytes
+        raise Skip(f"{name} is damaged, cut short or not XMP") from None
+    if found.mime != XMP_SIDECAR:
+        raise Skip(f"{name} is not XMP but {found.mime}")
+    return before, data, found
 
 
 def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
