@@ -82,6 +82,7 @@ def fine_tuned(taught, taught_relevant, measured, image_size):
     """(n, K) log-odds of the tags the user taught, from EfficientNet-Lite0 fine-tuned on `taught`
     (photos) for the measured photos; -30 for tags the taught half lacks."""
     from lablr.core.data import decoding as imaging
+    from lablr.core.personal.prior import logit
     from lablr.plugins import effnet
     from lablr.plugins.vae_network import import_keras
 
@@ -93,7 +94,7 @@ def fine_tuned(taught, taught_relevant, measured, image_size):
     images = [np.stack([imaging.load(p["path"], image_size) for p in photos]) for photos in (taught, measured)]
     carried = np.flatnonzero(taught_relevant.sum(axis=0) > 0)
     targets = taught_relevant[:, carried].astype(np.float32)
-    frequency = np.clip(targets.mean(axis=0), 1e-3, 1 - 1e-3)
+    frequency = np.clip(targets.mean(axis=0), 1e-3, 1 - 1e-3)  # a tag on every taught photo: not infinite
 
     network = effnet.build_network(keras, image_size, effnet.converted_weights())
     trained = False
@@ -102,7 +103,7 @@ def fine_tuned(taught, taught_relevant, measured, image_size):
         layer.trainable = trained
     dropped = keras.layers.Dropout(recipe["dropout"])(network.outputs[0])
     logits = keras.layers.Dense(len(carried), kernel_initializer="zeros",
-                                bias_initializer=keras.initializers.Constant(np.log(frequency / (1 - frequency))))(dropped)
+                                bias_initializer=keras.initializers.Constant(logit(frequency)))(dropped)
     tuned = keras.Model(network.input, logits)
     optimizer = keras.optimizers.Adam(recipe["learning_rate"])
     loss = keras.losses.BinaryCrossentropy(from_logits=True)

@@ -66,15 +66,10 @@ class Embedded:
         return out
 
     @property
-    def removed(self) -> set[str]:
-        """The tags Lablr added that are no longer among the keywords (as keyword_key): someone removed them."""
-        there = {keyword_key(t) for t in self.keywords}
-        return {keyword_key(t) for t in self.stamp.added} - there if self.stamp else set()
-
-    @property
     def not_to_add(self) -> set[str]:
-        """What no tag may be added as (keyword_key): the keywords there, and those removed after Lablr added them."""
-        return {keyword_key(t) for t in self.keywords} | self.removed
+        """What no tag may be added as (keyword_key): the keywords there, and every tag Lablr's record says it
+        added: one that is not there any more was removed by the photographer."""
+        return {keyword_key(t) for t in [*self.keywords, *(self.stamp.added if self.stamp else ())]}
 
 
 @dataclass
@@ -324,9 +319,7 @@ class Exiv2Store:
         for kind in ("exif", "iptc", "xmp"):
             keys_now = {key for key, _ in after[kind]}
             moved = {MAKER_NOTE, MAKER_NOTE_DECODED} if MAKER_NOTE_DECODED in keys_now else set()
-            lost = {key for key, _ in before[kind] - after[kind]
-                    if key not in OURS and not (_relocatable(key, moved) and key in keys_now)
-                    and not (mime == "image/jpeg" and key in JPEG_LAYOUT)}
+            lost = {key for key, _ in before[kind] - after[kind] if not _no_loss(key, keys_now, moved, mime)}
             if lost:
                 raise _refused(f"{kind.upper()} metadata ({', '.join(sorted(lost)[:3])})")
         for kind in ("icc", "comment"):
@@ -347,9 +340,11 @@ RELOCATED = {"StripOffsets", "TileOffsets", "ExifTag", "GPSTag", "Interoperabili
 JPEG_LAYOUT = {"Exif.Image.PhotometricInterpretation", "Exif.Image.RowsPerStrip"}
 
 
-def _relocatable(key: str, moved: set) -> bool:
-    """Whether a key's value may change in a rewrite that keeps it: an offset of any page, or `moved`."""
-    return key in moved or key.rsplit(".", 1)[-1] in RELOCATED
+def _no_loss(key: str, keys_now: set, moved: set, mime: str) -> bool:
+    """Whether a key that a rewrite changed or left out lost nothing: Lablr's own; an offset of any page, or
+    one of `moved`, still there with its new value; a TIFF layout tag libexiv2 leaves out of a JPEG."""
+    relocated = key in moved or key.rsplit(".", 1)[-1] in RELOCATED
+    return key in OURS or (relocated and key in keys_now) or (mime == "image/jpeg" and key in JPEG_LAYOUT)
 
 
 MAKER_NOTE = "Exif.Photo.MakerNote"
