@@ -12,7 +12,9 @@ held-out photos as a control.
 For each, a real `lablr serve` (with an empty personal layer in a temporary data directory)
 first ranks a random half of the photos; the other half is sent to POST /api/v1/feedback with
 its true tags; the first half is ranked again. mAP is computed over the bundle's own
-vocabulary, so before and after rank the same tags, under both scorers.
+vocabulary, so before and after rank the same tags, under both scorers. Beside it, whether the
+probabilities shown mean what they say on the user's photos: the calibration error of each
+photo's 10 most probable tags, the bundle's and the user's own, against the tags it carries.
 """
 
 import argparse
@@ -72,31 +74,42 @@ def users(manifest, photos, count):
     return chosen + [("held-out photos of the bundle", selection.test)]
 
 
-def ranked(client, photo, scorer):
-    """The server's ranking of every tag (k = the most it gives), or None if it refuses the image."""
+def suggestions(client, photo, scorer):
+    """The server's suggestions of every tag (k = the most it gives), best first, or None if it
+    refuses the image."""
     data = Path(photo["path"]).read_bytes()
     answer = client.post("/api/v1/suggest", params={"k": defaults.MAX_K, "scorer": scorer},
                          files={"image": ("photo.png", data, "image/png")})
     if answer.status_code != 200:
         return None
-    return [s["tag"] for s in answer.json()["results"][0]["suggestions"]]
+    return answer.json()["results"][0]["suggestions"]
 
 
-def mean_ap(client, photos, vocabulary, scorer):
-    from lablr.core.pipeline.metrics import ranking_metrics, relevance
+def measure(client, photos, vocabulary, scorer):
+    """mAP over the bundle's vocabulary, and the calibration error of what the server shows: over
+    each photo's most probable tags (the bundle's and those the user added), the gap between the
+    probability shown and how often the photo carries the tag."""
+    from lablr.core.data.catalog import normalize_tag
+    from lablr.core.pipeline.metrics import expected_calibration_error, ranking_metrics, relevance
 
     index = {tag: k for k, tag in enumerate(vocabulary)}
-    scores, kept = [], []
+    scores, shown, kept = [], [], []
     for photo in photos:
-        order = ranked(client, photo, scorer)
-        if order is None:
+        answer = suggestions(client, photo, scorer)
+        if answer is None:
             continue
         row = np.full(len(vocabulary), -np.inf)
-        for position, tag in enumerate(t for t in order if t in index):
+        for position, tag in enumerate(s["tag"] for s in answer if s["tag"] in index):
             row[index[tag]] = -position
         scores.append(row)
+        shown.append({s["tag"]: s["score"] for s in answer})
         kept.append(photo["tags"])
-    return ranking_metrics(np.array(scores), relevance(kept, vocabulary))
+    result = ranking_metrics(np.array(scores), relevance(kept, vocabulary))
+    every_tag = sorted(set().union(*shown))
+    probabilities = np.array([[row.get(tag, 0.0) for tag in every_tag] for row in shown])
+    own = [[normalize_tag(tag) for tag in tags] for tags in kept]  # as the layer stores the tags taught
+    result["ece"] = expected_calibration_error(probabilities, relevance(own, every_tag))
+    return result
 
 
 def teach(client, photos, show_first: bool):
@@ -130,6 +143,7 @@ def main():
 
     from lablr.core.bundle import read_manifest, resolve
     from lablr.core.personal import layer as personal
+    from lablr.core.pipeline.metrics import ECE_TOP
 
     bundle = resolve(args.model)
     manifest = read_manifest(bundle)
@@ -147,22 +161,25 @@ def main():
                 order = rng.permutation(len(photos))
                 taught = [photos[i] for i in order[: len(photos) // 2]]
                 measured = [photos[i] for i in order[len(photos) // 2:]]
-                before = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
+                before = {scorer: measure(client, measured, vocabulary, scorer) for scorer in SCORERS}
                 recorded = teach(client, taught, args.shown)
                 learned = client.get("/api/v1/personal").json()
-                after = {scorer: mean_ap(client, measured, vocabulary, scorer) for scorer in SCORERS}
+                after = {scorer: measure(client, measured, vocabulary, scorer) for scorer in SCORERS}
                 rows.append((name, recorded, len(learned["added_tags"]), before["loglik"]["photos"], before, after))
                 print(f"{name}: taught {recorded} photos ({len(learned['added_tags'])} new tags joined), "
                       + "; ".join(f"{s} mAP {before[s]['map']:.3f} -> {after[s]['map']:.3f} "
-                                  f"({after[s]['map'] - before[s]['map']:+.3f})" for s in SCORERS), flush=True)
+                                  f"({after[s]['map'] - before[s]['map']:+.3f}, calibration error "
+                                  f"{before[s]['ece']:.3f} -> {after[s]['ece']:.3f})" for s in SCORERS), flush=True)
             personal.reset(bundle)
     print(f"\n{manifest.name}, seed {args.seed}, {time.perf_counter() - started:.0f} s; mAP on the other half, "
           "over the bundle's own tags, before -> after:\n")
-    print("| User | photos taught | new tags | photos measured | " + " | ".join(f"{s} mAP" for s in SCORERS) + " |")
-    print("|---|---|---|---|" + "---|" * len(SCORERS))
+    print("| User | photos taught | new tags | photos measured | " + " | ".join(f"{s} mAP" for s in SCORERS)
+          + "".join(f" | {s} calibration error of the top {ECE_TOP}" for s in SCORERS) + " |")
+    print("|---|---|---|---|" + "---|" * 2 * len(SCORERS))
     for name, recorded, added, measured, before, after in rows:
         cells = [f"{before[s]['map']:.3f} -> {after[s]['map']:.3f} (**{after[s]['map'] - before[s]['map']:+.3f}**)"
                  for s in SCORERS]
+        cells += [f"{before[s]['ece']:.3f} -> {after[s]['ece']:.3f}" for s in SCORERS]
         print(f"| {name} | {recorded} | {added} | {measured} | " + " | ".join(cells) + " |")
 
 
