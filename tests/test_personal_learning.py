@@ -119,6 +119,20 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
 
 
+def test_a_lightroom_keyword_that_lablr_added_again_as_a_keyword_is_still_learned(tiny_bundle, env, tmp_path):
+    """The photographer's keyword is in Lightroom's hierarchy alone (things|LEAF); `lablr tag`, which looks
+    at XMP and IPTC keywords, suggests LEAF and records it added it: the leaf is still the photographer's."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    leaf = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
+    exiftool(photo, "-XMP-dc:Subject=harbour", f"-XMP-lr:HierarchicalSubject=things|{leaf}")
+    tagged = lablr("tag", str(photo), "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+    assert tagged.returncode == 0 and leaf in read_tags(photo)["Added"], tagged.stderr
+    result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, leaf: 1}
+
+
 def test_a_photo_tagged_beside_itself_teaches_the_photographers_keywords_not_lablrs(tiny_bundle, env, tmp_path):
     """A new sidecar begins with the photo's own keywords; Lablr's record in it holds only what Lablr added."""
     from lablr.core.personal.from_photos import own_keywords

@@ -43,16 +43,18 @@ class _Photo(NamedTuple):
 
 def own_keywords(*sources: Embedded) -> list[str]:
     """The photographer's keywords in a photo and its sidecars: XMP, IPTC and Lightroom leaves, each once
-    (as first spelled), less every keyword that Lablr's record in any of them says Lablr added."""
+    (as first spelled), less every XMP or IPTC keyword that Lablr's record in any of them says Lablr added.
+    Lablr never writes Lightroom's hierarchy: a leaf of it is the photographer's even where Lablr added the
+    same word as a keyword (`lablr tag` does not look at the hierarchy)."""
     written_by_lablr = {keyword_key(t) for source in sources if source.stamp for t in source.stamp.added}
-    keywords = [keyword for source in sources
-                for keyword in source.xmp + source.iptc + tuple(path.split("|")[-1] for path in source.hierarchical)]
     seen, out = set(), []
-    for keyword in keywords:
-        key = keyword_key(keyword)
-        if key and key not in seen and key not in written_by_lablr:
-            seen.add(key)
-            out.append(keyword)
+    for source in sources:
+        flat = [keyword for keyword in source.xmp + source.iptc if keyword_key(keyword) not in written_by_lablr]
+        for keyword in flat + [path.split("|")[-1] for path in source.hierarchical]:
+            key = keyword_key(keyword)
+            if key and key not in seen:
+                seen.add(key)
+                out.append(keyword)
     return out
 
 
