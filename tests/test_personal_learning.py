@@ -429,6 +429,48 @@ def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagge
     assert show(tiny_bundle, env)["photos"] == 0
 
 
+def test_photos_replaced_while_learning_get_one_line_each_and_the_others_are_learned(tiny_bundle, tmp_path):
+    """Between finding a folder's photos and reading them, one vanishes and others become a pipe (which
+    nothing writes to: reading it would wait for ever), a folder and a link: each is one line, never read."""
+    import threading
+
+    from lablr.core.model import Model
+    from lablr.core.personal.from_photos import learn_photos
+    from lablr.core.personal.layer import PersonalLayer
+
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i, name in enumerate(["gone.jpg", "pipe.jpg", "folder.jpg", "link.jpg", "kept.jpg"]):
+        make_photo(folder / name, "green", "triangle", seed=150 + i)
+    elsewhere = make_photo(tmp_path / "elsewhere.jpg", "red", "circle", seed=160)
+
+    def replace_them(found):
+        for name in ["gone.jpg", "pipe.jpg", "folder.jpg", "link.jpg"]:
+            (folder / name).unlink()
+        os.mkfifo(folder / "pipe.jpg")
+        (folder / "folder.jpg").mkdir()
+        (folder / "link.jpg").symlink_to(elsewhere)
+
+    model = Model.load(tiny_bundle)
+    layer = PersonalLayer(tmp_path / "layer.sqlite", latent_dim=model.encoder.latent_dim)
+    outcomes = []
+    learning = threading.Thread(target=lambda: outcomes.extend(learn_photos([folder], model, layer,
+                                                                            start=replace_them)), daemon=True)
+    learning.start()
+    learning.join(30)
+    if learning.is_alive():  # stuck reading the pipe: let it go before failing
+        os.close(os.open(folder / "pipe.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        learning.join(60)
+        pytest.fail("learning waited on a pipe that replaced a photo")
+    layer.close()
+    assert {o.path.name: o.status for o in outcomes} == {"gone.jpg": "failed", "pipe.jpg": "failed",
+                                                         "folder.jpg": "failed", "link.jpg": "failed",
+                                                         "kept.jpg": "learned"}
+    reasons = {o.path.name: o.reason for o in outcomes}
+    assert "No such file" in reasons["gone.jpg"] and "symbolic link" in reasons["link.jpg"], reasons
+    assert "not a regular file" in reasons["pipe.jpg"] and "not a regular file" in reasons["folder.jpg"], reasons
+
+
 def test_learn_shows_progress_on_a_terminal_and_none_in_a_log(tiny_bundle, env, album):
     folder, _ = album
     _, shown = on_a_terminal([sys.executable, "-m", "lablr.core.cli", "personal", "learn", str(folder),

@@ -22,7 +22,7 @@ from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_sidecar, sidecar_path
+from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecar_path
 
 
 @dataclass
@@ -88,7 +88,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
-    data = path.read_bytes()
+    _, data = read_regular(path)  # found a moment ago, it may since be a link, a folder or a pipe (never read)
     embedded = store.read(data)
     sidecars, unread_sidecars = [], []
     for sidecar in sidecars_of(path, listings):
