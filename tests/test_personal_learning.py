@@ -94,6 +94,17 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert undone.returncode == 0 and show(tiny_bundle, env)["photos"] == 3
 
 
+def test_show_says_a_tag_with_enough_photos_waits_for_room_not_for_photos(tiny_bundle, env, album):
+    folder, _ = album
+    full = {**env, "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
+    lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=full)
+    shown = lablr("personal", "show", "--model", str(tiny_bundle), env=full).stdout.splitlines()
+    assert shown[2:4] == [f"Tags added to its vocabulary: {NEW_TAG}",  # the first to reach 5 photos
+                          "Not added, as the model holds 1 new tags, its limit (LABLR_PERSONAL_MAX_LEARNED_TAGS): "
+                          "allotment (5)"], shown
+    assert not any(line.startswith("Waiting") for line in shown), shown
+
+
 def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
     """Learning only reads the photos: even a killed `lablr tag` run's leftover stays where it is."""
     folder = tmp_path / "photos"
