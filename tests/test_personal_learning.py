@@ -574,6 +574,27 @@ def test_keywords_the_photographer_added_to_a_sidecar_are_learned_and_lablrs_are
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
 
 
+@pytest.mark.parametrize("sidecar", ["mine.jpg.xmp", "mine.xmp"])
+@pytest.mark.parametrize("how", ["in the photo", "beside it"])
+def test_a_keyword_the_photographer_keeps_in_a_sidecar_is_not_added_by_tag_and_is_learned(tiny_bundle, env, tmp_path,
+                                                                                         sidecar, how):
+    """darktable keeps a photo's keywords in NAME.EXT.xmp, Lightroom and digiKam in NAME.xmp. `lablr tag` would
+    suggest one of them: it does not add it again (in the photo, or in NAME.xmp), so learning, which cannot tell
+    a word Lablr added from the same word the photographer wrote, still learns it as theirs."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    theirs = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
+    exiftool(tmp_path / sidecar, f"-XMP-dc:Subject={theirs}", "-XMP-dc:Subject=harbour")
+    tagged = lablr("tag", str(photo), *(["--sidecar"] if how == "beside it" else []), "--json", "-k", "2",
+                   "--model", str(tiny_bundle), env=env)
+    assert tagged.returncode == 0, tagged.stderr
+    added = [s["tag"] for s in json.loads(tagged.stdout)["photos"][0]["added"]]
+    assert added and theirs not in added
+    result = learned(tmp_path, tiny_bundle, env)
+    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {theirs: 1, "harbour": 1}
+
+
 def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_from_the_rest(tiny_bundle, env,
                                                                                           tmp_path):
     folder = tmp_path / "damaged"

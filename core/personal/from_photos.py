@@ -10,7 +10,6 @@ known by its pixels, so it counts once however often it is learned, and `lablr p
 undo`/`reset` take it back.
 """
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -22,7 +21,7 @@ from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecar_path
+from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecars_of
 
 
 @dataclass
@@ -105,31 +104,6 @@ def _read(path: Path, store, model, listings: dict) -> _Photo:
     if not tags and unread:  # its keywords may be in what could not be read: not "without keywords"
         raise LablrError(f"no keywords could be read: {'; '.join(unread)}")
     return _Photo(path, model.decode(data), tags, unread_sidecars)
-
-
-def sidecars_of(photo: Path, listings: dict) -> list[Path]:
-    """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
-    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
-    each folder's sidecars, so that a folder is listed once."""
-    if photo.parent not in listings:
-        listings[photo.parent] = _sidecars_in(photo.parent)
-    names = listings[photo.parent]
-    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
-    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
-
-
-def _sidecars_in(folder: Path) -> dict[str, list[str]]:
-    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
-        return {}
-    found = {}
-    for name in names:
-        stem, suffix = os.path.splitext(name)
-        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
-            found.setdefault(stem, []).append(name)
-    return found
 
 
 def _outcome(photo: _Photo, status: str) -> Outcome:
