@@ -84,11 +84,13 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert shown[1:3] == [f"Your tags, by photos: allotment (5), {NEW_TAG} (5), green (5)",
                           f"Tags added to its vocabulary: allotment, {NEW_TAG}"]
 
-    # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once.
+    # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once,
+    # and the keyword the photographer added since is learned.
     exiftool(photos[0], "-XMP-dc:Subject+=sunny")
     again = lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
-    assert again.returncode == 0 and "Learned from 0 photos; 5 already known" in again.stdout
-    assert show(tiny_bundle, env)["photos"] == 5
+    assert again.returncode == 0, again.stderr
+    assert "Learned from 0 photos; 5 already known (1 of them with new keywords, now learned)," in again.stdout
+    assert show(tiny_bundle, env)["photos"] == 5 and show(tiny_bundle, env)["tag_photos"]["sunny"] == 1
 
     undone = lablr("personal", "undo", "2", "--model", str(tiny_bundle), env=env)
     assert undone.returncode == 0 and show(tiny_bundle, env)["photos"] == 3
@@ -547,8 +549,8 @@ def test_keywords_kept_in_sidecars_beside_photos_are_learned_and_a_changed_sidec
 
     exiftool(folder / "digikam.xmp", "-XMP-dc:Subject+=sunny")  # the pixels are the same: the photo counts once
     again = learned(folder, tiny_bundle, env)
-    assert again.returncode == 0 and "Learned from 0 photos; 4 already known" in again.stdout
-    assert show(tiny_bundle, env)["tag_photos"] == expected
+    assert again.returncode == 0 and "Learned from 0 photos; 4 already known (1 of them" in again.stdout
+    assert show(tiny_bundle, env)["photos"] == 4 and show(tiny_bundle, env)["tag_photos"] == {**expected, "sunny": 1}
 
 
 @pytest.mark.parametrize("where", ["beside it", "in the photo"])
@@ -593,6 +595,27 @@ def test_a_keyword_the_photographer_keeps_in_a_sidecar_is_not_added_by_tag_and_i
     result = learned(tmp_path, tiny_bundle, env)
     assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {theirs: 1, "harbour": 1}
+
+
+def test_a_keyword_added_by_hand_to_a_learned_photo_is_learned_again_lablrs_are_not_and_the_server_sees_it(
+        tiny_bundle, env, tmp_path):
+    """Weeks of it: learn a photo, `lablr tag` it, add a keyword by hand, learn it again, with the server up."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour")
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        assert learned(tmp_path, tiny_bundle, env).returncode == 0
+        assert client.get("/api/v1/personal").json()["pending_tags"] == {"harbour": 1}
+        tagged = lablr("tag", str(photo), "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+        assert tagged.returncode == 0 and len(read_tags(photo)["Added"]) == 2, tagged.stderr
+        exiftool(photo, "-XMP-dc:Subject+=lighthouse")
+        again = learned(tmp_path, tiny_bundle, env)
+        assert again.returncode == 0, again.stderr
+        assert "Learned from 0 photos; 1 already known (1 of them with new keywords, now learned)" in again.stdout
+        personal = client.get("/api/v1/personal").json()
+        assert personal["photos"] == 1 and personal["pending_tags"] == {"harbour": 1, "lighthouse": 1}
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
+    unchanged = learned(tmp_path, tiny_bundle, env)
+    assert "Learned from 0 photos; 1 already known, 0 without" in unchanged.stdout
 
 
 def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_from_the_rest(tiny_bundle, env,

@@ -6,11 +6,11 @@ lr:hierarchicalSubject paths ("animals|birds|heron" -> heron), and the same in i
 (NAME.xmp, as Lightroom, digiKam and `lablr tag --sidecar` write it; NAME.EXT.xmp, as darktable
 does), less those Lablr wrote itself (recorded in its own XMP namespace by `lablr tag`, in the
 photo or a sidecar): learning its own guesses would only reinforce them. Each photo is one event,
-known by its pixels, so it counts once however often it is learned, and `lablr personal
-undo`/`reset` take it back.
+known by its pixels, so it counts once however often it is learned; learned again, it gains the
+keywords written into it since. `lablr personal undo`/`reset` take it back.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +29,7 @@ class Outcome:
     path: Path
     status: str  # "learned", "known" (learned before), "untagged", "failed"
     tags: tuple = ()
+    gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
     reason: str = ""
     unread_sidecars: tuple = ()  # (path, why) of each sidecar beside it that could not be read
 
@@ -81,7 +82,8 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
             for photo, latent in zip(batch, latents):
                 event = layer.record(photo_hash(photo.pixels), latent, photo.tags, None,
                                      known_as=[hash_as_decoded(photo.pixels)])
-                outcomes.append(_outcome(photo, "learned" if event else "known"))
+                # no event: another copy of it came first, in this batch or from another process
+                outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer))
                 report(outcomes[-1])
     return outcomes
 
@@ -112,14 +114,20 @@ def _outcome(photo: _Photo, status: str) -> Outcome:
 
 def _settled(photo: _Photo, layer, outcomes, report) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
-    if not photo.tags:
-        outcomes.append(_outcome(photo, "untagged"))
-    elif layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
-        outcomes.append(_outcome(photo, "known"))
-    else:
+    if photo.tags and not layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
         return True
+    outcomes.append(_known(photo, layer) if photo.tags else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
+
+
+def _known(photo: _Photo, layer) -> Outcome:
+    """The outcome of a photo learned before: it gains the keywords written into it since."""
+    try:
+        gained = layer.add_tags(photo_hash(photo.pixels), photo.tags, known_as=[hash_as_decoded(photo.pixels)])
+    except LablrError as error:  # more tags than a photo may have
+        return Outcome(photo.path, "failed", reason=error.message)
+    return replace(_outcome(photo, "known"), gained=tuple(gained or ()))
 
 
 def problem_lines(outcome: Outcome) -> list[str]:
@@ -140,6 +148,8 @@ def summary_line(outcomes) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("learned", "known", "untagged",
                                                                                 "failed")}
     sidecars = sum(len(o.unread_sidecars) for o in outcomes)
-    return (f"Learned from {counts['learned']} photos; {counts['known']} already known, "
+    gained = sum(bool(o.gained) for o in outcomes)
+    return (f"Learned from {counts['learned']} photos; {counts['known']} already known"
+            + (f" ({gained} of them with new keywords, now learned)" if gained else "") + ", "
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
             + (f"; {sidecars} sidecars could not be read." if sidecars else "."))
