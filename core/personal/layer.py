@@ -270,9 +270,9 @@ class PersonalLayer:
         try:
             with self._lock, self._write(removal=True):
                 event = self._event_of(self._db, hashes)
-                added = [tag for tag in tags if event is not None and tag not in event.tags]
+                added = [] if event is None else [tag for tag in tags if tag not in event.tags]
                 if not added:
-                    raise _AlreadyThere  # changed meanwhile, by another process
+                    raise _AlreadyThere  # undone, or given these tags, meanwhile by another process
                 if len(event.tags) + len(added) > defaults.PERSONAL_MAX_EVENT_TAGS:
                     raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords "
                                      f"written since it was learned it has {len(event.tags) + len(added)}.",
