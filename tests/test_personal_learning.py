@@ -84,14 +84,27 @@ def test_learn_reads_the_keywords_in_photos_counts_each_photo_once_and_undo_take
     assert shown[1:3] == [f"Your tags, by photos: allotment (5), {NEW_TAG} (5), green (5)",
                           f"Tags added to its vocabulary: allotment, {NEW_TAG}"]
 
-    # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once.
+    # Keywords rewritten (as `lablr tag` or any editor does): the pixels are the same, the photo counts once,
+    # and the keyword the photographer added since is learned.
     exiftool(photos[0], "-XMP-dc:Subject+=sunny")
     again = lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=env)
-    assert again.returncode == 0 and "Learned from 0 photos; 5 already known" in again.stdout
-    assert show(tiny_bundle, env)["photos"] == 5
+    assert again.returncode == 0, again.stderr
+    assert "Learned from 0 photos; 5 already known (1 of them with new keywords, now learned)," in again.stdout
+    assert show(tiny_bundle, env)["photos"] == 5 and show(tiny_bundle, env)["tag_photos"]["sunny"] == 1
 
     undone = lablr("personal", "undo", "2", "--model", str(tiny_bundle), env=env)
     assert undone.returncode == 0 and show(tiny_bundle, env)["photos"] == 3
+
+
+def test_show_says_a_tag_with_enough_photos_waits_for_room_not_for_photos(tiny_bundle, env, album):
+    folder, _ = album
+    full = {**env, "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
+    lablr("personal", "learn", str(folder / "2019"), "--model", str(tiny_bundle), "-q", env=full)
+    shown = lablr("personal", "show", "--model", str(tiny_bundle), env=full).stdout.splitlines()
+    assert shown[2:4] == [f"Tags added to its vocabulary: {NEW_TAG}",  # the first to reach 5 photos
+                          "Not added, as the model holds 1 new tags, its limit (LABLR_PERSONAL_MAX_LEARNED_TAGS): "
+                          "allotment (5)"], shown
+    assert not any(line.startswith("Waiting") for line in shown), shown
 
 
 def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
@@ -117,6 +130,20 @@ def test_keywords_lablr_wrote_itself_are_not_learned(tiny_bundle, env, tmp_path)
     result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
     assert result.returncode == 0, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
+
+
+def test_a_lightroom_keyword_that_lablr_added_again_as_a_keyword_is_still_learned(tiny_bundle, env, tmp_path):
+    """The photographer's keyword is in Lightroom's hierarchy alone (things|LEAF); `lablr tag`, which looks
+    at XMP and IPTC keywords, suggests LEAF and records it added it: the leaf is still the photographer's."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    leaf = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
+    exiftool(photo, "-XMP-dc:Subject=harbour", f"-XMP-lr:HierarchicalSubject=things|{leaf}")
+    tagged = lablr("tag", str(photo), "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+    assert tagged.returncode == 0 and leaf in read_tags(photo)["Added"], tagged.stderr
+    result = lablr("personal", "learn", str(photo), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 0, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, leaf: 1}
 
 
 def test_a_photo_tagged_beside_itself_teaches_the_photographers_keywords_not_lablrs(tiny_bundle, env, tmp_path):
@@ -415,6 +442,48 @@ def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagge
     assert show(tiny_bundle, env)["photos"] == 0
 
 
+def test_photos_replaced_while_learning_get_one_line_each_and_the_others_are_learned(tiny_bundle, tmp_path):
+    """Between finding a folder's photos and reading them, one vanishes and others become a pipe (which
+    nothing writes to: reading it would wait for ever), a folder and a link: each is one line, never read."""
+    import threading
+
+    from lablr.core.model import Model
+    from lablr.core.personal.from_photos import learn_photos
+    from lablr.core.personal.layer import PersonalLayer
+
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i, name in enumerate(["gone.jpg", "pipe.jpg", "folder.jpg", "link.jpg", "kept.jpg"]):
+        make_photo(folder / name, "green", "triangle", seed=150 + i)
+    elsewhere = make_photo(tmp_path / "elsewhere.jpg", "red", "circle", seed=160)
+
+    def replace_them(found):
+        for name in ["gone.jpg", "pipe.jpg", "folder.jpg", "link.jpg"]:
+            (folder / name).unlink()
+        os.mkfifo(folder / "pipe.jpg")
+        (folder / "folder.jpg").mkdir()
+        (folder / "link.jpg").symlink_to(elsewhere)
+
+    model = Model.load(tiny_bundle)
+    layer = PersonalLayer(tmp_path / "layer.sqlite", latent_dim=model.encoder.latent_dim)
+    outcomes = []
+    learning = threading.Thread(target=lambda: outcomes.extend(learn_photos([folder], model, layer,
+                                                                            start=replace_them)), daemon=True)
+    learning.start()
+    learning.join(30)
+    if learning.is_alive():  # stuck reading the pipe: let it go before failing
+        os.close(os.open(folder / "pipe.jpg", os.O_WRONLY | os.O_NONBLOCK))
+        learning.join(60)
+        pytest.fail("learning waited on a pipe that replaced a photo")
+    layer.close()
+    assert {o.path.name: o.status for o in outcomes} == {"gone.jpg": "failed", "pipe.jpg": "failed",
+                                                         "folder.jpg": "failed", "link.jpg": "failed",
+                                                         "kept.jpg": "learned"}
+    reasons = {o.path.name: o.reason for o in outcomes}
+    assert "No such file" in reasons["gone.jpg"] and "symbolic link" in reasons["link.jpg"], reasons
+    assert "not a regular file" in reasons["pipe.jpg"] and "not a regular file" in reasons["folder.jpg"], reasons
+
+
 def test_learn_shows_progress_on_a_terminal_and_none_in_a_log(tiny_bundle, env, album):
     folder, _ = album
     _, shown = on_a_terminal([sys.executable, "-m", "lablr.core.cli", "personal", "learn", str(folder),
@@ -480,8 +549,8 @@ def test_keywords_kept_in_sidecars_beside_photos_are_learned_and_a_changed_sidec
 
     exiftool(folder / "digikam.xmp", "-XMP-dc:Subject+=sunny")  # the pixels are the same: the photo counts once
     again = learned(folder, tiny_bundle, env)
-    assert again.returncode == 0 and "Learned from 0 photos; 4 already known" in again.stdout
-    assert show(tiny_bundle, env)["tag_photos"] == expected
+    assert again.returncode == 0 and "Learned from 0 photos; 4 already known (1 of them" in again.stdout
+    assert show(tiny_bundle, env)["photos"] == 4 and show(tiny_bundle, env)["tag_photos"] == {**expected, "sunny": 1}
 
 
 @pytest.mark.parametrize("where", ["beside it", "in the photo"])
@@ -505,6 +574,48 @@ def test_keywords_the_photographer_added_to_a_sidecar_are_learned_and_lablrs_are
     result = learned(tmp_path, tiny_bundle, env)
     assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
+
+
+@pytest.mark.parametrize("sidecar", ["mine.jpg.xmp", "mine.xmp"])
+@pytest.mark.parametrize("how", ["in the photo", "beside it"])
+def test_a_keyword_the_photographer_keeps_in_a_sidecar_is_not_added_by_tag_and_is_learned(tiny_bundle, env, tmp_path,
+                                                                                         sidecar, how):
+    """darktable keeps a photo's keywords in NAME.EXT.xmp, Lightroom and digiKam in NAME.xmp. `lablr tag` would
+    suggest one of them: it does not add it again (in the photo, or in NAME.xmp), so learning, which cannot tell
+    a word Lablr added from the same word the photographer wrote, still learns it as theirs."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    theirs = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
+    exiftool(tmp_path / sidecar, f"-XMP-dc:Subject={theirs}", "-XMP-dc:Subject=harbour")
+    tagged = lablr("tag", str(photo), *(["--sidecar"] if how == "beside it" else []), "--json", "-k", "2",
+                   "--model", str(tiny_bundle), env=env)
+    assert tagged.returncode == 0, tagged.stderr
+    added = [s["tag"] for s in json.loads(tagged.stdout)["photos"][0]["added"]]
+    assert added and theirs not in added
+    result = learned(tmp_path, tiny_bundle, env)
+    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {theirs: 1, "harbour": 1}
+
+
+def test_a_keyword_added_by_hand_to_a_learned_photo_is_learned_again_lablrs_are_not_and_the_server_sees_it(
+        tiny_bundle, env, tmp_path):
+    """Weeks of it: learn a photo, `lablr tag` it, add a keyword by hand, learn it again, with the server up."""
+    photo = make_photo(tmp_path / "mine.jpg", "blue", "square", seed=7, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour")
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        assert learned(tmp_path, tiny_bundle, env).returncode == 0
+        assert client.get("/api/v1/personal").json()["pending_tags"] == {"harbour": 1}
+        tagged = lablr("tag", str(photo), "--model", str(tiny_bundle), "-q", "-k", "2", env=env)
+        assert tagged.returncode == 0 and len(read_tags(photo)["Added"]) == 2, tagged.stderr
+        exiftool(photo, "-XMP-dc:Subject+=lighthouse")
+        again = learned(tmp_path, tiny_bundle, env)
+        assert again.returncode == 0, again.stderr
+        assert "Learned from 0 photos; 1 already known (1 of them with new keywords, now learned)" in again.stdout
+        personal = client.get("/api/v1/personal").json()
+        assert personal["photos"] == 1 and personal["pending_tags"] == {"harbour": 1, "lighthouse": 1}
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
+    unchanged = learned(tmp_path, tiny_bundle, env)
+    assert "Learned from 0 photos; 1 already known, 0 without" in unchanged.stdout
 
 
 def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_from_the_rest(tiny_bundle, env,

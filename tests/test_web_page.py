@@ -260,6 +260,32 @@ def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(
     assert page.locator("#error").is_hidden()
 
 
+def test_a_new_tag_that_waits_for_room_is_not_said_to_wait_for_photos(browser, tiny_bundle, tmp_path):
+    """At the bound on new tags (here 1), a tag of 5 photos and more waits for room, not for 5 photos."""
+    import httpx
+
+    env = {"XDG_DATA_HOME": str(tmp_path), "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
+    with running_server(tiny_bundle, env=env) as (base, _):
+        for seed in range(5):
+            photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
+            answer = httpx.post(base + "/api/v1/feedback", files={"image": ("p.png", photo, "image/png")},
+                                data={"tags": "first new, second new"}, timeout=60)
+            assert answer.status_code == 200, answer.text
+        with page_of(browser, base) as page:
+            page.wait_for_function("() => document.getElementById('learned').textContent.includes('first new')")
+            learned = page.locator("#learned").inner_text()
+            assert "Not added, as the model holds its limit of new tags" in learned and "second new (5)" in learned
+            assert "Waiting for more photos" not in learned and "of 5)" not in learned, learned
+            photo = png_bytes(draw_shape("red", "circle", size=120, seed=905))
+            page.set_input_files("#photo", files=[{"name": "sixth.png", "mimeType": "image/png", "buffer": photo}])
+            page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")
+            page.locator("#my-tags").fill("second new")
+            page.click("#mine")
+            page.wait_for_function("() => document.getElementById('status').textContent.includes('Learned from this')")
+            status = page.locator("#status").inner_text()
+            assert "limit of new tags" in status and "Suggested once" not in status, status
+
+
 def test_the_page_sends_only_the_suggestions_it_showed(learning_page, tmp_path):
     import sqlite3
 

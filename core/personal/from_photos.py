@@ -6,12 +6,11 @@ lr:hierarchicalSubject paths ("animals|birds|heron" -> heron), and the same in i
 (NAME.xmp, as Lightroom, digiKam and `lablr tag --sidecar` write it; NAME.EXT.xmp, as darktable
 does), less those Lablr wrote itself (recorded in its own XMP namespace by `lablr tag`, in the
 photo or a sidecar): learning its own guesses would only reinforce them. Each photo is one event,
-known by its pixels, so it counts once however often it is learned, and `lablr personal
-undo`/`reset` take it back.
+known by its pixels, so it counts once however often it is learned; learned again, it gains the
+keywords written into it since. `lablr personal undo`/`reset` take it back.
 """
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -22,7 +21,7 @@ from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_sidecar, sidecar_path
+from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecars_of
 
 
 @dataclass
@@ -30,6 +29,7 @@ class Outcome:
     path: Path
     status: str  # "learned", "known" (learned before), "untagged", "failed"
     tags: tuple = ()
+    gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
     reason: str = ""
     unread_sidecars: tuple = ()  # (path, why) of each sidecar beside it that could not be read
 
@@ -43,16 +43,18 @@ class _Photo(NamedTuple):
 
 def own_keywords(*sources: Embedded) -> list[str]:
     """The photographer's keywords in a photo and its sidecars: XMP, IPTC and Lightroom leaves, each once
-    (as first spelled), less every keyword that Lablr's record in any of them says Lablr added."""
+    (as first spelled), less every XMP or IPTC keyword that Lablr's record in any of them says Lablr added.
+    Lablr never writes Lightroom's hierarchy: a leaf of it is the photographer's even where Lablr added the
+    same word as a keyword (`lablr tag` does not look at the hierarchy)."""
     written_by_lablr = {keyword_key(t) for source in sources if source.stamp for t in source.stamp.added}
-    keywords = [keyword for source in sources
-                for keyword in source.xmp + source.iptc + tuple(path.split("|")[-1] for path in source.hierarchical)]
     seen, out = set(), []
-    for keyword in keywords:
-        key = keyword_key(keyword)
-        if key and key not in seen and key not in written_by_lablr:
-            seen.add(key)
-            out.append(keyword)
+    for source in sources:
+        flat = [keyword for keyword in source.xmp + source.iptc if keyword_key(keyword) not in written_by_lablr]
+        for keyword in flat + [path.split("|")[-1] for path in source.hierarchical]:
+            key = keyword_key(keyword)
+            if key and key not in seen:
+                seen.add(key)
+                out.append(keyword)
     return out
 
 
@@ -80,13 +82,14 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
             for photo, latent in zip(batch, latents):
                 event = layer.record(photo_hash(photo.pixels), latent, photo.tags, None,
                                      known_as=[hash_as_decoded(photo.pixels)])
-                outcomes.append(_outcome(photo, "learned" if event else "known"))
+                # no event: another copy of it came first, in this batch or from another process
+                outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer))
                 report(outcomes[-1])
     return outcomes
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
-    data = path.read_bytes()
+    _, data = read_regular(path)  # found a moment ago, it may since be a link, a folder or a pipe (never read)
     embedded = store.read(data)
     sidecars, unread_sidecars = [], []
     for sidecar in sidecars_of(path, listings):
@@ -105,45 +108,26 @@ def _read(path: Path, store, model, listings: dict) -> _Photo:
     return _Photo(path, model.decode(data), tags, unread_sidecars)
 
 
-def sidecars_of(photo: Path, listings: dict) -> list[Path]:
-    """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
-    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
-    each folder's sidecars, so that a folder is listed once."""
-    if photo.parent not in listings:
-        listings[photo.parent] = _sidecars_in(photo.parent)
-    names = listings[photo.parent]
-    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
-    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
-
-
-def _sidecars_in(folder: Path) -> dict[str, list[str]]:
-    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
-        return {}
-    found = {}
-    for name in names:
-        stem, suffix = os.path.splitext(name)
-        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
-            found.setdefault(stem, []).append(name)
-    return found
-
-
 def _outcome(photo: _Photo, status: str) -> Outcome:
     return Outcome(photo.path, status, tuple(photo.tags), unread_sidecars=tuple(photo.unread_sidecars))
 
 
 def _settled(photo: _Photo, layer, outcomes, report) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
-    if not photo.tags:
-        outcomes.append(_outcome(photo, "untagged"))
-    elif layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
-        outcomes.append(_outcome(photo, "known"))
-    else:
+    if photo.tags and not layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
         return True
+    outcomes.append(_known(photo, layer) if photo.tags else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
+
+
+def _known(photo: _Photo, layer) -> Outcome:
+    """The outcome of a photo learned before: it gains the keywords written into it since."""
+    try:
+        gained = layer.add_tags(photo_hash(photo.pixels), photo.tags, known_as=[hash_as_decoded(photo.pixels)])
+    except LablrError as error:  # more tags than a photo may have
+        return Outcome(photo.path, "failed", reason=error.message)
+    return replace(_outcome(photo, "known"), gained=tuple(gained or ()))
 
 
 def problem_lines(outcome: Outcome) -> list[str]:
@@ -164,6 +148,8 @@ def summary_line(outcomes) -> str:
     counts = {status: sum(o.status == status for o in outcomes) for status in ("learned", "known", "untagged",
                                                                                 "failed")}
     sidecars = sum(len(o.unread_sidecars) for o in outcomes)
-    return (f"Learned from {counts['learned']} photos; {counts['known']} already known, "
+    gained = sum(bool(o.gained) for o in outcomes)
+    return (f"Learned from {counts['learned']} photos; {counts['known']} already known"
+            + (f" ({gained} of them with new keywords, now learned)" if gained else "") + ", "
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
             + (f"; {sidecars} sidecars could not be read." if sidecars else "."))

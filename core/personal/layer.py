@@ -258,6 +258,36 @@ class PersonalLayer:
             return None
         return Event(event_id, stamp, photo_hash, latent, tags, suggested, shown)
 
+    def add_tags(self, photo_hash: str, tags: list[str], *, known_as=()) -> list[str] | None:
+        """Add to the event of a photo in the layer those of `tags` it lacks (keywords written into the photo
+        since it was learned); the tags added, or None if the photo is not in the layer. The photo still
+        counts once; the change is replayed, as an undo is."""
+        hashes = [photo_hash, *known_as]
+        with self._read_lock:  # most photos learned again have nothing new: no write for them
+            event = self._event_of(self._reader, hashes)
+        if event is None or set(tags) <= set(event.tags):
+            return None if event is None else []
+        try:
+            with self._lock, self._write(removal=True):
+                event = self._event_of(self._db, hashes)
+                added = [] if event is None else [tag for tag in tags if tag not in event.tags]
+                if not added:
+                    raise _AlreadyThere  # undone, or given these tags, meanwhile by another process
+                if len(event.tags) + len(added) > defaults.PERSONAL_MAX_EVENT_TAGS:
+                    raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords "
+                                     f"written since it was learned it has {len(event.tags) + len(added)}.",
+                                     code="bad_tags", status=422)
+                self._db.execute("update events set tags = ? where id = ?", [json.dumps(event.tags + added), event.id])
+        except _AlreadyThere:
+            return None if event is None else []
+        return added
+
+    def _event_of(self, db, photo_hashes) -> "Event | None":
+        hashes = list(photo_hashes)
+        row = db.execute(f"select {COLUMNS} from events where photo_hash in ({', '.join('?' * len(hashes))}) "
+                         "order by id limit 1", hashes).fetchone()
+        return None if row is None else self._event(row)
+
     def _full(self, held) -> LablrError:
         return LablrError(f"The personal layer {self.path} holds {held:,} photos, its limit "
                           f"(LABLR_PERSONAL_MAX_EVENTS={self.max_events}): forget some with `lablr personal undo` "
@@ -461,7 +491,8 @@ def _uri(path: Path, mode: str) -> str:
 
 
 class _AlreadyThere(Exception):
-    """Raised inside the write transaction so that a duplicate changes nothing, not even the version."""
+    """Raised inside the write transaction so that a duplicate, or a change already made, changes nothing,
+    not even the version."""
 
 
 # -- `lablr personal ...`: the layer of a bundle on disk, without loading its encoder ----------------

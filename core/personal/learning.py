@@ -252,5 +252,6 @@ def describe(model) -> dict:
     for event in events:
         vocabulary.add(event.id, event.tags)
     return {"model": manifest.name, "layer": str(layer.path) if layer else None,
-            "min_photos": defaults.PERSONAL_MIN_PHOTOS, **vocabulary.learned().as_dict(),
+            "min_photos": defaults.PERSONAL_MIN_PHOTOS, "max_learned_tags": vocabulary.max_learned,
+            **vocabulary.learned().as_dict(),
             "last": [event.as_dict() for event in events[-5:]][::-1]}

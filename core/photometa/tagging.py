@@ -79,6 +79,7 @@ class _Pending:
     embedded: Embedded
     sidecar: bytes | None = None
     sidecar_before: os.stat_result | None = None
+    beside: frozenset = frozenset()  # keyword_key of the keywords in its other sidecars
 
 
 class Skip(LablrError):
@@ -170,11 +171,12 @@ def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = N
     for outcome in outcomes:
         report(outcome)
     stamp = Stamp(model=model.name, tagged=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    listings = {}  # each folder's sidecars, listed once
     for first in range(0, len(photos), defaults.TAG_BATCH):
         pending, arrays = [], []
         for path in photos[first:first + defaults.TAG_BATCH]:
             try:
-                item = _read(path, store, options)
+                item = _read(path, store, options, listings)
                 arrays.append(imaging.decode(item.data, model.image_size))
                 pending.append(item)
             except Exception as error:  # noqa: BLE001 - one bad photo must not stop the batch
@@ -197,7 +199,7 @@ def _failed(path, error) -> Outcome:
     return Outcome(path, "failed", reason=f"unexpected error ({type(error).__name__}: {error})")
 
 
-def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
+def _read(path: Path, store: KeywordStore, options: Options, listings: dict) -> _Pending:
     before, data = read_regular(path)
     if not options.sidecar:
         _check_writable(path, before)  # said in a dry run too
@@ -227,7 +229,25 @@ def _read(path: Path, store: KeywordStore, options: Options) -> _Pending:
     if embedded.stamp and not options.force:
         raise Skip(f"already tagged by Lablr on {embedded.stamp.tagged} (--force to tag it again)",
                    code="already_tagged")
-    return _Pending(path, data, before, embedded, sidecar, sidecar_before)
+    beside = _keywords_beside(path, store, listings, sidecar_path(path) if options.sidecar else None)
+    return _Pending(path, data, before, embedded, sidecar, sidecar_before, beside)
+
+
+def _keywords_beside(photo: Path, store: KeywordStore, listings: dict, written: Path | None) -> frozenset:
+    """keyword_key of each keyword (and Lightroom leaf) in the photo's sidecars other than the one written:
+    darktable's NAME.EXT.xmp, or NAME.xmp beside a photo tagged in place. They are the photographer's
+    already, so Lablr does not add them again: learning could not tell them from its own guesses then.
+    A sidecar that cannot be read holds none that Lablr can see."""
+    keys = set()
+    for sidecar in sidecars_of(photo, listings):
+        if sidecar == written:
+            continue
+        try:
+            _, _, found = read_sidecar(sidecar, store)
+        except LablrError:
+            continue
+        keys.update(keyword_key(k) for k in [*found.keywords, *(p.split("|")[-1] for p in found.hierarchical)])
+    return frozenset(keys)
 
 
 def read_sidecar(path: Path, store: KeywordStore, name: str = "the sidecar") -> tuple[os.stat_result, bytes, Embedded]:
@@ -264,7 +284,7 @@ def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
 
 
 def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, options: Options) -> Outcome:
-    kept, not_to_add = item.embedded.keywords, item.embedded.not_to_add
+    kept, not_to_add = item.embedded.keywords, item.embedded.not_to_add | item.beside
     wanted = [s for s in suggestions
               if keyword_key(s.tag) not in not_to_add and (options.min_score is None or s.score >= options.min_score)]
     if not wanted:
@@ -424,3 +444,28 @@ def summarize(outcomes) -> dict:
     counts["keywords"] = sum(len(o.added) for o in outcomes if o.status in ("tagged", "would_tag"))
     counts["photos"] = len(outcomes)
     return counts
+
+
+def sidecars_of(photo: Path, listings: dict) -> list[Path]:
+    """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
+    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
+    each folder's sidecars, so that a folder is listed once."""
+    if photo.parent not in listings:
+        listings[photo.parent] = _sidecars_in(photo.parent)
+    names = listings[photo.parent]
+    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
+    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
+
+
+def _sidecars_in(folder: Path) -> dict[str, list[str]]:
+    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
+        return {}
+    found = {}
+    for name in names:
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
+            found.setdefault(stem, []).append(name)
+    return found

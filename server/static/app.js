@@ -126,8 +126,18 @@ function showLearned(personal) {
   }
   const photos = personal.photos === 1 ? "1 of your photos" : `${personal.photos} of your photos`;
   const added = personal.added_tags.length ? `tags added: ${personal.added_tags.join(", ")}` : "no new tags yet";
-  const waiting = Object.entries(personal.pending_tags).map(([t, n]) => `${t} (${n} of ${personal.min_photos})`);
-  line.textContent = `Learned from ${photos}; ${added}.` + (waiting.length ? ` Waiting for more photos: ${waiting.join(", ")}.` : "");
+  const [waiting, full] = byRoom(personal.pending_tags, personal.min_photos);
+  line.textContent = `Learned from ${photos}; ${added}.`
+    + (waiting.length ? ` Waiting for more photos: ${waiting.map(([t, n]) => `${t} (${n} of ${personal.min_photos})`).join(", ")}.` : "")
+    + (full.length ? ` ${FULL} ${full.map(([t, n]) => `${t} (${n})`).join(", ")}.` : "");
+}
+
+// A new tag with enough photos that still waits does so because the model holds as many new tags as it may.
+const FULL = "Not added, as the model holds its limit of new tags (LABLR_PERSONAL_MAX_LEARNED_TAGS):";
+
+function byRoom(pending, minPhotos) {
+  const entries = Object.entries(pending);
+  return [entries.filter(([, n]) => n < minPhotos), entries.filter(([, n]) => n >= minPhotos)];
 }
 
 async function sendMyTags(event) {
@@ -145,10 +155,11 @@ async function sendMyTags(event) {
     const response = await fetch("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
-    const waiting = Object.keys(answer.pending);
+    const [waiting, full] = byRoom(answer.pending, answer.min_photos);
     $("status").textContent = !answer.recorded ? answer.message
       : `Learned from this photo for ${answer.learning.join(", ") || "no tag yet"}.`
-        + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.join(", ")}.` : "");
+        + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.map(([t]) => t).join(", ")}.` : "")
+        + (full.length ? ` ${FULL} ${full.map(([t]) => t).join(", ")}.` : "");
     await showModel(); // the tag count and what was learned, as the server now has them
   } catch (error) {
     showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
