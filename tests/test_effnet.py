@@ -158,23 +158,11 @@ def test_building_the_network_without_the_weights_says_what_to_install(monkeypat
 
 # -- the network ---------------------------------------------------------------------------------------
 
-# The few ImageNet classes the checks below accept, by index.
-IMAGENET = {281: "tabby cat", 282: "tiger cat", 285: "Egyptian cat", 504: "coffee mug", 967: "espresso",
-            968: "cup", 665: "moped", 670: "motor scooter", 442: "bell cote", 663: "monastery", 698: "palace",
-            832: "stupa"}
-
-
 def _skimage_photo(name, size=224):
     skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is in the test extra")
     from lablr.core.data import decoding as images
 
     return images.load(Path(skimage_data.__file__).parent / name, size)
-
-
-@pytest.fixture(scope="module")
-def sample_photo():
-    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is in the test extra")
-    return Path(skimage_data.__file__).parent / "chelsea.png"
 
 
 @pytest.fixture(scope="module")

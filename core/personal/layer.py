@@ -302,12 +302,6 @@ class PersonalLayer:
                              [count])
         return undone
 
-    def forget(self, photo_hashes) -> int:
-        """Remove the events of these photos; how many there were."""
-        hashes = list(photo_hashes)
-        with self._lock, self._write(removal=True):
-            return sum(self._db.execute("delete from events where photo_hash = ?", [h]).rowcount for h in hashes)
-
     def reset(self) -> int:
         with self._lock, self._write(removal=True):
             return self._db.execute("delete from events").rowcount

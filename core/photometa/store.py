@@ -75,8 +75,7 @@ class Embedded:
 @dataclass
 class Written:
     data: bytes
-    added: list[str] = field(default_factory=list)  # to XMP dc:subject
-    iptc_added: list[str] = field(default_factory=list)  # to IPTC Keywords too
+    added: list[str] = field(default_factory=list)  # to XMP dc:subject, and to IPTC Keywords where they fit
 
 
 class KeywordStore(Protocol):
@@ -234,9 +233,11 @@ class Exiv2Store:
         self._set_bag(xmp, STAMP_ADDED, _unique(list(previous) + new))
         xmp[STAMP_MODEL] = stamp.model
         xmp[STAMP_TAGGED] = stamp.tagged
-        return Written(b"", added=new, iptc_added=self._add_iptc(image.iptcData(), new) if iptc else [])
+        if iptc:
+            self._add_iptc(image.iptcData(), new)
+        return Written(b"", added=new)
 
-    def _add_iptc(self, iptc, new) -> list[str]:
+    def _add_iptc(self, iptc, new):
         utf8 = self._iptc_is_utf8(iptc)
         added = []
         for tag in new:
@@ -248,7 +249,6 @@ class Exiv2Store:
             added.append(tag)
         if utf8 is None and not all(t.isascii() for t in added):
             iptc[CHARSET] = UTF8
-        return added
 
     def _iptc_is_utf8(self, iptc) -> bool | None:
         """True if the IPTC says UTF-8; None if it is all ASCII (UTF-8 can be declared); else False."""
