@@ -13,6 +13,7 @@ import queue
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class LiteModel:
     @classmethod
     def read(cls, path, **options) -> "LiteModel":
         try:
-            content = open(path, "rb").read()
+            content = Path(path).read_bytes()
         except OSError as error:
             raise BundleError(f"Cannot read {path}: {error.strerror}.") from None
         return cls(content, source=str(path), **options)

@@ -49,7 +49,7 @@ def read_npz(path, names, check: Callable[[Headers], None], *, optional=(), what
 def _header(archive, member):
     with archive.open(member) as file:
         version = np.lib.format.read_magic(file)
-        shape, fortran, dtype = _read_header(file, version)
+        shape, _fortran_order, dtype = _read_header(file, version)
     return tuple(shape), dtype
 
 

@@ -114,7 +114,7 @@ def _shrunk_rgb(image: Image.Image, size: int) -> Image.Image:
 
 def _shrunk_to_8_bits(image: Image.Image, size: int) -> Image.Image:
     """A deep image as 8-bit grayscale of at most size x size: resampled first, so only the small copy is scaled."""
-    low, high = image.getextrema()
+    high = image.getextrema()[1]
     image.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=None)  # Pillow cannot reduce() I;16
     pixels = np.asarray(image, dtype=np.float32)
     scaled = np.clip(pixels * _to_8_bit_scale(image.mode, high), 0, 255)
