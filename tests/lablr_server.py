@@ -45,12 +45,17 @@ def running_server(model, *args, timeout=180, env=None, python=sys.executable):
         _wait_for_health(base, deadline)
         yield base, lines
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
+
+
+def stop_server(process):
+    """Ctrl-C, as a user stops it; killed if it has not stopped within 20 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_health(base, deadline):

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from conftest import CHROMIUM, dead_proxy, draw_shape, keep_off_the_network, real_photo, screenshot_file
-from lablr_server import free_port
+from lablr_server import free_port, stop_server
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,12 +139,7 @@ class LablrServer:
 
     def stop(self):
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_server(self.process)
         self.process = None
 
     def close(self):
