@@ -31,7 +31,7 @@ from lablr.core.model import Model
 from lablr.core.plugins import all_parts
 
 from . import feedback
-from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard
+from .guard import LOOPBACK_NAMES, BodyDeadline, HostGuard, WatchedSend
 from .keywords import embed
 from .openapi import openapi_schema
 from .options import ServerOptions
@@ -245,21 +245,15 @@ class UnexpectedErrors:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = False
-
-        async def watched_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched_send = WatchedSend(send)
         try:
             await self.app(scope, receive, watched_send)
         except LablrError as error:  # raised before a route (the layer's refresh), beyond the app's handlers
-            if started:
+            if watched_send.started:
                 raise
             await _error(error.status, error.code, error.message)(scope, receive, send)
         except Exception as error:  # noqa: BLE001 - the one place every unexpected error ends
-            if started:
+            if watched_send.started:
                 raise  # half an answer was sent: only closing the connection can say so
             log.exception("Unexpected error on %s %s", scope.get("method"), scope.get("path"))
             response = _error(500, "internal_error",

@@ -163,6 +163,17 @@ def _is_extension(origins) -> bool:
     return scheme in EXTENSION_SCHEMES and bool(sep) and bool(rest.strip("/"))
 
 
+class WatchedSend:
+    """An ASGI send that notes when the response has begun: from then on an error can no longer be answered."""
+
+    def __init__(self, send):
+        self.send, self.started = send, False
+
+    async def __call__(self, message):
+        self.started = self.started or message["type"] == "http.response.start"
+        await self.send(message)
+
+
 class BodyTimeout(Exception):
     """The request body did not arrive in time (raised from receive(), answered by BodyDeadline)."""
 
@@ -177,7 +188,7 @@ class BodyDeadline:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         deadline = time.monotonic() + self.seconds
-        started = body_done = False
+        body_done = False
 
         async def timed_receive():
             nonlocal body_done
@@ -190,14 +201,10 @@ class BodyDeadline:
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
-        async def watched_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
+        watched_send = WatchedSend(send)
         try:
             await self.app(scope, timed_receive, watched_send)
         except BodyTimeout:
-            if not started:
+            if not watched_send.started:
                 await send_error(send, 408, "body_timeout",
                                  f"The request body did not arrive within {self.seconds:g} seconds.")
