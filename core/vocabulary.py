@@ -19,7 +19,7 @@ from lablr.core.errors import BundleError
 from lablr.core.npz import expect, read_npz
 
 FILE = "concept_tags.npz"
-CLASSES = 1000
+CLASSES = 1000  # ImageNet's: the outputs of the encoder's classifier, one synset each
 MAX_PAIRS = 100 * CLASSES  # (class, tag) pairs: each tag sums one class or more
 
 # Pixel tags: hue ranges in degrees (a pixel is "vivid" when its saturation and brightness are high)

