@@ -92,6 +92,7 @@ def shapes_csv(tmp_path_factory):
 
 
 TINY_RULES = dict(per_owner_cap=1000, min_tag_photos=5, min_train_photos=3)
+TINY_RULE_OPTIONS = [text for name, value in TINY_RULES.items() for text in (f"--{name.replace('_', '-')}", str(value))]
 
 
 @pytest.fixture(scope="session")

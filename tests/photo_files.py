@@ -20,6 +20,7 @@ EXIFTOOL = shutil.which("exiftool")
 needs_exiftool = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is not installed "
                                     "(apt-get install libimage-exiftool-perl)")
 FORMATS = {"jpg": "JPEG", "png": "PNG", "tif": "TIFF", "webp": "WEBP"}
+MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}
 WITH_IPTC = {"jpg", "tif"}
 OLD_XMP = ["Old Tag", "café"]  # keywords the photo had before, written by exiftool
 OLD_IPTC = ["Old Tag"]

@@ -8,6 +8,7 @@ import pytest
 from lablr_server import running_server
 from photo_files import (
     CAMERA,
+    MIME,
     OLD_IPTC,
     OLD_XMP,
     UNDECODABLE_XMP,
@@ -27,7 +28,6 @@ from lablr.server.app import create_app
 
 pytestmark = needs_exiftool
 UNICODE = ["été", "東京", "São Paulo"]
-MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_RULE_OPTIONS
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
 from PIL import Image
 
@@ -289,9 +290,6 @@ def test_sigkill_mid_search_then_rerun_continues_with_the_next_page(tmp_path):
 
 
 # -- prepare, and the whole chain ---------------------------------------------------------------
-
-TINY_RULE_OPTIONS = ["--per-owner-cap", "1000", "--min-tag-photos", "5", "--min-train-photos", "3"]
-
 
 def test_prepare_records_broken_images_splits_by_owner_and_drops_non_visual_tags(flickr, tmp_path):
     broken = flickr.photos_tagged("green")[0]

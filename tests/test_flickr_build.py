@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import TINY_RULE_OPTIONS
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, jpeg_bytes, make_photos
 from test_flickr import user_photos, wait_for
 
@@ -18,8 +19,7 @@ from lablr.core.model import Model
 
 LABLR = [sys.executable, "-m", "lablr.core.cli"]
 TAGS = ",".join(COLOURS + SHAPES)
-TINY = ["--min-tag-photos", "5", "--min-train-photos", "3", "--per-owner-cap", "1000", "--calls-per-hour", "1e7",
-        "--backoff", "0.01"]
+TINY = [*TINY_RULE_OPTIONS, "--calls-per-hour", "1e7", "--backoff", "0.01"]
 
 
 def start_build(fake, tmp_path, out, *options):

@@ -16,14 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import TINY_RULE_OPTIONS
 from lablr_server import running_server
 
 from lablr.core import bundle, defaults
 from lablr.core.cli import cli
-from lablr.core.errors import install_command
+from lablr.core.errors import TRAIN_EXTRA_MODULES, install_command
 
 ROOT = Path(__file__).parent.parent
-TRAIN_EXTRA = ("tensorflow", "keras")
 SHIPPED_EFFNET = bundle.bundled_root() / "photos"  # the one shipped EfficientNet-Lite0 network
 
 
@@ -42,7 +42,7 @@ def without_the_train_extra(monkeypatch, tmp_path):
     network converted by an earlier run waits in the cache."""
     from lablr.plugins import effnet
 
-    for name in TRAIN_EXTRA:
+    for name in TRAIN_EXTRA_MODULES:
         monkeypatch.setitem(sys.modules, name, None)  # `import tensorflow` now raises ImportError
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
     effnet.lite_network.cache_clear()
@@ -57,9 +57,6 @@ def shapes_catalog(shapes_csv, tmp_path):
     catalog = tmp_path / "shapes.db"
     import_source("csv", str(shapes_csv), catalog, progress=False)
     return catalog
-
-
-TINY_RULE_OPTIONS = ["--per-owner-cap", "1000", "--min-tag-photos", "5", "--min-train-photos", "3"]
 
 
 def test_training_the_vae_says_in_one_line_what_to_install_before_reading_the_catalog(
@@ -181,7 +178,7 @@ def real_photos(tmp_path):
 def test_a_plain_install_serves_suggests_and_tags_without_tensorflow(plain_install, user_env, real_photos, tmp_path):
     python = plain_install
     coffee, temple = real_photos
-    for name in TRAIN_EXTRA:
+    for name in TRAIN_EXTRA_MODULES:
         missing = subprocess.run([str(python), "-c", f"import {name}"], check=False, capture_output=True, text=True)
         assert missing.returncode == 1 and "ModuleNotFoundError" in missing.stderr
 

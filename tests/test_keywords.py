@@ -33,10 +33,10 @@ from photo_files import (
 from PIL import Image, ImageSequence
 
 from lablr.core.cli import cli
+from lablr.core.photometa.tagging import PARTIAL
 
 pytestmark = needs_exiftool
 SUFFIXES = ("jpg", "png", "tif", "webp")
-PARTIAL = ".lablr-partial"
 
 
 def tag(model, *args):

@@ -1,7 +1,7 @@
 """The keyword store and the picture check, on photos cut short and changed byte by byte."""
 
 import pytest
-from photo_files import OLD_XMP, exiftool, make_photo, needs_exiftool
+from photo_files import MIME, OLD_XMP, exiftool, make_photo, needs_exiftool
 
 from lablr.core.errors import ImageError
 from lablr.core.photometa.pixels import picture
@@ -9,7 +9,6 @@ from lablr.core.photometa.store import Exiv2Store, Stamp
 from lablr.core.photometa.tagging import check_image, embed
 
 pytestmark = needs_exiftool
-MIME = {"jpg": "image/jpeg", "png": "image/png", "tif": "image/tiff", "webp": "image/webp"}
 STAMP = Stamp(model="test", tagged="2026-01-01T00:00:00+00:00")
 
 

@@ -16,6 +16,8 @@ from conftest import draw_shape, on_a_terminal, real_photo
 from lablr_server import running_server
 from photo_files import exiftool, make_photo, needs_exiftool, read_tags
 
+from lablr.core.photometa.tagging import PARTIAL
+
 pytestmark = needs_exiftool
 NEW_TAG = "grandmas garden"
 
@@ -114,7 +116,7 @@ def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
     photo = make_photo(folder / "a.jpg")
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                            check=True)
-    leftover = folder / f".a.jpg.{ended.stdout.strip()}.lablr-partial"
+    leftover = folder / f".a.jpg.{ended.stdout.strip()}{PARTIAL}"
     leftover.write_bytes(b"half a photo")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)

@@ -6,14 +6,11 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import TINY_RULES, draw_shape
+from conftest import TINY_RULE_OPTIONS, draw_shape
 from PIL import Image
 
 from lablr.core.cli import cli
 from lablr.core.data.catalog import Catalog
-
-RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
-         "--min-train-photos", str(TINY_RULES["min_train_photos"])]
 
 
 def lablr(*args):
@@ -118,10 +115,10 @@ def test_evaluate_json_reports_both_scorers_and_the_baseline(tiny_bundle, shapes
 def test_fit_refits_and_add_grows_the_statistics(tiny_bundle, tmp_path, shapes_csv):
     catalog = tmp_path / "c.db"
     lablr("import", "csv", shapes_csv, "--catalog", catalog)
-    refit = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "refit", *RULES)
+    refit = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "refit", *TINY_RULE_OPTIONS)
     assert refit.exit_code == 0, refit.output
     added = lablr("fit", "--model", tmp_path / "refit", "--catalog", catalog, "--out", tmp_path / "added", "--add",
-                  *RULES)
+                  *TINY_RULE_OPTIONS)
     assert added.exit_code == 0, added.output
     before = json.loads((tmp_path / "refit" / "manifest.json").read_text())["tags"]
     after = json.loads((tmp_path / "added" / "manifest.json").read_text())["tags"]

@@ -3,13 +3,10 @@
 import json
 
 from click.testing import CliRunner
-from conftest import TINY_RULES
+from conftest import TINY_RULE_OPTIONS
 
 from lablr.core.cli import cli
 from lablr.core.pipeline.recipe import Recipe
-
-RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
-         "--min-train-photos", str(TINY_RULES["min_train_photos"])]
 
 
 def lablr(*args):
@@ -40,7 +37,7 @@ def test_train_like_a_bundle_builds_its_parts_and_settings_from_another_catalog(
     catalog = tiny_bundle.parent / "catalog.db"
     like = tmp_path / "like"
     code, output = lablr("train", "--catalog", catalog, "--like", tiny_bundle, "--out", like, "--epochs", "1",
-                         *RULES)
+                         *TINY_RULE_OPTIONS)
     assert code == 0 and f"Saved {like}" in output, output
     original, built = manifest(tiny_bundle), manifest(like)
     assert built["parts"] == original["parts"]

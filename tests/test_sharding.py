@@ -6,13 +6,10 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import COLOURS, SHAPES, TINY_RULES, draw_shape
+from conftest import COLOURS, SHAPES, TINY_RULE_OPTIONS, TINY_RULES, draw_shape
 
 from lablr.core.cli import cli
 from lablr.core.pipeline.shard import shard_of
-
-RULES = ["--per-owner-cap", "1000", "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
-         "--min-train-photos", str(TINY_RULES["min_train_photos"])]
 
 
 def lablr(*args):
@@ -54,7 +51,7 @@ def assert_same_model(one, other):
 @pytest.fixture(scope="module")
 def single_fit(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "one"
-    ok("fit", "--model", tiny_bundle, "--catalog", tiny_bundle.parent / "catalog.db", "--out", out, *RULES)
+    ok("fit", "--model", tiny_bundle, "--catalog", tiny_bundle.parent / "catalog.db", "--out", out, *TINY_RULE_OPTIONS)
     return out
 
 
@@ -64,7 +61,7 @@ def fit_parts(bundle, directory, count, *extra, catalog=None):
     for index in range(count):
         part = directory / f"part-{index}"
         output = ok("fit", "--model", bundle, "--catalog", catalog, "--shard", f"{index}/{count}", "--out", part,
-                    *RULES, *extra)
+                    *TINY_RULE_OPTIONS, *extra)
         assert f"Saved part {index}/{count} at {part}" in output
         parts.append(part)
     return parts
@@ -174,7 +171,7 @@ def shared_bundle(tiny_bundle, tmp_path_factory):
 
 def test_shards_merged_equal_one_fit_for_a_tag_model_with_other_settings(tiny_bundle, shared_bundle, tmp_path):
     catalog = tiny_bundle.parent / "catalog.db"
-    ok("fit", "--model", shared_bundle, "--catalog", catalog, "--out", tmp_path / "one", *RULES)
+    ok("fit", "--model", shared_bundle, "--catalog", catalog, "--out", tmp_path / "one", *TINY_RULE_OPTIONS)
     parts = fit_parts(shared_bundle, tmp_path, 2, catalog=catalog)
     ok("merge", *parts, "--out", tmp_path / "merged")
 
