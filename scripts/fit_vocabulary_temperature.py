@@ -19,7 +19,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from bench_photos import load_labels, locate  # noqa: E402  (the photo evaluation's own loader)
+from bench_photos import CONFIDENT, load_labels, locate  # noqa: E402  (the photo evaluation's own loader)
 
 from lablr.core import defaults  # noqa: E402
 from lablr.core.data import decoding  # noqa: E402
@@ -28,8 +28,7 @@ from lablr.core.model import Model  # noqa: E402
 
 TUNING = ROOT / "photo_eval" / "tuning.toml"
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 2)
-SHOWN = 10
-CONFIDENT = 0.5
+SHOWN = defaults.DEFAULT_K  # the tags a person is shown
 
 
 def tuning_photos(model):
