@@ -19,8 +19,8 @@ import click  # noqa: E402
 from lablr.core import defaults  # noqa: E402
 from lablr.core.errors import LablrError  # noqa: E402
 
-CATALOG_HELP = "The SQLite catalog of photos and tags."
-DEFAULT_CATALOG = defaults.CATALOG
+CATALOG_OPTION = click.option("--catalog", default=defaults.CATALOG, show_default=True,
+                              help="The SQLite catalog of photos and tags.")
 
 
 def require_catalog(path):
@@ -68,7 +68,7 @@ def plugins(as_json):
 @cli.command("import")
 @click.argument("source")
 @click.argument("location", required=False)
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@CATALOG_OPTION
 def import_(source, location, catalog):
     """Import tagged images from SOURCE (openclipart, folder DIR, csv FILE)."""
     from lablr.core.data.importing import import_source
@@ -119,7 +119,7 @@ PART_OPTIONS = ("encoder", "image_size", "latent_dim", "tag_model", "scorer", "v
 
 
 @cli.command(epilog=RULES_HELP)
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@CATALOG_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
 @click.option("--like", default=None, metavar="NAME_OR_PATH",
               help="Build a model with this bundle's parts and settings (its recipe) from this catalog's photos.")
@@ -169,7 +169,7 @@ def _given(ctx, name) -> bool:
 
 @cli.command(epilog=RULES_HELP)
 @click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@CATALOG_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
 @click.option("--source", default=None, help="Only photos imported from this source.")
@@ -470,7 +470,7 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 
 @cli.command()
 @click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@CATALOG_OPTION
 def export(destination, catalog):
     """Write the catalog as the original Lablr's path,label CSV to FILE."""
     require_catalog(catalog)
@@ -482,7 +482,7 @@ def export(destination, catalog):
 
 
 @cli.command()
-@click.option("--catalog", default=DEFAULT_CATALOG, show_default=True, help=CATALOG_HELP)
+@CATALOG_OPTION
 @click.option("--size", default=defaults.IMAGE_SIZE, show_default=True, type=click.IntRange(8, 1024),
               help="Image side in pixels (the encoder's --image-size).")
 @click.option("--source", default=None, help="Only photos from this source (e.g. flickr).")
