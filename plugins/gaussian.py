@@ -91,7 +91,7 @@ class GaussianTagModel:
             self._frozen, self._cache = None, None
         self._derived()
         if self.tags:  # with none, there is no common shape yet: each update derives every tag again
-            self._frozen = self._shared_shape(*self._empirical())
+            self._frozen = self._shared_shape(self._empirical()[1])
         return self
 
     def copy(self) -> "GaussianTagModel":
@@ -164,7 +164,7 @@ class GaussianTagModel:
         means = self._sums[rows] / counts
         return means, self._outer_sums[rows] / counts[:, :, None] - np.einsum("kd,ke->kde", means, means)
 
-    def _shared_shape(self, means, empirical):
+    def _shared_shape(self, empirical):
         """(pooled covariance or None, floor): what every tag's covariance leans on."""
         dim = empirical.shape[-1]
         trace = np.trace(empirical, axis1=1, axis2=2)
@@ -180,7 +180,7 @@ class GaussianTagModel:
             return {"means": np.zeros((0, dim)), "covariances": np.zeros((0, dim, dim)),
                     "whitening": np.zeros((dim, 0)), "offset": np.zeros((0, dim)), "logdet": np.zeros(0)}
         means, empirical = self._empirical(rows)
-        pooled, floor = self._frozen or self._shared_shape(*self._empirical())
+        pooled, floor = self._frozen or self._shared_shape(self._empirical()[1])
         covariances = self._shrink(empirical, self.counts[rows], floor)
         if self.shared:
             weights = self.counts[rows][:, None, None]
