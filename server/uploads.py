@@ -83,20 +83,14 @@ async def read_uploads(request: Request, limit: int) -> list[Upload]:
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     media_type = media_type.decode("latin-1").lower()
     if media_type == "multipart/form-data":
-        body = await read_body(request, limit)
-        boundary = options.get(b"boundary")
-        if not boundary:
-            raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
-        uploads = parse_multipart(body, boundary)
+        uploads = _photos(parse_parts(*await _multipart_body(request, options, limit)))
     elif media_type.startswith("image/"):
         uploads = [Upload(request.query_params.get("filename"), await read_body(request, limit))]
     else:
         shown = media_type or "no Content-Type"
-        declared = request.headers.get("content-length", "")
-        await _drain(request, int(declared) if declared.isdigit() else None, limit)
-        raise LablrError(f"Lablr cannot read {shown}. Send multipart/form-data with the photo in the field "
-                         f"'{FIELD}', or the photo itself with an image/* Content-Type.",
-                         code="unsupported_media_type", status=415)
+        raise await _unsupported_media_type(request, limit, f"Lablr cannot read {shown}. Send multipart/form-data "
+                                            f"with the photo in the field '{FIELD}', or the photo itself with an "
+                                            "image/* Content-Type.")
     if len(uploads) > MAX_IMAGES:
         raise LablrError(f"At most {MAX_IMAGES} photos in one request; this one has {len(uploads)}.",
                          code="too_many_images", status=413)
@@ -107,15 +101,25 @@ async def read_form(request: Request, limit: int) -> tuple[list[Upload], dict[st
     """(photos, text fields by name) of a multipart/form-data request. Raises LablrError (400, 413, 415)."""
     media_type, options = parse_options_header(request.headers.get("content-type", ""))
     if media_type.decode("latin-1").lower() != "multipart/form-data":
-        declared = request.headers.get("content-length", "")
-        await _drain(request, int(declared) if declared.isdigit() else None, limit)
-        raise LablrError(f"Send multipart/form-data: the photo as a file in the field '{FIELD}', and the other "
-                         "fields as text.", code="unsupported_media_type", status=415)
+        raise await _unsupported_media_type(request, limit, f"Send multipart/form-data: the photo as a file in the "
+                                            f"field '{FIELD}', and the other fields as text.")
+    return parse_form(*await _multipart_body(request, options, limit))
+
+
+async def _multipart_body(request: Request, options: dict, limit: int) -> tuple[bytes, bytes]:
+    """(body, boundary) of a multipart/form-data request whose Content-Type has these options."""
     body = await read_body(request, limit)
     boundary = options.get(b"boundary")
     if not boundary:
         raise LablrError("The multipart body has no boundary in its Content-Type.", code="bad_multipart")
-    return parse_form(body, boundary)
+    return body, boundary
+
+
+async def _unsupported_media_type(request: Request, limit: int, message: str) -> LablrError:
+    """The 415 to raise with this message, once the body is drained as for a 413."""
+    declared = request.headers.get("content-length", "")
+    await _drain(request, int(declared) if declared.isdigit() else None, limit)
+    return LablrError(message, code="unsupported_media_type", status=415)
 
 
 def parse_form(body: bytes, boundary: bytes) -> tuple[list[Upload], dict[str, str]]:
@@ -129,10 +133,6 @@ def parse_form(body: bytes, boundary: bytes) -> tuple[list[Upload], dict[str, st
             except UnicodeDecodeError:
                 raise LablrError(f"The field '{part.name}' is not UTF-8 text.", code="bad_multipart") from None
     return _photos(parts), fields
-
-
-def parse_multipart(body: bytes, boundary: bytes) -> list[Upload]:
-    return _photos(parse_parts(body, boundary))
 
 
 def _photos(parts) -> list[Upload]:
