@@ -2,7 +2,9 @@
 browser extension and other programs rely on, so it is kept plain and complete."""
 
 from lablr.core import __version__, defaults
+from lablr.core.photometa.store import WRITABLE
 
+from .keywords import ADDED_HEADER
 from .uploads import FIELD
 
 
@@ -98,12 +100,12 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "requestBody": {**photo_body, "description": "One photo: " + photo_body["description"]},
                 "responses": {"200": {
                     "description": "The photo, as an attachment under its own name.",
-                    "headers": {"Lablr-Added-Tags": {
+                    "headers": {ADDED_HEADER: {
                         "description": "The tags that were not in the photo yet and were added: comma-separated, "
                                        "each URL-encoded; empty when the photo had them all (then the bytes are "
                                        "the ones sent).", "schema": {"type": "string"}}},
                     "content": {mime: {"schema": {"type": "string", "format": "binary"}}
-                                for mime in ("image/jpeg", "image/png", "image/tiff", "image/webp")}},
+                                for mime in WRITABLE}},
                     **_errors(400, 403, 408, 413, 415, 422)},
             }},
             "/api/v1/feedback": {"post": {
