@@ -3,6 +3,7 @@ browser extension and other programs rely on, so it is kept plain and complete."
 
 from lablr.core import __version__, defaults
 from lablr.core.photometa.store import WRITABLE
+from lablr.core.plugins import KINDS
 
 from .keywords import ADDED_HEADER
 from .uploads import FIELD
@@ -216,7 +217,7 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "personal": _ref("Personal")}},
             "Plugins": {"type": "object", "required": ["plugins"], "properties": {"plugins": {
                 "type": "array", "items": {"type": "object", "required": ["kind", "name", "plugin"], "properties": {
-                    "kind": {"type": "string", "enum": ["encoder", "tag_model", "scorer", "visualizer", "source"]},
+                    "kind": {"type": "string", "enum": list(KINDS)},
                     "name": {"type": "string"}, "plugin": {"type": "string"}}}}}},
         }},
     }
