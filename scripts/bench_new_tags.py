@@ -49,7 +49,7 @@ def ranks(model, shared, scorer, personal, latents, taught, measured, tag):
     """The new tag's rank for each measured photo, after the taught ones: through the personal layer
     as the server serves it (`personal`), or with the photos added to the tag sums alone."""
     if personal:
-        served = taught_through_layer(model, latents[taught], tag)
+        served = served_after(model, latents[taught], [[tag]] * len(taught))
     else:
         tag_model = model.tag_model.copy()
         tag_model.shared = shared
@@ -60,7 +60,8 @@ def ranks(model, shared, scorer, personal, latents, taught, measured, tag):
     return (scores > scores[:, [k]]).sum(axis=1) + 1
 
 
-def taught_through_layer(model, latents, tag):
+def served_after(model, latents, tags):
+    """The model as served once a personal layer (in a temporary folder) learned these photos with their tags."""
     import tempfile
 
     from lablr.core.personal.layer import PersonalLayer
@@ -68,8 +69,8 @@ def taught_through_layer(model, latents, tag):
 
     with tempfile.TemporaryDirectory() as home:
         layer = PersonalLayer(Path(home) / "layer.sqlite", latent_dim=latents.shape[1])
-        for i, latent in enumerate(latents):
-            layer.record(f"photo{i}", latent, [tag], None)
+        for i, (latent, own) in enumerate(zip(latents, tags)):
+            layer.record(f"photo{i}", latent, list(own), None)
         learning = Learning(model, layer)
         learning.sync()
         layer.close()

@@ -24,7 +24,6 @@ half.
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -32,21 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_learning import catalog_photos, users  # noqa: E402
-from bench_new_tags import encode  # noqa: E402
-
-
-def served_after(model, latents, tags):
-    from lablr.core.personal.layer import PersonalLayer
-    from lablr.core.personal.learning import Learning
-
-    with tempfile.TemporaryDirectory() as home:
-        layer = PersonalLayer(Path(home) / "layer.sqlite", latent_dim=latents.shape[1])
-        for i, (latent, own) in enumerate(zip(latents, tags)):
-            layer.record(f"photo{i}", latent, list(own), None)
-        learning = Learning(model, layer)
-        learning.sync()
-        layer.close()
-    return learning.model
+from bench_new_tags import encode, served_after  # noqa: E402
 
 
 def user_alone(taught_latents, taught_relevant, measured_latents, strength=1.0):
