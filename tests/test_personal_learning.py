@@ -27,6 +27,15 @@ def lablr(*args, env):
                           env={**os.environ, **env}, timeout=300)
 
 
+def layer_file(bundle, env):
+    """Where the commands run with `env` keep the bundle's personal layer."""
+    from lablr.core.personal.layer import layer_path
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
+        return layer_path(bundle)
+
+
 def png(colour, shape, seed) -> bytes:
     return png_of(draw_shape(colour, shape, seed=seed))
 
@@ -352,13 +361,8 @@ def test_a_layer_written_before_photos_were_known_by_pixels_still_opens(tiny_bun
     import numpy as np
 
     from lablr.core.bundle import read_manifest
-    from lablr.core.personal.layer import layer_path
 
-    os.environ["XDG_DATA_HOME"], saved = env["XDG_DATA_HOME"], os.environ["XDG_DATA_HOME"]
-    try:
-        path = layer_path(tiny_bundle)
-    finally:
-        os.environ["XDG_DATA_HOME"] = saved
+    path = layer_file(tiny_bundle, env)
     path.parent.mkdir(parents=True)
     with sqlite3.connect(path) as db:  # the schema of the layers written so far
         db.executescript("""
@@ -414,16 +418,12 @@ def test_a_photo_a_layer_recorded_by_its_decoded_pixels_alone_is_still_known(tin
 
     from lablr.core.bundle import read_manifest
     from lablr.core.data.decoding import decode
-    from lablr.core.personal.layer import PersonalLayer, hash_as_decoded, layer_path
+    from lablr.core.personal.layer import PersonalLayer, hash_as_decoded
 
     photo = make_photo(tmp_path / "old.jpg", "red", "circle", seed=95, keywords=False)
     exiftool(photo, "-XMP-dc:Subject=quay")
     encoder = read_manifest(tiny_bundle).parts["encoder"].settings
-    os.environ["XDG_DATA_HOME"], saved = env["XDG_DATA_HOME"], os.environ["XDG_DATA_HOME"]
-    try:
-        path = layer_path(tiny_bundle)
-    finally:
-        os.environ["XDG_DATA_HOME"] = saved
+    path = layer_file(tiny_bundle, env)
     layer = PersonalLayer(path, latent_dim=encoder["latent_dim"])  # as the Lablr before wrote it
     layer.record(hash_as_decoded(decode(photo.read_bytes(), encoder["image_size"])), np.zeros(encoder["latent_dim"]),
                  ["quay"], None)
