@@ -2,7 +2,8 @@
 
 Every hook in core/hookspecs.py has a section in docs/plugins.md with its exact arguments, and
 the example plugin shown there is, byte for byte, the package tests/test_plugins.py installs.
-Every `lablr ...` command the README and docs/*.md show is a command, with options it has.
+Every `lablr ...` command the README and docs/*.md show is a command, with options it has; so is
+every scripts/NAME.py they show, and every LABLR_ or FLICKR_ environment variable they name is read.
 """
 
 import inspect
@@ -96,3 +97,36 @@ def test_every_documented_command_and_option_exists():
         wrong += [f"{path}: lablr {' '.join(words)}: no option {word}" for word in rest
                   if word.startswith("-") and not re.fullmatch(r"-\d.*", word) and word.split("=")[0] not in options]
     assert not wrong, "\n".join(wrong)
+
+
+SCRIPT_LINE = re.compile(r"scripts/([\w/]+\.py)([^`\n#]*)")
+
+
+def documented_script_lines():
+    """(file, script, the words after it) of every scripts/NAME.py the docs name, up to a comment or backquote."""
+    for path in DOCS:
+        for match in SCRIPT_LINE.finditer(path.read_text()):
+            yield path.relative_to(ROOT), match.group(1), match.group(2)
+
+
+def test_every_documented_script_and_option_exists():
+    shown = list(documented_script_lines())
+    assert len(shown) > 20
+    wrong = []
+    for path, name, rest in shown:
+        script = ROOT / "scripts" / name
+        if not script.is_file():
+            wrong.append(f"{path}: no scripts/{name}")
+            continue
+        source = script.read_text()
+        wrong += [f"{path}: scripts/{name} has no option {option}"
+                  for option in re.findall(r"(?<![\w-])--[\w-]+", rest) if f'"{option}"' not in source]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_every_documented_environment_variable_is_read_somewhere():
+    code = "".join(path.read_text() for folder in ("core", "plugins", "server", "scripts", "tests")
+                   for path in (ROOT / folder).rglob("*.py"))
+    named = {name for path in DOCS for name in re.findall(r"\b(?:LABLR|FLICKR)_[A-Z0-9_]+\b", path.read_text())}
+    assert named, "no environment variable found in the docs"
+    assert not sorted(name for name in named if name not in code)
