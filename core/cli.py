@@ -21,6 +21,11 @@ from lablr.core.errors import LablrError  # noqa: E402
 
 CATALOG_OPTION = click.option("--catalog", default=defaults.CATALOG, show_default=True,
                               help="The SQLite catalog of photos and tags.")
+SCORER_OPTION = click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
+
+
+def model_option(text="A bundle path or name."):
+    return click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help=text)
 
 
 def require_catalog(path):
@@ -168,7 +173,7 @@ def _given(ctx, name) -> bool:
 
 
 @cli.command(epilog=RULES_HELP)
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@model_option()
 @CATALOG_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
@@ -230,7 +235,7 @@ def merge(parts, out, model):
 
 
 @cli.command()
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@model_option()
 @click.option("--catalog", default=None, help="Evaluate on this catalog's held-out photos "
               "(default: the photos recorded with the bundle).")
 @click.option("--scorer", "scorers", multiple=True, help="Scorers to compare (default: mahalanobis and loglik).")
@@ -275,8 +280,8 @@ NO_PERSONAL_OPTION = click.option("--no-personal", is_flag=True,
 @click.argument("images", nargs=-1, required=True, type=click.Path())
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Tags per photo.")
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
-@click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
+@model_option()
+@SCORER_OPTION
 @click.option("--exclude", default="", help="Comma-separated tags the photo already has.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @NO_PERSONAL_OPTION
@@ -318,8 +323,8 @@ def suggest(images, k, model, scorer, exclude, as_json, no_personal):
 @click.option("--keep-mtime", is_flag=True, help="Keep each photo's modification time.")
 @click.option("--sidecar", is_flag=True, help="Write NAME.xmp beside each photo and leave the photo untouched.")
 @click.option("--force", is_flag=True, help="Also photos Lablr has tagged before.")
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
-@click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
+@model_option()
+@SCORER_OPTION
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @NO_PERSONAL_OPTION
 def tag(paths, model, as_json, quiet, no_personal, **options):
@@ -408,7 +413,7 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggested tags to highlight.")
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@model_option()
 @NO_PERSONAL_OPTION
 def plot(image, output, k, model, no_personal):
     """Draw where IMAGE falls among the tags (those you taught too, as the web page does)."""
@@ -430,7 +435,7 @@ def plot(image, output, k, model, no_personal):
 @cli.command()
 @click.option("--host", default=defaults.HOST, show_default=True, help="The address to listen on.")
 @click.option("--port", default=defaults.PORT, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True, help="A bundle path or name.")
+@model_option()
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Server processes; each loads the model once.")
 @click.option("--max-body", default=defaults.MAX_BODY_BYTES, show_default=True, type=click.IntRange(1),
@@ -532,8 +537,7 @@ def personal():
     """What Lablr learned from your photos (kept on this machine): show, learn, export, undo, reset."""
 
 
-MODEL_OPTION = click.option("--model", "-m", default=defaults.DEFAULT_MODEL, show_default=True,
-                            help="A bundle path or name: each model has its own layer.")
+MODEL_OPTION = model_option("A bundle path or name: each model has its own layer.")
 
 
 @personal.command("show")
