@@ -419,11 +419,11 @@ def plot(image, output, k, model, no_personal):
     """Draw where IMAGE falls among the tags (those you taught too, as the web page does)."""
     from lablr.core.data import decoding as imaging
     from lablr.core.files import write_atomically
-    from lablr.core.model import Model
+    from lablr.core.model import PICTURE_TYPES, Model
     from lablr.core.personal.learning import personal_model
 
     picture_format = Path(output).suffix.lower().lstrip(".")
-    if picture_format not in ("png", "svg"):
+    if picture_format not in PICTURE_TYPES:
         raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
                          f"not {output!r}.")
     loaded = personal_model(Model.load(model), not no_personal)

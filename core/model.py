@@ -18,6 +18,13 @@ from lablr.core.pipeline.calibrate import sigmoid
 from lablr.core.plugins import check_pairing, get_part
 from lablr.core.ranking import BackgroundOdds, TagProbabilities, combine, ranked_tags
 
+PICTURE_TYPES = {"png": "image/png", "svg": "image/svg+xml"}  # the formats plot() draws in, and their media types
+
+
+def check_picture_format(format: str):
+    if format not in PICTURE_TYPES:
+        raise LablrError(f"Unknown picture format {format!r}: use png or svg.", status=422, code="bad_parameter")
+
 
 @dataclass
 class Suggestion:
@@ -193,8 +200,7 @@ class Model:
         return [Suggestion(self.tags[i], float(shown[i]), distance(i)) for i in order]
 
     def plot(self, image: np.ndarray, k: int = defaults.DEFAULT_K, *, format="png", scorer=None) -> bytes:
-        if format not in ("png", "svg"):
-            raise LablrError(f"Unknown picture format {format!r}: use png or svg.", status=422, code="bad_parameter")
+        check_picture_format(format)
         latent, concepts = self.encode_with_concepts(image[None])
         top = self._top(self.score(latent, scorer, concepts=concepts), 0, k, ())
         return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)

@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from lablr.core import __version__, defaults
 from lablr.core.errors import LablrError
-from lablr.core.model import Model
+from lablr.core.model import PICTURE_TYPES, Model, check_picture_format
 from lablr.core.plugins import all_parts
 
 from . import feedback
@@ -75,9 +75,7 @@ async def plot(request):
     uploads = await read_uploads(request, request.app.state.max_body_bytes)
     k, scorer = _k(request), _scorer(request, model)
     picture_format = request.query_params.get("format", "png")
-    if picture_format not in ("png", "svg"):
-        raise LablrError(f"Unknown picture format {picture_format!r}: use png or svg.", code="bad_parameter",
-                         status=422)
+    check_picture_format(picture_format)
     if len(uploads) != 1:
         raise LablrError(f"The picture is of one photo; this request has {len(uploads)}.",
                          code="bad_parameter", status=422)
@@ -89,7 +87,7 @@ async def plot(request):
     image = await run_in_threadpool(model.decode, uploads[0].data)
     async with request.app.state.plot_turn:  # pictures wait here, in the event loop, not in pool threads
         data = await run_in_threadpool(draw, image)
-    return Response(data, media_type="image/svg+xml" if picture_format == "svg" else "image/png")
+    return Response(data, media_type=PICTURE_TYPES[picture_format])
 
 
 async def tags(request):
