@@ -1,6 +1,7 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
 import fcntl
+import io
 import os
 import pty
 import select
@@ -43,6 +44,18 @@ def draw_shape(colour, shape, size=48, seed=0) -> Image.Image:
     else:
         draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])], fill=fill)
     return image
+
+
+def encoded(image: Image.Image, format="PNG", **options) -> bytes:
+    """The image as the bytes of a file in this format."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def photo(colour="red", shape="circle", seed=0, format="PNG") -> bytes:
+    """A drawn shape as a file's bytes."""
+    return encoded(draw_shape(colour, shape, seed=seed), format)
 
 
 def write_shapes(directory, per_kind=12):

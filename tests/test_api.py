@@ -7,7 +7,7 @@ uvicorn (`lablr serve`) over HTTP.
 import io
 
 import pytest
-from conftest import COLOURS, SHAPES, draw_shape
+from conftest import COLOURS, SHAPES, photo
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -18,12 +18,6 @@ from lablr.server import create_app
 
 TAGS = set(COLOURS) | set(SHAPES)
 BASE = "http://127.0.0.1:8777"  # a loopback address, as a browser on this machine sends it
-
-
-def photo(colour="red", shape="circle", seed=0, format="PNG") -> bytes:
-    buffer = io.BytesIO()
-    draw_shape(colour, shape, seed=seed).save(buffer, format)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import zipfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import photo
 from lablr_server import free_port
-from test_server import photo
 
 from lablr.core import defaults
 from lablr.core.bundle import bundled_root

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import photo
 from test_decode_memory import header_only_png
 from test_fuzz_images import sample
-from test_server import photo
 
 from lablr.core import defaults
 from lablr.plugins import openclipart

@@ -10,25 +10,20 @@ import zlib
 import httpx
 import numpy as np
 import pytest
+from conftest import encoded, photo
 from lablr_server import running_server
 from PIL import Image, ImageFile
-from test_server import assert_error, photo
+from test_server import assert_error
 
 from lablr.core import defaults
 from lablr.core.data import decoding as images
 from lablr.core.errors import ImageError
 
 
-def png(image: Image.Image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def deep_png(side: int) -> bytes:
     """A 16-bit grayscale PNG of side x side: 16 grey blocks a side, small on disk."""
     blocks = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 0..65535
-    return png(Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST))
+    return encoded(Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST))
 
 
 def header_only_png(width: int, height: int) -> bytes:
@@ -96,7 +91,7 @@ def test_a_request_has_a_pixel_budget_across_its_images():
 
 
 def test_decodes_wait_for_a_free_core():
-    data = png(Image.new("RGB", (400, 300), "red"))
+    data = encoded(Image.new("RGB", (400, 300), "red"))
     held = 0
     while images.decode_slots.acquire(blocking=False):  # every slot taken, as by busy decodes
         held += 1
@@ -163,7 +158,7 @@ def test_a_request_over_the_pixel_budget_is_refused_before_decoding(server):
 
 def test_a_90_megapixel_photo_is_answered(server):
     base, _ = server
-    data = png(Image.new("L", (9500, 9500), 200))
+    data = encoded(Image.new("L", (9500, 9500), 200))
     answer = httpx.post(base + "/api/v1/suggest", files={"image": ("big.png", data, "image/png")}, timeout=120)
     assert answer.status_code == 200, answer.text
 
@@ -171,7 +166,7 @@ def test_a_90_megapixel_photo_is_answered(server):
 def rgb_png(side: int) -> bytes:
     """An 8-bit RGB PNG of side x side: 16 coloured blocks a side, small on disk."""
     blocks = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
-    return png(Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST))
+    return encoded(Image.fromarray(blocks).resize((side, side), Image.Resampling.NEAREST))
 
 
 def test_two_requests_of_four_big_photos_cost_about_one_image_each(server):

@@ -17,15 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import draw_shape
+from conftest import photo as png
 from lablr_server import free_port, running_server
 
 NEW_TAG = "my red circles"
-
-
-def png(colour="red", shape="circle", seed=0) -> bytes:
-    buffer = io.BytesIO()
-    draw_shape(colour, shape, seed=seed).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def send(client, data, tags, suggested=None):

@@ -11,9 +11,9 @@ import random
 
 import numpy as np
 import pytest
+from conftest import photo
 from lablr_server import running_server
 from PIL import Image, ImageFile
-from test_server import photo
 
 from lablr.core.data import decoding as images
 from lablr.core.errors import ImageError

@@ -13,11 +13,11 @@ import sys
 
 import httpx
 import pytest
-from conftest import CHROMIUM, dead_proxy
+from conftest import CHROMIUM, dead_proxy, photo
 from lablr_server import running_server
 from starlette.responses import JSONResponse
 from starlette.testclient import TestClient
-from test_server import assert_error, photo
+from test_server import assert_error
 
 PORT = 8777
 OWN = f"http://127.0.0.1:{PORT}"

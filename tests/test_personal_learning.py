@@ -12,7 +12,7 @@ import unicodedata
 
 import httpx
 import pytest
-from conftest import draw_shape, on_a_terminal, real_photo
+from conftest import draw_shape, encoded, on_a_terminal, photo, real_photo
 from lablr_server import running_server
 from photo_files import exiftool, make_photo, needs_exiftool, read_tags
 
@@ -34,16 +34,6 @@ def layer_file(bundle, env):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
         return layer_path(bundle)
-
-
-def png(colour, shape, seed) -> bytes:
-    return png_of(draw_shape(colour, shape, seed=seed))
-
-
-def png_of(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def show(bundle, env) -> dict:
@@ -217,7 +207,7 @@ def test_a_tag_given_to_five_photos_is_in_the_top_three_for_the_sixth_with_the_d
 
     with running_server(defaults.DEFAULT_MODEL, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _), \
             httpx.Client(base_url=base, timeout=60) as client:
-        photos = [png_of(draw_shape("green", "triangle", size=224, seed=600 + seed)) for seed in range(6)]
+        photos = [encoded(draw_shape("green", "triangle", size=224, seed=600 + seed)) for seed in range(6)]
         for photo in photos[:5]:
             assert send(client, photo, NEW_TAG).json()["recorded"]
         found = scores(client, photos[5], scorer=None)
@@ -228,13 +218,13 @@ def test_a_suggestion_removed_three_times_fades_below_the_display_threshold(serv
     """The tiny model is trained anew each run, so which tags it shows, and how sure it is, vary: its
     most probable tag is the one the user removes. (The default model's case, with the page's
     threshold, is the next test.)"""
-    photos = [png("red", "square", 700 + seed) for seed in range(4)]
+    photos = [photo("red", "square", 700 + seed) for seed in range(4)]
     before = scores(server, photos[3], scorer=None)
     shown = list(before)[:5]
     victim = max(shown, key=before.get)
-    for photo in photos[:3]:
+    for taught in photos[:3]:
         kept = [tag for tag in shown if tag != victim]
-        assert send(server, photo, ",".join(kept), suggested=",".join(shown)).status_code == 200
+        assert send(server, taught, ",".join(kept), suggested=",".join(shown)).status_code == 200
     assert scores(server, photos[3], scorer=None).get(victim, 0.0) < min(0.2, before[victim])
 
 
@@ -246,7 +236,7 @@ def test_on_the_default_model_a_photo_tag_removed_three_times_falls_below_the_di
     from lablr.core import defaults
 
     cat = Image.open(real_photo()).convert("RGB")
-    views = [png_of(cat.crop((dx, dy, dx + 400, dy + 280))) for dx, dy in ((0, 0), (50, 20), (20, 40), (40, 10))]
+    views = [encoded(cat.crop((dx, dy, dx + 400, dy + 280))) for dx, dy in ((0, 0), (50, 20), (20, 40), (40, 10))]
     with running_server(defaults.DEFAULT_MODEL, env={"XDG_DATA_HOME": str(tmp_path)}) as (base, _), \
             httpx.Client(base_url=base, timeout=60) as client:
         before = scores(client, views[3], scorer=None)
@@ -274,8 +264,8 @@ def test_the_layer_keeps_its_bounds(tiny_bundle, tmp_path):
            "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
     with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
         for seed in range(3):
-            assert send(client, png("green", "square", 800 + seed), "first new,second new").status_code == 200
-        full = send(client, png("green", "square", 900), "green")
+            assert send(client, photo("green", "square", 800 + seed), "first new,second new").status_code == 200
+        full = send(client, photo("green", "square", 900), "green")
         assert full.status_code == 409 and "LABLR_PERSONAL_MAX_EVENTS" in full.json()["error"]["message"]
         assert client.get("/api/v1/health").status_code == 200
     with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:

@@ -9,23 +9,13 @@ import zlib
 
 import httpx
 import pytest
-from conftest import COLOURS, SHAPES, draw_shape
+from conftest import COLOURS, SHAPES, draw_shape, encoded, photo
 from lablr_server import READY, running_server
 from PIL import Image
 
 import lablr.core
 
 TAGS = set(COLOURS) | set(SHAPES)
-
-
-def encoded(image: Image.Image, format="PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def photo(colour="red", shape="circle", seed=0, format="PNG") -> bytes:
-    return encoded(draw_shape(colour, shape, seed=seed), format)
 
 
 def bomb_png(width=20_000, height=10_000) -> bytes:

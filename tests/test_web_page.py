@@ -13,6 +13,7 @@ from conftest import (
     SHAPES,
     dead_proxy,
     draw_shape,
+    encoded,
     keep_off_the_network,
     real_photo,
     screenshot_file,
@@ -70,12 +71,6 @@ def page(browser, base):
         yield page
 
 
-def png_bytes(image) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def shown_tags(page):
     page.wait_for_selector("#results:not([hidden]) #tags li")
     return page.locator("#tags .name").all_inner_texts()
@@ -94,7 +89,7 @@ def show_every_tag(page):
 def test_choose_a_photo_see_its_tags_scores_and_picture(page):
     page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
     show_every_tag(page)
-    photo = png_bytes(draw_shape("red", "circle", size=240))
+    photo = encoded(draw_shape("red", "circle", size=240))
     page.set_input_files("#photo", files=[{"name": "red-circle.png", "mimeType": "image/png", "buffer": photo}])
     tags = shown_tags(page)
     assert len(tags) == len(TAGS) and set(tags) == TAGS  # k=10 asked; the tiny model has 6 tags
@@ -116,7 +111,7 @@ def test_tags_below_the_threshold_are_hidden_and_the_page_says_so(page):
     page.wait_for_function("() => document.getElementById('model').textContent.includes('6 tags')")
     assert page.locator("#threshold").input_value() == "0.2"  # the server's default, until the user picks one
     page.set_input_files("#photo", files=[{"name": "red-circle.png", "mimeType": "image/png",
-                                           "buffer": png_bytes(draw_shape("red", "circle", size=240))}])
+                                           "buffer": encoded(draw_shape("red", "circle", size=240))}])
     page.wait_for_selector("#results:not([hidden])")
     shown = [float(s) for s in page.locator("#tags .score").all_inner_texts()]
     assert all(s >= 0.2 for s in shown)
@@ -138,7 +133,7 @@ def test_tags_below_the_threshold_are_hidden_and_the_page_says_so(page):
 
 def test_drop_a_photo(page):
     show_every_tag(page)
-    photo = base64.b64encode(png_bytes(draw_shape("blue", "square", size=120))).decode()
+    photo = base64.b64encode(encoded(draw_shape("blue", "square", size=120))).decode()
     page.evaluate("""async (data) => {
         const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
         const transfer = new DataTransfer();
@@ -187,7 +182,7 @@ def test_download_with_tags_gives_the_photo_back_with_the_ticked_tags_in_it(page
 
 
 def test_download_with_no_tag_ticked_says_so(page):
-    photo = png_bytes(draw_shape("red", "circle", size=120))
+    photo = encoded(draw_shape("red", "circle", size=120))
     page.set_input_files("#photo", files=[{"name": "red.png", "mimeType": "image/png", "buffer": photo}])
     shown_tags(page)
     for box in page.locator("#tags .pick").all():
@@ -234,7 +229,7 @@ def test_these_are_my_tags_teaches_the_model_and_the_page_shows_what_it_learned(
     before = {row["tag"]: row["count"] for row in httpx.get(base + "/api/v1/tags").json()["tags"]}
 
     for seed in range(5):
-        photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
+        photo = encoded(draw_shape("red", "circle", size=120, seed=900 + seed))
         page.set_input_files("#photo", files=[{"name": f"mine-{seed}.png", "mimeType": "image/png", "buffer": photo}])
         page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")  # this photo's
         assert page.locator("#my-tags").input_value() == ""  # a new photo starts with no tags of its own
@@ -267,7 +262,7 @@ def test_a_new_tag_that_waits_for_room_is_not_said_to_wait_for_photos(browser, t
     env = {"XDG_DATA_HOME": str(tmp_path), "LABLR_PERSONAL_MAX_LEARNED_TAGS": "1"}
     with running_server(tiny_bundle, env=env) as (base, _):
         for seed in range(5):
-            photo = png_bytes(draw_shape("red", "circle", size=120, seed=900 + seed))
+            photo = encoded(draw_shape("red", "circle", size=120, seed=900 + seed))
             answer = httpx.post(base + "/api/v1/feedback", files={"image": ("p.png", photo, "image/png")},
                                 data={"tags": "first new, second new"}, timeout=60)
             assert answer.status_code == 200, answer.text
@@ -276,7 +271,7 @@ def test_a_new_tag_that_waits_for_room_is_not_said_to_wait_for_photos(browser, t
             learned = page.locator("#learned").inner_text()
             assert "Not added, as the model holds its limit of new tags" in learned and "second new (5)" in learned
             assert "Waiting for more photos" not in learned and "of 5)" not in learned, learned
-            photo = png_bytes(draw_shape("red", "circle", size=120, seed=905))
+            photo = encoded(draw_shape("red", "circle", size=120, seed=905))
             page.set_input_files("#photo", files=[{"name": "sixth.png", "mimeType": "image/png", "buffer": photo}])
             page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")
             page.locator("#my-tags").fill("second new")
@@ -291,7 +286,7 @@ def test_the_page_sends_only_the_suggestions_it_showed(learning_page, tmp_path):
 
     page, _ = learning_page
     page.fill("#threshold", "0")
-    photo = png_bytes(draw_shape("blue", "square", size=120, seed=77))
+    photo = encoded(draw_shape("blue", "square", size=120, seed=77))
     page.set_input_files("#photo", files=[{"name": "mine.png", "mimeType": "image/png", "buffer": photo}])
     page.wait_for_function("() => document.getElementById('status').textContent.includes('tags in')")
     scores = [float(text) for text in page.locator("#tags .score").all_inner_texts()]
