@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import photo
+from conftest import arrays, photo
 from lablr_server import free_port
 
 from lablr.core import defaults
@@ -32,11 +32,6 @@ def resealed(bundle):
                          for p in sorted(bundle.iterdir()) if p.name != "manifest.json" and p.is_file()}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     return bundle
-
-
-def arrays(path) -> dict:
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
 
 
 def with_arrays(bundle, name, **changes):

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from conftest import tag_statistics
 from lablr_server import running_server
 from PIL import Image
 
@@ -289,13 +290,9 @@ def test_shards_fitted_on_the_default_merge_into_the_same_model(fitted_on_defaul
     one, merged = Model.load(single), Model.load(tmp_path / "merged")
     assert merged.tags == one.tags and merged.vocabulary.all_tags == one.vocabulary.all_tags
     for name in ("counts", "sums", "outer_upper"):  # the statistics are sums: exactly the fit's
-        np.testing.assert_allclose(statistics(tmp_path / "merged")[name], statistics(single)[name], rtol=1e-9)
+        np.testing.assert_allclose(tag_statistics(tmp_path / "merged")[name], tag_statistics(single)[name],
+                                   rtol=1e-9)
     photo = decoding.decode(jpeg(skimage_data.coffee()), one.image_size)[None]
     a, b = one.suggest(photo, 8)[0], merged.suggest(photo, 8)[0]  # calibrated alike: the same ranking
     assert [s.tag for s in a] == [s.tag for s in b] and {"coffee", "espresso"} & {s.tag for s in a[:3]}
     np.testing.assert_allclose([s.score for s in a], [s.score for s in b], rtol=1e-6)
-
-
-def statistics(bundle):
-    with np.load(bundle / "tag_stats.npz", allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}

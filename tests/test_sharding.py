@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import COLOURS, SHAPES, TINY_RULE_OPTIONS, TINY_RULES, draw_shape
+from conftest import COLOURS, SHAPES, TINY_RULE_OPTIONS, TINY_RULES, draw_shape, tag_statistics
 
 from lablr.core.cli import cli
 from lablr.core.pipeline.shard import shard_of
@@ -23,11 +23,6 @@ def ok(*args):
     return output
 
 
-def statistics(bundle):
-    with np.load(bundle / "tag_stats.npz", allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
-
-
 def drawings(size=16):
     return np.stack([np.asarray(draw_shape(c, s, seed=i).resize((size, size)))
                      for i, (c, s) in enumerate((c, s) for c in COLOURS for s in SHAPES)])
@@ -36,7 +31,7 @@ def drawings(size=16):
 def assert_same_model(one, other):
     from lablr.core.model import Model
 
-    expected, found = statistics(one), statistics(other)
+    expected, found = tag_statistics(one), tag_statistics(other)
     assert list(found["tags"]) == list(expected["tags"])
     np.testing.assert_array_equal(found["counts"], expected["counts"])
     for name in "sums", "outer_upper":
