@@ -14,14 +14,13 @@ holds ten photos or ten thousand. An undo or reset replays the events that are l
 
 import threading
 from collections import Counter
-from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lablr.core import bundle, defaults
 from lablr.core.personal import prior
-from lablr.core.personal.layer import Event, PersonalLayer, open_for_bundle, vocabulary_tags
+from lablr.core.personal.layer import Event, PersonalLayer, stored_events, vocabulary_tags
 
 
 @dataclass
@@ -243,15 +242,11 @@ def personal_model(model, enabled: bool = True):
 
 
 def describe(model) -> dict:
-    layer, manifest = open_for_bundle(model)
+    where, manifest, events = stored_events(model)
     vocabulary = Vocabulary([tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model)))
-    events = []
-    if layer:
-        with closing(layer):
-            events = layer.events()
     for event in events:
         vocabulary.add(event.id, event.tags)
-    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
+    return {"model": manifest.name, "layer": str(where) if where else None,
             "min_photos": defaults.PERSONAL_MIN_PHOTOS, "max_learned_tags": vocabulary.max_learned,
             **vocabulary.learned().as_dict(),
             "last": [event.as_dict() for event in events[-5:]][::-1]}
