@@ -58,12 +58,7 @@ class Embedded:
     @property
     def keywords(self) -> list[str]:
         """XMP and IPTC keywords together, in order, each once."""
-        seen, out = set(), []
-        for tag in self.xmp + self.iptc:
-            if keyword_key(tag) not in seen:
-                seen.add(keyword_key(tag))
-                out.append(tag)
-        return out
+        return _unique(self.xmp + self.iptc)
 
     @property
     def not_to_add(self) -> set[str]:
