@@ -28,7 +28,7 @@ from lablr.core.pipeline.recipe import Recipe
 
 from . import defaults
 from .api import FetchSettings
-from .fetcher import SOURCE, fetch
+from .fetcher import fetch
 from .progress import Overall
 from .sizes import preference
 from .tables import create_tables
@@ -58,10 +58,10 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     """
     out = Path(out)
     catalog = Path(catalog or f"{out}.db")
-    rules = rules or source_rules(SOURCE)
+    rules = rules or source_rules(defaults.SOURCE)
     base_path = bundle.resolve(base_model or _default_model())
     base = bundle.check_parts(base_path)  # a missing plugin or extra fails now, not after the download
-    recipe = Recipe.of_manifest(base, with_data=False).but(source=SOURCE, rules=rules, epochs=epochs)
+    recipe = Recipe.of_manifest(base, with_data=False).but(source=defaults.SOURCE, rules=rules, epochs=epochs)
     trains = recipe.parts["encoder"].name in defaults.TRAINED_ENCODERS
     if trains:  # the VAE needs the `train` extra: said before anything is downloaded
         stages.new_encoder(recipe)
@@ -102,9 +102,9 @@ def _default_model():
 def _prepare(catalog_path, size, recipe: Recipe, own_owners):
     """Decode every downloaded photo once (a cache `lablr prepare` shares), then choose the split."""
     catalog = Catalog(catalog_path)
-    images = prepared_images(catalog_path, catalog.photos(SOURCE), size, progress=False)
+    images = prepared_images(catalog_path, catalog.photos(defaults.SOURCE), size, progress=False)
     catalog.mark_broken(sorted(images.broken))
-    selection = select_for_build(catalog.photos(SOURCE), recipe.rules, own_owners)
+    selection = select_for_build(catalog.photos(defaults.SOURCE), recipe.rules, own_owners)
     if not selection.train or not selection.test:
         raise LablrError(f"Too few tagged photos in {catalog_path} for these rules (each tag needs "
                          f"{recipe.rules.min_tag_photos} photos): fetch more with a higher --per-tag or more --tags.")

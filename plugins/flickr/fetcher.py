@@ -34,8 +34,6 @@ from .progress import as_progress
 from .sizes import model_input_size, preference
 from .tables import create_tables
 
-SOURCE = defaults.SOURCE
-
 
 class Stopped(Exception):
     """The run is ending (Ctrl-C): a download in progress gives up without retrying."""
@@ -167,7 +165,7 @@ def _search(catalog, queries, settings, extras, report, bars):
                 page += 1
                 photos, pages = query.page(page)
                 chosen = _with_images(photos, extras)[:max(0, settings.per_tag - found)]
-                added = catalog.add([r for r, _ in chosen], SOURCE, status="pending")
+                added = catalog.add([r for r, _ in chosen], defaults.SOURCE, status="pending")
                 found += len(chosen)
                 report.found += len(chosen)
                 report.new += added
@@ -176,7 +174,7 @@ def _search(catalog, queries, settings, extras, report, bars):
                 with db.atomic():
                     _record_sizes(db, chosen)
                     db.execute("insert or replace into searches values (?, ?, ?, ?, ?, ?, ?, ?)",
-                               [query.key, SOURCE, query.label, page, pages, found, done, _now()])
+                               [query.key, defaults.SOURCE, query.label, page, pages, found, done, _now()])
                 bar.update(len(chosen))
 
 
@@ -196,7 +194,7 @@ def _record_sizes(db, chosen):
 def _download(catalog, images_dir, settings, report, bars, on_retry):
     db = catalog.db
     pending = db.execute("select id, key, url from photos where source = ? and status = 'pending' order by id",
-                         [SOURCE]).fetchall()
+                         [defaults.SOURCE]).fetchall()
     stop = threading.Event()
     fetcher = _ImageFetcher(settings, stop)
     todo = []
