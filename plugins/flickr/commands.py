@@ -5,7 +5,6 @@ import sys
 import click
 
 from lablr.core import defaults as CORE
-from lablr.core.defaults import CATALOG
 
 from . import defaults
 
@@ -27,7 +26,7 @@ from . import defaults
 @click.option("--licenses", default="any", show_default=True, metavar="any|cc|free|ID,NAME,...",
               help="Only photos under these licences: Flickr's numbers or names (by, by-sa, cc0, ...); "
                    "'cc' any Creative Commons, 'free' those that allow reuse with credit or none needed.")
-@click.option("--catalog", default=CATALOG, show_default=True, help="The SQLite catalog of photos and tags.")
+@click.option("--catalog", default=CORE.CATALOG, show_default=True, help="The SQLite catalog of photos and tags.")
 @click.option("--images", type=click.Path(file_okay=False), default=None,
               help="Where to store the images (default: CATALOG.flickr/ beside the catalog).")
 @click.option("--workers", default=defaults.WORKERS, show_default=True, type=click.IntRange(1, 64),
