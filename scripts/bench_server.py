@@ -21,7 +21,6 @@ p50 is compared with openclipart-effnet's from the same run (target: within 10%)
 import argparse
 import io
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # free_port, as the tests find one
+sys.path.insert(0, str(ROOT / "tests"))  # free_port and stop_server, as the tests use them
 
 from lablr.core import defaults  # noqa: E402
 
@@ -159,17 +158,9 @@ def start_server(model):
     raise RuntimeError(f"lablr serve --model {model} did not answer within 120 s")
 
 
-def stop(process):
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def bench_server(model, photos, requests):
     import httpx
+    from lablr_server import stop_server
 
     process, base, startup = start_server(model)
     print(f"{str(model):<20} start-up to /api/v1/health: {startup:.2f} s", flush=True)
@@ -188,7 +179,7 @@ def bench_server(model, photos, requests):
                                 *measure(ask, count, concurrency, lambda: httpx.Client(timeout=120))))
                 print(_format(rows[-1]), flush=True)
     finally:
-        stop(process)
+        stop_server(process)
     return startup, rows
 
 
