@@ -7,6 +7,7 @@ let lastSuggestions = [];
 let current = null; // the photo shown
 let calibrated = false; // whether scores are probabilities (health says); only then does the threshold apply
 const THRESHOLD_KEY = "lablr.minProbability";
+const UNREACHABLE = "The Lablr server cannot be reached.";
 
 async function apiError(response) {
   try {
@@ -20,6 +21,11 @@ async function apiError(response) {
 function showError(message) {
   $("error").textContent = message;
   $("error").hidden = !message;
+}
+
+/** A request that failed: the server's message, or that it cannot be reached at all. */
+function showFailure(error) {
+  showError(error.message === "Failed to fetch" ? UNREACHABLE : error.message);
 }
 
 function threshold() {
@@ -104,7 +110,7 @@ async function handle(file) {
   } catch (error) {
     $("results").hidden = true;
     $("status").textContent = "";
-    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+    showFailure(error);
   }
 }
 
@@ -162,7 +168,7 @@ async function sendMyTags(event) {
         + (full.length ? ` ${FULL} ${full.map(([t]) => t).join(", ")}.` : "");
     await showModel(); // the tag count and what was learned, as the server now has them
   } catch (error) {
-    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+    showFailure(error);
   }
 }
 
@@ -196,7 +202,7 @@ async function downloadWithTags() {
       : `Saved ${current.name}: it already had these tags, or they were removed after Lablr added them.`)
       + (added.length && already ? ` ${already} left out: already there, or removed after Lablr added them.` : "");
   } catch (error) {
-    showError(error.message === "Failed to fetch" ? "The Lablr server cannot be reached." : error.message);
+    showFailure(error);
   }
 }
 
@@ -249,6 +255,6 @@ async function showModel(first = false) {
     }
     showLearned(await (await fetch("/api/v1/personal")).json());
   } catch {
-    $("model").textContent = "The Lablr server cannot be reached.";
+    $("model").textContent = UNREACHABLE;
   }
 }
