@@ -466,51 +466,50 @@ def user_photos(owner="99999999@N00", alias="mariesky", count=12):
     return photos
 
 
+@pytest.fixture
+def marie_on_flickr(monkeypatch):
+    """The fake Flickr with Marie Sky's public photos beside the others, Lablr pointed at it: (fake, hers)."""
+    mine = user_photos()
+    fake = FakeFlickr(photos=make_photos() + mine).start()
+    for name, value in fake.env().items():
+        monkeypatch.setenv(name, value)
+    yield fake, mine
+    fake.stop()
+
+
 @pytest.mark.parametrize("who", ["99999999@N00", "https://www.flickr.com/photos/mariesky/",
                                  "flickr.com/people/mariesky", "mariesky", "Marie Sky"])
-def test_fetch_user_records_their_public_photos_with_their_tags(tmp_path, monkeypatch, who):
-    mine = user_photos()
-    fake = FakeFlickr(photos=make_photos() + mine).start()
-    try:
-        for name, value in fake.env().items():
-            monkeypatch.setenv(name, value)
-        catalog = tmp_path / "flickr.db"
-        result = CliRunner().invoke(cli, ["fetch", "--user", who, "--tags", "none", "--catalog", str(catalog),
-                                          "--quiet", "--calls-per-hour", "1e7", "--per-page", "5", "--size", "64"])
-        assert result.exit_code == 0, result.output
-        assert tags_of(catalog) == {f"flickr:{p.id}": expected_tags(p) for p in mine}
-        assert any("morgesharbour" in tags for tags in tags_of(catalog).values())
-        rows = catalog_rows(catalog)
-        assert {owner for _, _, _, owner, *_ in rows} == {"99999999@N00"}
-        assert [page for user, page in fake.searches if user == "user:99999999@N00"] == [1, 2, 3]
-        assert fake.calls["flickr.photos.search"] == 0 and fake.size_requests == {"url_q": len(mine)}
-    finally:
-        fake.stop()
+def test_fetch_user_records_their_public_photos_with_their_tags(tmp_path, marie_on_flickr, who):
+    fake, mine = marie_on_flickr
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--user", who, "--tags", "none", "--catalog", str(catalog),
+                                      "--quiet", "--calls-per-hour", "1e7", "--per-page", "5", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    assert tags_of(catalog) == {f"flickr:{p.id}": expected_tags(p) for p in mine}
+    assert any("morgesharbour" in tags for tags in tags_of(catalog).values())
+    rows = catalog_rows(catalog)
+    assert {owner for _, _, _, owner, *_ in rows} == {"99999999@N00"}
+    assert [page for user, page in fake.searches if user == "user:99999999@N00"] == [1, 2, 3]
+    assert fake.calls["flickr.photos.search"] == 0 and fake.size_requests == {"url_q": len(mine)}
 
 
-def test_fetch_user_and_tags_into_one_catalog_and_an_unknown_user(tmp_path, monkeypatch):
-    mine = user_photos()
-    fake = FakeFlickr(photos=make_photos() + mine).start()
-    try:
-        for name, value in fake.env().items():
-            monkeypatch.setenv(name, value)
-        catalog = tmp_path / "flickr.db"
-        result = CliRunner().invoke(cli, ["fetch", "--user", "mariesky", "--tags", "red,blue", "--catalog",
-                                          str(catalog), "--quiet", "--calls-per-hour", "1e7", "--size", "64"])
-        assert result.exit_code == 0, result.output
-        keys = set(tags_of(catalog))
-        assert {f"flickr:{p.id}" for p in mine} <= keys
-        assert {f"flickr:{p.id}" for p in fake.photos_tagged("red") + fake.photos_tagged("blue")} <= keys
+def test_fetch_user_and_tags_into_one_catalog_and_an_unknown_user(tmp_path, marie_on_flickr):
+    fake, mine = marie_on_flickr
+    catalog = tmp_path / "flickr.db"
+    result = CliRunner().invoke(cli, ["fetch", "--user", "mariesky", "--tags", "red,blue", "--catalog",
+                                      str(catalog), "--quiet", "--calls-per-hour", "1e7", "--size", "64"])
+    assert result.exit_code == 0, result.output
+    keys = set(tags_of(catalog))
+    assert {f"flickr:{p.id}" for p in mine} <= keys
+    assert {f"flickr:{p.id}" for p in fake.photos_tagged("red") + fake.photos_tagged("blue")} <= keys
 
-        result = CliRunner().invoke(cli, ["fetch", "--user", "nobody-here", "--tags", "none", "--catalog",
-                                          str(catalog), "--quiet", "--size", "64"])
-        assert result.exit_code == 1 and "Flickr knows no user 'nobody-here'" in result.output
-        assert fake.calls["flickr.people.findByUsername"] == 1  # not a URL name: perhaps a username
-        result = CliRunner().invoke(cli, ["fetch", "--tags", "none", "--catalog", str(catalog), "--size", "64"])
-        assert result.exit_code == 1 and "Nothing to fetch: give --tags, --user, or both." in result.output
-        assert "Traceback" not in result.output
-    finally:
-        fake.stop()
+    result = CliRunner().invoke(cli, ["fetch", "--user", "nobody-here", "--tags", "none", "--catalog",
+                                      str(catalog), "--quiet", "--size", "64"])
+    assert result.exit_code == 1 and "Flickr knows no user 'nobody-here'" in result.output
+    assert fake.calls["flickr.people.findByUsername"] == 1  # not a URL name: perhaps a username
+    result = CliRunner().invoke(cli, ["fetch", "--tags", "none", "--catalog", str(catalog), "--size", "64"])
+    assert result.exit_code == 1 and "Nothing to fetch: give --tags, --user, or both." in result.output
+    assert "Traceback" not in result.output
 
 
 def test_user_answers_cut_at_every_length_are_retried_or_refused_in_one_line(tmp_path, monkeypatch):
