@@ -1,7 +1,6 @@
 """Learning from every upload: POST /api/v1/feedback on the real server, the personal layer in
 real SQLite, `lablr personal ...`, restarts, several workers and kill -9."""
 
-import io
 import json
 import os
 import resource
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import draw_shape
 from conftest import photo as png
 from lablr_server import free_port, running_server
 

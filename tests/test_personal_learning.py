@@ -3,7 +3,6 @@ files (written by exiftool) through `lablr personal learn`, the user's tag frequ
 prior and removed suggestions as evidence on a real server, one layer for the CLI and the
 server, photos known by their pixels, and the layer's bounds."""
 
-import io
 import json
 import os
 import subprocess
