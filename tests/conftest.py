@@ -8,6 +8,7 @@ import select
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 import termios
 import zlib
@@ -24,6 +25,7 @@ import pytest
 from lablr_server import free_port
 from PIL import Image, ImageDraw
 
+LABLR = [sys.executable, "-m", "lablr.core.cli"]  # the command line, in a process of its own
 COLOURS = {"red": (220, 40, 40), "blue": (40, 70, 220), "green": (40, 170, 60)}
 SHAPES = ("circle", "square", "triangle")
 

@@ -9,13 +9,12 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_RULE_OPTIONS
+from conftest import LABLR, TINY_RULE_OPTIONS
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, FakePhoto, make_photos
 from PIL import Image
 
@@ -30,7 +29,6 @@ from lablr.plugins.flickr.sizes import preference
 
 FAST = FetchSettings(per_tag=1000, per_page=5, calls_per_hour=1e7, burst=100, workers=4, timeout=1.0,
                      retry=Retry(attempts=5, backoff=0.01, cap=0.05), image_extras=preference(64))
-LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
 @pytest.fixture

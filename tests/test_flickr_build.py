@@ -5,19 +5,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TINY_RULE_OPTIONS
+from conftest import LABLR, TINY_RULE_OPTIONS
 from fake_flickr import COLOURS, SHAPES, FakeFlickr, jpeg_bytes, make_photos
 from test_flickr import user_photos, wait_for
 
 from lablr.core.data.catalog import Catalog
 from lablr.core.model import Model
 
-LABLR = [sys.executable, "-m", "lablr.core.cli"]
 TAGS = ",".join(COLOURS + SHAPES)
 TINY = [*TINY_RULE_OPTIONS, "--calls-per-hour", "1e7", "--backoff", "0.01"]
 

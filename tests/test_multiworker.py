@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TINY_RULES
+from conftest import LABLR, TINY_RULES
 
 from lablr.core.errors import LablrError
 from lablr.core.pipeline.multiworker import Role, role, worker_part
@@ -35,11 +35,10 @@ def tf_config(addresses, index):
 
 @pytest.fixture
 def prepared_catalog(tmp_path, shapes_csv):
-    base = [sys.executable, "-m", "lablr.core.cli"]
     catalog = tmp_path / "c.db"
-    subprocess.run(base + ["import", "csv", str(shapes_csv), "--catalog", str(catalog)], check=True,
+    subprocess.run(LABLR + ["import", "csv", str(shapes_csv), "--catalog", str(catalog)], check=True,
                    capture_output=True, timeout=120)
-    subprocess.run(base + ["prepare", "--catalog", str(catalog), "--size", "16", "-q"], check=True,
+    subprocess.run(LABLR + ["prepare", "--catalog", str(catalog), "--size", "16", "-q"], check=True,
                    capture_output=True, timeout=120)
     return catalog
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import LABLR
 
 from lablr.core.errors import UnknownPart
 from lablr.core.plugins import all_parts, get_part
 
 EXAMPLE = Path(__file__).parent / "plugin_example"
 CORE = Path(__file__).parent.parent / "core"
-LABLR = [sys.executable, "-m", "lablr.core.cli"]
 
 
 def test_default_parts_are_registered_by_name():

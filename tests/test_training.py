@@ -4,12 +4,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import tracemalloc
 
 import numpy as np
-from conftest import TINY_RULES
+from conftest import LABLR, TINY_RULES
 from PIL import Image
 
 from lablr.core.data.image_cache import ImageSet, prepare
@@ -48,10 +47,9 @@ def test_broken_images_are_skipped_and_listed(tmp_path):
 
 def test_killed_training_resumes_where_it_stopped(tmp_path, shapes_csv):
     catalog = tmp_path / "c.db"
-    base = [sys.executable, "-m", "lablr.core.cli"]
-    subprocess.run(base + ["import", "csv", str(shapes_csv), "--catalog", str(catalog)], check=True,
+    subprocess.run(LABLR + ["import", "csv", str(shapes_csv), "--catalog", str(catalog)], check=True,
                    capture_output=True, timeout=120)
-    train = base + ["train", "--catalog", str(catalog), "--out", str(tmp_path / "m"), "--image-size", "16",
+    train = LABLR + ["train", "--catalog", str(catalog), "--out", str(tmp_path / "m"), "--image-size", "16",
                     "--latent-dim", "4", "--epochs", "40", "--per-owner-cap", "1000",
                     "--min-tag-photos", str(TINY_RULES["min_tag_photos"]),
                     "--min-train-photos", str(TINY_RULES["min_train_photos"])]
