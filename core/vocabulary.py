@@ -68,13 +68,6 @@ class ConceptVocabulary:
         pixels = [COLOUR_RANK_WEIGHT if tag in COLOURS else 1.0 for tag in self.all_tags[len(self.tags):]]
         return np.concatenate([weights, pixels])  # "orange", a concept too, ranks as the fruit
 
-    @cached_property
-    def membership(self) -> np.ndarray:
-        """(1000, T) 1 where the class is under the tag."""
-        matrix = np.zeros((CLASSES, len(self.tags)))
-        matrix[self.classes, self.tag_of] = 1.0
-        return matrix
-
     def probabilities(self, logits: np.ndarray, images: np.ndarray | None = None) -> np.ndarray:
         """(n, 1000) logits and the (n, s, s, 3) images -> (n, len(all_tags)) P(tag applies)."""
         logits = np.asarray(logits, np.float64) / self.temperature
