@@ -3,8 +3,9 @@
 import json
 
 import pytest
+from conftest import TINY_RULE_OPTIONS
 from distributed import Client, LocalCluster
-from test_sharding import RULES, assert_same_model, ok
+from test_sharding import assert_same_model, ok
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, 
     import_source("csv", str(shapes_csv), catalog, progress=False)
     out = tmp_path / "dask-model"
     output = ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, "--dask", cluster.scheduler_address,
-                "--shards", "2", *RULES)
+                "--shards", "2", *TINY_RULE_OPTIONS)
     assert f"Saved {out}" in output and f"shards fitted on {cluster.scheduler_address}" in output
 
     parts = [json.loads((tmp_path / "dask-model.parts" / f"part-{i}" / "part.json").read_text()) for i in range(2)]
@@ -35,7 +36,7 @@ def test_two_shards_on_a_two_worker_cluster_equal_one_fit(cluster, tiny_bundle, 
     assert len(decoded) == 2  # one image set per shard, each with only that shard's photos
 
     single = tmp_path / "one"
-    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", single, *RULES)
+    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", single, *TINY_RULE_OPTIONS)
     assert_same_model(single, out)
 
 
@@ -45,6 +46,6 @@ def test_an_unreachable_scheduler_fails_in_one_line(tiny_bundle, tmp_path):
 
     with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
         code, output = lablr("fit", "--model", tiny_bundle, "--catalog", tiny_bundle.parent / "catalog.db",
-                             "--out", tmp_path / "m", "--dask", "tcp://127.0.0.1:9", *RULES)
+                             "--out", tmp_path / "m", "--dask", "tcp://127.0.0.1:9", *TINY_RULE_OPTIONS)
     assert code == 1 and "Cannot reach the Dask scheduler at tcp://127.0.0.1:9" in output, output
     assert "Traceback" not in output and len(output.strip().splitlines()) == 1, output
