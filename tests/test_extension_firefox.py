@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from lablr_server import free_port
+from lablr_server import free_port, running_server
 from test_extension import (
     EDITR,
     EXTENSION,
@@ -273,3 +273,23 @@ def test_one_chip_click_tags_the_selected_photo_and_publishing_teaches_once(fire
     assert feedback["filename"] == "red-circle.jpg" and feedback["tags"] == ranked[0]
     assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
     assert {e["client"] for e in recorder.exchanges} == {"extension"}
+
+
+# ------------------------------------------------------------------------------- the server's own page
+
+
+def test_the_web_page_says_plainly_that_a_server_that_stopped_cannot_be_reached(firefox, tiny_bundle, tmp_path):
+    """Firefox words a fetch that got no answer its own way ("NetworkError when attempting to fetch
+    resource."), not as Chromium does; the page says the same thing in both."""
+    photo = write_photo(tmp_path, "red", "circle")
+    with contextlib.ExitStack() as server:
+        base, _ = server.enter_context(running_server(tiny_bundle))
+        firefox.client.navigate(base + "/")
+        firefox.wait("the model named", lambda: firefox.run("return document.getElementById('model').textContent")
+                     .startswith("Model "))
+        server.close()  # the user stopped `lablr serve`, the page still open
+        firefox.element("#photo").send_keys(str(photo))
+        message = firefox.wait("an error", lambda: firefox.run(
+            "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;"))
+    assert message == "The Lablr server cannot be reached."
+    assert firefox.run("return document.getElementById('results').hidden;") is True

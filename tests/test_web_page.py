@@ -154,6 +154,19 @@ def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
     assert page.locator("#results").is_hidden()
 
 
+def test_a_server_that_stopped_is_said_to_be_unreachable(browser, tiny_bundle):
+    with contextlib.ExitStack() as server:
+        base, _ = server.enter_context(running_server(tiny_bundle))
+        with page_of(browser, base) as page:
+            page.wait_for_function("() => document.getElementById('model').textContent.startsWith('Model ')")
+            server.close()  # the user stopped `lablr serve`, the page still open
+            page.set_input_files("#photo", files=[{"name": "cat.png", "mimeType": "image/png",
+                                                    "buffer": encoded(draw_shape("red", "circle", size=64))}])
+            page.wait_for_selector("#error:not([hidden])")
+            assert page.locator("#error").inner_text() == "The Lablr server cannot be reached."
+            assert page.locator("#results").is_hidden()
+
+
 @needs_exiftool
 def test_download_with_tags_gives_the_photo_back_with_the_ticked_tags_in_it(page, tmp_path):
     photo = make_photo(tmp_path / "holiday.jpg", colour="green", shape="triangle", size=200)

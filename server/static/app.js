@@ -23,9 +23,13 @@ function showError(message) {
   $("error").hidden = !message;
 }
 
-/** A request that failed: the server's message, or that it cannot be reached at all. */
-function showFailure(error) {
-  showError(error.message === "Failed to fetch" ? UNREACHABLE : error.message);
+/** fetch, whose one way to fail (no answer at all) each browser words its own way: said plainly here. */
+async function request(url, options) {
+  try {
+    return await fetch(url, options);
+  } catch {
+    throw new Error(UNREACHABLE);
+  }
 }
 
 function threshold() {
@@ -94,8 +98,8 @@ async function handle(file) {
   };
   try {
     const [tags, plot] = await Promise.all([
-      fetch(`/api/v1/suggest?k=${k}`, { method: "POST", body: form() }),
-      fetch(`/api/v1/plot?k=${k}`, { method: "POST", body: form() }),
+      request(`/api/v1/suggest?k=${k}`, { method: "POST", body: form() }),
+      request(`/api/v1/plot?k=${k}`, { method: "POST", body: form() }),
     ]);
     if (!tags.ok) throw new Error(await apiError(tags));
     const answer = await tags.json();
@@ -110,7 +114,7 @@ async function handle(file) {
   } catch (error) {
     $("results").hidden = true;
     $("status").textContent = "";
-    showFailure(error);
+    showError(error.message);
   }
 }
 
@@ -158,7 +162,7 @@ async function sendMyTags(event) {
   // Only the suggestions shown (those above the threshold) are sent: a hidden one was never passed over.
   data.append("suggested", [...document.querySelectorAll("#tags .pick")].map((box) => box.value).join(","));
   try {
-    const response = await fetch("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
+    const response = await request("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
     const [waiting, full] = byRoom(answer.pending, answer.min_photos);
@@ -168,7 +172,7 @@ async function sendMyTags(event) {
         + (full.length ? ` ${FULL} ${full.map(([t]) => t).join(", ")}.` : "");
     await showModel(); // the tag count and what was learned, as the server now has them
   } catch (error) {
-    showFailure(error);
+    showError(error.message);
   }
 }
 
@@ -186,7 +190,7 @@ async function downloadWithTags() {
   const data = new FormData();
   data.append("image", current, current.name);
   try {
-    const response = await fetch(`/api/v1/embed?tags=${encodeURIComponent(tags.join(","))}`, { method: "POST", body: data });
+    const response = await request(`/api/v1/embed?tags=${encodeURIComponent(tags.join(","))}`, { method: "POST", body: data });
     if (!response.ok) throw new Error(await apiError(response));
     const header = response.headers.get("Lablr-Added-Tags") || "";
     const added = header ? header.split(",").map(decodeURIComponent) : [];
@@ -202,7 +206,7 @@ async function downloadWithTags() {
       : `Saved ${current.name}: it already had these tags, or they were removed after Lablr added them.`)
       + (added.length && already ? ` ${already} left out: already there, or removed after Lablr added them.` : "");
   } catch (error) {
-    showFailure(error);
+    showError(error.message);
   }
 }
 
