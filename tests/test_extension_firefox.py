@@ -282,12 +282,12 @@ def test_the_web_page_says_plainly_that_a_server_that_stopped_cannot_be_reached(
     """Firefox words a fetch that got no answer its own way ("NetworkError when attempting to fetch
     resource."), not as Chromium does; the page says the same thing in both."""
     photo = write_photo(tmp_path, "red", "circle")
-    with contextlib.ExitStack() as server:
-        base, _ = server.enter_context(running_server(tiny_bundle))
+    with contextlib.ExitStack() as serving:
+        base, _ = serving.enter_context(running_server(tiny_bundle))
         firefox.client.navigate(base + "/")
         firefox.wait("the model named", lambda: firefox.run("return document.getElementById('model').textContent")
                      .startswith("Model "))
-        server.close()  # the user stopped `lablr serve`, the page still open
+        serving.close()  # the user stopped `lablr serve`, the page still open
         firefox.element("#photo").send_keys(str(photo))
         message = firefox.wait("an error", lambda: firefox.run(
             "const e = document.getElementById('error'); return e.hidden ? '' : e.textContent;"))

@@ -155,11 +155,11 @@ def test_a_file_that_is_not_a_photo_shows_the_servers_message(page):
 
 
 def test_a_server_that_stopped_is_said_to_be_unreachable(browser, tiny_bundle):
-    with contextlib.ExitStack() as server:
-        base, _ = server.enter_context(running_server(tiny_bundle))
+    with contextlib.ExitStack() as serving:
+        base, _ = serving.enter_context(running_server(tiny_bundle))
         with page_of(browser, base) as page:
             page.wait_for_function("() => document.getElementById('model').textContent.startsWith('Model ')")
-            server.close()  # the user stopped `lablr serve`, the page still open
+            serving.close()  # the user stopped `lablr serve`, the page still open
             page.set_input_files("#photo", files=[{"name": "cat.png", "mimeType": "image/png",
                                                     "buffer": encoded(draw_shape("red", "circle", size=64))}])
             page.wait_for_selector("#error:not([hidden])")
