@@ -609,6 +609,38 @@ def test_a_keyword_added_by_hand_to_a_learned_photo_is_learned_again_lablrs_are_
     assert "Learned from 0 photos; 1 already known, 0 without" in unchanged.stdout
 
 
+@needs_exiftool
+def test_keywords_written_into_many_learned_photos_are_learned_in_one_write_that_servers_replay_once(
+        tiny_bundle, env, tmp_path):
+    """Each change to a photo learned before makes every running server replay its layer: learning them
+    one write per photo would keep a server replaying for the whole run."""
+    from lablr.core.personal.layer import PersonalLayer
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    photos = [make_photo(folder / f"p{i}.jpg", "green", "square", seed=150 + i, keywords=False) for i in range(3)]
+    for photo in photos:
+        exiftool(photo, "-XMP-dc:Subject=harbour")
+    assert learned(folder, tiny_bundle, env).returncode == 0
+
+    def stamps():
+        layer = PersonalLayer(layer_file(tiny_bundle, env), latent_dim=None)
+        try:
+            return layer.snapshot()[:2]
+        finally:
+            layer.close()
+
+    version, removals = stamps()
+    for photo in photos:
+        exiftool(photo, "-XMP-dc:Subject+=lighthouse")
+    again = learned(folder, tiny_bundle, env)
+    assert "Learned from 0 photos; 3 already known (3 of them with new keywords, now learned)" in again.stdout
+    assert stamps() == (version + 1, removals + 1)
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 3, "lighthouse": 3}
+    assert "3 already known, 0 without" in learned(folder, tiny_bundle, env).stdout  # nothing new: nothing written
+    assert stamps() == (version + 1, removals + 1)
+
+
 def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_from_the_rest(tiny_bundle, env,
                                                                                           tmp_path):
     folder = tmp_path / "damaged"

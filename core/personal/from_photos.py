@@ -39,6 +39,7 @@ class _Photo(NamedTuple):
     pixels: np.ndarray
     tags: list[str]
     unread_sidecars: list[tuple[Path, str]]
+    hashes: list[str]  # its identity in the layer, then the one layers recorded before (lablr.core.personal.layer)
 
 
 def own_keywords(*sources: Embedded) -> list[str]:
@@ -68,23 +69,26 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:
         report(outcome)
-    for first in range(0, len(photos), defaults.TAG_BATCH):
-        batch = []
-        for path in photos[first:first + defaults.TAG_BATCH]:
-            try:
-                batch.append(_read(path, store, model, listings))
-            except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
-                outcomes.append(Outcome(path, "failed", reason=_reason(error)))
-                report(outcomes[-1])
-        batch = [item for item in batch if _settled(item, layer, outcomes, report)]
-        if batch:
-            latents = model.encode(np.stack([photo.pixels for photo in batch]))
-            for photo, latent in zip(batch, latents):
-                event = layer.record(photo_hash(photo.pixels), latent, photo.tags, None,
-                                     known_as=[hash_as_decoded(photo.pixels)])
-                # no event: another copy of it came first, in this batch or from another process
-                outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer))
-                report(outcomes[-1])
+    gains = []  # (photo_hashes, keywords) of photos learned before that have keywords written since
+    try:
+        for first in range(0, len(photos), defaults.TAG_BATCH):
+            batch = []
+            for path in photos[first:first + defaults.TAG_BATCH]:
+                try:
+                    batch.append(_read(path, store, model, listings))
+                except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
+                    outcomes.append(Outcome(path, "failed", reason=_reason(error)))
+                    report(outcomes[-1])
+            batch = [item for item in batch if _settled(item, layer, outcomes, report, gains)]
+            if batch:
+                latents = model.encode(np.stack([photo.pixels for photo in batch]))
+                for photo, latent in zip(batch, latents):
+                    event = layer.record(photo.hashes[0], latent, photo.tags, None, known_as=photo.hashes[1:])
+                    # no event: another copy of it came first, in this batch or from another process
+                    outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer, gains))
+                    report(outcomes[-1])
+    finally:  # interrupted too: what was found is kept
+        layer.add_tags(gains)  # in one write, which a running server replays once
     return outcomes
 
 
@@ -105,28 +109,31 @@ def _read(path: Path, store, model, listings: dict) -> _Photo:
     unread = ([embedded.unread] if embedded.unread else []) + [f"{p.name}: {why}" for p, why in unread_sidecars]
     if not tags and unread:  # its keywords may be in what could not be read: not "without keywords"
         raise LablrError(f"no keywords could be read: {'; '.join(unread)}")
-    return _Photo(path, model.decode(data), tags, unread_sidecars)
+    pixels = model.decode(data)
+    return _Photo(path, pixels, tags, unread_sidecars, [photo_hash(pixels), hash_as_decoded(pixels)])
 
 
 def _outcome(photo: _Photo, status: str) -> Outcome:
     return Outcome(photo.path, status, tuple(photo.tags), unread_sidecars=tuple(photo.unread_sidecars))
 
 
-def _settled(photo: _Photo, layer, outcomes, report) -> bool:
+def _settled(photo: _Photo, layer, outcomes, report, gains) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
-    if photo.tags and not layer.has(photo_hash(photo.pixels), known_as=[hash_as_decoded(photo.pixels)]):
+    if photo.tags and not layer.has(photo.hashes[0], known_as=photo.hashes[1:]):
         return True
-    outcomes.append(_known(photo, layer) if photo.tags else _outcome(photo, "untagged"))
+    outcomes.append(_known(photo, layer, gains) if photo.tags else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
 
 
-def _known(photo: _Photo, layer) -> Outcome:
-    """The outcome of a photo learned before: it gains the keywords written into it since."""
+def _known(photo: _Photo, layer, gains) -> Outcome:
+    """The outcome of a photo learned before: the keywords written into it since go into `gains`."""
     try:
-        gained = layer.add_tags(photo_hash(photo.pixels), photo.tags, known_as=[hash_as_decoded(photo.pixels)])
+        gained = layer.missing_tags(photo.hashes, photo.tags)
     except LablrError as error:  # more tags than a photo may have
         return Outcome(photo.path, "failed", reason=error.message)
+    if gained:
+        gains.append((photo.hashes, gained))
     return replace(_outcome(photo, "known"), gained=tuple(gained or ()))
 
 

@@ -258,29 +258,41 @@ class PersonalLayer:
             return None
         return Event(event_id, stamp, photo_hash, latent, tags, suggested, shown)
 
-    def add_tags(self, photo_hash: str, tags: list[str], *, known_as=()) -> list[str] | None:
-        """Add to the event of a photo in the layer those of `tags` it lacks (keywords written into the photo
-        since it was learned); the tags added, or None if the photo is not in the layer. The photo still
-        counts once; the change is replayed, as an undo is."""
-        hashes = [photo_hash, *known_as]
-        with self._read_lock:  # most photos learned again have nothing new: no write for them
-            event = self._event_of(self._reader, hashes)
-        if event is None or set(tags) <= set(event.tags):
-            return None if event is None else []
+    def missing_tags(self, photo_hashes, tags: list[str]) -> list[str] | None:
+        """Those of `tags` that the event of this photo (by any of its hashes) lacks; None if the photo is not
+        in the layer. Raises LablrError (422) if with them it would have more tags than a photo may."""
+        with self._read_lock:
+            event = self._event_of(self._reader, photo_hashes)
+        if event is None:
+            return None
+        missing = [tag for tag in tags if tag not in event.tags]
+        if len(event.tags) + len(missing) > defaults.PERSONAL_MAX_EVENT_TAGS:
+            raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords "
+                             f"written since it was learned it has {len(event.tags) + len(missing)}.",
+                             code="bad_tags", status=422)
+        return missing
+
+    def add_tags(self, gains) -> int:
+        """Give photos in the layer the tags they lack: `gains` is [(photo_hashes, tags)], for keywords written
+        into photos since they were learned. Each photo still counts once. One write for all: a change to
+        learned photos is replayed, as an undo is, and so once, not once per photo. How many photos changed."""
+        if not gains:
+            return 0
         try:
             with self._lock, self._write(removal=True):
-                event = self._event_of(self._db, hashes)
-                added = [] if event is None else [tag for tag in tags if tag not in event.tags]
-                if not added:
-                    raise _AlreadyThere  # undone, or given these tags, meanwhile by another process
-                if len(event.tags) + len(added) > defaults.PERSONAL_MAX_EVENT_TAGS:
-                    raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords "
-                                     f"written since it was learned it has {len(event.tags) + len(added)}.",
-                                     code="bad_tags", status=422)
-                self._db.execute("update events set tags = ? where id = ?", [json.dumps(event.tags + added), event.id])
+                changed = 0
+                for hashes, tags in gains:
+                    event = self._event_of(self._db, hashes)  # undone, or given them, meanwhile: nothing to do
+                    added = [] if event is None else [tag for tag in tags if tag not in event.tags]
+                    if added and len(event.tags) + len(added) <= defaults.PERSONAL_MAX_EVENT_TAGS:
+                        self._db.execute("update events set tags = ? where id = ?",
+                                         [json.dumps(event.tags + added), event.id])
+                        changed += 1
+                if not changed:
+                    raise _AlreadyThere
         except _AlreadyThere:
-            return None if event is None else []
-        return added
+            return 0
+        return changed
 
     def _event_of(self, db, photo_hashes) -> "Event | None":
         hashes = list(photo_hashes)
