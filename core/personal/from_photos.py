@@ -51,7 +51,7 @@ def own_keywords(*sources: Embedded) -> list[str]:
     seen, out = set(), []
     for source in sources:
         flat = [keyword for keyword in source.xmp + source.iptc if keyword_key(keyword) not in written_by_lablr]
-        for keyword in flat + [path.split("|")[-1] for path in source.hierarchical]:
+        for keyword in flat + source.hierarchy_leaves:
             key = keyword_key(keyword)
             if key and key not in seen:
                 seen.add(key)

@@ -61,6 +61,11 @@ class Embedded:
         return _unique(self.xmp + self.iptc)
 
     @property
+    def hierarchy_leaves(self) -> list[str]:
+        """The last word of each of Lightroom's paths: "animals|birds|heron" -> heron."""
+        return [path.split("|")[-1] for path in self.hierarchical]
+
+    @property
     def not_to_add(self) -> set[str]:
         """What no tag may be added as (keyword_key): the keywords there, and every tag Lablr's record says it
         added: one that is not there any more was removed by the photographer."""

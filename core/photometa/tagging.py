@@ -246,7 +246,7 @@ def _keywords_beside(photo: Path, store: KeywordStore, listings: dict, written: 
             _, _, found = read_sidecar(sidecar, store)
         except LablrError:
             continue
-        keys.update(keyword_key(k) for k in [*found.keywords, *(p.split("|")[-1] for p in found.hierarchical)])
+        keys.update(keyword_key(k) for k in found.keywords + found.hierarchy_leaves)
     return frozenset(keys)
 
 
