@@ -40,7 +40,7 @@ class _Part:
 
 def too_large(limit: int) -> LablrError:
     return LablrError(f"The request body is larger than {limit:,} bytes. Send a smaller photo "
-                      "(Lablr looks at a few dozen pixels a side; 2,000 pixels is plenty).",
+                      "(Lablr looks at a few hundred pixels a side; 2,000 pixels is plenty).",
                       code="body_too_large", status=413)
 
 
