@@ -620,7 +620,7 @@ def personal_undo(count, model):
     undone = undo(model, count)
     for event in undone:
         click.echo(f"Forgot {event.photo_hash[:12]} ({event.time}): {', '.join(event.tags)}")
-    click.echo(f"{len(undone)} photos forgotten.")
+    click.echo(f"{_photos(len(undone))} forgotten.")
 
 
 @personal.command("reset")
@@ -632,7 +632,11 @@ def personal_reset(model, yes):
 
     if not yes:
         click.confirm(f"Forget every photo learned for {model}?", abort=True)
-    click.echo(f"{reset(model)} photos forgotten.")
+    click.echo(f"{_photos(reset(model))} forgotten.")
+
+
+def _photos(count: int) -> str:
+    return f"{count} photo{'' if count == 1 else 's'}"
 
 
 def main():

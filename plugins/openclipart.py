@@ -40,7 +40,8 @@ class OpenClipartSource:
         root = Path(location) if location else installed_root()
         svg_root, png_root = root / "svg", root / "png"
         if not svg_root.is_dir() or not png_root.is_dir():
-            raise LablrError(f"OpenClipart is not installed under {root}. {INSTALL_HINT}")
+            raise LablrError(f"OpenClipart is not installed under {root}. {INSTALL_HINT}, or set {ROOT_ENV} "
+                             "to the folder that holds it.")
         for svg in sorted(svg_root.rglob("*.svg")):
             if svg.is_symlink():  # the same image filed in a second category: a duplicate
                 continue

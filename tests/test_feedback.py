@@ -313,7 +313,7 @@ def test_a_row_damaged_under_a_running_server_is_named_when_an_undo_replays_the_
             db.execute(DAMAGES["tags that are not JSON"])
             db.commit()
         undone = lablr("personal", "undo", "1", "--model", str(tiny_bundle), env=env)
-        assert undone.returncode == 0 and "1 photos forgotten." in undone.stdout, undone.stderr
+        assert undone.returncode == 0 and "1 photo forgotten." in undone.stdout, undone.stderr
         left = layer_content(layer)
         answers = [client.post("/api/v1/suggest", files={"image": ("p.png", png(seed=640), "image/png")}),
                    send(client, png(seed=641), "red,circle"), client.get("/api/v1/personal")]

@@ -84,11 +84,12 @@ def test_default_bundle_suggests_for_a_fresh_photo(tmp_path):
     assert len(suggestions) == 5 and all(s["tag"] for s in suggestions)
 
 
-def test_evaluate_without_openclipart_says_how_to_install_it(tmp_path):
+def test_evaluate_without_openclipart_says_how_to_install_it_or_where_to_point(tmp_path):
     result = run_lablr("evaluate", "--model", defaults.BENCHMARK_MODEL,
                        env={"XDG_CACHE_HOME": str(tmp_path), "LABLR_OPENCLIPART_ROOT": str(tmp_path)})
     assert result.returncode == 1
     assert "apt-get install openclipart-png openclipart-svg" in result.stderr and "Traceback" not in result.stderr
+    assert f"not installed under {tmp_path}" in result.stderr and "set LABLR_OPENCLIPART_ROOT" in result.stderr
 
 
 def test_evaluating_the_default_says_where_its_photo_figures_come_from():
