@@ -157,6 +157,7 @@ class Recorder:
         self.upstream_port = upstream_port
         self.exchanges = []
         self.fail = {}  # path prefix -> how many of its next requests get 503 instead of reaching the server
+        self.delay = {}  # path prefix -> seconds each of its requests waits before it is forwarded
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -165,6 +166,7 @@ class Recorder:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(max([0, *(s for prefix, s in recorder.delay.items() if self.path.startswith(prefix))]))
                 for prefix, count in list(recorder.fail.items()):
                     if self.path.startswith(prefix) and count > 0:
                         recorder.fail[prefix] = count - 1
@@ -1310,3 +1312,120 @@ def test_default_model_on_the_upload_page_takes_the_readme_screenshot(browser, t
     finally:
         proxy.close()
         running.close()
+
+
+# ------------------------------------------------------------------------------- a photographer's session
+
+JOURNEY = [(colour, shape) for colour in ("red", "green", "blue") for shape in ("circle", "square", "triangle")]
+
+
+def journey_photos(folder, count, first=0):
+    """`count` photos with names of their own (photo-00.jpg...), new to the server, drawn from the tiny model's shapes."""
+    return [write_photo(folder, *JOURNEY[i % len(JOURNEY)], size=(640 + i, 480), name=f"photo-{i:02d}.jpg")
+            for i in range(first, first + count)]
+
+
+def selected_chips(page, name):
+    """The chips once they are drawn for `name`: (label, chip texts)."""
+    from playwright.sync_api import expect
+
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar).to_contain_text(f"for {name}:", timeout=WAIT_MS)
+    expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+    return chip_texts(page)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", SITES)
+def test_ten_photos_then_more_and_quick_switching_tags_only_the_selected_one(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 10))
+    wait_for_requests(recorder, 10)
+    drop_files(page, journey_photos(tmp_path, 3, first=10))
+    wait_for_requests(recorder, 13)
+    expect(page.locator(site.card)).to_have_count(13)
+    page.wait_for_timeout(500)
+    assert sorted(e["parts"][0]["filename"] for e in recorder.suggests()) == [f"photo-{i:02d}.jpg" for i in range(13)]
+
+    # Back and forth without waiting, then a chip: it lands on the photo selected last, and on no other.
+    for name in ("photo-03", "photo-11", "photo-03", "photo-11", "photo-03"):
+        site.card_named(page, name).click()
+    assert selected_chips(page, "photo-03.jpg") == recorder.answer_for("photo-03.jpg")
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    site.card_named(page, "photo-11").click()  # at once, while the tag may still be being typed
+    assert selected_chips(page, "photo-11.jpg") == recorder.answer_for("photo-11.jpg")
+    page.wait_for_timeout(800)
+    tagged = {p["name"]: p["tags"] for p in page.evaluate("window.__uploadr.photos()") if p["tags"]}
+    assert tagged in ({"photo-03.jpg": [tag]}, {}), tagged
+    for name in ("photo-12", "photo-00"):
+        site.card_named(page, name).click()
+        assert selected_chips(page, f"{name}.jpg") == recorder.answer_for(f"{name}.jpg")
+    expect(page.locator("[data-lablr=panel]")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_server_stopped_mid_batch_says_so_and_recovers_without_a_reload(browser, tiny_bundle, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+    try:
+        browser.configure(server=proxy.base, minScore=0)
+        page = browser.open_upload_page(site)
+        notice = page.locator("[data-lablr=notice]")
+        page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+        wait_for_requests(proxy, 2)
+        selected_chips(page, "photo-00.jpg")
+        later.stop()
+        page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 8, first=2))
+        expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
+        site.card_named(page, "photo-05").click()
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+        # The photo whose tags came before the server stopped keeps its chips meanwhile.
+        site.card_named(page, "photo-01").click()
+        assert selected_chips(page, "photo-01.jpg") == proxy.answer_for("photo-01.jpg")
+        later.start()
+        expect(notice).to_have_count(0, timeout=WAIT_MS)
+        for i in range(2, 10):
+            site.card_named(page, f"photo-{i:02d}").click()
+            assert selected_chips(page, f"photo-{i:02d}.jpg") == proxy.answer_for(f"photo-{i:02d}.jpg")
+        names = [e["parts"][0]["filename"] for e in proxy.suggests()]
+        assert sorted(names) == [f"photo-{i:02d}.jpg" for i in range(10)]  # each asked once, once it was answered
+        assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
+    finally:
+        proxy.close()
+        later.close()
+
+
+@pytest.mark.browser
+def test_options_changed_while_the_upload_page_is_open(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE
+    browser.configure(server=recorder.base, minScore=0, count=3)
+    page = browser.open_upload_page(site)
+    recorder.delay["/api/v1/suggest"] = 1.5
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 6))
+    page.wait_for_timeout(700)
+    browser.configure(count=6)  # while the first photos are being asked about
+    page.wait_for_timeout(100)
+    recorder.delay.clear()
+    for i in range(6):
+        site.card_named(page, f"photo-{i:02d}").click()
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(6, timeout=WAIT_MS)
+    # Another number on the options page: the chips follow, without a reload.
+    save_server_on_options_page(browser, recorder.base, count=2)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
+    # A server address where nothing listens: the notice names it; saved back, the chips return.
+    dead = f"http://127.0.0.1:{free_port()}"
+    save_server_on_options_page(browser, dead)
+    notice = page.locator("[data-lablr=notice]")
+    expect(notice).to_contain_text(dead, timeout=WAIT_MS)
+    save_server_on_options_page(browser, recorder.base)
+    expect(notice).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
