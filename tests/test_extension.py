@@ -1429,3 +1429,27 @@ def test_options_changed_while_the_upload_page_is_open(browser, recorder, tmp_pa
     save_server_on_options_page(browser, recorder.base)
     expect(notice).to_have_count(0, timeout=WAIT_MS)
     expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
+
+
+@pytest.mark.browser
+def test_a_selection_moved_while_a_tag_is_typed_never_tags_the_other_photo(browser, recorder, tmp_path):
+    """On a panel that keeps its tag field, and what is typed in it, when another photo is selected
+    ("one-field"), a tag still being typed for one photo must not be committed to the next."""
+    from playwright.sync_api import expect
+
+    site = EDITR  # its widget ignores Enter: Lablr goes on to a comma, 80 ms later
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site, variant="one-field")
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+    wait_for_requests(recorder, 2)
+    site.card_named(page, "photo-00").click()
+    selected_chips(page, "photo-00.jpg")
+    # A chip, then the other photo 20 ms later: sooner than a person could, but what a busy page may do.
+    page.evaluate("""() => {
+        document.querySelector('[data-lablr=chips]').shadowRoot.querySelector('.chip').click();
+        const other = [...document.querySelectorAll('#editr-grid li')].find((li) => li.textContent.includes('photo-01'));
+        setTimeout(() => other.click(), 20);
+    }""")
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("for photo-01.jpg", timeout=WAIT_MS)
+    page.wait_for_timeout(1000)
+    assert page_tags(page, "photo-01.jpg") == []
