@@ -1453,3 +1453,37 @@ def test_a_selection_moved_while_a_tag_is_typed_never_tags_the_other_photo(brows
     expect(page.locator("[data-lablr=chips]")).to_contain_text("for photo-01.jpg", timeout=WAIT_MS)
     page.wait_for_timeout(1000)
     assert page_tags(page, "photo-01.jpg") == []
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", [pytest.param(EDITR, id="editr"), pytest.param(LIVE, id="live")])
+def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0, addTop=3)
+    page = browser.open_upload_page(site)
+    size_offset = {EDITR: 40, LIVE: 60}[site]  # photos new to the server
+    photos = [write_photo(tmp_path, *JOURNEY[i % 9], size=(600 + size_offset + i, 450), name=f"photo-{i:02d}.jpg")
+              for i in range(10)]
+    page.locator(site.file_input).set_input_files(photos)
+    wait_for_requests(recorder, 10)
+    clicked = {}
+    for name, how in (("photo-02", "chip"), ("photo-05", "top"), ("photo-08", "chip"), ("photo-02", "chip")):
+        site.card_named(page, name).click()
+        selected_chips(page, f"{name}.jpg")
+        tags = chip_texts(page)[:3 if how == "top" else 1]
+        before = len(clicked.get(name, []))
+        if how == "top":
+            page.get_by_role("button", name="Add top 3").click()
+        else:
+            page.locator("[data-lablr=chips] .chip").first.click()
+        clicked.setdefault(name, []).extend(tags)
+        # The next card is clicked as soon as the token shows, perhaps before Lablr saw it taken.
+        expect(page.locator(site.token)).to_have_count(before + len(tags))
+    publish(page, site)
+    sent = {f["filename"]: f for f in wait_for_feedback(recorder, 3)}
+    page.wait_for_timeout(4500)  # longer than the worker's one retry
+    assert len(recorder.feedbacks()) == 3 and set(sent) == {f"{n}.jpg" for n in clicked}
+    for name, tags in clicked.items():
+        assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
+        assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))

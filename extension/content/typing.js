@@ -83,6 +83,8 @@ async function typeTag(tag, editing) {
   for (const way of TYPE_WAYS) {
     way(parts.input, text, parts.spaces);
     await settle();
+    // A token beside the field it was typed into, which may be gone now that another photo is selected.
+    if (tokensNamed(parts.input, tag) > before.tokens) return true;
     const now = partsFor(editing);
     if (!now) {
       took = null;
