@@ -1487,3 +1487,30 @@ def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(browser, reco
     for name, tags in clicked.items():
         assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
         assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", [pytest.param(UPLOADR, id="uploadr"), pytest.param(LIVE, id="live")])
+def test_tags_typed_by_hand_first_are_not_repeated_and_75_is_the_most(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0, addTop=5)
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+    wait_for_requests(recorder, 2)
+    site.card_named(page, "photo-01").click()
+    ranked = selected_chips(page, "photo-01.jpg")
+    # The best tag typed by hand in capitals, then 72 tags of the user's own: 73 of Flickr's 75.
+    own = [ranked[0].upper()] + [f"mine{i}" for i in range(72)]
+    separator = "," if site is UPLOADR else " "
+    tag_input = page.locator(site.tag_input)
+    tag_input.fill(separator.join(own))
+    tag_input.press("Enter")
+    expect(page.locator(site.token)).to_have_count(73)
+    if site.reads_tokens:
+        expect(page.locator(f"[data-lablr=chips] .chip[data-tag='{ranked[0]}']")).to_have_count(0, timeout=WAIT_MS)
+    page.get_by_role("button", name="Add top 5").click()
+    expect(page.locator("[data-lablr=chips] .warn")).to_contain_text("at most 75 tags", timeout=WAIT_MS)
+    tags = page_tags(page, "photo-01.jpg")
+    assert len(tags) == 75 and len({t.lower() for t in tags}) == 75
+    assert page_tags(page, "photo-00.jpg") == []
