@@ -29,6 +29,9 @@ from test_extension import (
     LIVE,
     STRICT_CSP,
     SUCCESS_PATH,
+    LablrServer,
+    Recorder,
+    journey_photos,
     recorder,  # noqa: F401 (a fixture: a recording proxy in front of the server)
     server,  # noqa: F401 (a fixture: a real `lablr serve` for this module)
     write_photo,
@@ -50,6 +53,7 @@ class FixturePages:
 
     def __init__(self):
         self.site = LIVE
+        self.variant = None  # one of the site's variants (see each fixture's script), else its own
         pages = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +64,8 @@ class FixturePages:
                 path = urlsplit(self.path).path
                 name = Path(path).name
                 if path.rstrip("/") == "/photos/upload":
-                    html = (FIXTURES / pages.site.html).read_text()
+                    html = (FIXTURES / pages.site.html).read_text().replace(
+                        f'data-variant="{pages.site.variant}"', f'data-variant="{pages.variant or pages.site.variant}"')
                     self._send(html.encode(), "text/html; charset=utf-8", {"Content-Security-Policy": STRICT_CSP})
                 elif path.startswith("/photos/upload/fixture/") and (FIXTURES / name).is_file():
                     kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
@@ -273,6 +278,63 @@ def test_one_chip_click_tags_the_selected_photo_and_publishing_teaches_once(fire
     assert feedback["filename"] == "red-circle.jpg" and feedback["tags"] == ranked[0]
     assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
     assert {e["client"] for e in recorder.exchanges} == {"extension"}
+
+
+def chips_for(firefox, name):
+    """The chips once they are drawn for the photo `name`."""
+    firefox.wait(f"chips for {name}", lambda: f"for {name}:" in (firefox.lablr_says() or [""])[0] and chip_texts(firefox))
+    return chip_texts(firefox)
+
+
+def select_card(firefox, site, title):
+    firefox.run("[...document.querySelectorAll(arguments[0])].find((c) => c.textContent.includes(arguments[1])).click();",
+                site.card, title)
+
+
+@pytest.fixture
+def fresh_pages(pages):
+    yield pages
+    pages.variant = None
+
+
+def test_a_selection_moved_while_a_tag_is_typed_never_tags_the_other_photo(firefox, fresh_pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    fresh_pages.site, fresh_pages.variant = EDITR, "one-field"  # the panel keeps its tag field across selections
+    firefox.client.navigate(fresh_pages.url)
+    firefox.element(EDITR.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 2)))
+    select_card(firefox, EDITR, "photo-00")
+    chips_for(firefox, "photo-00.jpg")
+    firefox.run(CHIPS + """root.querySelector('.chip').click();
+        const other = [...document.querySelectorAll('#editr-grid li')].find((li) => li.textContent.includes('photo-01'));
+        setTimeout(() => other.click(), 20);""")
+    chips_for(firefox, "photo-01.jpg")
+    time.sleep(1)
+    assert page_tags(firefox)["photo-01.jpg"] == []
+
+
+def test_server_stopped_mid_batch_says_so_and_recovers_without_a_reload(firefox, pages, tiny_bundle, tmp_path):
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+    try:
+        firefox.save_server(proxy.base, minScore=0)
+        pages.site = LIVE
+        firefox.client.navigate(pages.url)
+        firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 2)))
+        firefox.wait("two answers", lambda: len(proxy.suggests()) == 2)
+        later.stop()
+        firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 4, first=2)))
+        firefox.wait("the notice", lambda: "lablr serve" in notice_text(firefox))
+        select_card(firefox, LIVE, "photo-04")
+        firefox.wait("waiting said", lambda: "Waiting for the Lablr server" in (firefox.lablr_says() or [""])[0])
+        later.start()
+        firefox.wait("the notice gone", lambda: not notice_text(firefox))
+        for i in range(6):
+            select_card(firefox, LIVE, f"photo-{i:02d}")
+            assert chips_for(firefox, f"photo-{i:02d}.jpg") == proxy.answer_for(f"photo-{i:02d}.jpg")
+        assert sorted(e["parts"][0]["filename"] for e in proxy.suggests()) == [f"photo-{i:02d}.jpg" for i in range(6)]
+    finally:
+        proxy.close()
+        later.close()
 
 
 # ------------------------------------------------------------------------------- the server's own page
