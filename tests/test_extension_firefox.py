@@ -337,6 +337,31 @@ def test_server_stopped_mid_batch_says_so_and_recovers_without_a_reload(firefox,
         later.close()
 
 
+def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(firefox, pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    pages.site = LIVE
+    firefox.client.navigate(pages.url)
+    photos = [write_photo(tmp_path, "blue", "circle", size=(700 + i, 525), name=f"photo-{i:02d}.jpg") for i in range(10)]
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in photos))
+    firefox.wait("ten answers", lambda: len(recorder.suggests()) == 10)
+    clicked = {}
+    for name in ("photo-03", "photo-07", "photo-03"):
+        select_card(firefox, LIVE, name)
+        tag = chips_for(firefox, f"{name}.jpg")[0]
+        firefox.run(CHIPS + "root.querySelector('.chip').click();")
+        clicked.setdefault(name, []).append(tag)
+        firefox.wait(f"{tag} on {name}", lambda: page_tags(firefox)[f"{name}.jpg"] == clicked[name])
+    firefox.element("#action-publish").click()
+    firefox.element("#confirm-publish").click()
+    firefox.wait("two feedbacks", lambda: len(recorder.feedbacks()) >= 2)
+    time.sleep(4.5)  # longer than any retry
+    sent = {f["filename"]: f for f in recorder.feedbacks()}
+    assert len(recorder.feedbacks()) == 2 and set(sent) == {"photo-03.jpg", "photo-07.jpg"}
+    for name, tags in clicked.items():
+        assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
+        assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
 # ------------------------------------------------------------------------------- the server's own page
 
 
