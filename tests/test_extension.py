@@ -1514,3 +1514,35 @@ def test_tags_typed_by_hand_first_are_not_repeated_and_75_is_the_most(browser, r
     tags = page_tags(page, "photo-01.jpg")
     assert len(tags) == 75 and len({t.lower() for t in tags}) == 75
     assert page_tags(page, "photo-00.jpg") == []
+
+
+@pytest.mark.browser
+def test_a_photo_removed_then_added_again_gets_its_chips_and_teaches_once(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE  # its grid items have a remove button
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    photos = [write_photo(tmp_path, *JOURNEY[i], size=(720 + i, 540), name=f"photo-{i:02d}.jpg") for i in range(3)]
+    page.locator(site.file_input).set_input_files(photos)
+    wait_for_requests(recorder, 3)
+    site.card_named(page, "photo-01").click()
+    selected_chips(page, "photo-01.jpg")
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(site.token)).to_have_count(1)
+    # Removed before publishing, then chosen again: the same file name, a new photo for the page.
+    site.card_named(page, "photo-01").locator("button.remove").click()
+    expect(page.locator(site.card)).to_have_count(2)
+    page.locator(site.file_input).set_input_files(photos[1])
+    wait_for_requests(recorder, 4)
+    site.card_named(page, "photo-01").click()
+    assert selected_chips(page, "photo-01.jpg") == recorder.answer_for("photo-01.jpg")
+    expect(page.locator("[data-lablr=panel]")).to_have_count(0)
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(site.token)).to_have_count(1)
+    assert page_tags(page, "photo-01.jpg") == [tag]
+    publish(page, site)
+    (sent,) = wait_for_feedback(recorder, 1)
+    page.wait_for_timeout(4500)
+    assert len(recorder.feedbacks()) == 1 and sent["filename"] == "photo-01.jpg" and sent["tags"] == tag
