@@ -1546,3 +1546,25 @@ def test_a_photo_removed_then_added_again_gets_its_chips_and_teaches_once(browse
     (sent,) = wait_for_feedback(recorder, 1)
     page.wait_for_timeout(4500)
     assert len(recorder.feedbacks()) == 1 and sent["filename"] == "photo-01.jpg" and sent["tags"] == tag
+
+
+@pytest.mark.browser
+def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browser, recorder, tmp_path):
+    """The threshold follows the model of the server now saved: one whose scores are not probabilities has none."""
+    from playwright.sync_api import expect
+
+    running = LablrServer(FIXTURES / "bundle-format-1").start()
+    proxy = Recorder(running.port)
+    try:
+        browser.configure(server=recorder.base, count=4, minScore=0.99)
+        page = browser.open_upload_page(LIVE)
+        page.locator(LIVE.file_input).set_input_files(write_photo(tmp_path, "red", "square", (740, 555)))
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("No suggested tag scores 0.99", timeout=WAIT_MS)
+        save_server_on_options_page(browser, proxy.base)
+        wait_for_requests(proxy, 1)
+        ranked = [s["tag"] for s in proxy.suggests()[0]["answer"]["results"][0]["suggestions"]][:4]
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(len(ranked), timeout=WAIT_MS)
+        assert chip_texts(page) == ranked
+    finally:
+        proxy.close()
+        running.close()
