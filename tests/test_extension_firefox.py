@@ -362,6 +362,23 @@ def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(firefox, page
         assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
 
 
+def test_a_photo_removed_then_added_again_gets_its_chips(firefox, pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    pages.site = LIVE  # its grid items have a remove button
+    firefox.client.navigate(pages.url)
+    photos = [write_photo(tmp_path, "green", "circle", size=(760 + i, 570), name=f"photo-{i:02d}.jpg") for i in range(3)]
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in photos))
+    firefox.wait("three answers", lambda: len(recorder.suggests()) == 3)
+    firefox.run("[...document.querySelectorAll('.editr-grid-item')].find((c) => c.textContent.includes('photo-01'))"
+                ".querySelector('button.remove').click();")
+    firefox.element(LIVE.file_input).send_keys(str(photos[1]))
+    firefox.wait("a fourth answer", lambda: len(recorder.suggests()) == 4)
+    select_card(firefox, LIVE, "photo-01")
+    assert chips_for(firefox, "photo-01.jpg") == recorder.answer_for("photo-01.jpg")
+    firefox.run(CHIPS + "root.querySelector('.chip').click();")
+    firefox.wait("the tag on the page", lambda: page_tags(firefox)["photo-01.jpg"])
+
+
 # ------------------------------------------------------------------------------- the server's own page
 
 
