@@ -157,6 +157,7 @@ class Recorder:
         self.upstream_port = upstream_port
         self.exchanges = []
         self.fail = {}  # path prefix -> how many of its next requests get 503 instead of reaching the server
+        self.delay = {}  # path prefix -> seconds each of its requests waits before it is forwarded
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -165,6 +166,7 @@ class Recorder:
 
             def _forward(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(max([0, *(s for prefix, s in recorder.delay.items() if self.path.startswith(prefix))]))
                 for prefix, count in list(recorder.fail.items()):
                     if self.path.startswith(prefix) and count > 0:
                         recorder.fail[prefix] = count - 1
@@ -1307,6 +1309,262 @@ def test_default_model_on_the_upload_page_takes_the_readme_screenshot(browser, t
         chips.first.click()
         expect(page.locator(f".uploadr-tag-token[data-tag='{ranked[0]}']")).to_be_visible()
         take_screenshot(page, tmp_path)
+    finally:
+        proxy.close()
+        running.close()
+
+
+# ------------------------------------------------------------------------------- a photographer's session
+
+JOURNEY = [(colour, shape) for colour in ("red", "green", "blue") for shape in ("circle", "square", "triangle")]
+
+
+def journey_photos(folder, count, first=0):
+    """`count` photos with names of their own (photo-00.jpg...), new to the server, drawn from the tiny model's shapes."""
+    return [write_photo(folder, *JOURNEY[i % len(JOURNEY)], size=(640 + i, 480), name=f"photo-{i:02d}.jpg")
+            for i in range(first, first + count)]
+
+
+def selected_chips(page, name):
+    """The chips once they are drawn for `name`: (label, chip texts)."""
+    from playwright.sync_api import expect
+
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar).to_contain_text(f"for {name}:", timeout=WAIT_MS)
+    expect(bar.locator(".chip").first).to_be_visible(timeout=WAIT_MS)
+    return chip_texts(page)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", SITES)
+def test_ten_photos_then_more_and_quick_switching_tags_only_the_selected_one(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 10))
+    wait_for_requests(recorder, 10)
+    drop_files(page, journey_photos(tmp_path, 3, first=10))
+    wait_for_requests(recorder, 13)
+    expect(page.locator(site.card)).to_have_count(13)
+    page.wait_for_timeout(500)
+    assert sorted(e["parts"][0]["filename"] for e in recorder.suggests()) == [f"photo-{i:02d}.jpg" for i in range(13)]
+
+    # Back and forth without waiting, then a chip: it lands on the photo selected last, and on no other.
+    for name in ("photo-03", "photo-11", "photo-03", "photo-11", "photo-03"):
+        site.card_named(page, name).click()
+    assert selected_chips(page, "photo-03.jpg") == recorder.answer_for("photo-03.jpg")
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    site.card_named(page, "photo-11").click()  # at once, while the tag may still be being typed
+    assert selected_chips(page, "photo-11.jpg") == recorder.answer_for("photo-11.jpg")
+    page.wait_for_timeout(800)
+    tagged = {p["name"]: p["tags"] for p in page.evaluate("window.__uploadr.photos()") if p["tags"]}
+    assert tagged in ({"photo-03.jpg": [tag]}, {}), tagged
+    for name in ("photo-12", "photo-00"):
+        site.card_named(page, name).click()
+        assert selected_chips(page, f"{name}.jpg") == recorder.answer_for(f"{name}.jpg")
+    expect(page.locator("[data-lablr=panel]")).to_have_count(0)
+
+
+@pytest.mark.browser
+def test_server_stopped_mid_batch_says_so_and_recovers_without_a_reload(browser, tiny_bundle, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+    try:
+        browser.configure(server=proxy.base, minScore=0)
+        page = browser.open_upload_page(site)
+        notice = page.locator("[data-lablr=notice]")
+        page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+        wait_for_requests(proxy, 2)
+        selected_chips(page, "photo-00.jpg")
+        later.stop()
+        page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 8, first=2))
+        expect(notice).to_contain_text("lablr serve", timeout=WAIT_MS)
+        site.card_named(page, "photo-05").click()
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("Waiting for the Lablr server", timeout=WAIT_MS)
+        # The photo whose tags came before the server stopped keeps its chips meanwhile.
+        site.card_named(page, "photo-01").click()
+        assert selected_chips(page, "photo-01.jpg") == proxy.answer_for("photo-01.jpg")
+        later.start()
+        expect(notice).to_have_count(0, timeout=WAIT_MS)
+        for i in range(2, 10):
+            site.card_named(page, f"photo-{i:02d}").click()
+            assert selected_chips(page, f"photo-{i:02d}.jpg") == proxy.answer_for(f"photo-{i:02d}.jpg")
+        names = [e["parts"][0]["filename"] for e in proxy.suggests()]
+        assert sorted(names) == [f"photo-{i:02d}.jpg" for i in range(10)]  # each asked once, once it was answered
+        assert [m for m in page.console_messages_seen if m[0] in ("error", "warning")] == []
+    finally:
+        proxy.close()
+        later.close()
+
+
+@pytest.mark.browser
+def test_options_changed_while_the_upload_page_is_open(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE
+    browser.configure(server=recorder.base, minScore=0, count=3)
+    page = browser.open_upload_page(site)
+    recorder.delay["/api/v1/suggest"] = 1.5
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 6))
+    page.wait_for_timeout(700)
+    browser.configure(count=6)  # while the first photos are being asked about
+    page.wait_for_timeout(100)
+    recorder.delay.clear()
+    for i in range(6):
+        site.card_named(page, f"photo-{i:02d}").click()
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(6, timeout=WAIT_MS)
+    # Another number on the options page: the chips follow, without a reload.
+    save_server_on_options_page(browser, recorder.base, count=2)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
+    # A server address where nothing listens: the notice names it; saved back, the chips return.
+    dead = f"http://127.0.0.1:{free_port()}"
+    save_server_on_options_page(browser, dead)
+    notice = page.locator("[data-lablr=notice]")
+    expect(notice).to_contain_text(dead, timeout=WAIT_MS)
+    save_server_on_options_page(browser, recorder.base)
+    expect(notice).to_have_count(0, timeout=WAIT_MS)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(2, timeout=WAIT_MS)
+
+
+@pytest.mark.browser
+def test_a_selection_moved_while_a_tag_is_typed_never_tags_the_other_photo(browser, recorder, tmp_path):
+    """On a panel that keeps its tag field, and what is typed in it, when another photo is selected
+    ("one-field"), a tag still being typed for one photo must not be committed to the next."""
+    from playwright.sync_api import expect
+
+    site = EDITR  # its widget ignores Enter: Lablr goes on to a comma, 80 ms later
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site, variant="one-field")
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+    wait_for_requests(recorder, 2)
+    site.card_named(page, "photo-00").click()
+    selected_chips(page, "photo-00.jpg")
+    # A chip, then the other photo 20 ms later: sooner than a person could, but what a busy page may do.
+    page.evaluate("""() => {
+        document.querySelector('[data-lablr=chips]').shadowRoot.querySelector('.chip').click();
+        const other = [...document.querySelectorAll('#editr-grid li')].find((li) => li.textContent.includes('photo-01'));
+        setTimeout(() => other.click(), 20);
+    }""")
+    expect(page.locator("[data-lablr=chips]")).to_contain_text("for photo-01.jpg", timeout=WAIT_MS)
+    page.wait_for_timeout(1000)
+    assert page_tags(page, "photo-01.jpg") == []
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", [pytest.param(EDITR, id="editr"), pytest.param(LIVE, id="live")])
+def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0, addTop=3)
+    page = browser.open_upload_page(site)
+    size_offset = {EDITR: 40, LIVE: 60}[site]  # photos new to the server
+    photos = [write_photo(tmp_path, *JOURNEY[i % 9], size=(600 + size_offset + i, 450), name=f"photo-{i:02d}.jpg")
+              for i in range(10)]
+    page.locator(site.file_input).set_input_files(photos)
+    wait_for_requests(recorder, 10)
+    clicked = {}
+    for name, how in (("photo-02", "chip"), ("photo-05", "top"), ("photo-08", "chip"), ("photo-02", "chip")):
+        site.card_named(page, name).click()
+        selected_chips(page, f"{name}.jpg")
+        tags = chip_texts(page)[:3 if how == "top" else 1]
+        before = len(clicked.get(name, []))
+        if how == "top":
+            page.get_by_role("button", name="Add top 3").click()
+        else:
+            page.locator("[data-lablr=chips] .chip").first.click()
+        clicked.setdefault(name, []).extend(tags)
+        # The next card is clicked as soon as the token shows, perhaps before Lablr saw it taken.
+        expect(page.locator(site.token)).to_have_count(before + len(tags))
+    publish(page, site)
+    sent = {f["filename"]: f for f in wait_for_feedback(recorder, 3)}
+    page.wait_for_timeout(4500)  # longer than the worker's one retry
+    assert len(recorder.feedbacks()) == 3 and set(sent) == {f"{n}.jpg" for n in clicked}
+    for name, tags in clicked.items():
+        assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
+        assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("site", [pytest.param(UPLOADR, id="uploadr"), pytest.param(LIVE, id="live")])
+def test_tags_typed_by_hand_first_are_not_repeated_and_75_is_the_most(browser, recorder, tmp_path, site):
+    from playwright.sync_api import expect
+
+    browser.configure(server=recorder.base, minScore=0, addTop=5)
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+    wait_for_requests(recorder, 2)
+    site.card_named(page, "photo-01").click()
+    ranked = selected_chips(page, "photo-01.jpg")
+    # The best tag typed by hand in capitals, then 72 tags of the user's own: 73 of Flickr's 75.
+    own = [ranked[0].upper()] + [f"mine{i}" for i in range(72)]
+    separator = "," if site is UPLOADR else " "
+    tag_input = page.locator(site.tag_input)
+    tag_input.fill(separator.join(own))
+    tag_input.press("Enter")
+    expect(page.locator(site.token)).to_have_count(73)
+    if site.reads_tokens:
+        expect(page.locator(f"[data-lablr=chips] .chip[data-tag='{ranked[0]}']")).to_have_count(0, timeout=WAIT_MS)
+    page.get_by_role("button", name="Add top 5").click()
+    expect(page.locator("[data-lablr=chips] .warn")).to_contain_text("at most 75 tags", timeout=WAIT_MS)
+    tags = page_tags(page, "photo-01.jpg")
+    assert len(tags) == 75 and len({t.lower() for t in tags}) == 75
+    assert page_tags(page, "photo-00.jpg") == []
+
+
+@pytest.mark.browser
+def test_a_photo_removed_then_added_again_gets_its_chips_and_teaches_once(browser, recorder, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE  # its grid items have a remove button
+    browser.configure(server=recorder.base, minScore=0)
+    page = browser.open_upload_page(site)
+    photos = [write_photo(tmp_path, *JOURNEY[i], size=(720 + i, 540), name=f"photo-{i:02d}.jpg") for i in range(3)]
+    page.locator(site.file_input).set_input_files(photos)
+    wait_for_requests(recorder, 3)
+    site.card_named(page, "photo-01").click()
+    selected_chips(page, "photo-01.jpg")
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(site.token)).to_have_count(1)
+    # Removed before publishing, then chosen again: the same file name, a new photo for the page.
+    site.card_named(page, "photo-01").locator("button.remove").click()
+    expect(page.locator(site.card)).to_have_count(2)
+    page.locator(site.file_input).set_input_files(photos[1])
+    wait_for_requests(recorder, 4)
+    site.card_named(page, "photo-01").click()
+    assert selected_chips(page, "photo-01.jpg") == recorder.answer_for("photo-01.jpg")
+    expect(page.locator("[data-lablr=panel]")).to_have_count(0)
+    tag = chip_texts(page)[0]
+    page.locator("[data-lablr=chips] .chip").first.click()
+    expect(page.locator(site.token)).to_have_count(1)
+    assert page_tags(page, "photo-01.jpg") == [tag]
+    publish(page, site)
+    (sent,) = wait_for_feedback(recorder, 1)
+    page.wait_for_timeout(4500)
+    assert len(recorder.feedbacks()) == 1 and sent["filename"] == "photo-01.jpg" and sent["tags"] == tag
+
+
+@pytest.mark.browser
+def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browser, recorder, tmp_path):
+    """The threshold follows the model of the server now saved: one whose scores are not probabilities has none."""
+    from playwright.sync_api import expect
+
+    running = LablrServer(FIXTURES / "bundle-format-1").start()
+    proxy = Recorder(running.port)
+    try:
+        browser.configure(server=recorder.base, count=4, minScore=0.99)
+        page = browser.open_upload_page(LIVE)
+        page.locator(LIVE.file_input).set_input_files(write_photo(tmp_path, "red", "square", (740, 555)))
+        expect(page.locator("[data-lablr=chips]")).to_contain_text("No suggested tag scores 0.99", timeout=WAIT_MS)
+        save_server_on_options_page(browser, proxy.base)
+        wait_for_requests(proxy, 1)
+        ranked = [s["tag"] for s in proxy.suggests()[0]["answer"]["results"][0]["suggestions"]][:4]
+        expect(page.locator("[data-lablr=chips] .chip")).to_have_count(len(ranked), timeout=WAIT_MS)
+        assert chip_texts(page) == ranked
     finally:
         proxy.close()
         running.close()

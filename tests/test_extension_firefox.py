@@ -29,6 +29,9 @@ from test_extension import (
     LIVE,
     STRICT_CSP,
     SUCCESS_PATH,
+    LablrServer,
+    Recorder,
+    journey_photos,
     recorder,  # noqa: F401 (a fixture: a recording proxy in front of the server)
     server,  # noqa: F401 (a fixture: a real `lablr serve` for this module)
     write_photo,
@@ -50,6 +53,7 @@ class FixturePages:
 
     def __init__(self):
         self.site = LIVE
+        self.variant = None  # one of the site's variants (see each fixture's script), else its own
         pages = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,7 +64,8 @@ class FixturePages:
                 path = urlsplit(self.path).path
                 name = Path(path).name
                 if path.rstrip("/") == "/photos/upload":
-                    html = (FIXTURES / pages.site.html).read_text()
+                    html = (FIXTURES / pages.site.html).read_text().replace(
+                        f'data-variant="{pages.site.variant}"', f'data-variant="{pages.variant or pages.site.variant}"')
                     self._send(html.encode(), "text/html; charset=utf-8", {"Content-Security-Policy": STRICT_CSP})
                 elif path.startswith("/photos/upload/fixture/") and (FIXTURES / name).is_file():
                     kind = {".js": "text/javascript", ".css": "text/css"}[Path(name).suffix]
@@ -273,6 +278,105 @@ def test_one_chip_click_tags_the_selected_photo_and_publishing_teaches_once(fire
     assert feedback["filename"] == "red-circle.jpg" and feedback["tags"] == ranked[0]
     assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
     assert {e["client"] for e in recorder.exchanges} == {"extension"}
+
+
+def chips_for(firefox, name):
+    """The chips once they are drawn for the photo `name`."""
+    firefox.wait(f"chips for {name}", lambda: f"for {name}:" in (firefox.lablr_says() or [""])[0] and chip_texts(firefox))
+    return chip_texts(firefox)
+
+
+def select_card(firefox, site, title):
+    firefox.run("[...document.querySelectorAll(arguments[0])].find((c) => c.textContent.includes(arguments[1])).click();",
+                site.card, title)
+
+
+@pytest.fixture
+def fresh_pages(pages):
+    yield pages
+    pages.variant = None
+
+
+def test_a_selection_moved_while_a_tag_is_typed_never_tags_the_other_photo(firefox, fresh_pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    fresh_pages.site, fresh_pages.variant = EDITR, "one-field"  # the panel keeps its tag field across selections
+    firefox.client.navigate(fresh_pages.url)
+    firefox.element(EDITR.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 2)))
+    select_card(firefox, EDITR, "photo-00")
+    chips_for(firefox, "photo-00.jpg")
+    firefox.run(CHIPS + """root.querySelector('.chip').click();
+        const other = [...document.querySelectorAll('#editr-grid li')].find((li) => li.textContent.includes('photo-01'));
+        setTimeout(() => other.click(), 20);""")
+    chips_for(firefox, "photo-01.jpg")
+    time.sleep(1)
+    assert page_tags(firefox)["photo-01.jpg"] == []
+
+
+def test_server_stopped_mid_batch_says_so_and_recovers_without_a_reload(firefox, pages, tiny_bundle, tmp_path):
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+    try:
+        firefox.save_server(proxy.base, minScore=0)
+        pages.site = LIVE
+        firefox.client.navigate(pages.url)
+        firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 2)))
+        firefox.wait("two answers", lambda: len(proxy.suggests()) == 2)
+        later.stop()
+        firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 4, first=2)))
+        firefox.wait("the notice", lambda: "lablr serve" in notice_text(firefox))
+        select_card(firefox, LIVE, "photo-04")
+        firefox.wait("waiting said", lambda: "Waiting for the Lablr server" in (firefox.lablr_says() or [""])[0])
+        later.start()
+        firefox.wait("the notice gone", lambda: not notice_text(firefox))
+        for i in range(6):
+            select_card(firefox, LIVE, f"photo-{i:02d}")
+            assert chips_for(firefox, f"photo-{i:02d}.jpg") == proxy.answer_for(f"photo-{i:02d}.jpg")
+        assert sorted(e["parts"][0]["filename"] for e in proxy.suggests()) == [f"photo-{i:02d}.jpg" for i in range(6)]
+    finally:
+        proxy.close()
+        later.close()
+
+
+def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(firefox, pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    pages.site = LIVE
+    firefox.client.navigate(pages.url)
+    photos = [write_photo(tmp_path, "blue", "circle", size=(700 + i, 525), name=f"photo-{i:02d}.jpg") for i in range(10)]
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in photos))
+    firefox.wait("ten answers", lambda: len(recorder.suggests()) == 10)
+    clicked = {}
+    for name in ("photo-03", "photo-07", "photo-03"):
+        select_card(firefox, LIVE, name)
+        tag = chips_for(firefox, f"{name}.jpg")[0]
+        firefox.run(CHIPS + "root.querySelector('.chip').click();")
+        clicked.setdefault(name, []).append(tag)
+        firefox.wait(f"{tag} on {name}", lambda: page_tags(firefox)[f"{name}.jpg"] == clicked[name])
+    firefox.element("#action-publish").click()
+    firefox.element("#confirm-publish").click()
+    firefox.wait("two feedbacks", lambda: len(recorder.feedbacks()) >= 2)
+    time.sleep(4.5)  # longer than any retry
+    sent = {f["filename"]: f for f in recorder.feedbacks()}
+    assert len(recorder.feedbacks()) == 2 and set(sent) == {"photo-03.jpg", "photo-07.jpg"}
+    for name, tags in clicked.items():
+        assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
+        assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
+def test_a_photo_removed_then_added_again_gets_its_chips(firefox, pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0)
+    pages.site = LIVE  # its grid items have a remove button
+    firefox.client.navigate(pages.url)
+    photos = [write_photo(tmp_path, "green", "circle", size=(760 + i, 570), name=f"photo-{i:02d}.jpg") for i in range(3)]
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in photos))
+    firefox.wait("three answers", lambda: len(recorder.suggests()) == 3)
+    firefox.run("[...document.querySelectorAll('.editr-grid-item')].find((c) => c.textContent.includes('photo-01'))"
+                ".querySelector('button.remove').click();")
+    firefox.element(LIVE.file_input).send_keys(str(photos[1]))
+    firefox.wait("a fourth answer", lambda: len(recorder.suggests()) == 4)
+    select_card(firefox, LIVE, "photo-01")
+    assert chips_for(firefox, "photo-01.jpg") == recorder.answer_for("photo-01.jpg")
+    firefox.run(CHIPS + "root.querySelector('.chip').click();")
+    firefox.wait("the tag on the page", lambda: page_tags(firefox)["photo-01.jpg"])
 
 
 # ------------------------------------------------------------------------------- the server's own page

@@ -10,12 +10,21 @@ function cardName(card) {
   return element.tagName === "INPUT" || element.tagName === "TEXTAREA" ? element.value : element.textContent;
 }
 
-/** The photo a card names by its title (filled in from the file name), if exactly one does. */
-function photoNamedBy(card, used) {
-  const name = norm(stemOf(cardName(card)));
+const titleOf = (card) => norm(stemOf(cardName(card)));
+
+/**
+ * The photo a card names by its title (filled in from the file name), if exactly one does. Two files
+ * of one name: no guessing, unless one of them was removed from the page (its card is gone while
+ * others stay) and only this card bears the name, as when a removed photo is chosen again.
+ */
+function photoNamedBy(card, used, cards) {
+  const name = titleOf(card);
   if (!name) return null;
   const named = state.photos.filter((p) => !used.has(p.id) && (norm(p.stem) === name || norm(p.name) === name));
-  return named.length === 1 ? named[0] : null; // two files of one name: no guessing
+  if (named.length === 1) return named[0];
+  const onPage = named.filter((p) => !p.card || p.card.isConnected);
+  const regridded = !cards.some((c) => cardPhoto.has(c)); // every card new: a removed one cannot be told
+  return onPage.length === 1 && !regridded && cards.filter((c) => titleOf(c) === name).length === 1 ? onPage[0] : null;
 }
 
 /** Cards paired with our photos: remembered pairs first, then by the title. Never by position. */
@@ -32,7 +41,7 @@ function pairWith(cards) {
   }
   for (const card of cards) {
     if (pairs.has(card)) continue;
-    const photo = photoNamedBy(card, used);
+    const photo = photoNamedBy(card, used, cards);
     if (photo) {
       pairs.set(card, photo.id);
       used.add(photo.id);
@@ -60,7 +69,11 @@ function grid() {
 }
 
 function commitPairs(found) {
-  for (const [card, id] of found.pairs) cardPhoto.set(card, id);
+  for (const [card, id] of found.pairs) {
+    cardPhoto.set(card, id);
+    const photo = state.photos.find((p) => p.id === id);
+    if (photo) photo.card = card; // its card: once gone from the page, the photo was removed
+  }
 }
 
 function isSelected(card, how) {

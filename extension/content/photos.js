@@ -23,8 +23,6 @@ function addFiles(fileList) {
       taught: false, // its final tags went to the server on publishing
       shown: new Set(), // suggestions the user saw as chips: what feedback calls "suggested"
       full: false, // Flickr's tag field had no room for another tag
-      shown: new Set(), // suggestions the user saw as chips: what feedback calls "suggested"
-      full: false, // Flickr's tag field had no room for another tag
     };
     state.photos.push(photo);
     added++;
@@ -136,17 +134,22 @@ function excludeFor(photo) {
   return parts && editTarget().photo === photo ? tagsOf(photo, parts) : [];
 }
 
+// The settings an answer depends on: one asked for under others is asked again.
+const askedUnder = () => JSON.stringify([state.settings.server, state.settings.count]);
+
 async function suggestFor(photo) {
   photo.status = "asking";
   photo.requested = true;
   scheduleRender();
   if (!state.server.model) await checkServer(); // its threshold, before the first chips
+  const settings = askedUnder();
   const answer = await ask({ type: "suggest", image: photo.dataUrl, filename: `${photo.stem}.jpg`, exclude: excludeFor(photo) });
   if (answer.ok) {
     photo.status = "done";
     photo.suggestions = answer.suggestions;
     photo.message = "";
     serverUp();
+    if (askedUnder() !== settings) enqueue(photo); // the options changed while it was being asked
   } else if (answer.kind === "unreachable" || answer.kind === "permission" || answer.kind === "config") {
     photo.status = "waiting";
     queue.unshift(photo);

@@ -117,6 +117,7 @@ api.storage.onChanged.addListener((changes, area) => {
   const before = state.settings;
   api.storage.local.get(null).then((stored) => {
     applyStored(stored);
+    if (before.server !== state.settings.server) state.server.model = null; // another server: its own model and threshold
     const askAgain = before.server !== state.settings.server || before.count !== state.settings.count;
     for (const photo of state.photos) {
       if (!photo.dataUrl) continue;

@@ -61,36 +61,52 @@ function tokensNamed(input, tag) {
   return count;
 }
 
-/** Types one tag into the field on screen; resolves true when the page took it (a new token, or the input cleared). */
-async function typeTag(tag) {
-  let parts = tagFieldParts();
-  if (!parts) return false;
+/** The field on screen while it still edits `editing`; null once the user selected other photos. */
+function partsFor(editing) {
+  const parts = tagFieldParts();
+  return parts && sameTarget(typingTarget(editTarget(), parts), editing) ? parts : null;
+}
+
+/**
+ * Types one tag for `editing` into the field on screen; resolves true when the page took it (a new
+ * token, or the input cleared), false when it did not, null when the user selected other photos
+ * meanwhile: then Lablr types no further and takes back what it typed, which the field would give them.
+ */
+async function typeTag(tag, editing) {
+  let parts = partsFor(editing);
+  if (!parts) return null;
   const text = flickrTag(tag);
   const before = { value: parts.input.value, tokens: tokensNamed(parts.input, tag) };
   parts.input.focus({ preventScroll: true });
   if (!focused(parts.input)) return false; // a key sent now would go to the page
+  let took = false;
   for (const way of TYPE_WAYS) {
-    parts = tagFieldParts();
-    if (!parts) return false;
     way(parts.input, text, parts.spaces);
     await settle();
-    const now = tagFieldParts();
-    if (!now) return false;
+    // A token beside the field it was typed into, which may be gone now that another photo is selected.
+    if (tokensNamed(parts.input, tag) > before.tokens) return true;
+    const now = partsFor(editing);
+    if (!now) {
+      took = null;
+      break;
+    }
     const shown = currentTags(now);
     if ((shown && shown.some((t) => tagKey(t) === tagKey(tag))) || tokensNamed(now.input, tag) > before.tokens) return true;
     if (now.input !== parts.input) return !now.input.value.trim(); // re-rendered: an empty new field took it
     if (!now.input.value.trim()) return true; // the field was cleared: taken
+    parts = now;
   }
   const last = tagFieldParts();
   if (last && norm(last.input.value).replace(/,$/, "") === norm(text)) {
-    setValue(last.input, before.value); // leave no half-typed tag behind
+    setValue(last.input, took === null ? "" : before.value); // leave no half-typed tag behind
     inputEvent(last.input, null);
   }
-  return false;
+  return took;
 }
 
-/** What happened to a tag on each photo it was typed for. */
+/** What happened to a tag on each photo it was typed for (took: null when that is not known). */
 function noteTyped(editing, tag, took) {
+  if (took === null) return;
   for (const photo of editing.photos) {
     if (took) {
       photo.added.add(tag);
@@ -116,8 +132,10 @@ function addTags(editing, tags) {
         scheduleRender();
         break;
       }
-      noteTyped(editing, tag, await typeTag(tag));
+      const took = await typeTag(tag, editing);
+      noteTyped(editing, tag, took);
       scheduleRender();
+      if (took === null) break; // the user selected other photos meanwhile
     }
   });
   return adding;
