@@ -619,8 +619,8 @@ def test_keywords_written_into_many_learned_photos_are_learned_in_one_write_that
     folder = tmp_path / "library"
     folder.mkdir()
     photos = [make_photo(folder / f"p{i}.jpg", "green", "square", seed=150 + i, keywords=False) for i in range(3)]
-    for photo in photos:
-        exiftool(photo, "-XMP-dc:Subject=harbour")
+    for path in photos:
+        exiftool(path, "-XMP-dc:Subject=harbour")
     assert learned(folder, tiny_bundle, env).returncode == 0
 
     def stamps():
@@ -631,8 +631,8 @@ def test_keywords_written_into_many_learned_photos_are_learned_in_one_write_that
             layer.close()
 
     version, removals = stamps()
-    for photo in photos:
-        exiftool(photo, "-XMP-dc:Subject+=lighthouse")
+    for path in photos:
+        exiftool(path, "-XMP-dc:Subject+=lighthouse")
     again = learned(folder, tiny_bundle, env)
     assert "Learned from 0 photos; 3 already known (3 of them with new keywords, now learned)" in again.stdout
     assert stamps() == (version + 1, removals + 1)
