@@ -557,11 +557,11 @@ def personal_show(model, as_json):
     click.echo("Your tags, by photos: " + (", ".join(f"{t} ({n})" for t, n in used[:20]) or "none")
                + (f" and {len(used) - 20} more" if len(used) > 20 else ""))
     click.echo("Tags added to its vocabulary: " + (", ".join(report["added_tags"]) or "none"))
-    waiting = {t: n for t, n in report["pending_tags"].items() if n < report["min_photos"]}
-    held_back = {t: n for t, n in report["pending_tags"].items() if n >= report["min_photos"]}
+    held_back = report["held_back_tags"]
+    waiting = {t: n for t, n in report["pending_tags"].items() if t not in held_back}
     if waiting:
         click.echo(f"Waiting for {report['min_photos']} photos: " + ", ".join(f"{t} ({n})" for t, n in waiting.items()))
-    if held_back:  # enough photos, no room: the layer holds as many new tags as it may
+    if held_back:
         click.echo(f"Not added, as the model holds {report['max_learned_tags']} new tags, its limit "
                    "(LABLR_PERSONAL_MAX_LEARNED_TAGS): " + ", ".join(f"{t} ({n})" for t, n in held_back.items()))
     for event in report["last"]:

@@ -99,6 +99,7 @@ async def feedback(request):
         "suggested": suggested,
         "learning": [t for t in tags if t in model.tag_index or t in learned.added],
         "pending": {t: learned.pending[t] for t in tags if t in learned.pending},
+        "held_back": {t: learned.held_back[t] for t in tags if t in learned.held_back},
         "min_photos": state.personal.min_photos,
         "personal": _status(state),
     }
@@ -114,8 +115,10 @@ async def personal(request):
 
 def _status(state) -> dict:
     if state.personal is None:
-        return {"enabled": False, "photos": 0, "added_tags": [], "pending_tags": {}, "worker": os.getpid()}
+        return {"enabled": False, "photos": 0, "added_tags": [], "pending_tags": {}, "held_back_tags": {},
+                "worker": os.getpid()}
     learned = state.learning.learned()
     return {"enabled": True, "photos": learned.photos, "added_tags": learned.added,
-            "pending_tags": learned.pending, "min_photos": state.personal.min_photos,
+            "pending_tags": learned.pending, "held_back_tags": learned.held_back,
+            "min_photos": state.personal.min_photos,
             "version": state.learning.stamps[0], "worker": os.getpid()}

@@ -201,7 +201,10 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "added_tags": {"type": "array", "items": {"type": "string"},
                                "description": "Tags new to the model that are now suggested."},
                 "pending_tags": {"type": "object", "additionalProperties": {"type": "integer"},
-                                 "description": "New tags with fewer photos than min_photos: not suggested yet."},
+                                 "description": "New tags not suggested yet, with their photo counts."},
+                "held_back_tags": {"type": "object", "additionalProperties": {"type": "integer"},
+                                   "description": "Those of pending_tags with min_photos or more: they wait for room, "
+                                                  "as the model holds LABLR_PERSONAL_MAX_LEARNED_TAGS new tags."},
                 "min_photos": {"type": "integer"}, "version": {"type": "integer"}}},
             "Feedback": {"type": "object", "required": ["recorded", "photo_hash", "tags", "personal"], "properties": {
                 "recorded": {"type": "boolean", "description": "False when this photo was already learned from."},
@@ -212,7 +215,9 @@ def openapi_schema(max_body_bytes: int = defaults.MAX_BODY_BYTES) -> dict:
                 "learning": {"type": "array", "items": {"type": "string"},
                              "description": "Those of its tags that the model suggests, with this photo in them."},
                 "pending": {"type": "object", "additionalProperties": {"type": "integer"},
-                            "description": "Its new tags still below min_photos, with their photo counts."},
+                            "description": "Its new tags not suggested yet, with their photo counts."},
+                "held_back": {"type": "object", "additionalProperties": {"type": "integer"},
+                              "description": "Those of pending that wait for room, not for photos."},
                 "min_photos": {"type": "integer"}, "message": {"type": "string"},
                 "personal": _ref("Personal")}},
             "Plugins": {"type": "object", "required": ["plugins"], "properties": {"plugins": {

@@ -30,11 +30,12 @@ class Learned:
     photos: int = 0
     tag_photos: dict = field(default_factory=dict)  # tag -> the user's photos carrying it
     added: list = field(default_factory=list)  # new tags in the vocabulary, most used first
-    pending: dict = field(default_factory=dict)  # new tag -> photos so far, below the threshold
+    pending: dict = field(default_factory=dict)  # new tag -> photos so far, not in the vocabulary yet
+    held_back: dict = field(default_factory=dict)  # those of `pending` with enough photos: no room among max_learned
 
     def as_dict(self) -> dict:
         return {"photos": self.photos, "added_tags": self.added, "pending_tags": self.pending,
-                "tag_photos": self.tag_photos}
+                "held_back_tags": self.held_back, "tag_photos": self.tag_photos}
 
 
 class Vocabulary:
@@ -76,8 +77,9 @@ class Vocabulary:
     def learned(self) -> Learned:
         by_use = sorted(self.added, key=lambda tag: (-self.tag_photos[tag], tag))
         pending = sorted(self.pending, key=lambda tag: (-len(self.pending[tag]), tag))
+        counts = {tag: len(self.pending[tag]) for tag in pending}
         return Learned(photos=self.photos, tag_photos=dict(sorted(self.tag_photos.items())), added=by_use,
-                       pending={tag: len(self.pending[tag]) for tag in pending})
+                       pending=counts, held_back={tag: n for tag, n in counts.items() if n >= self.min_photos})
 
 
 class Learning:

@@ -136,7 +136,7 @@ function showLearned(personal) {
   }
   const photos = personal.photos === 1 ? "1 of your photos" : `${personal.photos} of your photos`;
   const added = personal.added_tags.length ? `tags added: ${personal.added_tags.join(", ")}` : "no new tags yet";
-  const [waiting, full] = byRoom(personal.pending_tags, personal.min_photos);
+  const [waiting, full] = byRoom(personal.pending_tags, personal.held_back_tags);
   line.textContent = `Learned from ${photos}; ${added}.`
     + (waiting.length ? ` Waiting for more photos: ${waiting.map(([t, n]) => `${t} (${n} of ${personal.min_photos})`).join(", ")}.` : "")
     + (full.length ? ` ${FULL} ${full.map(([t, n]) => `${t} (${n})`).join(", ")}.` : "");
@@ -145,9 +145,10 @@ function showLearned(personal) {
 // A new tag with enough photos that still waits does so because the model holds as many new tags as it may.
 const FULL = "Not added, as the model holds its limit of new tags (LABLR_PERSONAL_MAX_LEARNED_TAGS):";
 
-function byRoom(pending, minPhotos) {
+/** [waiting for photos, waiting for room] of the new tags not suggested yet. */
+function byRoom(pending, heldBack) {
   const entries = Object.entries(pending);
-  return [entries.filter(([, n]) => n < minPhotos), entries.filter(([, n]) => n >= minPhotos)];
+  return [entries.filter(([t]) => !Object.hasOwn(heldBack, t)), entries.filter(([t]) => Object.hasOwn(heldBack, t))];
 }
 
 async function sendMyTags(event) {
@@ -165,7 +166,7 @@ async function sendMyTags(event) {
     const response = await request("/api/v1/feedback", { method: "POST", body: data, headers: { "X-Lablr-Client": "web" } });
     if (!response.ok) throw new Error(await apiError(response));
     const answer = await response.json();
-    const [waiting, full] = byRoom(answer.pending, answer.min_photos);
+    const [waiting, full] = byRoom(answer.pending, answer.held_back);
     $("status").textContent = !answer.recorded ? answer.message
       : `Learned from this photo for ${answer.learning.join(", ") || "no tag yet"}.`
         + (waiting.length ? ` Suggested once ${answer.min_photos} photos carry it: ${waiting.map(([t]) => t).join(", ")}.` : "")
