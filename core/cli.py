@@ -615,12 +615,13 @@ def personal_export(destination, model):
 @MODEL_OPTION
 def personal_undo(count, model):
     """Forget the last COUNT photos: their latents leave the statistics exactly."""
+    from lablr.core.personal import photos
     from lablr.core.personal.layer import undo
 
     undone = undo(model, count)
     for event in undone:
         click.echo(f"Forgot {event.photo_hash[:12]} ({event.time}): {', '.join(event.tags)}")
-    click.echo(f"{_photos(len(undone))} forgotten.")
+    click.echo(f"{photos(len(undone))} forgotten.")
 
 
 @personal.command("reset")
@@ -628,15 +629,12 @@ def personal_undo(count, model):
 @click.option("--yes", is_flag=True, help="Do not ask.")
 def personal_reset(model, yes):
     """Forget everything learned for this model: it serves the bundle as shipped."""
+    from lablr.core.personal import photos
     from lablr.core.personal.layer import reset
 
     if not yes:
         click.confirm(f"Forget every photo learned for {model}?", abort=True)
-    click.echo(f"{_photos(reset(model))} forgotten.")
-
-
-def _photos(count: int) -> str:
-    return f"{count} photo{'' if count == 1 else 's'}"
+    click.echo(f"{photos(reset(model))} forgotten.")
 
 
 def main():

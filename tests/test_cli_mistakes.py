@@ -137,7 +137,7 @@ def test_names_with_spaces_accents_and_upper_case_suffixes_are_found_suggested_t
     assert tagged.stdout.splitlines()[-1].startswith("Tagged 2 photos with 4 keywords")
     learned = run("personal", "learn", tmp_path / "My Photos", "-q", "--model", tiny_bundle, env=env)
     assert learned.returncode == 0, learned.stderr
-    assert learned.stdout.startswith("Learned from 1 photos; 0 already known, 1 without keywords of their own")
+    assert learned.stdout.startswith("Learned from 1 photo; 0 already known, 1 without keywords of their own")
 
 
 def test_too_few_photos_for_the_rules_names_the_options_that_lower_them(tiny_bundle, tmp_path):

@@ -118,7 +118,7 @@ def test_learn_changes_nothing_in_the_photo_folders(tiny_bundle, env, tmp_path):
     leftover.write_bytes(b"half a photo")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), "-q", env=env)
-    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert result.returncode == 0 and "Learned from 1 photo" in result.stdout, result.stderr
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before and photo.exists()
 
 
@@ -158,7 +158,7 @@ def test_a_photo_tagged_beside_itself_teaches_the_photographers_keywords_not_lab
     sidecar = Exiv2Store().read((tmp_path / "mine.xmp").read_bytes())
     assert len(sidecar.xmp) == 4 and own_keywords(sidecar) == ["harbour", "boats"]
     result = lablr("personal", "learn", str(tmp_path), "--model", str(tiny_bundle), "-q", env=env)
-    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert result.returncode == 0 and "Learned from 1 photo" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {"boats": 1, "harbour": 1}
 
 
@@ -433,6 +433,20 @@ def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagge
     assert show(tiny_bundle, env)["photos"] == 0
 
 
+def test_a_photo_with_more_keywords_than_a_photo_may_have_is_said_refused_not_unreadable(tiny_bundle, env, tmp_path):
+    """Flickr takes 75 tags a photo, and so does the layer: a photo with 80 keywords was read, and is refused
+    for them, in its own line and its own count; the others are learned."""
+    crowded = make_photo(tmp_path / "crowded.jpg", keywords=False)
+    exiftool(crowded, *[f"-XMP-dc:Subject=keyword {i:02d}" for i in range(80)])
+    make_photo(tmp_path / "plain.jpg", "green", "triangle", seed=3)
+    result = lablr("personal", "learn", str(tmp_path), "--model", str(tiny_bundle), "-q", env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{crowded}: At most 75 keywords per photo; this one has 80." in result.stderr
+    assert "Learned from 1 photo; 0 already known, 0 without keywords of their own, 0 unreadable, " \
+           "1 refused for their keywords." in result.stdout
+    assert show(tiny_bundle, env)["photos"] == 1
+
+
 def test_photos_replaced_while_learning_get_one_line_each_and_the_others_are_learned(tiny_bundle, tmp_path):
     """Between finding a folder's photos and reading them, one vanishes and others become a pipe (which
     nothing writes to: reading it would wait for ever), a folder and a link: each is one line, never read."""
@@ -563,7 +577,7 @@ def test_keywords_the_photographer_added_to_a_sidecar_are_learned_and_lablrs_are
     exiftool(sidecar, "-XMP-dc:Subject+=lighthouse")
     assert len(read_tags(sidecar)["Subject"]) == 4  # harbour, Lablr's two, lighthouse
     result = learned(tmp_path, tiny_bundle, env)
-    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert result.returncode == 0 and "Learned from 1 photo" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1, "lighthouse": 1}
 
 
@@ -584,7 +598,7 @@ def test_a_keyword_the_photographer_keeps_in_a_sidecar_is_not_added_by_tag_and_i
     added = [s["tag"] for s in json.loads(tagged.stdout)["photos"][0]["added"]]
     assert added and theirs not in added
     result = learned(tmp_path, tiny_bundle, env)
-    assert result.returncode == 0 and "Learned from 1 photos" in result.stdout, result.stderr
+    assert result.returncode == 0 and "Learned from 1 photo" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {theirs: 1, "harbour": 1}
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
+from lablr.core.personal import photos
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecars_of
@@ -27,7 +28,7 @@ from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar
 @dataclass
 class Outcome:
     path: Path
-    status: str  # "learned", "known" (learned before), "untagged", "failed"
+    status: str  # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed"
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
     reason: str = ""
@@ -77,7 +78,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                 try:
                     batch.append(_read(path, store, model, listings))
                 except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
-                    outcomes.append(Outcome(path, "failed", reason=_reason(error)))
+                    outcomes.append(_not_learned(path, error))
                     report(outcomes[-1])
             batch = [item for item in batch if _settled(item, layer, outcomes, report, gains)]
             if batch:
@@ -131,7 +132,7 @@ def _known(photo: _Photo, layer, gains) -> Outcome:
     try:
         gained = layer.missing_tags(photo.hashes, photo.tags)
     except LablrError as error:  # more tags than a photo may have
-        return Outcome(photo.path, "failed", reason=error.message)
+        return _not_learned(photo.path, error)
     if gained:
         gains.append((photo.hashes, gained))
     return replace(_outcome(photo, "known"), gained=tuple(gained or ()))
@@ -139,8 +140,15 @@ def _known(photo: _Photo, layer, gains) -> Outcome:
 
 def problem_lines(outcome: Outcome) -> list[str]:
     """One line for a photo that could not be learned, and one for each of its sidecars that could not be read."""
-    lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status == "failed" else []
+    lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status in ("refused", "failed") else []
     return lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]
+
+
+def _not_learned(path: Path, error: Exception) -> Outcome:
+    """A photo that was read but whose keywords a photo may not have (too many, or one that is not a tag)
+    is refused; one that could not be read failed."""
+    refused = isinstance(error, LablrError) and error.code == "bad_tags"
+    return Outcome(path, "refused" if refused else "failed", reason=_reason(error))
 
 
 def _reason(error) -> str:
@@ -152,11 +160,12 @@ def _reason(error) -> str:
 
 
 def summary_line(outcomes) -> str:
-    counts = {status: sum(o.status == status for o in outcomes) for status in ("learned", "known", "untagged",
-                                                                                "failed")}
+    counts = {status: sum(o.status == status for o in outcomes)
+              for status in ("learned", "known", "untagged", "refused", "failed")}
     sidecars = sum(len(o.unread_sidecars) for o in outcomes)
     gained = sum(bool(o.gained) for o in outcomes)
-    return (f"Learned from {counts['learned']} photos; {counts['known']} already known"
+    return (f"Learned from {photos(counts['learned'])}; {counts['known']} already known"
             + (f" ({gained} of them with new keywords, now learned)" if gained else "") + ", "
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
+            + (f", {counts['refused']} refused for their keywords" if counts["refused"] else "")
             + (f"; {sidecars} sidecars could not be read." if sidecars else "."))
