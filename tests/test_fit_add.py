@@ -49,7 +49,7 @@ def fitted(tiny_bundle, shapes_csv, tmp_path_factory):
 
 
 def test_a_fitted_bundle_records_the_photos_its_statistics_hold(fitted):
-    catalog, bundle = fitted
+    _, bundle = fitted
     model = Model.load(bundle)
     assert len(model.fitted_photos) == model.manifest.data.train_photos > 0
     assert sum(model.fitted_photos.holds(key for key in model.manifest.data.test_keys)) == 0
@@ -103,9 +103,9 @@ def test_a_bundle_without_the_record_adds_every_photo_and_says_it_cannot_tell(fi
     output = ok("fit", "--model", older, "--catalog", catalog, "--out", tmp_path / "added", "--add",
                 *TINY_RULE_OPTIONS)
     told = [line for line in output.splitlines() if "does not record which photos" in line]
-    assert told == [f"{older} does not record which photos its statistics hold (it was written before Lablr "
-                    f"recorded them): all {train_photos(bundle)} training photos of {catalog} were added, and any "
-                    "it was fitted on now count twice. Fit it anew without --add to start the record."]
+    assert told == [(f"{older} does not record which photos its statistics hold (it was written before Lablr "
+                     f"recorded them): all {train_photos(bundle)} training photos of {catalog} were added, and any "
+                     "it was fitted on now count twice. Fit it anew without --add to start the record.")]
     assert counts(tmp_path / "added") == {tag: 2 * n for tag, n in counts(bundle).items()}
     assert not (tmp_path / "added" / FILE).exists()  # it still cannot tell
 
