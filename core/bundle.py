@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import __version__
+from lablr.core import __version__, fitted_photos
 from lablr.core.errors import BundleError
 from lablr.core.files import atomic_directory, sha256_file, write_atomically
 from lablr.core.part_settings import check_part_kinds, check_settings
@@ -30,6 +30,8 @@ from lablr.core.plugins import check_pairing, get_part
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 STATEFUL_PARTS = ("encoder", "tag_model", "visualizer")
+# Beside the parts: which photos the tag statistics hold (lablr.core.fitted_photos), absent when not known
+FITTED_PHOTOS = "fitted_photos"
 
 
 @dataclass
@@ -184,11 +186,14 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
 
 
 def save(parts: dict, manifest: Manifest, directory) -> Path:
-    """Write a bundle: the stateful parts' files, then the manifest with their checksums."""
+    """Write a bundle: the stateful parts' files and the record of the photos its tag statistics hold
+    (parts[FITTED_PHOTOS], if known), then the manifest with their checksums."""
     directory = Path(directory)
     with atomic_directory(directory) as partial:
         for kind in STATEFUL_PARTS:
             parts[kind].save(partial)
+        if parts.get(FITTED_PHOTOS) is not None:
+            parts[FITTED_PHOTOS].save(partial)
         checksums = {p.name: sha256_file(p) for p in sorted(partial.iterdir())}
         text = json.dumps(_to_json(manifest, parts, checksums), indent=2, ensure_ascii=False) + "\n"
         (partial / MANIFEST).write_text(text)
@@ -246,15 +251,18 @@ def check_parts(directory) -> Manifest:
 
 
 def load_parts(directory) -> tuple[dict, Manifest]:
-    """(parts by kind, manifest) of a bundle, checked before it serves: every file listed, regular and
-    matching its checksum; each part's own checks as it loads (shapes from the headers before the
-    data, finite values, covariances positive definite); then the parts together on one photo."""
+    """(parts by kind, and the FITTED_PHOTOS record if the bundle has one; manifest) of a bundle, checked
+    before it serves: every file listed, regular and matching its checksum; each part's own checks as it
+    loads (shapes from the headers before the data, finite values, covariances positive definite), and the
+    record's; then the parts together on one photo."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     check_files(directory, manifest)
     parts = build_parts(manifest)
     for kind in STATEFUL_PARTS:
         parts[kind].load(directory)
+    if fitted_photos.FILE in manifest.files:
+        parts[FITTED_PHOTOS] = fitted_photos.FittedPhotos.read(directory)
     check_together(parts, directory)
     return parts, manifest
 

@@ -176,7 +176,8 @@ def _given(ctx, name) -> bool:
 @model_option()
 @CATALOG_OPTION
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
-@click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics.")
+@click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics (those it does "
+              "not hold yet).")
 @click.option("--source", default=None, help="Only photos imported from this source.")
 @click.option("--shard", default=None, metavar="I/N",
               help="Fit only shard I (0 to N-1) of the photos; --out is then a part for `lablr merge`.")
@@ -193,9 +194,14 @@ def fit(model, catalog, out, add, source, shard, shards, scheduler, **options):
         click.echo(_fit_sharded(model, catalog, out, add=add, source=source, shard=shard, shards=shards,
                                 scheduler=scheduler, rules=rules))
         return
-    from lablr.core.pipeline.fit import refit
+    from lablr.core.pipeline.fit import add_photos, refit
 
-    fitted = refit(model, catalog, out, add=add, rules=rules, source=source)
+    if add:
+        added = add_photos(model, catalog, out, rules=rules, source=source)
+        click.echo(added.summary(model, catalog))
+        fitted = added.model
+    else:
+        fitted = refit(model, catalog, out, rules=rules, source=source)
     if fitted.manifest.evaluation:
         print_report(fitted.manifest.evaluation)
     click.echo(f"Saved {out} ({len(fitted.tag_model.tags)} tags)")

@@ -48,6 +48,9 @@ class Model:
         self.default_scorer = self.part_names["scorer"]
         self.manifest = manifest
         self.path = path
+        # The photos the tag model's statistics hold (lablr.core.fitted_photos): the bundle's record, or the
+        # pipeline stage's that fitted them; None: not known, and the bundle saved records none
+        self.fitted_photos = parts.get(bundle.FITTED_PHOTOS)
         self.calibrations = manifest.calibration  # {scorer: Calibration}: the scores shown are probabilities
         # The tags the encoder's classifier knows without training data (lablr.core.vocabulary), if any
         self.vocabulary = getattr(self.encoder, "vocabulary", None)
@@ -64,7 +67,8 @@ class Model:
         return cls(parts, manifest, path)
 
     def save(self, directory):
-        stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer}
+        stateful = {"encoder": self.encoder, "tag_model": self.tag_model, "visualizer": self.visualizer,
+                    bundle.FITTED_PHOTOS: self.fitted_photos}
         return bundle.save(stateful, self.manifest, directory)
 
     def with_tag_model(self, tag_model, personal_offsets=None) -> "Model":
@@ -72,6 +76,7 @@ class Model:
         this one is unchanged."""
         other = copy.copy(self)
         other.tag_model = tag_model
+        other.fitted_photos = None  # other statistics: which photos they hold is not known here
         other.personal_offsets = personal_offsets
         for name in _CACHED:  # derived from the tag model, or cheap: derived again when first asked
             other.__dict__.pop(name, None)

@@ -38,6 +38,7 @@ def assert_same_model(one, other):
         np.testing.assert_allclose(found[name], expected[name], rtol=1e-9, atol=1e-9)
     images = drawings()
     single, merged = Model.load(one), Model.load(other)
+    np.testing.assert_array_equal(merged.fitted_photos.ids, single.fitted_photos.ids)  # the record of its photos
     for a, b in zip(single.suggest(images, 6), merged.suggest(images, 6)):
         assert [s.tag for s in a] == [s.tag for s in b]
         np.testing.assert_allclose([s.score for s in a], [s.score for s in b], rtol=1e-6)

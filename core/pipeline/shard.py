@@ -107,9 +107,10 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
         statistics.load(directory)
         merged = statistics if merged is None else merged.merge(statistics)
         pieces.append(_read_latents(directory, merged.tags))
-    calibrations = stages.calibrate(recipe, stages.Encoded.joined(pieces), merged.tags)
+    encoded = stages.Encoded.joined(pieces)
+    calibrations = stages.calibrate(recipe, encoded, merged.tags)
     model = stages.assemble(recipe, base.encoder, merged, calibrations, name=Path(out).name,
-                            data=_training_data(first["data"], first_dir))
+                            data=_training_data(first["data"], first_dir), photos=encoded.keys)
     model.save(out)
     return model
 

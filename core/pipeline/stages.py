@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core.bundle import Manifest, PartSpec, TrainingData
+from lablr.core.bundle import FITTED_PHOTOS, Manifest, PartSpec, TrainingData
 from lablr.core.data.catalog import Catalog
 from lablr.core.data.image_cache import ImageSet, encode_set
 from lablr.core.data.selection import Rules, Selection, choose_rules, select
 from lablr.core.data.selection import record_split as save_split
 from lablr.core.errors import LablrError
+from lablr.core.fitted_photos import FittedPhotos
 from lablr.core.model import Model
 from lablr.core.parts import check_can_fit
 from lablr.core.pipeline import calibrate as calibration
@@ -147,19 +148,21 @@ def draw_picture(recipe: Recipe, tag_model):
     return get_part("visualizer", recipe.parts["visualizer"].name)(**recipe.settings("visualizer")).fit(tag_model)
 
 
-def assemble(recipe: Recipe, encoder, tag_model, calibrations: dict, *, name, data: TrainingData | None) -> Model:
-    """A model of the fitted parts, its manifest recording the recipe."""
+def assemble(recipe: Recipe, encoder, tag_model, calibrations: dict, *, name, data: TrainingData | None,
+             photos) -> Model:
+    """A model of the fitted parts, its manifest recording the recipe, and the record of the photos (their
+    keys) its tag statistics hold: the one place a bundle from a catalog gets that record."""
     manifest = Manifest(parts={kind: PartSpec(spec.name, dict(spec.settings)) for kind, spec in recipe.parts.items()},
                         name=name, data=data, calibration=calibrations, training=recipe.training_record())
-    return Model({"encoder": encoder, "tag_model": tag_model, "visualizer": draw_picture(recipe, tag_model)},
-                 manifest)
+    return Model({"encoder": encoder, "tag_model": tag_model, "visualizer": draw_picture(recipe, tag_model),
+                  FITTED_PHOTOS: FittedPhotos.of_keys(photos)}, manifest)
 
 
 def fit_model(recipe: Recipe, encoder, encoded: Encoded, tags, *, name, data: TrainingData | None) -> Model:
     """Fit tag statistics -> calibrate -> picture, on encoded training photos."""
     recipe.check()
     return assemble(recipe, encoder, fit_tags(recipe, encoded, tags), calibrate(recipe, encoded, tags),
-                    name=name, data=data)
+                    name=name, data=data, photos=encoded.keys)
 
 
 # -- evaluate ---------------------------------------------------------------------------------------
