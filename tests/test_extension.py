@@ -1574,7 +1574,14 @@ def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browse
 # ------------------------------------------------------------------------------- publishing while the server is down
 
 # Where the extension keeps the feedback that found no server, and how much of it: settings.js says it once.
-KEPT = re.search(r'LABLR_KEPT = Object\.freeze\(\{ key: "(\w+)", maxPhotos: (\d+),', (EXTENSION / "settings.js").read_text())
+KEPT = re.search(r'LABLR_KEPT = Object\.freeze\(\{ key: "(\w+)", maxPhotos: (\d+), maxChars: (\d+) \}\);',
+                 (EXTENSION / "settings.js").read_text())
+
+
+def test_the_docs_say_how_much_is_kept_for_a_server_that_was_down():
+    """docs/extension.md says the bound that settings.js sets, in "Publishing teaches Lablr" and in "Privacy"."""
+    said = f"most {KEPT[2]} photos and about {int(KEPT[3]) / 1e6:g} MB"
+    assert (ROOT / "docs" / "extension.md").read_text().replace("\n", " ").count(said) == 2, said
 
 
 def kept_photos(browser):
