@@ -210,13 +210,19 @@ function feedbackEntry(message) {
   return { id: crypto.randomUUID(), image: message.image, filename, tags, suggested: cleanTags(message.suggested) };
 }
 
+// Why a feedback got no answer: it waits for the server. Any other outcome ends its stay.
+const UNANSWERED = new Set(["unreachable", "permission", "config"]);
+
 /** One feedback to the server: its answer, or why it did not get one. */
 async function postFeedback(entry) {
+  const form = photoForm(entry);
+  const tags = cleanTags(entry.tags);
+  if (!form || !tags.length) return UNREADABLE_PHOTO; // never sendable: dropped
   const { base, refusal } = await reachServer();
   if (refusal) return refusal;
-  const form = photoForm(entry);
-  form.append("tags", entry.tags.join(","));
-  if (entry.suggested.length) form.append("suggested", entry.suggested.join(","));
+  form.append("tags", tags.join(","));
+  const suggested = cleanTags(entry.suggested);
+  if (suggested.length) form.append("suggested", suggested.join(","));
   const answer = await call(`${base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
   return { ...answer, server: base };
 }
@@ -227,7 +233,7 @@ async function sendKept() {
     const [oldest] = await readKept();
     if (!oldest) return true;
     const answer = await postFeedback(oldest);
-    if (!answer.ok && answer.kind !== "server") return false; // no answer: kept for the next time
+    if (!answer.ok && UNANSWERED.has(answer.kind)) return false; // kept for the next time
     await changeKept((kept) => kept.filter((entry) => entry.id !== oldest.id));
   }
 }
@@ -240,7 +246,7 @@ function deliverKept() {
     try {
       while (deliverAgain && sent) {
         deliverAgain = false;
-        sent = await sendKept();
+        sent = await sendKept().catch(() => false); // storage failed: what is kept stays
       }
       return sent;
     } finally {
