@@ -20,7 +20,7 @@ const LABLR_PICKED_FIELD = "tagFieldSelector";
 // of at most 512 px as a data URL, about 70,000 characters, with its tags), the oldest dropped first.
 // Chrome's storage.local holds 10 MB (5 MB before Chrome 114).
 // eslint-disable-next-line no-unused-vars
-const LABLR_KEPT = Object.freeze({ key: "keptFeedback", maxPhotos: 100, maxChars: 4000000 });
+const LABLR_KEPT = Object.freeze({ key: "keptFeedback", maxPhotos: 60, maxChars: 4000000 });
 
 // Lablr only ever talks to a server on this computer.
 // eslint-disable-next-line no-unused-vars
