@@ -57,8 +57,7 @@ async function call(url, init, timeoutMs) {
   } catch (err) {
     clearTimeout(timer);
     const timedOut = err && err.name === "AbortError";
-    // A request that timed out reached the server; one that failed at once may not have.
-    return { ok: false, kind: "unreachable", timedOut, message: timedOut ? "The server did not answer in time." : "The server is not running." };
+    return { ok: false, kind: "unreachable", message: timedOut ? "The server did not answer in time." : "The server is not running." };
   }
   let body = null;
   try {
