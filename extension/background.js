@@ -22,7 +22,7 @@ const FEEDBACK_RETRY_MS = 3000;
 const CLIENT_HEADERS = Object.freeze({ "X-Lablr-Client": "extension" });
 
 async function loadSettings() {
-  return lablrNormalizeSettings(await api.storage.local.get(null));
+  return lablrNormalizeSettings(await api.storage.local.get(Object.keys(LABLR_DEFAULTS))); // not the kept photos
 }
 
 /**
@@ -57,8 +57,7 @@ async function call(url, init, timeoutMs) {
   } catch (err) {
     clearTimeout(timer);
     const timedOut = err && err.name === "AbortError";
-    // A request that timed out reached the server; one that failed at once may not have.
-    return { ok: false, kind: "unreachable", timedOut, message: timedOut ? "The server did not answer in time." : "The server is not running." };
+    return { ok: false, kind: "unreachable", message: timedOut ? "The server did not answer in time." : "The server is not running." };
   }
   let body = null;
   try {
@@ -99,6 +98,7 @@ async function health() {
   if (!answer.ok) return { ...answer, server: base };
   const limits = answer.body.limits || {}; // an older server says none: the user's number goes as it is
   knownLimits = { server: base, limits };
+  deliverKept(); // not awaited: the server answers, so what is kept for it goes now
   return { ok: true, server: base, model: answer.body.model || null, version: answer.body.version || null, limits };
 }
 
@@ -148,6 +148,7 @@ async function suggest(message) {
   if (exclude.length) query.set("exclude", exclude.join(","));
   const answer = await call(`${base}/api/v1/suggest?${query}`, { method: "POST", body: form }, SUGGEST_TIMEOUT_MS);
   if (!answer.ok) return { ...answer, server: base };
+  deliverKept(); // not awaited: suggestions never wait for it
   const result = (answer.body.results || [])[0];
   if (!result || !Array.isArray(result.suggestions)) {
     return { ok: false, kind: "server", server: base, message: "The server's answer had no suggestions." };
@@ -158,34 +159,126 @@ async function suggest(message) {
   return { ok: true, server: base, suggestions, model: answer.body.model || null };
 }
 
+// ---------------------------------------------------------------- publishing teaches: kept until sent
+
+/*
+ * A published photo's feedback is kept in storage.local (LABLR_KEPT) until the server has answered it, so
+ * a server that is not running when the user publishes learns the photo later: the worker sends what is
+ * kept, oldest first, whenever it finds the server answering (a suggest or health call, its own start).
+ *
+ * Sending a photo twice is safe, so a request that may have reached the server (it timed out, Firefox
+ * blocked only its reply, the worker stopped before the answer) is simply sent again: the server's
+ * personal layer knows a photo by the hash of its decoded pixels (core/personal/layer.py `record`,
+ * server/feedback.py), the kept copy is the very JPEG sent before, and a photo already learned is answered
+ * "it counts once" and not counted again. Any answer, an error too (a 4xx says the feedback itself is
+ * wrong), ends a feedback's stay: only one that got no answer is sent again.
+ */
+
+let keptTurn = Promise.resolve(); // changes to the kept list, one at a time
+let delivering = null; // the run that sends the kept feedback, while there is one
+let deliverAgain = false; // something was kept while that run was sending
+let retryTimer = null;
+
+/** The kept feedback, oldest first; none while teaching is switched off. */
+async function readKept() {
+  const stored = await api.storage.local.get(["teach", LABLR_KEPT.key]);
+  const kept = stored[LABLR_KEPT.key];
+  return lablrNormalizeSettings({ teach: stored.teach }).teach && Array.isArray(kept) ? kept : [];
+}
+
+/** Replaces the kept list by change(list), the oldest dropped beyond LABLR_KEPT's bounds. */
+function changeKept(change) {
+  const run = keptTurn.then(async () => {
+    const kept = change(await readKept());
+    let chars = kept.reduce((sum, entry) => sum + JSON.stringify(entry).length, 0);
+    while (kept.length > LABLR_KEPT.maxPhotos || chars > LABLR_KEPT.maxChars) chars -= JSON.stringify(kept.shift()).length;
+    if (kept.length) await api.storage.local.set({ [LABLR_KEPT.key]: kept });
+    else await api.storage.local.remove(LABLR_KEPT.key);
+    return kept;
+  });
+  keptTurn = run.catch(() => {});
+  return run;
+}
+
+/** What the server is sent for a published photo: {image, filename, tags, suggested}, or {error}. */
+function feedbackEntry(message) {
+  const tags = cleanTags(message.tags);
+  if (!tags.length) return { error: { ok: false, kind: "input", message: "No tags to send." } };
+  if (!photoForm(message)) return { error: UNREADABLE_PHOTO };
+  const filename = String(message.filename || "photo.jpg");
+  return { id: crypto.randomUUID(), image: message.image, filename, tags, suggested: cleanTags(message.suggested) };
+}
+
+// Why a feedback got no answer: it waits for the server. Any other outcome ends its stay.
+const UNANSWERED = new Set(["unreachable", "permission", "config"]);
+
+/** One feedback to the server: its answer, or why it did not get one. */
+async function postFeedback(entry) {
+  const form = photoForm(entry);
+  const tags = cleanTags(entry.tags);
+  if (!form || !tags.length) return UNREADABLE_PHOTO; // never sendable: dropped
+  const { base, refusal } = await reachServer();
+  if (refusal) return refusal;
+  form.append("tags", tags.join(","));
+  const suggested = cleanTags(entry.suggested);
+  if (suggested.length) form.append("suggested", suggested.join(","));
+  const answer = await call(`${base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
+  return { ...answer, server: base };
+}
+
+/** Sends the kept feedback, oldest first, each until answered; false when the server could not be reached. */
+async function sendKept() {
+  for (;;) {
+    const [oldest] = await readKept();
+    if (!oldest) return true;
+    const answer = await postFeedback(oldest);
+    if (!answer.ok && UNANSWERED.has(answer.kind)) return false; // kept for the next time
+    await changeKept((kept) => kept.filter((entry) => entry.id !== oldest.id));
+  }
+}
+
+/** Starts sending the kept feedback unless that is under way; resolves true once none is left. */
+function deliverKept() {
+  deliverAgain = true;
+  delivering ??= (async () => {
+    let sent = true;
+    try {
+      while (deliverAgain && sent) {
+        deliverAgain = false;
+        sent = await sendKept().catch(() => false); // storage failed: what is kept stays
+      }
+      return sent;
+    } finally {
+      delivering = null;
+    }
+  })();
+  return delivering;
+}
+
 /**
- * A published photo's final tags, to the server's feedback endpoint so it learns from them.
- * Runs in the background (the page never waits for it). Sent once: a request that may have reached
- * the server is never sent again (Firefox can let one through and block only its reply), so the
- * one retry is for a server that was down, told by its health check failing right after.
+ * A published photo's final tags, for the server's feedback endpoint so it learns from them: kept, then
+ * sent with whatever else is kept. The page never waits for it. A server that was down is tried once more
+ * a few seconds later, then whenever it answers again.
  */
 async function feedback(message) {
-  const { settings, base, refusal } = await reachServer();
+  const settings = await loadSettings();
   if (!settings.teach) return { ok: false, kind: "off", message: "Teaching Lablr is switched off." };
-  if (refusal) return refusal;
-  const tags = cleanTags(message.tags);
-  if (!tags.length) return { ok: false, kind: "input", message: "No tags to send." };
-  const form = photoForm(message);
-  if (!form) return UNREADABLE_PHOTO;
-  form.append("tags", tags.join(","));
-  const suggested = cleanTags(message.suggested);
-  if (suggested.length) form.append("suggested", suggested.join(","));
-  const send = () => call(`${base}/api/v1/feedback`, { method: "POST", body: form }, FEEDBACK_TIMEOUT_MS);
-  let answer = await send();
-  if (!answer.ok && answer.kind === "unreachable" && !answer.timedOut && !(await health()).ok) {
-    await new Promise((resolve) => setTimeout(resolve, FEEDBACK_RETRY_MS));
-    answer = await send();
-  }
-  return { ...answer, server: base };
+  const entry = feedbackEntry(message);
+  if (entry.error) return entry.error;
+  await changeKept((kept) => [...kept, entry]);
+  if (await deliverKept()) return { ok: true };
+  retryTimer ??= setTimeout(() => {
+    retryTimer = null;
+    deliverKept();
+  }, FEEDBACK_RETRY_MS);
+  const waiting = (await readKept()).length;
+  return { ok: false, kind: "unreachable", kept: waiting, message: `Kept: ${waiting} sent when the Lablr server answers.` };
 }
 
 const HANDLERS = {
   feedback,
+  kept: async () => ({ ok: true, count: (await readKept()).length }),
+  forgetKept: async () => ({ ok: true, count: (await changeKept(() => [])).length }),
   health,
   suggest,
   settings: async () => ({ ok: true, settings: await loadSettings() }),
@@ -203,3 +296,5 @@ api.runtime.onMessage.addListener((message, sender, sendResponse) => {
   );
   return true; // answer asynchronously
 });
+
+deliverKept(); // what was published while the server was down, from an earlier run of the worker

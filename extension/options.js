@@ -78,6 +78,7 @@ form.addEventListener("submit", async (event) => {
     teach: field("teach").checked,
   });
   await api.storage.local.set(settings);
+  if (!settings.teach) await api.runtime.sendMessage({ type: "forgetKept" }).catch(() => null); // nothing kept to teach
   show(settings);
   say("Saved.", "ok");
 });

@@ -1,4 +1,4 @@
-/* The toolbar popup: is the Lablr server reachable, which model it serves; pick the tag field; report a problem. */
+/* The toolbar popup: is the Lablr server reachable, which model it serves, what waits for it; pick the tag field; report a problem. */
 "use strict";
 
 const api = globalThis.browser ?? globalThis.chrome;
@@ -34,6 +34,15 @@ async function refresh() {
     $("status").textContent = answer.message || "Lablr could not check the server.";
   }
   $("status").className = `status ${ok ? "ok" : "bad"}`;
+}
+
+/** How many published photos wait for the server, said only when some do. */
+async function showKept() {
+  const answer = await api.runtime.sendMessage({ type: "kept" }).catch(() => null);
+  const count = (answer && answer.count) || 0;
+  $("kept").hidden = !count;
+  $("kept").textContent = count === 1 ? "1 published photo waits for the Lablr server."
+    : `${count} published photos wait for the Lablr server.`;
 }
 
 const say = (text) => {
@@ -110,8 +119,12 @@ function allow() {
 }
 
 $("retry").addEventListener("click", refresh);
+api.storage.onChanged.addListener((changes, area) => {
+  if (area === "local" && LABLR_KEPT.key in changes) showKept();
+});
 $("allow").addEventListener("click", allow);
 $("options").addEventListener("click", () => api.runtime.openOptionsPage());
 $("pick").addEventListener("click", pick);
 $("report").addEventListener("click", report);
 refresh();
+showKept();

@@ -15,6 +15,13 @@ const LABLR_DEFAULTS = Object.freeze({
 // eslint-disable-next-line no-unused-vars
 const LABLR_PICKED_FIELD = "tagFieldSelector";
 
+// Published photos whose feedback found no server, kept in storage.local under `key` until the server
+// answers (background.js): at most `maxPhotos` of them and `maxChars` characters in all (each a shrunk JPEG
+// of at most 512 px as a data URL, about 70,000 characters, with its tags), the oldest dropped first.
+// Chrome's storage.local holds 10 MB (5 MB before Chrome 114).
+// eslint-disable-next-line no-unused-vars
+const LABLR_KEPT = Object.freeze({ key: "keptFeedback", maxPhotos: 60, maxChars: 4000000 });
+
 // Lablr only ever talks to a server on this computer.
 // eslint-disable-next-line no-unused-vars
 const LABLR_LOOPBACK_HOSTS = Object.freeze(["127.0.0.1", "localhost"]);

@@ -1568,3 +1568,115 @@ def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browse
     finally:
         proxy.close()
         running.close()
+
+
+
+# ------------------------------------------------------------------------------- publishing while the server is down
+
+# Where the extension keeps the feedback that found no server, and how much of it: settings.js says it once.
+KEPT = re.search(r'LABLR_KEPT = Object\.freeze\(\{ key: "(\w+)", maxPhotos: (\d+), maxChars: (\d+) \}\);',
+                 (EXTENSION / "settings.js").read_text())
+
+
+def test_the_docs_say_how_much_is_kept_for_a_server_that_was_down():
+    """docs/extension.md says the bound that settings.js sets, in "Publishing teaches Lablr" and in "Privacy"."""
+    said = f"most {KEPT[2]} photos and about {int(KEPT[3]) / 1e6:g} MB"
+    assert (ROOT / "docs" / "extension.md").read_text().replace("\n", " ").count(said) == 2, said
+
+
+def kept_photos(browser):
+    """The published photos the extension keeps for a server it could not reach: their file names, oldest first."""
+    return [entry["filename"] for entry in browser.stored().get(KEPT[1], [])]
+
+
+def wait_for_kept(browser, names, timeout=WAIT_MS / 1000):
+    deadline = time.monotonic() + timeout
+    while kept_photos(browser) != names:
+        assert time.monotonic() < deadline, f"kept {kept_photos(browser)}, not {names}"
+        time.sleep(0.1)
+
+
+@pytest.mark.browser
+def test_photos_published_while_the_server_is_down_teach_it_once_it_answers(browser, tiny_bundle, tmp_path):
+    from playwright.sync_api import expect
+
+    site = LIVE  # it goes on to its success page at once: nobody is on the upload page to be told
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+    try:
+        browser.configure(server=proxy.base, minScore=0)
+        page = browser.open_upload_page(site)
+        page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 2))
+        wait_for_requests(proxy, 2)
+        clicked = {}
+        for name in ("photo-00", "photo-01"):
+            site.card_named(page, name).click()
+            clicked[f"{name}.jpg"] = selected_chips(page, f"{name}.jpg")[0]
+            page.locator("[data-lablr=chips] .chip").first.click()
+            expect(page.locator(site.token)).to_have_count(1)
+        later.stop()
+        publish(page, site)
+        wait_for_kept(browser, ["photo-00.jpg", "photo-01.jpg"])
+        popup = browser.open_extension_page("popup.html")
+        expect(popup.locator("#kept")).to_have_text("2 published photos wait for the Lablr server.", timeout=WAIT_MS)
+        page.wait_for_timeout(3500)  # past the worker's retry a few seconds later: still no server
+        assert proxy.feedbacks() == [] and len(kept_photos(browser)) == 2
+
+        later.start()  # the same port
+        browser.open_upload_page(site)  # the next upload page finds the server answering
+        sent = wait_for_feedback(proxy, 2)
+        expect(popup.locator("#kept")).to_be_hidden(timeout=WAIT_MS)
+        page.wait_for_timeout(1500)
+        assert [f["filename"] for f in proxy.feedbacks()] == ["photo-00.jpg", "photo-01.jpg"]  # once each, in order
+        assert kept_photos(browser) == [] and learned_photos(later) == 2
+        for feedback in sent:
+            assert feedback["status"] == 200 and feedback["answer"]["recorded"] is True
+            assert feedback["tags"] == clicked[feedback["filename"]]
+            assert max(Image.open(io.BytesIO(feedback["image"])).size) == 512  # the shrunk copy, as ever
+        # Sent again (as a kept one is when its answer was lost), the same photo counts once.
+        again = httpx.post(f"{later.base}/api/v1/feedback", timeout=60, data={"tags": sent[0]["tags"]},
+                           files={"image": (sent[0]["filename"], sent[0]["image"], "image/jpeg")})
+        assert again.status_code == 200 and again.json()["recorded"] is False
+        assert learned_photos(later) == 2
+    finally:
+        proxy.close()
+        later.close()
+
+
+@pytest.fixture
+def two_keeping_browser(playwright_driver, tmp_path):
+    """The extension with room for two kept photos, so that a third shows the bound."""
+    target = tmp_path / "lablr"
+    shutil.copytree(EXTENSION, target)
+    settings = target / "settings.js"
+    settings.write_text(settings.read_text().replace(f"maxPhotos: {KEPT[2]},", "maxPhotos: 2,"))
+    with launched(playwright_driver, target, tmp_path / "profile") as running:
+        yield running
+
+
+@pytest.mark.browser
+def test_kept_photos_are_bounded_and_forgotten_when_teaching_is_switched_off(two_keeping_browser, tmp_path):
+    from playwright.sync_api import expect
+
+    browser, site = two_keeping_browser, UPLOADR  # the copy whose tokens Lablr reads: tags typed by hand count
+    browser.configure(server=f"http://127.0.0.1:{free_port()}")  # no server there
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 3))
+    for name in ("photo-00", "photo-01", "photo-02"):
+        site.card_named(page, name).click()
+        tag_input = page.locator(site.tag_input)
+        tag_input.fill(name.replace("-", ""))
+        tag_input.press(site.commit_key)
+        expect(page.locator(site.token)).to_have_count(1)
+    publish(page, site)
+    wait_for_kept(browser, ["photo-01.jpg", "photo-02.jpg"])  # the oldest dropped
+    popup = browser.open_extension_page("popup.html")
+    expect(popup.locator("#kept")).to_have_text("2 published photos wait for the Lablr server.", timeout=WAIT_MS)
+
+    options = browser.open_extension_page("options.html")
+    expect(options.locator("#teach")).to_be_checked()
+    options.locator("#teach").uncheck()
+    options.get_by_role("button", name="Save").click()
+    expect(options.locator("#message")).to_have_text("Saved.")
+    assert kept_photos(browser) == []
+    expect(popup.locator("#kept")).to_be_hidden()

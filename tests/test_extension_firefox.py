@@ -32,6 +32,7 @@ from test_extension import (
     LablrServer,
     Recorder,
     journey_photos,
+    learned_photos,
     recorder,  # noqa: F401 (a fixture: a recording proxy in front of the server)
     server,  # noqa: F401 (a fixture: a real `lablr serve` for this module)
     write_photo,
@@ -360,6 +361,65 @@ def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(firefox, page
     for name, tags in clicked.items():
         assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
         assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
+def kept_said(firefox):
+    """What Lablr's popup says of published photos waiting for the server ('' when none wait)."""
+    firefox.popup_status()
+    return firefox.run("const kept = document.getElementById('kept'); return kept.hidden ? '' : kept.textContent;")
+
+
+def switch_teaching(firefox, on):
+    """What a user does: the box on Lablr's options page, then a click on Save."""
+    firefox.client.navigate(f"{firefox.base}/options.html")
+    firefox.wait("the options shown", lambda: firefox.run("return document.getElementById('server').value"))
+    firefox.run("document.getElementById('teach').checked = arguments[0];", on)
+    firefox.element("button[type=submit]").click()
+    firefox.wait("Saved.", lambda: firefox.run("return document.getElementById('message').textContent") == "Saved.")
+
+
+def test_photos_published_while_the_server_is_down_teach_it_once_it_answers(firefox, pages, tiny_bundle, tmp_path):
+    later = LablrServer(tiny_bundle).start()
+    proxy = Recorder(later.port)
+
+    def publish_while_down(photos):
+        """Each photo gets a chip's tag, then the server stops and the user publishes."""
+        firefox.client.navigate(pages.url)
+        firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in photos))
+        for photo in photos:
+            select_card(firefox, LIVE, photo.stem)
+            if len(photos) > 1:  # the chips say whose they are
+                chips_for(firefox, photo.name)
+            firefox.wait("chips", lambda: chip_texts(firefox))
+            firefox.run(CHIPS + "root.querySelector('.chip').click();")
+            firefox.wait(f"a tag on {photo.name}", lambda: page_tags(firefox)[photo.name])  # noqa: B023
+        later.stop()
+        firefox.element("#action-publish").click()
+        firefox.element("#confirm-publish").click()
+
+    try:
+        firefox.save_server(proxy.base, minScore=0)
+        pages.site = LIVE
+        publish_while_down(journey_photos(tmp_path, 1))
+        firefox.wait("one kept", lambda: kept_said(firefox) == "1 published photo waits for the Lablr server.")
+        switch_teaching(firefox, False)  # forgets what was kept
+        assert kept_said(firefox) == ""
+        switch_teaching(firefox, True)
+
+        later.start()
+        publish_while_down(journey_photos(tmp_path, 2, first=1))
+        firefox.wait("two kept", lambda: kept_said(firefox) == "2 published photos wait for the Lablr server.")
+        assert proxy.feedbacks() == []
+        later.start()  # the same port
+        firefox.client.navigate(pages.url)  # the next upload page finds the server answering
+        firefox.wait("two feedbacks", lambda: len(proxy.feedbacks()) >= 2)
+        time.sleep(1.5)
+        assert [f["filename"] for f in proxy.feedbacks()] == ["photo-01.jpg", "photo-02.jpg"]  # once each, in order
+        assert all(f["status"] == 200 and f["answer"]["recorded"] is True for f in proxy.feedbacks())
+        assert learned_photos(later) == 2 and kept_said(firefox) == ""
+    finally:
+        proxy.close()
+        later.close()
 
 
 def test_a_photo_removed_then_added_again_gets_its_chips(firefox, pages, recorder, tmp_path):

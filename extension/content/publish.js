@@ -112,10 +112,13 @@ function applyStored(stored) {
   state.picked = stored[LABLR_PICKED_FIELD] || null;
 }
 
+// What the page needs of storage.local: the settings and the picked field, never the kept photos.
+const readStored = () => api.storage.local.get([...Object.keys(LABLR_DEFAULTS), LABLR_PICKED_FIELD]);
+
 api.storage.onChanged.addListener((changes, area) => {
-  if (area !== "local") return;
+  if (area !== "local" || Object.keys(changes).every((key) => key === LABLR_KEPT.key)) return;
   const before = state.settings;
-  api.storage.local.get(null).then((stored) => {
+  readStored().then((stored) => {
     applyStored(stored);
     if (before.server !== state.settings.server) state.server.model = null; // another server: its own model and threshold
     const askAgain = before.server !== state.settings.server || before.count !== state.settings.count;
@@ -130,7 +133,7 @@ api.storage.onChanged.addListener((changes, area) => {
 
 document.addEventListener("DOMContentLoaded", scheduleRender);
 
-api.storage.local.get(null).then((stored) => {
+readStored().then((stored) => {
   applyStored(stored);
   if (state.settings.autoSuggest) checkServer(); // say at once if the server is not running
 });
