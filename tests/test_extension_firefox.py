@@ -174,14 +174,28 @@ class Firefox:
 
         return self.wait(css, lambda: (self.client.find_elements(By.CSS_SELECTOR, css) or [None])[0])
 
-    def save_server(self, address, **fields):
-        """What a user does: the address on Lablr's options page, then a click on Save."""
+    def save_options(self, **fields):
+        """What a user does on Lablr's options page, in this tab: fields filled in, then a click on Save."""
         self.client.navigate(f"{self.base}/options.html")
         self.wait("the options shown", lambda: self.run("return document.getElementById('server').value"))
-        for name, value in {"server": address, **fields}.items():
+        for name, value in fields.items():
             self.run("document.getElementById(arguments[0]).value = arguments[1];", name, str(value))
         self.element("button[type=submit]").click()
         self.wait("Saved.", lambda: self.run("return document.getElementById('message').textContent") == "Saved.")
+
+    def save_server(self, address, **fields):
+        self.save_options(server=address, **fields)
+
+    @contextlib.contextmanager
+    def another_tab(self):
+        """A new tab in front, the page of this one still open behind it; closed after, and this one in front again."""
+        first = self.client.current_window_handle
+        self.client.switch_to_window(self.client.open(type="tab")["handle"])
+        try:
+            yield
+        finally:
+            self.client.close()
+            self.client.switch_to_window(first)
 
     def popup_status(self):
         self.client.navigate(f"{self.base}/popup.html")
@@ -361,6 +375,99 @@ def test_publishing_ten_photos_sends_one_feedback_per_tagged_photo(firefox, page
     for name, tags in clicked.items():
         assert sent[f"{name}.jpg"]["tags"] == ",".join(tags)
         assert sent[f"{name}.jpg"]["suggested"] == ",".join(recorder.answer_for(f"{name}.jpg"))
+
+
+def bar_text(firefox):
+    """What the bar beside the tag field says ('' when there is none)."""
+    return firefox.run(CHIPS + "return root ? root.textContent : '';")
+
+
+def save_in_another_tab(firefox, **fields):
+    """What a user does with the upload page open: Lablr's options in a tab of their own, then Save."""
+    with firefox.another_tab():
+        firefox.save_options(**fields)
+
+
+def test_options_changed_while_the_upload_page_is_open(firefox, pages, recorder, tmp_path):
+    firefox.save_server(recorder.base, minScore=0, count=3)
+    pages.site = LIVE
+    firefox.client.navigate(pages.url)
+    recorder.delay["/api/v1/suggest"] = 1.5
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 3)))
+    save_in_another_tab(firefox, count=6)  # while the first photos are being asked about
+    recorder.delay.clear()
+    for i in range(3):
+        select_card(firefox, LIVE, f"photo-{i:02d}")
+        firefox.wait(f"six chips for photo-{i:02d}", lambda: f"for photo-{i:02d}.jpg:" in bar_text(firefox)  # noqa: B023
+                     and len(chip_texts(firefox)) == 6)
+    # Another number on the options page: the page asks again, and the chips follow without a reload.
+    asked = len(recorder.suggests())
+    save_in_another_tab(firefox, count=2)
+    firefox.wait("two chips", lambda: len(chip_texts(firefox)) == 2)
+    again = recorder.suggests()[asked:]
+    assert again and {e["query"]["k"][0] for e in again} == {"2"}
+    assert chip_texts(firefox) == recorder.answer_for("photo-02.jpg")[:2]
+    # A threshold above every score: no chip, and the bar says why; 0 shows them again.
+    top = max(s["score"] for e in again for s in e["answer"]["results"][0]["suggestions"])
+    assert top < 1
+    save_in_another_tab(firefox, minScore=1)
+    firefox.wait("the threshold said", lambda: "No suggested tag scores 1.00" in bar_text(firefox))
+    assert chip_texts(firefox) == []
+    save_in_another_tab(firefox, minScore=0)
+    firefox.wait("two chips again", lambda: len(chip_texts(firefox)) == 2)
+    # A server address where nothing listens: the notice names it; saved back, the chips return.
+    dead = f"http://127.0.0.1:{free_port()}"
+    save_in_another_tab(firefox, server=dead)
+    firefox.wait("the notice naming it", lambda: dead in notice_text(firefox))
+    save_in_another_tab(firefox, server=recorder.base)
+    firefox.wait("the notice gone", lambda: not notice_text(firefox))
+    firefox.wait("two chips once more", lambda: len(chip_texts(firefox)) == 2)
+
+
+def test_another_server_saved_while_the_page_is_open_brings_its_own_model(firefox, pages, recorder, tmp_path):
+    """The threshold follows the model of the server now saved: one whose scores are not probabilities has none."""
+    running = LablrServer(FIXTURES / "bundle-format-1").start()
+    proxy = Recorder(running.port)
+    try:
+        firefox.save_server(recorder.base, count=4, minScore=0.99)
+        pages.site = LIVE
+        firefox.client.navigate(pages.url)
+        firefox.element(LIVE.file_input).send_keys(str(write_photo(tmp_path, "red", "square", (745, 559))))
+        firefox.wait("the threshold said", lambda: "No suggested tag scores 0.99" in bar_text(firefox))
+        save_in_another_tab(firefox, server=proxy.base)
+        firefox.wait("its answer", proxy.suggests)
+        ranked = [s["tag"] for s in proxy.suggests()[0]["answer"]["results"][0]["suggestions"]][:4]
+        firefox.wait("its own model's chips", lambda: chip_texts(firefox) == ranked)
+    finally:
+        proxy.close()
+        running.close()
+
+
+def remove_card(firefox, title):
+    """A click on the grid item's remove button (the live copy's)."""
+    firefox.run("[...document.querySelectorAll('.editr-grid-item')].find((c) => c.textContent.includes(arguments[0]))"
+                ".querySelector('button.remove').click();", title)
+
+
+def panel_photos(firefox):
+    return firefox.run("const p = document.querySelector('[data-lablr=panel]');"
+                       "return p ? [...p.shadowRoot.querySelectorAll('section')].map((s) => s.dataset.photo) : [];")
+
+
+def test_photos_removed_from_the_page_are_not_counted(firefox, pages, recorder, tmp_path):
+    """The floating panel lists, and the chips' label counts, only the photos still on the page."""
+    firefox.save_server(recorder.base, minScore=0, count=3)
+    pages.site = LIVE  # its grid items have a remove button
+    firefox.client.navigate(pages.url)
+    firefox.element(LIVE.file_input).send_keys("\n".join(str(p) for p in journey_photos(tmp_path, 3)))
+    firefox.wait("three answers", lambda: len(recorder.suggests()) == 3)
+    remove_card(firefox, "photo-01")
+    firefox.run("page.__uploadr.selectNone();")  # no photo selected: the panel lists every photo on the page
+    firefox.wait("the two photos left in the panel", lambda: panel_photos(firefox) == ["photo-00.jpg", "photo-02.jpg"])
+    remove_card(firefox, "photo-02")  # the page selects the one left
+    firefox.wait("its chips", lambda: len(chip_texts(firefox)) == 3)
+    assert firefox.run(CHIPS + "return root.querySelector('.for');") is None  # one photo on the page: no name needed
+    assert panel_photos(firefox) == []
 
 
 def kept_said(firefox):

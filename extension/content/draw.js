@@ -134,7 +134,7 @@ function chipsModel(editing, parts) {
   const photos = editing.photos;
   const waiting = photos.find((p) => p.status !== "done");
   const cleared = clearingAll(editing.batch ? groupSuggestions(photos) : photos[0].suggestions);
-  const several = state.photos.length > 1;
+  const several = photosOnPage().length > 1;
   return {
     ids: photos.map((p) => p.id),
     label: editing.batch ? `for the ${photos.length} selected photos:` : several ? `for ${photos[0].name}:` : null,

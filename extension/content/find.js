@@ -68,6 +68,12 @@ function grid() {
   return best;
 }
 
+/**
+ * The photos still on the page: all but those whose card is gone (the user removed them). A photo
+ * whose card Lablr never paired counts as on the page. Fresh after editTarget() has paired the cards.
+ */
+const photosOnPage = () => state.photos.filter((p) => !p.card || p.card.isConnected);
+
 function commitPairs(found) {
   for (const [card, id] of found.pairs) {
     cardPhoto.set(card, id);
@@ -93,7 +99,8 @@ function editTarget() {
   if (!photos.length) return { photo: null, why: "none" };
   const found = grid();
   commitPairs(found);
-  if (photos.length === 1 && found.cards.length <= 1) return { photo: photos[0] }; // one photo: no other to mix up
+  const onPage = photosOnPage();
+  if (onPage.length === 1 && found.cards.length <= 1) return { photo: onPage[0] }; // one photo: no other to mix up
   const selected = found.cards.filter((card) => isSelected(card, found.how));
   const byId = (id) => photos.find((p) => p.id === id) || null;
   if (selected.length > 1) {
@@ -115,7 +122,7 @@ function editTarget() {
 function typingTarget(target, parts) {
   if (!parts) return null;
   const inBatch = Boolean(closestAny(parts.input, S.batchPanel));
-  if (target.photo && !(inBatch && state.photos.length > 1)) return { photos: [target.photo], batch: false };
+  if (target.photo && !(inBatch && photosOnPage().length > 1)) return { photos: [target.photo], batch: false };
   if (target.group) return { photos: target.group, batch: true };
   return null;
 }

@@ -48,8 +48,9 @@ const PANEL_WHY = {
 
 function renderPanel(why) {
   if (!panel.host.isConnected) document.body.append(panel.host);
-  const rows = state.photos.map((p) => [p.id, p.status, clearing(p), p.message]);
-  if (!panelMinimised) for (const photo of state.photos) if (photo.status === "done") noteShown([photo], clearing(photo));
+  const photos = photosOnPage();
+  const rows = photos.map((p) => [p.id, p.status, clearing(p), p.message]);
+  if (!panelMinimised) for (const photo of photos) if (photo.status === "done") noteShown([photo], clearing(photo));
   const signature = JSON.stringify([rows, why, panelMinimised, state.server.down, threshold()]);
   setView(panel, signature, () => {
     const box = el("aside", { class: `panel${panelMinimised ? " minimised" : ""}`, role: "complementary", "aria-label": "Tags suggested by Lablr" });
@@ -58,7 +59,7 @@ function renderPanel(why) {
         el("button", { class: "link", type: "button", on: { click: () => { panelMinimised = !panelMinimised; scheduleRender(); } } }, panelMinimised ? "Show" : "Hide")),
       el("p", { class: "hint", role: "note" }, PANEL_WHY[why])
     );
-    for (const photo of state.photos) {
+    for (const photo of photos) {
       const shown = clearing(photo);
       const section = el("section", { "data-photo": photo.name },
         el("div", { class: "photo" }, thumbnail(photo), el("span", { class: "name", title: photo.name }, photo.name)));
@@ -128,13 +129,13 @@ function render() {
   if (!document.body) return;
   renderNotice();
   renderPicking();
-  if (!state.photos.length) {
+  const target = state.photos.length ? editTarget() : null; // pairs the cards: then it is known which photos were removed
+  if (!target || !photosOnPage().length) {
     inline.host.remove();
     panel.host.remove();
     return;
   }
   const parts = tagFieldParts();
-  const target = editTarget();
   rememberPageTags(target, parts);
   if (parts) renderInline(target, parts);
   else inline.host.remove();

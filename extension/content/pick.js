@@ -143,7 +143,7 @@ function diagnose() {
     pickedSelector: state.picked || null,
     pickedFound: Boolean(pickedInput()),
     grid: { how: found.how, cards: found.cards.length, paired: found.pairs.size },
-    photos: state.photos.length,
+    photos: photosOnPage().length, // not those removed from the page
     editing: target.photo ? "known" : target.why,
     outline: focus ? outline(focus) : ["(no text field has the focus, and no tag field was found)"],
   };
