@@ -1549,6 +1549,28 @@ def test_a_photo_removed_then_added_again_gets_its_chips_and_teaches_once(browse
 
 
 @pytest.mark.browser
+def test_photos_removed_from_the_page_are_not_counted(browser, recorder, tmp_path):
+    """The floating panel lists, and the chips' label counts, only the photos still on the page."""
+    from playwright.sync_api import expect
+
+    site = LIVE  # its grid items have a remove button
+    browser.configure(server=recorder.base, minScore=0, count=3)
+    page = browser.open_upload_page(site)
+    page.locator(site.file_input).set_input_files(journey_photos(tmp_path, 3))
+    wait_for_requests(recorder, 3)
+    site.card_named(page, "photo-01").locator("button.remove").click()
+    page.evaluate("window.__uploadr.selectNone()")  # no photo selected: the panel lists every photo on the page
+    sections = page.locator("[data-lablr=panel] section")
+    expect(sections).to_have_count(2, timeout=WAIT_MS)
+    assert [s.get_attribute("data-photo") for s in sections.all()] == ["photo-00.jpg", "photo-02.jpg"]
+    site.card_named(page, "photo-02").locator("button.remove").click()  # the page selects the one left
+    bar = page.locator("[data-lablr=chips]")
+    expect(bar.locator(".chip")).to_have_count(3, timeout=WAIT_MS)
+    expect(bar.locator(".for")).to_have_count(0)  # one photo on the page: no name needed
+    expect(page.locator("[data-lablr=panel]")).to_have_count(0)
+
+
+@pytest.mark.browser
 def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browser, recorder, tmp_path):
     """The threshold follows the model of the server now saved: one whose scores are not probabilities has none."""
     from playwright.sync_api import expect
