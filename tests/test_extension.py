@@ -1571,6 +1571,33 @@ def test_photos_removed_from_the_page_are_not_counted(browser, recorder, tmp_pat
 
 
 @pytest.mark.browser
+def test_photos_of_one_name_stay_counted_when_the_page_draws_its_grid_anew(browser, recorder, tmp_path):
+    """Two files of one name cannot be told apart on a grid drawn anew: neither is taken for removed."""
+    from playwright.sync_api import expect
+
+    site = LIVE
+    browser.configure(server=recorder.base, minScore=0, count=3)
+    page = browser.open_upload_page(site)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    photos = [write_photo(tmp_path / folder, *JOURNEY[i], size=(700 + i, 500), name="photo.jpg")
+              for i, folder in enumerate("ab")] + journey_photos(tmp_path, 1, first=2)
+    page.locator(site.file_input).set_input_files(photos[0])  # alone: its card is paired by its name
+    wait_for_requests(recorder, 1)
+    expect(page.locator("[data-lablr=chips] .chip")).to_have_count(3, timeout=WAIT_MS)
+    page.locator(site.file_input).set_input_files(photos[1:])
+    wait_for_requests(recorder, 3)
+    page.evaluate("window.__uploadr.selectNone()")
+    sections = page.locator("[data-lablr=panel] section")
+    expect(sections).to_have_count(3, timeout=WAIT_MS)
+    page.evaluate("window.__uploadr.redrawGrid()")
+    page.evaluate("window.__uploadr.selectNone()")
+    page.wait_for_timeout(500)  # the extension redraws on the page's change
+    expect(sections).to_have_count(3, timeout=WAIT_MS)
+    assert sorted(s.get_attribute("data-photo") for s in sections.all()) == ["photo-02.jpg", "photo.jpg", "photo.jpg"]
+
+
+@pytest.mark.browser
 def test_another_server_saved_while_the_page_is_open_brings_its_own_model(browser, recorder, tmp_path):
     """The threshold follows the model of the server now saved: one whose scores are not probabilities has none."""
     from playwright.sync_api import expect

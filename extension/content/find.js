@@ -68,13 +68,18 @@ function grid() {
   return best;
 }
 
+let unpairedCards = 0; // cards of the grid last paired that no photo of ours could be paired with
+
 /**
  * The photos still on the page: all but those whose card is gone (the user removed them). A photo
- * whose card Lablr never paired counts as on the page. Fresh after editTarget() has paired the cards.
+ * whose card Lablr never paired counts as on the page, and so does every one while a card is left
+ * unpaired: the page may have drawn its grid anew, and that card may be the photo's (two files of one
+ * name cannot be told apart). Fresh after editTarget() has paired the cards.
  */
-const photosOnPage = () => state.photos.filter((p) => !p.card || p.card.isConnected);
+const photosOnPage = () => state.photos.filter((p) => !p.card || p.card.isConnected || unpairedCards > 0);
 
 function commitPairs(found) {
+  unpairedCards = found.cards.length - found.pairs.size;
   for (const [card, id] of found.pairs) {
     cardPhoto.set(card, id);
     const photo = state.photos.find((p) => p.id === id);
