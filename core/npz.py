@@ -2,16 +2,19 @@
 
 `read_npz` reads each array's header (shape and dtype, a few hundred bytes) before any data
 is decompressed, and asks the caller to check those shapes: a file of zipped zeros that
-declares 100,000 tags is refused before it takes gigabytes. No pickle (object arrays are
+declares 100,000 tags, or tag names of a gigabyte, is refused before it takes gigabytes
+(no array may declare more than MAX_BUNDLE_ARRAY_BYTES). No pickle (object arrays are
 refused), only the arrays asked for, and every floating-point value must be finite.
 """
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from lablr.core import defaults
 from lablr.core.errors import BundleError
 
 Headers = dict[str, tuple[tuple[int, ...], np.dtype]]
@@ -36,6 +39,11 @@ def read_npz(path, names, check: Callable[[Headers], None], *, optional=(), what
                 if dtype.hasobject:
                     raise BundleError(f"{what.capitalize()} in {path} hold Python objects ({name}), which Lablr "
                                       "never unpickles.")
+            for name, (shape, dtype) in headers.items():
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > defaults.MAX_BUNDLE_ARRAY_BYTES:
+                    raise BundleError(f"{what.capitalize()} in {path}: {name} declares {declared:,} bytes, more than "
+                                      f"Lablr reads from one array ({defaults.MAX_BUNDLE_ARRAY_BYTES:,}).")
             check(headers)
             arrays = {name: _array(archive, present[name]) for name in wanted}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:

@@ -260,8 +260,9 @@ def _check_shapes(headers, path):
     """The statistics' shapes agree with each other, and their size is within Lablr's bound."""
     what = "the tag statistics"
     shape, dtype = headers["tags"]
-    if len(shape) != 1 or dtype.kind not in "US":
-        raise BundleError(f"The tag statistics in {path}: tags are not a list of names.")
+    if len(shape) != 1 or dtype.kind not in "US" or dtype.itemsize > 4 * defaults.TAG_MAX_CHARS:
+        raise BundleError(f"The tag statistics in {path}: tags are not a list of names (of at most "
+                          f"{defaults.TAG_MAX_CHARS} characters).")
     kinds = shape[0]
     expect(headers, "counts", (kinds,), path, what)
     expect(headers, "sums", (kinds, None), path, what)
