@@ -25,6 +25,7 @@ from photo_files import (
     jpeg_with_xmp,
     make_photo,
     needs_exiftool,
+    padded_sidecar,
     pixels,
     read_tags,
     recompress_icc,
@@ -32,6 +33,7 @@ from photo_files import (
 )
 from PIL import Image, ImageSequence
 
+from lablr.core import defaults
 from lablr.core.cli import cli
 from lablr.core.photometa.tagging import PARTIAL
 
@@ -571,3 +573,14 @@ def test_keywords_only_in_iptc_stay_what_xmp_readers_see(tiny_bundle, tmp_path):
     mwg = subprocess.run(["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(photo)], check=True,
                          capture_output=True, text=True).stdout
     assert json.loads(mwg)[0]["Keywords"] == seen["Subject"]
+
+
+def test_an_enormous_sidecar_is_named_and_both_files_left_as_they_were(tiny_bundle, tmp_path):
+    photo, sidecar = make_photo(tmp_path / "p.jpg"), tmp_path / "p.xmp"
+    padded_sidecar(sidecar, "from darktable", defaults.MAX_SIDECAR_BYTES + 1)
+    original, content = photo.read_bytes(), sidecar.read_bytes()
+    result = tag(tiny_bundle, photo, "--sidecar", "--k", "2")
+    assert result.exit_code == 1, result.output
+    assert (f"p.jpg: not changed: its sidecar p.xmp is larger than {defaults.MAX_SIDECAR_BYTES:,} bytes"
+            in result.output), result.output
+    assert sidecar.read_bytes() == content and photo.read_bytes() == original

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from conftest import draw_shape, encoded, on_a_terminal, photo, real_photo
 from lablr_server import running_server
-from photo_files import exiftool, make_photo, needs_exiftool, read_tags
+from photo_files import exiftool, make_photo, needs_exiftool, padded_sidecar, read_tags
 
+from lablr.core import defaults
 from lablr.core.photometa.tagging import PARTIAL
 
 pytestmark = needs_exiftool
@@ -662,3 +663,17 @@ def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_fr
     assert any(line.startswith(str(folder / "bare.png") + ": no keywords could be read") for line in lines), lines
     assert "Learned from 2 photos; 0 already known, 0 without keywords of their own, 1 unreadable" in result.stdout
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 2, "café": 2}
+
+
+def test_an_enormous_sidecar_gets_one_line_unread_and_the_photo_is_learned_from_the_rest(tiny_bundle, env, tmp_path):
+    """exiv2 takes about 12 times a packet's size to parse it: a sidecar of gigabytes would take the machine's memory."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    make_photo(folder / "p.jpg", "red", "circle", seed=150)  # its own keywords: Old Tag, café
+    padded_sidecar(folder / "p.xmp", "from the sidecar", defaults.MAX_SIDECAR_BYTES + 1)
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"{folder / 'p.xmp'}: the sidecar is larger than "
+                                          f"{defaults.MAX_SIDECAR_BYTES:,} bytes, more than Lablr reads of one"]
+    assert "Learned from 1 photos" in result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "café": 1}
