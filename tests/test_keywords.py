@@ -584,3 +584,14 @@ def test_an_enormous_sidecar_is_named_and_both_files_left_as_they_were(tiny_bund
     assert (f"p.jpg: not changed: its sidecar p.xmp is larger than {defaults.MAX_SIDECAR_BYTES:,} bytes"
             in result.output), result.output
     assert sidecar.read_bytes() == content and photo.read_bytes() == original
+
+
+def test_iptc_keywords_written_as_utf8_without_saying_so_reach_xmp_as_written(tiny_bundle, tmp_path):
+    """The XMP list Lablr begins carries the IPTC keywords: "café", stored as UTF-8 with no character set
+    record, was copied into it as "cafÃ©" (read as Latin-1), for every XMP reader to show from then on."""
+    photo = make_photo(tmp_path / "slide.jpg", keywords=False)
+    exiftool(photo, "-charset", "iptc=UTF8", "-IPTC:Keywords=café", "-IPTC:Keywords=Lake Garda")
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert seen["Subject"] == ["café", "Lake Garda", *seen["Added"]] and len(seen["Added"]) == 2
