@@ -595,3 +595,24 @@ def test_iptc_keywords_written_as_utf8_without_saying_so_reach_xmp_as_written(ti
     assert result.exit_code == 0, result.output
     seen = read_tags(photo)
     assert seen["Subject"] == ["café", "Lake Garda", *seen["Added"]] and len(seen["Added"]) == 2
+
+
+def test_a_photo_file_past_the_size_lablr_reads_is_named_and_left_as_it_was(tiny_bundle, tmp_path, monkeypatch):
+    """Photos were read whole: a small JPEG followed by 3 GB of zeros (a sparse file, nothing on disk) took
+    3.1 GB to suggest tags for, and would have been written again whole; one of tens of gigabytes took the
+    machine's memory. Here the bound is made small, as a big file would meet the real one."""
+    photo = make_photo(tmp_path / "padded.jpg")
+    original = photo.read_bytes()
+    monkeypatch.setattr(defaults, "MAX_PHOTO_BYTES", len(original) + 1000)
+    with open(photo, "r+b") as file:
+        file.truncate(len(original) + 1001)  # what follows a JPEG's end is kept as it is
+    for flags in (["--dry-run"], []):
+        result = tag(tiny_bundle, photo, *flags)
+        assert result.exit_code == 1, result.output
+        assert (f"padded.jpg: not changed: it is larger than {len(original) + 1000:,} bytes, more than Lablr reads"
+                in result.output), result.output
+        assert photo.read_bytes() == original + bytes(1001)
+    learned = CliRunner().invoke(cli, ["personal", "learn", str(photo), "--model", str(tiny_bundle), "-q"],
+                                 env={"XDG_DATA_HOME": str(tmp_path / "data")})
+    assert learned.exit_code == 1 and "0 unreadable" not in learned.output, learned.output
+    assert "is larger than" in learned.output

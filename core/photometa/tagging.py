@@ -200,7 +200,7 @@ def _failed(path, error) -> Outcome:
 
 
 def _read(path: Path, store: KeywordStore, options: Options, listings: dict) -> _Pending:
-    before, data = read_regular(path)
+    before, data = read_regular(path, limit=defaults.MAX_PHOTO_BYTES)
     if not options.sidecar:
         _check_writable(path, before)  # said in a dry run too
     check_image(data)
@@ -283,7 +283,7 @@ def read_regular(path: Path, name: str = "it", *, limit: int | None = None) -> t
         except OSError as error:
             raise Skip(f"cannot read {name} ({error.strerror})") from None
     if limit is not None and max(before.st_size, len(data)) > limit:
-        raise Skip(f"{name} is larger than {limit:,} bytes, more than Lablr reads of one")
+        raise Skip(f"{name} is larger than {limit:,} bytes, more than Lablr reads")
     return before, data
 
 
