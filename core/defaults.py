@@ -123,7 +123,7 @@ TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback
 IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
 TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
 SIDECAR_SUFFIX = ".xmp"
-# A photo file `lablr tag` and `lablr personal learn` read (whole, into memory): the largest image Lablr decodes,
+# A photo file the commands read (whole, into memory: suggest, plot, tag, personal learn): the largest image Lablr decodes,
 # MAX_IMAGE_PIXELS of 16-bit RGBA stored uncompressed, is 800 MB
 MAX_PHOTO_BYTES = 1 << 30
 # An XMP sidecar Lablr reads (its keywords) or adds to: exiv2 takes about 12 times a packet's size to

@@ -616,3 +616,6 @@ def test_a_photo_file_past_the_size_lablr_reads_is_named_and_left_as_it_was(tiny
                                  env={"XDG_DATA_HOME": str(tmp_path / "data")})
     assert learned.exit_code == 1 and "0 unreadable" not in learned.output, learned.output
     assert "is larger than" in learned.output
+    for command in (["suggest", str(photo)], ["plot", str(photo), "-o", str(tmp_path / "where.png")]):
+        result = CliRunner().invoke(cli, [*command, "--model", str(tiny_bundle), "--no-personal"])
+        assert result.exit_code == 1 and "is larger than" in result.output, result.output
