@@ -123,8 +123,8 @@ TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback
 IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
 TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
 SIDECAR_SUFFIX = ".xmp"
-# A photo file the commands read (whole, into memory: suggest, plot, tag, personal learn): the largest image Lablr decodes,
-# MAX_IMAGE_PIXELS of 16-bit RGBA stored uncompressed, is 800 MB
+# A photo file the commands read (whole, into memory: suggest, plot, tag, personal learn): the largest
+# image Lablr decodes, MAX_IMAGE_PIXELS of 16-bit RGBA stored uncompressed, is 800 MB
 MAX_PHOTO_BYTES = 1 << 30
 # An XMP sidecar Lablr reads (its keywords) or adds to: exiv2 takes about 12 times a packet's size to
 # parse it, so a bigger one is named and left alone (darktable's, with every edit's history, are under 1 MB)

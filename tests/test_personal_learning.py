@@ -666,7 +666,7 @@ def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_fr
 
 
 def test_an_enormous_sidecar_gets_one_line_unread_and_the_photo_is_learned_from_the_rest(tiny_bundle, env, tmp_path):
-    """exiv2 takes about 12 times a packet's size to parse it: a sidecar of gigabytes would take the machine's memory."""
+    """exiv2 takes about 12 times a packet's size to parse it: a sidecar of gigabytes took the machine's memory."""
     folder = tmp_path / "big"
     folder.mkdir()
     make_photo(folder / "p.jpg", "red", "circle", seed=150)  # its own keywords: Old Tag, café

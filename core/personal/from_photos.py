@@ -93,7 +93,8 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
-    _, data = read_regular(path, limit=defaults.MAX_PHOTO_BYTES)  # found a moment ago, it may since be a link, a folder or a pipe (never read)
+    # found a moment ago, it may since be a link, a folder or a pipe (never read)
+    _, data = read_regular(path, limit=defaults.MAX_PHOTO_BYTES)
     embedded = store.read(data)
     sidecars, unread_sidecars = [], []
     for sidecar in sidecars_of(path, listings):
