@@ -50,7 +50,7 @@ MAX_TAG_STATISTICS = 1 << 26
 # tag statistics at the bound above, as float64. Zipped zeros that declare tag names of a gigabyte are
 # refused before they are decompressed.
 MAX_BUNDLE_ARRAY_BYTES = 8 * MAX_TAG_STATISTICS
-# A bundle's manifest.json (a build of a million Flickr photos lists its held-out ones in a few MB)
+# A bundle's manifest (a build of a million Flickr photos lists its held-out ones in a few MB)
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 # The server

@@ -747,3 +747,17 @@ def test_a_layer_flooded_with_the_longest_tags_stays_small_on_disk_and_starts_in
     with running_server(tiny_bundle, env=env) as (base, lines), httpx.Client(base_url=base, timeout=60) as client:
         assert client.get("/api/v1/personal").json()["photos"] == 1500
         assert peak_memory(lines) < 400e6  # it was 900 MB
+
+
+def test_names_of_photos_and_sidecars_cannot_reach_the_terminal_raw(tiny_bundle, env, tmp_path):
+    """A folder from elsewhere may name a file with escape sequences: one that sets the terminal's title and clears
+    its screen reached the terminal as it was (`lablr tag` escapes them)."""
+    folder = tmp_path / "named"
+    folder.mkdir()
+    evil = "evil\x1b]0;owned\x07\x1b[2J"
+    (folder / f"{evil}1.jpg").write_bytes(b"not a jpeg")
+    make_photo(folder / f"{evil}2.jpg", "red", "circle", seed=170)
+    (folder / f"{evil}2.xmp").mkdir()  # a folder where its sidecar would be
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1 and "\x1b" not in result.stderr + result.stdout and "\x07" not in result.stderr
+    assert result.stderr.count("evil\\x1b]0;owned\\x07\\x1b[2J") == 2, result.stderr

@@ -21,7 +21,7 @@ from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecars_of
+from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
 
 
 @dataclass
@@ -139,9 +139,10 @@ def _known(photo: _Photo, layer, gains) -> Outcome:
 
 
 def problem_lines(outcome: Outcome) -> list[str]:
-    """One line for a photo that could not be learned, and one for each of its sidecars that could not be read."""
+    """One line for a photo that could not be learned, and one for each of its sidecars that could not be read,
+    with control characters escaped: a file name cannot break or restyle the terminal."""
     lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status == "failed" else []
-    return lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]
+    return [printable(line) for line in lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]]
 
 
 def _reason(error) -> str:
