@@ -81,3 +81,16 @@ def expect(headers: Headers, name: str, shape, path, what: str):
     if not same_rank or any(want is not None and want != got for want, got in zip(shape, found, strict=True)):
         shown = tuple("any" if want is None else want for want in shape)
         raise BundleError(f"{what.capitalize()} in {path}: {name} has shape {found}, not {shown}.")
+
+
+def tag_names(array, path, what: str) -> list[str]:
+    """The names in a bundle's array of tags; one that is not a tag Lablr would take from a user (empty, a control
+    character, a right-to-left override that would show it reversed) is refused: it is shown on the web page and
+    typed into Flickr by the extension."""
+    from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag
+
+    names = [str(name) for name in array]
+    bad = next((name for name in names if not is_acceptable_tag(name)), None)
+    if bad is not None:
+        raise BundleError(f"{what.capitalize()} in {path} name a tag that is not {TAG_RULE}: {bad[:40]!r}.")
+    return names

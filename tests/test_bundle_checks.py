@@ -101,6 +101,10 @@ def craft(kind, bundle):
     elif kind == "tag names of 1,000 characters":
         data = arrays(stats)
         with_arrays(bundle, "tag_stats.npz", tags=np.array([tag + "x" * 1000 for tag in data["tags"]]))
+    elif kind == "a tag named with a right-to-left override":
+        tags = arrays(stats)["tags"].astype(object)
+        tags[0] = "\u202egnp.exe"  # shown reversed: "exe.png"
+        with_arrays(bundle, "tag_stats.npz", tags=tags.astype(str))
     elif kind == "a 1.6 GB checksum in the encoder's PCA, of zipped zeros":
         data = arrays(encoder_pca)
         zipped_arrays(encoder_pca, {k: v for k, v in data.items() if k != "weights_sha256"},
@@ -135,7 +139,7 @@ KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", 
          "inf in the tag counts", "NaN in the encoder's PCA", "covariances not positive definite",
          "tag statistics of another dimension", "5,000 tags of zipped zeros", "a FIFO for the picture's PCA",
          "a symbolic link for the tag statistics", "a file the manifest does not list", "a FIFO for the manifest",
-         "tag names of 1,000 characters"]
+         "tag names of 1,000 characters", "a tag named with a right-to-left override"]
 
 
 @pytest.fixture
@@ -187,7 +191,8 @@ def test_serve_refuses_a_crafted_bundle_before_any_worker_starts(crafted):
     assert peak < 2e9  # reading the zipped zeros and deriving covariances from them took more than 4 GB
 
 
-@pytest.mark.parametrize("change", ["more pairs than the bound", "tags that are numbers", "NaN temperature"])
+@pytest.mark.parametrize("change", ["more pairs than the bound", "tags that are numbers", "NaN temperature",
+                                    "an empty tag"])
 def test_a_crafted_photo_vocabulary_is_refused_in_one_line(tmp_path, change):
     bundle = tmp_path / "crafted"
     shutil.copytree(bundled_root() / defaults.DEFAULT_MODEL, bundle)
@@ -195,6 +200,7 @@ def test_a_crafted_photo_vocabulary_is_refused_in_one_line(tmp_path, change):
     changes = {"more pairs than the bound": {"tags": np.full(pairs, "t"), "classes": np.zeros(pairs, np.int16),
                                              "tag_of": np.arange(pairs)},
                "tags that are numbers": {"tags": np.arange(len(arrays(bundle / "concept_tags.npz")["tags"]))},
-               "NaN temperature": {"temperature": np.float64(np.nan)}}[change]
+               "NaN temperature": {"temperature": np.float64(np.nan)},
+               "an empty tag": {"tags": np.array(["", *arrays(bundle / "concept_tags.npz")["tags"][1:]])}}[change]
     with_arrays(bundle, "concept_tags.npz", **changes)
     refusal(resealed(bundle), tmp_path, "suggest")
