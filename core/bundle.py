@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core import __version__, fitted_photos
+from lablr.core import __version__, defaults, fitted_photos
 from lablr.core.errors import BundleError
 from lablr.core.files import atomic_directory, sha256_file, write_atomically
 from lablr.core.part_settings import check_part_kinds, check_settings
@@ -95,7 +95,12 @@ def read_manifest(directory) -> Manifest:
     if path.is_symlink() or not path.is_file():  # a FIFO would hang the read
         raise BundleError(f"{path} is not a regular file: the bundle is damaged.")
     try:
-        raw = json.loads(path.read_text())
+        with open(path, "rb") as file:
+            text = file.read(defaults.MAX_MANIFEST_BYTES + 1)  # never more: a manifest of gigabytes is refused
+        if len(text) > defaults.MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path} is larger than {defaults.MAX_MANIFEST_BYTES:,} bytes, more than any "
+                              "manifest Lablr writes: the bundle is damaged or crafted.")
+        raw = json.loads(text)
     except (OSError, ValueError) as error:
         raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
     try:

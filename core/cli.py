@@ -42,12 +42,19 @@ class LablrGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LablrError as error:
-            raise click.ClickException(error.message) from None
+            raise click.ClickException(_shown(error.message)) from None
         except BrokenPipeError:
             raise  # `lablr ... | head`: click leaves quietly
         except OSError as error:  # a folder that is not there, no permission, a full disk
-            raise click.ClickException(f"{error.filename}: {error.strerror}." if error.filename
-                                       else f"{error.strerror or error}.") from None
+            raise click.ClickException(_shown(f"{error.filename}: {error.strerror}." if error.filename
+                                              else f"{error.strerror or error}.")) from None
+
+
+def _shown(message: str) -> str:
+    """An error's line with control characters escaped: a file name in it cannot break or restyle the terminal."""
+    from lablr.core.photometa.tagging import printable
+
+    return printable(message)
 
 
 @click.group(cls=LablrGroup)

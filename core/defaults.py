@@ -46,6 +46,12 @@ MAX_IMAGES = 64  # photos in one request
 # A bundle's tag statistics hold at most this many numbers per tags x dimensions² (a float64 array
 # of 512 MB: 4,096 tags in 128 dimensions): checked from the file's headers before it is read.
 MAX_TAG_STATISTICS = 1 << 26
+# Any one array of a bundle's .npz files, by the size its header declares (read before its data): the
+# tag statistics at the bound above, as float64. Zipped zeros that declare tag names of a gigabyte are
+# refused before they are decompressed.
+MAX_BUNDLE_ARRAY_BYTES = 8 * MAX_TAG_STATISTICS
+# A bundle's manifest (a build of a million Flickr photos lists its held-out ones in a few MB)
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 # The server
 HOST = "127.0.0.1"
@@ -117,5 +123,11 @@ TAG_MAX_CHARS = 100  # a longer tag is refused by the server (embed and feedback
 IPTC_KEYWORD_MAX_BYTES = 64  # the IPTC standard's limit; a longer tag goes to XMP only
 TAG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".webp")  # found in folders
 SIDECAR_SUFFIX = ".xmp"
+# A photo file the commands read (whole, into memory: suggest, plot, tag, personal learn): the largest
+# image Lablr decodes, MAX_IMAGE_PIXELS of 16-bit RGBA stored uncompressed, is 800 MB
+MAX_PHOTO_BYTES = 1 << 30
+# An XMP sidecar Lablr reads (its keywords) or adds to: exiv2 takes about 12 times a packet's size to
+# parse it, so a bigger one is named and left alone (darktable's, with every edit's history, are under 1 MB)
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 LABLR_XMP_NAMESPACE = "urn:lablr:xmp:1.0#"  # where a photo records that Lablr tagged it
 LABLR_XMP_PREFIX = "lablr"

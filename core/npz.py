@@ -2,16 +2,19 @@
 
 `read_npz` reads each array's header (shape and dtype, a few hundred bytes) before any data
 is decompressed, and asks the caller to check those shapes: a file of zipped zeros that
-declares 100,000 tags is refused before it takes gigabytes. No pickle (object arrays are
+declares 100,000 tags, or tag names of a gigabyte, is refused before it takes gigabytes
+(no array may declare more than MAX_BUNDLE_ARRAY_BYTES). No pickle (object arrays are
 refused), only the arrays asked for, and every floating-point value must be finite.
 """
 
+import math
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from lablr.core import defaults
 from lablr.core.errors import BundleError
 
 Headers = dict[str, tuple[tuple[int, ...], np.dtype]]
@@ -36,6 +39,11 @@ def read_npz(path, names, check: Callable[[Headers], None], *, optional=(), what
                 if dtype.hasobject:
                     raise BundleError(f"{what.capitalize()} in {path} hold Python objects ({name}), which Lablr "
                                       "never unpickles.")
+            for name, (shape, dtype) in headers.items():
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > defaults.MAX_BUNDLE_ARRAY_BYTES:
+                    raise BundleError(f"{what.capitalize()} in {path}: {name} declares {declared:,} bytes, more than "
+                                      f"Lablr reads from one array ({defaults.MAX_BUNDLE_ARRAY_BYTES:,}).")
             check(headers)
             arrays = {name: _array(archive, present[name]) for name in wanted}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
@@ -73,3 +81,16 @@ def expect(headers: Headers, name: str, shape, path, what: str):
     if not same_rank or any(want is not None and want != got for want, got in zip(shape, found, strict=True)):
         shown = tuple("any" if want is None else want for want in shape)
         raise BundleError(f"{what.capitalize()} in {path}: {name} has shape {found}, not {shown}.")
+
+
+def tag_names(array, path, what: str) -> list[str]:
+    """The names in a bundle's array of tags; one that is not a tag Lablr would take from a user (empty, a control
+    character, a right-to-left override that would show it reversed) is refused: it is shown on the web page and
+    typed into Flickr by the extension."""
+    from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag
+
+    names = [str(name) for name in array]
+    bad = next((name for name in names if not is_acceptable_tag(name)), None)
+    if bad is not None:
+        raise BundleError(f"{what.capitalize()} in {path} name a tag that is not {TAG_RULE}: {bad[:40]!r}.")
+    return names

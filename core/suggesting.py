@@ -31,10 +31,8 @@ def _decode(path, size):
         return ImageError(f"is a folder: name its photos ({Path(path) / '*.jpg'}), or see all their tags with "
                           f"`lablr tag {path} --dry-run`.", code="unreadable")
     try:
-        data = Path(path).read_bytes()
+        return imaging.decode(imaging.read_file(path), size)
     except OSError as error:
         return ImageError(f"cannot be read ({error.strerror or error}).", code="unreadable")
-    try:
-        return imaging.decode(data, size)
     except ImageError as error:
         return error

@@ -16,7 +16,7 @@ import numpy as np
 
 from lablr.core import defaults
 from lablr.core.errors import BundleError
-from lablr.core.npz import expect, read_npz
+from lablr.core.npz import expect, read_npz, tag_names
 
 FILE = "concept_tags.npz"
 CLASSES = 1000  # ImageNet's: the outputs of the encoder's classifier, one synset each
@@ -109,9 +109,9 @@ class ConceptVocabulary:
                 raise BundleError(f"The photo vocabulary in {path} is damaged: rebuild the bundle.")
 
         data = read_npz(path, ("tags", "classes", "tag_of", "temperature", "pixel_tags"), check, what=what)
-        vocabulary = cls([str(t) for t in data["tags"]], data["classes"].astype(np.int64),
+        vocabulary = cls(tag_names(data["tags"], path, what), data["classes"].astype(np.int64),
                          data["tag_of"].astype(np.int64), float(data["temperature"]),
-                         [str(t) for t in data["pixel_tags"]])
+                         tag_names(data["pixel_tags"], path, what))
         if (vocabulary.classes.size and (vocabulary.classes.min() < 0 or vocabulary.classes.max() >= CLASSES
                                          or vocabulary.tag_of.min() < 0
                                          or vocabulary.tag_of.max() >= len(vocabulary.tags))

@@ -19,7 +19,7 @@ import numpy as np
 
 from lablr.core import defaults, hookimpl
 from lablr.core.errors import BundleError
-from lablr.core.npz import expect, read_npz
+from lablr.core.npz import expect, read_npz, tag_names
 from lablr.core.part_settings import Setting
 from lablr.core.ranking import whitening_factors
 
@@ -239,7 +239,7 @@ class GaussianTagModel:
         path = Path(directory) / FILE
         data = read_npz(path, ("tags", "counts", "sums"), lambda headers: _check_shapes(headers, path),
                         optional=("outer_upper", "outer_sums"), what="the tag statistics")
-        self.tags = [str(t) for t in data["tags"]]
+        self.tags = tag_names(data["tags"], path, "the tag statistics")
         self.counts, self._sums = data["counts"].astype(np.float64), data["sums"].astype(np.float64)
         self._outer_sums = (_symmetric(data["outer_upper"], self._sums.shape[1]) if "outer_upper" in data
                             else data["outer_sums"].astype(np.float64))  # bundles written before the packing
@@ -260,8 +260,9 @@ def _check_shapes(headers, path):
     """The statistics' shapes agree with each other, and their size is within Lablr's bound."""
     what = "the tag statistics"
     shape, dtype = headers["tags"]
-    if len(shape) != 1 or dtype.kind not in "US":
-        raise BundleError(f"The tag statistics in {path}: tags are not a list of names.")
+    if len(shape) != 1 or dtype.kind not in "US" or dtype.itemsize > 4 * defaults.TAG_MAX_CHARS:
+        raise BundleError(f"The tag statistics in {path}: tags are not a list of names (of at most "
+                          f"{defaults.TAG_MAX_CHARS} characters).")
     kinds = shape[0]
     expect(headers, "counts", (kinds,), path, what)
     expect(headers, "sums", (kinds, None), path, what)

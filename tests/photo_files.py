@@ -137,3 +137,10 @@ def jpeg_with_xmp(path, packet: str):
     segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
     path.write_bytes(data[:2] + segment + data[2:])
     return path
+
+
+def padded_sidecar(path, keyword: str, size: int):
+    """A real XMP sidecar (exiftool's) with `keyword`, padded with blank lines to `size` bytes, as XMP may be."""
+    exiftool(path, f"-XMP-dc:Subject={keyword}")
+    data = path.read_bytes()
+    path.write_bytes(data + b"\n" * (size - len(data)))

@@ -59,6 +59,21 @@ def zipped_zeros(path, tags: int, dim: int):
                 file.write(bytes(size % (1 << 24)))
 
 
+def zipped_arrays(path, arrays_by_name, **zeros):
+    """An .npz of these arrays, and of arrays of zeros that compress to almost nothing ({name: (shape, dtype)})."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays_by_name.items():
+            with archive.open(name + ".npy", "w") as file:
+                np.lib.format.write_array(file, array)
+        for name, (shape, dtype) in zeros.items():
+            with archive.open(name + ".npy", "w", force_zip64=True) as file:
+                np.lib.format.write_array_header_1_0(file, {"descr": dtype, "fortran_order": False, "shape": shape})
+                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+                for _ in range(size // (1 << 24)):
+                    file.write(bytes(1 << 24))
+                file.write(bytes(size % (1 << 24)))
+
+
 def craft(kind, bundle):
     """Change one thing in a copy of the default bundle, as the issue's red team did."""
     lite, stats, encoder_pca = bundle / "effnet.tflite", bundle / "tag_stats.npz", bundle / "effnet_pca.npz"
@@ -83,6 +98,22 @@ def craft(kind, bundle):
         with_arrays(bundle, "tag_stats.npz", sums=data["sums"][:, :16], outer_upper=full[:, upper[0], upper[1]])
     elif kind == "5,000 tags of zipped zeros":
         zipped_zeros(stats, 5_000, 128)  # over the bound of tags x dimensions²: 82 million numbers
+    elif kind == "tag names of 1,000 characters":
+        data = arrays(stats)
+        with_arrays(bundle, "tag_stats.npz", tags=np.array([tag + "x" * 1000 for tag in data["tags"]]))
+    elif kind == "a tag named with a right-to-left override":
+        tags = arrays(stats)["tags"].astype(object)
+        tags[0] = "\u202egnp.exe"  # shown reversed: "exe.png"
+        with_arrays(bundle, "tag_stats.npz", tags=tags.astype(str))
+    elif kind == "a 1.6 GB checksum in the encoder's PCA, of zipped zeros":
+        data = arrays(encoder_pca)
+        zipped_arrays(encoder_pca, {k: v for k, v in data.items() if k != "weights_sha256"},
+                      weights_sha256=((), "<U400000000"))
+    elif kind == "a manifest of 2 GB":
+        resealed(bundle)
+        with open(bundle / "manifest.json", "r+b") as file:
+            file.truncate(2 << 30)  # the JSON, then zeros (a sparse file: nothing is written)
+        return bundle
     elif kind == "a FIFO for the picture's PCA":
         (bundle / "pca.npz").unlink()
         resealed(bundle)
@@ -107,7 +138,8 @@ def craft(kind, bundle):
 KINDS = ["garbage tflite", "truncated tflite", "tflite of another output size", "NaN in the tag statistics",
          "inf in the tag counts", "NaN in the encoder's PCA", "covariances not positive definite",
          "tag statistics of another dimension", "5,000 tags of zipped zeros", "a FIFO for the picture's PCA",
-         "a symbolic link for the tag statistics", "a file the manifest does not list", "a FIFO for the manifest"]
+         "a symbolic link for the tag statistics", "a file the manifest does not list", "a FIFO for the manifest",
+         "tag names of 1,000 characters", "a tag named with a right-to-left override"]
 
 
 @pytest.fixture
@@ -146,7 +178,9 @@ def test_every_command_that_loads_a_bundle_refuses_it(crafted, tmp_path, command
 
 
 @pytest.mark.parametrize("crafted", ["garbage tflite", "NaN in the tag statistics", "a FIFO for the picture's PCA",
-                                     "5,000 tags of zipped zeros"], indirect=True)
+                                     "5,000 tags of zipped zeros",
+                                     "a 1.6 GB checksum in the encoder's PCA, of zipped zeros", "a manifest of 2 GB"],
+                         indirect=True)
 def test_serve_refuses_a_crafted_bundle_before_any_worker_starts(crafted):
     port = str(free_port())
     done = subprocess.run([sys.executable, "-m", "lablr.core.cli", "serve", "--port", port, "--model", str(crafted)],
@@ -157,7 +191,8 @@ def test_serve_refuses_a_crafted_bundle_before_any_worker_starts(crafted):
     assert peak < 2e9  # reading the zipped zeros and deriving covariances from them took more than 4 GB
 
 
-@pytest.mark.parametrize("change", ["more pairs than the bound", "tags that are numbers", "NaN temperature"])
+@pytest.mark.parametrize("change", ["more pairs than the bound", "tags that are numbers", "NaN temperature",
+                                    "an empty tag"])
 def test_a_crafted_photo_vocabulary_is_refused_in_one_line(tmp_path, change):
     bundle = tmp_path / "crafted"
     shutil.copytree(bundled_root() / defaults.DEFAULT_MODEL, bundle)
@@ -165,6 +200,7 @@ def test_a_crafted_photo_vocabulary_is_refused_in_one_line(tmp_path, change):
     changes = {"more pairs than the bound": {"tags": np.full(pairs, "t"), "classes": np.zeros(pairs, np.int16),
                                              "tag_of": np.arange(pairs)},
                "tags that are numbers": {"tags": np.arange(len(arrays(bundle / "concept_tags.npz")["tags"]))},
-               "NaN temperature": {"temperature": np.float64(np.nan)}}[change]
+               "NaN temperature": {"temperature": np.float64(np.nan)},
+               "an empty tag": {"tags": np.array(["", *arrays(bundle / "concept_tags.npz")["tags"][1:]])}}[change]
     with_arrays(bundle, "concept_tags.npz", **changes)
     refusal(resealed(bundle), tmp_path, "suggest")

@@ -183,3 +183,10 @@ def test_a_folder_without_photos_says_what_lablr_looks_for(tiny_bundle, tmp_path
     assert result.exit_code == 0
     assert result.output == ("No photos found: in folders Lablr looks for .jpg, .jpeg, .jpe, .png, .tif, .tiff, "
                              ".webp files (any case; hidden ones left out).\n")
+
+
+def test_a_file_name_with_escape_sequences_reaches_the_terminal_escaped(photo, tmp_path):
+    """One error line names the file: its escape sequences (set the title, clear the screen) reached the terminal."""
+    output = tmp_path / "evil\x1b]0;owned\x07\x1b[2J" / "where.png"  # in a folder that is not there
+    line = one_error_line(run("plot", photo, "-o", output, "--no-personal"))
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J" in line and "\x1b" not in line and "\x07" not in line

@@ -120,6 +120,8 @@ def test_a_new_tag_joins_after_five_photos_and_is_then_suggested(client):
     (lambda c: send(c, png(), ",".join(f"t{i}" for i in range(76))), 422, "bad_tags"),
     (lambda c: send(c, png(), "x" * 101), 422, "bad_tags"),
     (lambda c: send(c, png(), "sea,bell\x07"), 422, "bad_tags"),
+    (lambda c: send(c, png(), "sea,\u202egnp.exe"), 422, "bad_tags"),  # right-to-left override
+    (lambda c: send(c, png(), "sea,\u200d\u200c"), 422, "bad_tags"),  # joiners alone: an invisible tag
     (lambda c: c.post("/api/v1/feedback", files=[("image", ("a.png", png(seed=1), "image/png")),
                                                   ("image", ("b.png", png(seed=2), "image/png"))],
                       data={"tags": "red"}), 422, "bad_parameter"),

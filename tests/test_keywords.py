@@ -25,6 +25,7 @@ from photo_files import (
     jpeg_with_xmp,
     make_photo,
     needs_exiftool,
+    padded_sidecar,
     pixels,
     read_tags,
     recompress_icc,
@@ -32,6 +33,7 @@ from photo_files import (
 )
 from PIL import Image, ImageSequence
 
+from lablr.core import defaults
 from lablr.core.cli import cli
 from lablr.core.photometa.tagging import PARTIAL
 
@@ -571,3 +573,49 @@ def test_keywords_only_in_iptc_stay_what_xmp_readers_see(tiny_bundle, tmp_path):
     mwg = subprocess.run(["exiftool", "-j", "-use", "MWG", "-MWG:Keywords", str(photo)], check=True,
                          capture_output=True, text=True).stdout
     assert json.loads(mwg)[0]["Keywords"] == seen["Subject"]
+
+
+def test_an_enormous_sidecar_is_named_and_both_files_left_as_they_were(tiny_bundle, tmp_path):
+    photo, sidecar = make_photo(tmp_path / "p.jpg"), tmp_path / "p.xmp"
+    padded_sidecar(sidecar, "from darktable", defaults.MAX_SIDECAR_BYTES + 1)
+    original, content = photo.read_bytes(), sidecar.read_bytes()
+    result = tag(tiny_bundle, photo, "--sidecar", "--k", "2")
+    assert result.exit_code == 1, result.output
+    assert (f"p.jpg: not changed: its sidecar p.xmp is larger than {defaults.MAX_SIDECAR_BYTES:,} bytes"
+            in result.output), result.output
+    assert sidecar.read_bytes() == content and photo.read_bytes() == original
+
+
+def test_iptc_keywords_written_as_utf8_without_saying_so_reach_xmp_as_written(tiny_bundle, tmp_path):
+    """The XMP list Lablr begins carries the IPTC keywords: "café", stored as UTF-8 with no character set
+    record, was copied into it as "cafÃ©" (read as Latin-1), for every XMP reader to show from then on."""
+    photo = make_photo(tmp_path / "slide.jpg", keywords=False)
+    exiftool(photo, "-charset", "iptc=UTF8", "-IPTC:Keywords=café", "-IPTC:Keywords=Lake Garda")
+    result = tag(tiny_bundle, photo, "--k", "2")
+    assert result.exit_code == 0, result.output
+    seen = read_tags(photo)
+    assert seen["Subject"] == ["café", "Lake Garda", *seen["Added"]] and len(seen["Added"]) == 2
+
+
+def test_a_photo_file_past_the_size_lablr_reads_is_named_and_left_as_it_was(tiny_bundle, tmp_path, monkeypatch):
+    """Photos were read whole: a small JPEG followed by 3 GB of zeros (a sparse file, nothing on disk) took
+    3.1 GB to suggest tags for, and would have been written again whole; one of tens of gigabytes took the
+    machine's memory. Here the bound is made small, as a big file would meet the real one."""
+    photo = make_photo(tmp_path / "padded.jpg")
+    original = photo.read_bytes()
+    monkeypatch.setattr(defaults, "MAX_PHOTO_BYTES", len(original) + 1000)
+    with open(photo, "r+b") as file:
+        file.truncate(len(original) + 1001)  # what follows a JPEG's end is kept as it is
+    for flags in (["--dry-run"], []):
+        result = tag(tiny_bundle, photo, *flags)
+        assert result.exit_code == 1, result.output
+        assert (f"padded.jpg: not changed: it is larger than {len(original) + 1000:,} bytes, more than Lablr reads"
+                in result.output), result.output
+        assert photo.read_bytes() == original + bytes(1001)
+    learned = CliRunner().invoke(cli, ["personal", "learn", str(photo), "--model", str(tiny_bundle), "-q"],
+                                 env={"XDG_DATA_HOME": str(tmp_path / "data")})
+    assert learned.exit_code == 1 and "0 unreadable" not in learned.output, learned.output
+    assert "is larger than" in learned.output
+    for command in (["suggest", str(photo)], ["plot", str(photo), "-o", str(tmp_path / "where.png")]):
+        result = CliRunner().invoke(cli, [*command, "--model", str(tiny_bundle), "--no-personal"])
+        assert result.exit_code == 1 and "is larger than" in result.output, result.output

@@ -13,8 +13,9 @@ import httpx
 import pytest
 from conftest import draw_shape, encoded, on_a_terminal, photo, real_photo
 from lablr_server import running_server
-from photo_files import exiftool, make_photo, needs_exiftool, read_tags
+from photo_files import exiftool, make_photo, needs_exiftool, padded_sidecar, read_tags
 
+from lablr.core import defaults
 from lablr.core.photometa.tagging import PARTIAL
 
 pytestmark = needs_exiftool
@@ -676,3 +677,101 @@ def test_a_sidecar_that_cannot_be_read_gets_one_line_and_the_photo_is_learned_fr
     assert any(line.startswith(str(folder / "bare.png") + ": no keywords could be read") for line in lines), lines
     assert "Learned from 2 photos; 0 already known, 0 without keywords of their own, 1 unreadable" in result.stdout
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 2, "café": 2}
+
+
+def test_an_enormous_sidecar_gets_one_line_unread_and_the_photo_is_learned_from_the_rest(tiny_bundle, env, tmp_path):
+    """exiv2 takes about 12 times a packet's size to parse it: a sidecar of gigabytes took the machine's memory."""
+    folder = tmp_path / "big"
+    folder.mkdir()
+    make_photo(folder / "p.jpg", "red", "circle", seed=150)  # its own keywords: Old Tag, café
+    padded_sidecar(folder / "p.xmp", "from the sidecar", defaults.MAX_SIDECAR_BYTES + 1)
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"{folder / 'p.xmp'}: the sidecar is larger than "
+                                          f"{defaults.MAX_SIDECAR_BYTES:,} bytes, more than Lablr reads"]
+    assert "Learned from 1 photos" in result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "café": 1}
+
+
+def test_iptc_keywords_written_as_utf8_without_saying_so_are_learned_as_written(tiny_bundle, env, tmp_path):
+    """Many programs write UTF-8 into IPTC without its character set record: "straße" was read as Latin-1,
+    "straÃ\\x9fe", whose control character made the whole photo unreadable, and "café" was learned as "cafÃ©".
+    Some end each keyword with a NUL, which made the photo unreadable too."""
+    folder = tmp_path / "iptc"
+    folder.mkdir()
+    utf8 = make_photo(folder / "utf8.jpg", "red", "circle", seed=160, keywords=False)
+    exiftool(utf8, "-charset", "iptc=UTF8", "-IPTC:Keywords=café", "-IPTC:Keywords=straße")
+    latin = make_photo(folder / "latin.jpg", "red", "circle", seed=161, keywords=False)
+    exiftool(latin, "-charset", "iptc=Latin", "-IPTC:Keywords=garçon")
+    assert b"stra\xc3\x9fe" in utf8.read_bytes() and b"gar\xe7on" in latin.read_bytes()
+    assert b"\x1b%G" not in utf8.read_bytes()  # no record says UTF-8
+    ended = make_photo(folder / "ended.jpg", "red", "circle", seed=162, keywords=False)
+    (tmp_path / "keyword").write_bytes(b"beach\x00")  # a C string, as some programs write them
+    exiftool(ended, f"-IPTC:Keywords<={tmp_path / 'keyword'}")
+    assert b"beach\x00" in ended.read_bytes()
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert show(tiny_bundle, env)["tag_photos"] == {"beach": 1, "café": 1, "garçon": 1, "straße": 1}
+
+
+def long_tags(photo_number: int) -> list[str]:
+    """75 tags of 100 characters each, the most a photo may have: emoji, each its own (a flood of tags that are
+    no one's)."""
+    return [chr(0x1F600 + (photo_number * 75 + k) % 80) * 99 + chr(0x4E00 + k) for k in range(75)]
+
+
+def peak_memory(lines) -> int:
+    """The peak resident memory, in bytes, of the server whose log lines these are (one worker, in process)."""
+    pid = next(line for line in lines if "Lablr is serving" in line).rsplit("worker ", 1)[1]
+    with open(f"/proc/{pid}/status") as status:
+        return 1024 * int(next(line for line in status if line.startswith("VmHWM")).split()[1])
+
+
+def test_a_layer_flooded_with_the_longest_tags_stays_small_on_disk_and_starts_in_bounded_memory(tiny_bundle, tmp_path):
+    """Feedback of 75 tags of 100 emoji took 180 KB a photo on disk (JSON's escapes, 12 bytes an emoji), and the
+    server read every event at once as it started: 3,000 such photos (of the 50,000 allowed) made a layer of
+    540 MB that took 1.6 GB to start."""
+    import sqlite3
+    from contextlib import closing
+
+    import numpy as np
+
+    from lablr.core.model import Model
+    from lablr.core.personal.layer import PersonalLayer, layer_path
+
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        for seed in range(3):
+            answer = send(client, photo("green", "square", 700 + seed), ",".join(long_tags(seed)),
+                          ",".join(long_tags(seed + 1)))
+            assert answer.status_code == 200 and answer.json()["recorded"], answer.text
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_DATA_HOME", env["XDG_DATA_HOME"])
+        model = Model.load(tiny_bundle)
+        layer = PersonalLayer.for_bundle(model)
+        with closing(sqlite3.connect(layer_path(tiny_bundle))) as db:
+            stored = db.execute("select sum(length(cast(tags as blob)) + length(cast(suggested as blob))) "
+                                "from events").fetchone()[0]
+        assert stored < 3 * 2 * 75 * 4 * 101  # 4 bytes an emoji, tags and suggested: it was 3 times that
+        rng = np.random.default_rng(0)
+        for number in range(3, 1500):  # the rest of the flood, written as the server writes it
+            layer.record(f"flood{number}", rng.normal(size=model.encoder.latent_dim), long_tags(number),
+                         long_tags(number + 1))
+        layer.close()
+    with running_server(tiny_bundle, env=env) as (base, lines), httpx.Client(base_url=base, timeout=60) as client:
+        assert client.get("/api/v1/personal").json()["photos"] == 1500
+        assert peak_memory(lines) < 400e6  # it was 900 MB
+
+
+def test_names_of_photos_and_sidecars_cannot_reach_the_terminal_raw(tiny_bundle, env, tmp_path):
+    """A folder from elsewhere may name a file with escape sequences: one that sets the terminal's title and clears
+    its screen reached the terminal as it was (`lablr tag` escapes them)."""
+    folder = tmp_path / "named"
+    folder.mkdir()
+    evil = "evil\x1b]0;owned\x07\x1b[2J"
+    (folder / f"{evil}1.jpg").write_bytes(b"not a jpeg")
+    make_photo(folder / f"{evil}2.jpg", "red", "circle", seed=170)
+    (folder / f"{evil}2.xmp").mkdir()  # a folder where its sidecar would be
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1 and "\x1b" not in result.stderr + result.stdout and "\x07" not in result.stderr
+    assert result.stderr.count("evil\\x1b]0;owned\\x07\\x1b[2J") == 2, result.stderr

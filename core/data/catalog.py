@@ -44,7 +44,8 @@ TAG_RULE = f"printable text of at most {defaults.TAG_MAX_CHARS} characters"  # w
 
 def is_acceptable_tag(tag: str) -> bool:
     """Whether a tag sent to Lablr (to embed or to learn) is TAG_RULE."""
-    return len(tag) <= defaults.TAG_MAX_CHARS and all(char.isprintable() or char in JOINERS for char in tag)
+    return (len(tag) <= defaults.TAG_MAX_CHARS and all(char.isprintable() or char in JOINERS for char in tag)
+            and not set(tag) <= JOINERS)  # joiners join what is there: alone, they are an invisible tag
 
 
 def compact_tag(tag: str) -> str:

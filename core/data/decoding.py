@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lablr.core import defaults
 from lablr.core.defaults import MAX_IMAGE_PIXELS, MAX_REQUEST_PIXELS
 from lablr.core.errors import ImageError
 
@@ -179,8 +180,20 @@ def _with_position(step, item, index, count, **options):
 def load(path, size: int, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """An image file -> uint8 array (size, size, 3)."""
     try:
-        with open(path, "rb") as file:
-            data = file.read()
+        data = read_file(path)
     except OSError as error:
         raise ImageError(f"Cannot read {path}: {error.strerror}.", code="unreadable") from None
+    except ImageError as error:
+        raise ImageError(f"{path} {error.message}", code=error.code, status=error.status) from None
     return decode(data, size, max_pixels=max_pixels)
+
+
+def read_file(path) -> bytes:
+    """A photo file's bytes (it is read whole). Raises OSError, or ImageError "is larger than..." for one over
+    MAX_PHOTO_BYTES, unread."""
+    with open(path, "rb") as file:
+        data = file.read(defaults.MAX_PHOTO_BYTES + 1)
+    if len(data) > defaults.MAX_PHOTO_BYTES:
+        raise ImageError(f"is larger than {defaults.MAX_PHOTO_BYTES:,} bytes, more than Lablr reads.", code="too_large",
+                         status=413)
+    return data

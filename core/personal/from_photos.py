@@ -22,7 +22,7 @@ from lablr.core.errors import LablrError
 from lablr.core.personal import photos
 from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, read_regular, read_sidecar, sidecars_of
+from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
 
 
 @dataclass
@@ -94,7 +94,8 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
-    _, data = read_regular(path)  # found a moment ago, it may since be a link, a folder or a pipe (never read)
+    # found a moment ago, it may since be a link, a folder or a pipe (never read)
+    _, data = read_regular(path, limit=defaults.MAX_PHOTO_BYTES)
     embedded = store.read(data)
     sidecars, unread_sidecars = [], []
     for sidecar in sidecars_of(path, listings):
@@ -139,9 +140,10 @@ def _known(photo: _Photo, layer, gains) -> Outcome:
 
 
 def problem_lines(outcome: Outcome) -> list[str]:
-    """One line for a photo that could not be learned, and one for each of its sidecars that could not be read."""
+    """One line for a photo that could not be learned, and one for each of its sidecars that could not be read,
+    with control characters escaped: a file name cannot break or restyle the terminal."""
     lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status in ("refused", "failed") else []
-    return lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]
+    return [printable(line) for line in lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]]
 
 
 def _not_learned(path: Path, error: Exception) -> Outcome:

@@ -28,6 +28,7 @@ import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import quote
 
 import numpy as np
@@ -55,6 +56,7 @@ insert or ignore into meta (key, value) values ('removals', '0');
 # Layers written before photos were known by their pixels hold file hashes in photo_hash, and no
 # `shown` column: the column is added, their events are kept as they are.
 MIGRATIONS = ("alter table events add column shown text",)
+EVENT_BATCH = 200  # events read at once: with 75 tags of 100 emoji each, and as many suggested, 30 MB
 
 
 def layer_path(bundle_path) -> Path:
@@ -248,8 +250,8 @@ class PersonalLayer:
                 cursor = self._db.execute(
                     "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown) "
                     "values (?, ?, ?, ?, ?, ?)",
-                    [stamp, photo_hash, latent.tobytes(), json.dumps(tags),
-                     None if suggested is None else json.dumps(suggested),
+                    [stamp, photo_hash, latent.tobytes(), _text(tags),
+                     None if suggested is None else _text(suggested),
                      None if shown is None else json.dumps([None if x is None else round(float(x), 6) for x in shown])])
                 if cursor.rowcount == 0:
                     raise _AlreadyThere
@@ -286,7 +288,7 @@ class PersonalLayer:
                     added = [] if event is None else [tag for tag in tags if tag not in event.tags]
                     if added and len(event.tags) + len(added) <= defaults.PERSONAL_MAX_EVENT_TAGS:
                         self._db.execute("update events set tags = ? where id = ?",
-                                         [json.dumps(event.tags + added), event.id])
+                                         [_text(event.tags + added), event.id])
                         changed += 1
                 if not changed:
                     raise _AlreadyThere
@@ -363,16 +365,34 @@ class PersonalLayer:
                                            hashes).fetchone() is not None
 
     def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
-        """(version, removals, events after `after`) read in one transaction, so they agree."""
+        """(version, removals, events after `after`) as they agree (see `batches`)."""
+        version, removals, batches = self.batches(after)
+        return version, removals, [event for batch in batches for event in batch]
+
+    def batches(self, after: int = 0, size: int = EVENT_BATCH) -> tuple[int, int, Iterator[list[Event]]]:
+        """(version, removals, the events after `after` that those stamps count, oldest first, in lists of at most
+        `size`): a layer of many photos is never in memory whole, however long their tags. The stamps and the
+        last event's id are read in one transaction; an event recorded after it has a higher id, and one undone
+        or changed meanwhile moves `removals`, so whoever compares the stamps reads the layer again."""
         with self._read_lock:
             self._reader.execute("begin")
             try:
                 rows = dict(self._reader.execute(STAMPS))
-                events = self._reader.execute(f"select {COLUMNS} from events where id > ? order by id",
-                                              [after]).fetchall()
+                last = self._reader.execute("select coalesce(max(id), 0) from events").fetchone()[0]
             finally:
                 self._reader.execute("commit")
-        return (*self._stamps(rows), [self._event(row) for row in events])
+        return (*self._stamps(rows), self._batches(after, last, size))
+
+    def _batches(self, after: int, last: int, size: int) -> Iterator[list[Event]]:
+        while after < last:
+            with self._read_lock:
+                rows = self._reader.execute(f"select {COLUMNS} from events where id > ? and id <= ? order by id "
+                                            "limit ?", [after, last, size]).fetchall()
+            if not rows:
+                return
+            batch = [self._event(row) for row in rows]
+            yield batch
+            after = batch[-1].id
 
     def _event(self, row) -> Event:
         """An event as stored; a row that is not what `record` writes names the layer as damaged."""
@@ -392,6 +412,11 @@ class PersonalLayer:
 
 
 COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+
+
+def _text(tags: list[str]) -> str:
+    """Tags as stored: JSON in UTF-8 (an emoji is 4 bytes, not the 12 of its escapes)."""
+    return json.dumps(tags, ensure_ascii=False)
 STAMPS = "select key, value from meta where key in ('version', 'removals')"
 
 
@@ -519,7 +544,8 @@ def check(model):
     layer, _ = open_for_bundle(model)
     if layer:
         with closing(layer):
-            layer.snapshot()  # every event read: a damaged row fails here too, before anything is served
+            for _ in layer.batches()[2]:  # every event read: a damaged row fails here too, before anything is served
+                pass
 
 
 def vocabulary_tags(bundle_path) -> list[str]:

@@ -14,13 +14,14 @@ holds ten photos or ten thousand. An undo or reset replays the events that are l
 
 import threading
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from lablr.core import bundle, defaults
 from lablr.core.personal import prior
-from lablr.core.personal.layer import Event, PersonalLayer, stored_events, vocabulary_tags
+from lablr.core.personal.layer import Event, PersonalLayer, open_for_bundle, vocabulary_tags
 
 
 @dataclass
@@ -117,13 +118,14 @@ class Learning:
     def sync(self) -> bool:
         """Learn what was written since (by any process); True if the model changed."""
         with self._lock:
-            version, removals, events = self.layer.snapshot(after=self.last_id)
+            version, removals, batches = self.layer.batches(after=self.last_id)
             if (version, removals) == self.stamps:
                 return False
             if self.stamps[1] is not None and removals != self.stamps[1]:
                 self._start()  # an undo or reset: the events that are left, replayed
-                version, removals, events = self.layer.snapshot()
-            self._learn(events)
+                version, removals, batches = self.layer.batches()
+            for events in batches:  # a batch at a time: a layer of many photos is never in memory whole
+                self._learn(events)
             self.stamps = (version, removals)
             self._publish()
             return True
@@ -244,11 +246,16 @@ def personal_model(model, enabled: bool = True):
 
 
 def describe(model) -> dict:
-    where, manifest, events = stored_events(model)
+    layer, manifest = open_for_bundle(model)
     vocabulary = Vocabulary([tag for tag, _ in manifest.tags] + vocabulary_tags(bundle.resolve(model)))
-    for event in events:
-        vocabulary.add(event.id, event.tags)
-    return {"model": manifest.name, "layer": str(where) if where else None,
+    last = []
+    if layer:
+        with closing(layer):
+            for events in layer.batches()[2]:
+                for event in events:
+                    vocabulary.add(event.id, event.tags)
+                last = (last + events)[-5:]
+    return {"model": manifest.name, "layer": str(layer.path) if layer else None,
             "min_photos": defaults.PERSONAL_MIN_PHOTOS, "max_learned_tags": vocabulary.max_learned,
             **vocabulary.learned().as_dict(),
-            "last": [event.as_dict() for event in events[-5:]][::-1]}
+            "last": [event.as_dict() for event in last][::-1]}

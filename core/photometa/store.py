@@ -262,13 +262,8 @@ class Exiv2Store:
         return None
 
     def _iptc_keywords(self, iptc) -> list[str]:
-        utf8 = self._iptc_is_utf8(iptc) is not False
-        out = []
-        for datum in iptc:
-            if datum.key() == KEYWORDS:
-                raw = bytes(datum.value().data())
-                out.append(raw.decode("utf-8", "replace") if utf8 else raw.decode("latin-1"))
-        return out
+        utf8, declared = self._iptc_is_utf8(iptc), self._find(iptc, CHARSET) is not None
+        return [_iptc_text(bytes(datum.value().data()), utf8, declared) for datum in iptc if datum.key() == KEYWORDS]
 
     def _find(self, data, key):
         found = data.findKey(self._key_type(key)(key))
@@ -367,6 +362,21 @@ def _properties(packet: str) -> set[str]:
 def _names_in(keys) -> set[str]:
     """Every name in exiv2's keys, such as Xmp.xmpMM.History[1]/stEvt:action -> xmpMM, History, stEvt, action."""
     return {name for key in keys for name in re.split(r"[.:/\[\]?]+", key) if name}
+
+
+def _iptc_text(raw: bytes, utf8: bool | None, declared: bool) -> str:
+    """An IPTC string as text, less the NULs some programs end it with (C strings). Records that say no character
+    set are Latin-1 by the standard, but many programs write UTF-8 there without saying so; Latin-1 text is almost
+    never valid UTF-8 ("cafÃ©" is), so such a string is read as UTF-8 when it is valid UTF-8."""
+    raw = raw.rstrip(b"\x00")
+    if utf8 is not False:
+        return raw.decode("utf-8", "replace")
+    if not declared:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return raw.decode("latin-1")
 
 
 def refuse_unread(why: str):

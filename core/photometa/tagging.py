@@ -200,7 +200,7 @@ def _failed(path, error) -> Outcome:
 
 
 def _read(path: Path, store: KeywordStore, options: Options, listings: dict) -> _Pending:
-    before, data = read_regular(path)
+    before, data = read_regular(path, limit=defaults.MAX_PHOTO_BYTES)
     if not options.sidecar:
         _check_writable(path, before)  # said in a dry run too
     check_image(data)
@@ -253,7 +253,7 @@ def _keywords_beside(photo: Path, store: KeywordStore, listings: dict, written: 
 def read_sidecar(path: Path, store: KeywordStore, name: str = "the sidecar") -> tuple[os.stat_result, bytes, Embedded]:
     """(stat, bytes, keywords) of an XMP sidecar; its `unread` says what could not be read. Raises Skip, which
     says what is wrong with it, calling it `name`."""
-    before, data = read_regular(path, name)
+    before, data = read_regular(path, name, limit=defaults.MAX_SIDECAR_BYTES)
     try:
         found = store.read(data)
     except ImageError:  # exiv2 tells a file it does not know from one cut short only by its first bytes
@@ -263,8 +263,9 @@ def read_sidecar(path: Path, store: KeywordStore, name: str = "the sidecar") -> 
     return before, data, found
 
 
-def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
-    """(stat, bytes) of a regular file, never through a symbolic link."""
+def read_regular(path: Path, name: str = "it", *, limit: int | None = None) -> tuple[os.stat_result, bytes]:
+    """(stat, bytes) of a regular file, never through a symbolic link; one of more than `limit` bytes is
+    refused (Skip) without being read."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
@@ -278,9 +279,12 @@ def read_regular(path: Path, name: str = "it") -> tuple[os.stat_result, bytes]:
         raise Skip(f"{name} is not a regular file")
     with open(descriptor, "rb") as file:
         try:
-            return before, file.read()
+            data = file.read() if limit is None else file.read(limit + 1)  # it may grow after fstat
         except OSError as error:
             raise Skip(f"cannot read {name} ({error.strerror})") from None
+    if limit is not None and max(before.st_size, len(data)) > limit:
+        raise Skip(f"{name} is larger than {limit:,} bytes, more than Lablr reads")
+    return before, data
 
 
 def _apply(item: _Pending, suggestions, store: KeywordStore, stamp: Stamp, options: Options) -> Outcome:
