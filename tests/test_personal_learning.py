@@ -689,7 +689,7 @@ def test_an_enormous_sidecar_gets_one_line_unread_and_the_photo_is_learned_from_
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.splitlines() == [f"{folder / 'p.xmp'}: the sidecar is larger than "
                                           f"{defaults.MAX_SIDECAR_BYTES:,} bytes, more than Lablr reads"]
-    assert "Learned from 1 photos" in result.stdout
+    assert "Learned from 1 photo;" in result.stdout
     assert show(tiny_bundle, env)["tag_photos"] == {"old tag": 1, "café": 1}
 
 

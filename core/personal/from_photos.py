@@ -170,4 +170,4 @@ def summary_line(outcomes) -> str:
             + (f" ({gained} of them with new keywords, now learned)" if gained else "") + ", "
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
             + (f", {counts['refused']} refused for their keywords" if counts["refused"] else "")
-            + (f"; {sidecars} sidecars could not be read." if sidecars else "."))
+            + (f"; {sidecars} sidecar{'s' * (sidecars != 1)} could not be read." if sidecars else "."))
