@@ -207,10 +207,12 @@ def test_every_built_in_part_has_every_member_its_protocol_declares():
 
 
 def test_training_fitting_and_evaluating_use_only_what_the_protocols_declare(strict_bundle, catalog, tmp_path):
+    from lablr.core import fitted_photos
+    from lablr.core.bundle import leave_out
     from lablr.core.data.selection import Rules
     from lablr.core.model import Model
     from lablr.core.pipeline.evaluate import evaluate_bundle
-    from lablr.core.pipeline.fit import refit
+    from lablr.core.pipeline.fit import add_photos, refit
 
     model = Model.load(strict_bundle)
     assert isinstance(model.encoder, Strict) and isinstance(model.tag_model, Strict)
@@ -220,7 +222,10 @@ def test_training_fitting_and_evaluating_use_only_what_the_protocols_declare(str
     assert model.plot(photo, 3).startswith(b"\x89PNG")
     rules = Rules(**TINY_RULES)
     refit(strict_bundle, catalog, tmp_path / "refit", rules=rules)
-    refit(tmp_path / "refit", catalog, tmp_path / "added", add=True, rules=rules)
+    unrecorded = tmp_path / "unrecorded"  # its photos are not known: all of the catalog's are added again
+    shutil.copytree(tmp_path / "refit", unrecorded)
+    leave_out(unrecorded, fitted_photos.FILE)
+    assert add_photos(unrecorded, catalog, tmp_path / "added", rules=rules).added > 0
     report = evaluate_bundle(tmp_path / "refit", catalog)
     assert report["strict-mahalanobis"]["photos"] > 0
 

@@ -18,14 +18,10 @@ from lablr.core.pipeline import stages
 from lablr.core.pipeline.recipe import Recipe
 
 
-def refit(model_name, catalog_path, out, *, add=False, rules: Rules | None = None, source=None) -> Model:
-    """Fit the tag models on the catalog's training photos with the bundle's encoder.
-
-    With add=True the photos are added to the bundle's statistics instead (`add_photos`).
-    Without rules, those `lablr prepare` recorded apply, else the source's defaults.
+def refit(model_name, catalog_path, out, *, rules: Rules | None = None, source=None) -> Model:
+    """Fit the tag models on the catalog's training photos with the bundle's encoder (`add_photos` adds them to
+    its statistics instead). Without rules, those `lablr prepare` recorded apply, else the source's defaults.
     """
-    if add:
-        return add_photos(model_name, catalog_path, out, rules=rules, source=source).model
     model, recipe, selection = _base_and_selection(model_name, catalog_path, rules, source)
     images = prepared_images(catalog_path, selection.train + selection.test, model.image_size)
     model = stages.fit_and_evaluate(recipe, model.encoder, selection, images, name=Path(out).name)
