@@ -892,3 +892,18 @@ def test_a_photo_in_a_layer_written_before_events_said_where_they_came_from_only
     assert "Learned from 0 photos; 1 already known (1 of them with new keywords, now learned)," in result.stdout
     assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "lighthouse": 1}
     assert show(tiny_bundle, env)["last"][0]["source"] is None
+
+
+def test_two_copies_of_a_photo_with_different_keywords_teach_the_keywords_of_either_however_often_learned(
+        tiny_bundle, env, tmp_path):
+    """One copy lacking a keyword the other has is not a correction: learned again and again, nothing leaves."""
+    folder = tmp_path / "library"
+    photo, = two_keywords(folder, 1, seed=260)
+    copy = folder / "copy" / "p0.jpg"
+    copy.parent.mkdir()
+    copy.write_bytes(photo.read_bytes())
+    exiftool(copy, "-XMP-dc:Subject-=boat", "-XMP-dc:Subject+=quay")
+    for _ in range(2):
+        result = learned(folder, tiny_bundle, env)
+        assert result.returncode == 0 and "forgotten" not in result.stdout, result.stdout + result.stderr
+        assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "quay": 1}

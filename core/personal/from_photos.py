@@ -22,7 +22,7 @@ from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal import photos
-from lablr.core.personal.layer import (KEYWORDS, PersonalLayer, Reading, checked_tags, corrected_tags,
+from lablr.core.personal.layer import (KEYWORDS, Change, PersonalLayer, Reading, checked_tags, corrected_tags,
                                         hash_as_decoded, photo_hash)
 from lablr.core.photometa.store import Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
@@ -80,7 +80,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:
         report(outcome)
-    readings, known = {}, {}  # by a photo's first hash: its keywords as read (all copies); its outcome if known
+    again = _ReadAgain()
     try:
         for first in range(0, len(photos), defaults.TAG_BATCH):
             batch = []
@@ -90,7 +90,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                 except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
                     outcomes.append(_not_learned(path, error))
                     report(outcomes[-1])
-            batch = [item for item in batch if _settled(item, layer, outcomes, report, readings, known)]
+            batch = [item for item in batch if _settled(item, layer, outcomes, report, again)]
             if batch:
                 latents = model.encode(np.stack([photo.pixels for photo in batch]))
                 for photo, latent in zip(batch, latents):
@@ -98,23 +98,41 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                                          source=KEYWORDS)
                     # no event: another copy of it came first, in this batch or from another process
                     if event:
-                        _read_again(readings, photo)
-                    outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer, readings, known))
+                        again.settled.add(photo.hashes[0])
+                    outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer, again))
                     report(outcomes[-1])
     finally:  # interrupted too: what was found is kept
-        changes = layer.correct(readings.values())  # in one write, which a running server replays once
-        for first_hash, outcome in known.items():
-            change = changes.get(first_hash)
-            if change:
-                outcome.gained, outcome.removed = tuple(change.gained), tuple(change.removed)
-                outcome.forgotten = not change.tags
+        again.correct(layer)  # in one write, which a running server replays once
     return outcomes
 
 
-def _read_again(readings: dict, photo: _Photo):
-    """Keep what was read of a photo, merged with any other copy of it read in this run."""
-    key = photo.hashes[0]
-    readings[key] = readings[key].merged(photo.reading()) if key in readings else photo.reading()
+class _ReadAgain:
+    """Photos learned before, read again in one run: what to correct at its end, in one write. Only photos
+    that change are kept, so a run over a large library learned before holds little."""
+
+    def __init__(self):
+        self.readings = {}  # first hash -> Reading, merged over the copies of the photo read in this run
+        self.settled = set()  # first hashes of photos learned in this run, or read again with nothing to change
+        self.outcomes = {}  # first hash -> the outcome that says what changed: one per photo, which counts once
+
+    def add(self, photo: _Photo, event, outcome: Outcome):
+        key, reading = photo.hashes[0], photo.reading()
+        if key in self.settled:  # another copy agrees with its event: the keywords of either, so this one only adds
+            reading = replace(reading, complete=False)
+        if key in self.readings:
+            self.readings[key] = self.readings[key].merged(reading)
+        elif event is not None and Change.of(event, corrected_tags(event, reading)):
+            self.readings[key] = reading
+        else:
+            self.settled.add(key)
+        self.outcomes.setdefault(key, outcome)
+
+    def correct(self, layer: PersonalLayer):
+        changes = layer.correct(self.readings.values())
+        for key, change in changes.items():
+            outcome = self.outcomes[key]
+            outcome.gained, outcome.removed, outcome.forgotten = tuple(change.gained), tuple(change.removed), \
+                not change.tags
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
@@ -143,28 +161,28 @@ def _outcome(photo: _Photo, status: str) -> Outcome:
     return Outcome(photo.path, status, tuple(photo.tags), unread_sidecars=tuple(photo.unread_sidecars))
 
 
-def _settled(photo: _Photo, layer, outcomes, report, readings, known) -> bool:
+def _settled(photo: _Photo, layer, outcomes, report, again: _ReadAgain) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
     in_layer = layer.has(photo.hashes[0], known_as=photo.hashes[1:])
     if photo.tags and not in_layer:
         return True
     # learned before and without keywords now: all of them were removed since
-    outcomes.append(_known(photo, layer, readings, known) if in_layer else _outcome(photo, "untagged"))
+    outcomes.append(_known(photo, layer, again) if in_layer else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
 
 
-def _known(photo: _Photo, layer, readings, known) -> Outcome:
-    """The outcome of a photo learned before: its keywords as read now go into `readings`, for the layer to
-    be corrected at the end; what it will gain and lose is filled in then."""
-    event = layer.event_of(photo.hashes)
-    if event is not None and len(corrected_tags(event, photo.reading())) > defaults.PERSONAL_MAX_EVENT_TAGS:
+def _known(photo: _Photo, layer, again: _ReadAgain) -> Outcome:
+    """The outcome of a photo learned before: its keywords as read now go to `again`, for the layer to be
+    corrected at the end; what it gained and lost is filled in then."""
+    event = layer.event_of(photo.hashes)  # None: undone meanwhile
+    tags = [] if event is None else corrected_tags(event, photo.reading())
+    if len(tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
         return _not_learned(photo.path, LablrError(
             f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords written since it was "
-            f"learned it has {len(corrected_tags(event, photo.reading()))}.", code="bad_tags", status=422))
-    _read_again(readings, photo)
+            f"learned it has {len(tags)}.", code="bad_tags", status=422))
     outcome = _outcome(photo, "known")
-    known.setdefault(photo.hashes[0], outcome)  # one outcome per photo says what changed: it counts once
+    again.add(photo, event, outcome)
     if event is not None and not photo.complete and event.source == KEYWORDS:
         outcome.kept = tuple(tag for tag in event.tags if tag not in photo.tags)
     return outcome

@@ -11,9 +11,9 @@ sent or learned, even after `lablr tag` rewrote its keywords.
 
 The served tag model is the bundle's exact sums plus the latents of every event, so undoing an
 event removes exactly what it added (lablr.core.personal.learning). Two stamps in the same file
-say what changed: `version` moves with every write, `removals` with every undo or reset. Each
-server process compares them before a request: new events are added to its model one by one,
-a removal replays the events that are left.
+say what changed: `version` moves with every write, `removals` with every undo, reset or change to
+the tags of events already there (`correct`). Each server process compares them before a request:
+new events are added to its model one by one, a removal replays the events that are left.
 """
 
 import errno
