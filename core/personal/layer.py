@@ -278,7 +278,9 @@ class PersonalLayer:
         per photo): see `corrected_tags`; a photo left with no tag is forgotten. Each photo still counts once.
         One write for all: a change to learned photos is replayed, as an undo is, and so once, not once per
         photo. What changed, by the first hash of each reading."""
-        changes = {}
+        readings, changes = list(readings), {}
+        if not readings:
+            return changes
         try:
             with self._lock, self._write(removal=True):
                 for reading in readings:
