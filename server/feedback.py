@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
 from lablr.core.errors import LablrError
-from lablr.core.personal.layer import PersonalLayer, hash_as_decoded, parse_tags, photo_hash
+from lablr.core.personal.layer import FEEDBACK, PersonalLayer, hash_as_decoded, parse_tags, photo_hash
 from lablr.core.personal.learning import Learning
 
 from .uploads import read_form
@@ -86,7 +86,8 @@ async def feedback(request):
         latent = latents[0]
         shown = learning.shown_logits(latent, suggested, concepts=None if concepts is None else concepts[0]) \
             if suggested else None
-        event = state.personal.record(digest, latent, tags, suggested, shown, known_as=[hash_as_decoded(pixels)])
+        event = state.personal.record(digest, latent, tags, suggested, shown, known_as=[hash_as_decoded(pixels)],
+                                       source=FEEDBACK)
         refresh(state)  # answered only once this worker's model has learned it
         return digest, event
 

@@ -775,3 +775,135 @@ def test_names_of_photos_and_sidecars_cannot_reach_the_terminal_raw(tiny_bundle,
     result = learned(folder, tiny_bundle, env)
     assert result.returncode == 1 and "\x1b" not in result.stderr + result.stdout and "\x07" not in result.stderr
     assert result.stderr.count("evil\\x1b]0;owned\\x07\\x1b[2J") == 2, result.stderr
+
+
+def two_keywords(folder, count, seed):
+    """`count` learned-to-be photos, each with the photographer's keywords harbour and boat."""
+    folder.mkdir(exist_ok=True)
+    photos = [make_photo(folder / f"p{i}.jpg", "green", "square", seed=seed + i, keywords=False) for i in range(count)]
+    for path in photos:
+        exiftool(path, "-XMP-dc:Subject=harbour", "-XMP-dc:Subject=boat")
+    return photos
+
+
+def layer_stamps(bundle, env):
+    from lablr.core.personal.layer import PersonalLayer
+
+    layer = PersonalLayer(layer_file(bundle, env), latent_dim=None)
+    try:
+        return layer.snapshot()[:2]
+    finally:
+        layer.close()
+
+
+def test_a_keyword_removed_from_a_learned_photo_is_forgotten_in_one_write_a_running_server_serves(
+        tiny_bundle, env, tmp_path):
+    """A wrong "boat" taken out of one photo, every keyword out of another: learned again, the first photo
+    no longer teaches boat and the second is forgotten, as if it had never been learned."""
+    folder = tmp_path / "library"
+    photos = two_keywords(folder, 3, seed=210)
+    with running_server(tiny_bundle, env=env) as (base, _), httpx.Client(base_url=base, timeout=60) as client:
+        assert learned(folder, tiny_bundle, env).returncode == 0
+        assert client.get("/api/v1/personal").json()["pending_tags"] == {"boat": 3, "harbour": 3}
+        version, removals = layer_stamps(tiny_bundle, env)
+        exiftool(photos[0], "-XMP-dc:Subject-=boat")
+        exiftool(photos[2], "-XMP-dc:Subject=")
+        again = learned(folder, tiny_bundle, env)
+        assert again.returncode == 0, again.stderr
+        assert ("Learned from 0 photos; 3 already known (1 of them with keywords removed since, now forgotten; "
+                "1 with no keyword left, now forgotten), 0 without keywords") in again.stdout, again.stdout
+        assert layer_stamps(tiny_bundle, env) == (version + 1, removals + 1)  # one write for both
+        personal = client.get("/api/v1/personal").json()  # no restart: the server replayed the change
+        assert personal["photos"] == 2 and personal["pending_tags"] == {"boat": 1, "harbour": 2}
+    report = show(tiny_bundle, env)
+    assert report["photos"] == 2 and report["tag_photos"] == {"boat": 1, "harbour": 2}
+    unchanged = learned(folder, tiny_bundle, env)
+    assert "Learned from 0 photos; 2 already known, 1 without keywords" in unchanged.stdout, unchanged.stdout
+    assert layer_stamps(tiny_bundle, env) == (version + 1, removals + 1)  # nothing removed: nothing written
+    assert lablr("personal", "undo", "1", "--model", str(tiny_bundle), env=env).returncode == 0
+    assert show(tiny_bundle, env)["photos"] == 1
+
+
+def test_a_photo_taught_by_feedback_keeps_the_tags_it_was_published_with_when_its_file_is_learned(
+        server, tiny_bundle, env, tmp_path):
+    """What was published is the user's answer; the file on disk may well never have had those tags."""
+    photo = make_photo(tmp_path / "sent.png", "blue", "circle", seed=230, keywords=False)
+    assert send(server, photo.read_bytes(), "harbour,boat,sunset").json()["recorded"]
+    exiftool(photo, "-XMP-dc:Subject=harbour", "-XMP-dc:Subject=lighthouse")  # the pixels are the same
+    result = learned(photo, tiny_bundle, env)
+    assert result.returncode == 0, result.stderr
+    assert "Learned from 0 photos; 1 already known (1 of them with new keywords, now learned)," in result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "lighthouse": 1, "sunset": 1}
+    assert server.get("/api/v1/personal").json()["pending_tags"]["sunset"] == 1
+
+
+def test_keywords_a_photo_lacks_while_its_sidecar_cannot_be_read_stay_learned_and_its_line_says_so(
+        tiny_bundle, env, tmp_path):
+    folder = tmp_path / "library"
+    photo, = two_keywords(folder, 1, seed=240)
+    sidecar = folder / "p0.xmp"
+    exiftool(sidecar, "-XMP-dc:Subject=lighthouse")
+    whole = sidecar.read_bytes()
+    assert learned(folder, tiny_bundle, env).returncode == 0
+    assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "lighthouse": 1}
+
+    exiftool(photo, "-XMP-dc:Subject-=boat")
+    sidecar.write_bytes(whole[:200])  # cut short: whether it still says lighthouse is not known
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"{photo}: not all of its keywords could be read, so those it lacks now stay learned: boat, lighthouse" \
+        in result.stderr.splitlines(), result.stderr
+    assert "1 already known, 0 without" in result.stdout and "forgotten" not in result.stdout, result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "lighthouse": 1}
+
+    sidecar.unlink()  # read whole again, with no sidecar: both are gone now
+    again = learned(folder, tiny_bundle, env)
+    assert again.returncode == 0 and "(1 of them with keywords removed since, now forgotten)" in again.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 1}
+
+
+def test_a_photo_in_a_layer_written_before_events_said_where_they_came_from_only_gains(tiny_bundle, env, tmp_path):
+    """Its events may be feedback or keywords: nothing is taken away from them, keywords written since are added."""
+    import sqlite3
+
+    import numpy as np
+
+    from lablr.core.bundle import read_manifest
+    from lablr.core.data.decoding import decode
+    from lablr.core.personal.layer import photo_hash
+
+    photo = make_photo(tmp_path / "old.jpg", "red", "square", seed=250, keywords=False)
+    exiftool(photo, "-XMP-dc:Subject=harbour", "-XMP-dc:Subject=lighthouse")
+    encoder = read_manifest(tiny_bundle).parts["encoder"].settings
+    path = layer_file(tiny_bundle, env)
+    path.parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:  # the schema of the layers written before events had a source
+        db.executescript("""
+            create table events (id integer primary key autoincrement, time text not null,
+                photo_hash text not null unique, latent blob not null, tags text not null, suggested text,
+                shown text);
+            create table meta (key text primary key, value text not null);
+            insert into meta values ('version', '1'); insert into meta values ('removals', '0');""")
+        db.execute("insert into events (time, photo_hash, latent, tags) values (?, ?, ?, ?)",
+                   ["2026-01-01T00:00:00Z", photo_hash(decode(photo.read_bytes(), encoder["image_size"])),
+                    np.zeros(encoder["latent_dim"], "<f8").tobytes(), '["harbour", "boat"]'])
+    result = learned(photo, tiny_bundle, env)
+    assert result.returncode == 0, result.stderr
+    assert "Learned from 0 photos; 1 already known (1 of them with new keywords, now learned)," in result.stdout
+    assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "lighthouse": 1}
+    assert show(tiny_bundle, env)["last"][0]["source"] is None
+
+
+def test_two_copies_of_a_photo_with_different_keywords_teach_the_keywords_of_either_however_often_learned(
+        tiny_bundle, env, tmp_path):
+    """One copy lacking a keyword the other has is not a correction: learned again and again, nothing leaves."""
+    folder = tmp_path / "library"
+    photo, = two_keywords(folder, 1, seed=260)
+    copy = folder / "copy" / "p0.jpg"
+    copy.parent.mkdir()
+    copy.write_bytes(photo.read_bytes())
+    exiftool(copy, "-XMP-dc:Subject-=boat", "-XMP-dc:Subject+=quay")
+    for _ in range(2):
+        result = learned(folder, tiny_bundle, env)
+        assert result.returncode == 0 and "forgotten" not in result.stdout, result.stdout + result.stderr
+        assert show(tiny_bundle, env)["tag_photos"] == {"boat": 1, "harbour": 1, "quay": 1}

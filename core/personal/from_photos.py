@@ -7,7 +7,9 @@ lr:hierarchicalSubject paths ("animals|birds|heron" -> heron), and the same in i
 does), less those Lablr wrote itself (recorded in its own XMP namespace by `lablr tag`, in the
 photo or a sidecar): learning its own guesses would only reinforce them. Each photo is one event,
 known by its pixels, so it counts once however often it is learned; learned again, it gains the
-keywords written into it since. `lablr personal undo`/`reset` take it back.
+keywords written into it since and loses those removed since (only if every source of its keywords
+could be read, and never the tags of a photo taught by feedback); one with none left is forgotten.
+`lablr personal undo`/`reset` take it back.
 """
 
 from dataclasses import dataclass, replace
@@ -20,7 +22,8 @@ from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal import photos
-from lablr.core.personal.layer import PersonalLayer, checked_tags, hash_as_decoded, photo_hash
+from lablr.core.personal.layer import (KEYWORDS, Change, PersonalLayer, Reading, checked_tags, corrected_tags,
+                                        hash_as_decoded, photo_hash)
 from lablr.core.photometa.store import Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
 
@@ -31,6 +34,9 @@ class Outcome:
     status: str  # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed"
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
+    removed: tuple = ()  # of a known photo: its keywords removed since it was learned, forgotten now
+    forgotten: bool = False  # of a known photo: it has no keyword left, so the layer forgot it
+    kept: tuple = ()  # of a known photo: keywords it lacks now that stay learned, since not all of it was read
     reason: str = ""
     unread_sidecars: tuple = ()  # (path, why) of each sidecar beside it that could not be read
 
@@ -41,6 +47,10 @@ class _Photo(NamedTuple):
     tags: list[str]
     unread_sidecars: list[tuple[Path, str]]
     hashes: list[str]  # its identity in the layer, then the one layers recorded before (lablr.core.personal.layer)
+    complete: bool  # the photo and every sidecar read whole: a keyword it lacks was removed, not unread
+
+    def reading(self) -> Reading:
+        return Reading(self.hashes, self.tags, self.complete)
 
 
 def own_keywords(*sources: Embedded) -> list[str]:
@@ -70,7 +80,7 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:
         report(outcome)
-    gains = []  # (photo_hashes, keywords) of photos learned before that have keywords written since
+    again = _ReadAgain()
     try:
         for first in range(0, len(photos), defaults.TAG_BATCH):
             batch = []
@@ -80,17 +90,49 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                 except Exception as error:  # noqa: BLE001 - one bad photo must not stop the others
                     outcomes.append(_not_learned(path, error))
                     report(outcomes[-1])
-            batch = [item for item in batch if _settled(item, layer, outcomes, report, gains)]
+            batch = [item for item in batch if _settled(item, layer, outcomes, report, again)]
             if batch:
                 latents = model.encode(np.stack([photo.pixels for photo in batch]))
                 for photo, latent in zip(batch, latents):
-                    event = layer.record(photo.hashes[0], latent, photo.tags, None, known_as=photo.hashes[1:])
+                    event = layer.record(photo.hashes[0], latent, photo.tags, None, known_as=photo.hashes[1:],
+                                         source=KEYWORDS)
                     # no event: another copy of it came first, in this batch or from another process
-                    outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer, gains))
+                    if event:
+                        again.settled.add(photo.hashes[0])
+                    outcomes.append(_outcome(photo, "learned") if event else _known(photo, layer, again))
                     report(outcomes[-1])
     finally:  # interrupted too: what was found is kept
-        layer.add_tags(gains)  # in one write, which a running server replays once
+        again.correct(layer)  # in one write, which a running server replays once
     return outcomes
+
+
+class _ReadAgain:
+    """Photos learned before, read again in one run: what to correct at its end, in one write. Only photos
+    that change are kept, so a run over a large library learned before holds little."""
+
+    def __init__(self):
+        self.readings = {}  # first hash -> Reading, merged over the copies of the photo read in this run
+        self.settled = set()  # first hashes of photos learned in this run, or read again with nothing to change
+        self.outcomes = {}  # first hash -> the outcome that says what changed: one per photo, which counts once
+
+    def add(self, photo: _Photo, event, outcome: Outcome):
+        key, reading = photo.hashes[0], photo.reading()
+        if key in self.settled:  # another copy agrees with its event: the keywords of either, so this one only adds
+            reading = replace(reading, complete=False)
+        if key in self.readings:
+            self.readings[key] = self.readings[key].merged(reading)
+        elif event is not None and Change.of(event, corrected_tags(event, reading)):
+            self.readings[key] = reading
+        else:
+            self.settled.add(key)
+        self.outcomes.setdefault(key, outcome)
+
+    def correct(self, layer: PersonalLayer):
+        changes = layer.correct(self.readings.values())
+        for key, change in changes.items():
+            outcome = self.outcomes[key]
+            outcome.gained, outcome.removed, outcome.forgotten = tuple(change.gained), tuple(change.removed), \
+                not change.tags
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
@@ -112,37 +154,47 @@ def _read(path: Path, store, model, listings: dict) -> _Photo:
     if not tags and unread:  # its keywords may be in what could not be read: not "without keywords"
         raise LablrError(f"no keywords could be read: {'; '.join(unread)}")
     pixels = model.decode(data)
-    return _Photo(path, pixels, tags, unread_sidecars, [photo_hash(pixels), hash_as_decoded(pixels)])
+    return _Photo(path, pixels, tags, unread_sidecars, [photo_hash(pixels), hash_as_decoded(pixels)], not unread)
 
 
 def _outcome(photo: _Photo, status: str) -> Outcome:
     return Outcome(photo.path, status, tuple(photo.tags), unread_sidecars=tuple(photo.unread_sidecars))
 
 
-def _settled(photo: _Photo, layer, outcomes, report, gains) -> bool:
+def _settled(photo: _Photo, layer, outcomes, report, again: _ReadAgain) -> bool:
     """True if the photo still needs learning; otherwise its outcome is reported."""
-    if photo.tags and not layer.has(photo.hashes[0], known_as=photo.hashes[1:]):
+    in_layer = layer.has(photo.hashes[0], known_as=photo.hashes[1:])
+    if photo.tags and not in_layer:
         return True
-    outcomes.append(_known(photo, layer, gains) if photo.tags else _outcome(photo, "untagged"))
+    # learned before and without keywords now: all of them were removed since
+    outcomes.append(_known(photo, layer, again) if in_layer else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
 
 
-def _known(photo: _Photo, layer, gains) -> Outcome:
-    """The outcome of a photo learned before: the keywords written into it since go into `gains`."""
-    try:
-        gained = layer.missing_tags(photo.hashes, photo.tags)
-    except LablrError as error:  # more tags than a photo may have
-        return _not_learned(photo.path, error)
-    if gained:
-        gains.append((photo.hashes, gained))
-    return replace(_outcome(photo, "known"), gained=tuple(gained or ()))
+def _known(photo: _Photo, layer, again: _ReadAgain) -> Outcome:
+    """The outcome of a photo learned before: its keywords as read now go to `again`, for the layer to be
+    corrected at the end; what it gained and lost is filled in then."""
+    event = layer.event_of(photo.hashes)  # None: undone meanwhile
+    tags = [] if event is None else corrected_tags(event, photo.reading())
+    if len(tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
+        return _not_learned(photo.path, LablrError(
+            f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords written since it was "
+            f"learned it has {len(tags)}.", code="bad_tags", status=422))
+    outcome = _outcome(photo, "known")
+    again.add(photo, event, outcome)
+    if event is not None and not photo.complete and event.source == KEYWORDS:
+        outcome.kept = tuple(tag for tag in event.tags if tag not in photo.tags)
+    return outcome
 
 
 def problem_lines(outcome: Outcome) -> list[str]:
     """One line for a photo that could not be learned, and one for each of its sidecars that could not be read,
     with control characters escaped: a file name cannot break or restyle the terminal."""
     lines = [f"{outcome.path}: {outcome.reason}"] if outcome.status in ("refused", "failed") else []
+    if outcome.kept:
+        lines.append(f"{outcome.path}: not all of its keywords could be read, so those it lacks now stay learned: "
+                     + ", ".join(outcome.kept[:5]) + (", ..." if len(outcome.kept) > 5 else ""))
     return [printable(line) for line in lines + [f"{path}: {why}" for path, why in outcome.unread_sidecars]]
 
 
@@ -165,9 +217,16 @@ def summary_line(outcomes) -> str:
     counts = {status: sum(o.status == status for o in outcomes)
               for status in ("learned", "known", "untagged", "refused", "failed")}
     sidecars = sum(len(o.unread_sidecars) for o in outcomes)
-    gained = sum(bool(o.gained) for o in outcomes)
-    return (f"Learned from {photos(counts['learned'])}; {counts['known']} already known"
-            + (f" ({gained} of them with new keywords, now learned)" if gained else "") + ", "
+    return (f"Learned from {photos(counts['learned'])}; {counts['known']} already known{_changes(outcomes)}, "
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
             + (f", {counts['refused']} refused for their keywords" if counts["refused"] else "")
             + (f"; {sidecars} sidecar{'s' * (sidecars != 1)} could not be read." if sidecars else "."))
+
+
+def _changes(outcomes) -> str:
+    """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything."""
+    parts = [(sum(bool(o.gained) for o in outcomes), "with new keywords, now learned"),
+             (sum(bool(o.removed) and not o.forgotten for o in outcomes), "with keywords removed since, now forgotten"),
+             (sum(o.forgotten for o in outcomes), "with no keyword left, now forgotten")]
+    said = [f"{count} {'of them ' * (not i)}{what}" for i, (count, what) in enumerate(p for p in parts if p[0])]
+    return f" ({'; '.join(said)})" if said else ""

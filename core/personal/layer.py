@@ -11,9 +11,9 @@ sent or learned, even after `lablr tag` rewrote its keywords.
 
 The served tag model is the bundle's exact sums plus the latents of every event, so undoing an
 event removes exactly what it added (lablr.core.personal.learning). Two stamps in the same file
-say what changed: `version` moves with every write, `removals` with every undo or reset. Each
-server process compares them before a request: new events are added to its model one by one,
-a removal replays the events that are left.
+say what changed: `version` moves with every write, `removals` with every undo, reset or change to
+the tags of events already there (`correct`). Each server process compares them before a request:
+new events are added to its model one by one, a removal replays the events that are left.
 """
 
 import errno
@@ -47,15 +47,21 @@ create table if not exists events (
     latent blob not null,
     tags text not null,
     suggested text,
-    shown text
+    shown text,
+    source text
 );
 create table if not exists meta (key text primary key, value text not null);
 insert or ignore into meta (key, value) values ('version', '0');
 insert or ignore into meta (key, value) values ('removals', '0');
 """
-# Layers written before photos were known by their pixels hold file hashes in photo_hash, and no
-# `shown` column: the column is added, their events are kept as they are.
-MIGRATIONS = ("alter table events add column shown text",)
+# Columns later Lablrs added, each added to an older layer's events as it is opened; its events are kept
+# as they are. Layers written before photos were known by their pixels hold file hashes in photo_hash, and
+# no `shown`; those written before `lablr personal learn` honoured corrections, no `source` (NULL: whence
+# the tags came is not known, so they are only ever added to).
+MIGRATIONS = {"shown": "alter table events add column shown text",
+              "source": "alter table events add column source text"}
+KEYWORDS = "keywords"  # an event's source: the photo's own keywords (`lablr personal learn`), read again later
+FEEDBACK = "feedback"  # the tags the user published: the file may well lack them, so they are never taken away
 EVENT_BATCH = 200  # events read at once: with 75 tags of 100 emoji each, and as many suggested, 30 MB
 
 
@@ -125,10 +131,11 @@ class Event:
     tags: list[str]
     suggested: list[str] | None  # the suggestions the user saw (shown, not those hidden below the threshold)
     shown: list[float] | None = None  # the log-odds each of them was shown at, when known
+    source: str | None = None  # KEYWORDS, FEEDBACK, or None (recorded before Lablr kept it)
 
     def as_dict(self, latent=False) -> dict:
         out = {"id": self.id, "time": self.time, "photo_hash": self.photo_hash, "tags": self.tags,
-               "suggested": self.suggested}
+               "suggested": self.suggested, "source": self.source}
         if latent:
             out["latent"] = self.latent.tolist()
             out["shown"] = self.shown
@@ -193,8 +200,8 @@ class PersonalLayer:
 
     def _migrate(self):
         columns = {row[1] for row in self._db.execute("pragma table_info(events)")}
-        if "shown" not in columns:
-            for statement in MIGRATIONS:
+        for column, statement in MIGRATIONS.items():
+            if column not in columns:
                 self._db.execute(statement)
 
     @classmethod
@@ -231,7 +238,7 @@ class PersonalLayer:
             raise
 
     def record(self, photo_hash: str, latent, tags: list[str], suggested: list[str] | None,
-               shown: list[float] | None = None, *, known_as=()) -> Event | None:
+               shown: list[float] | None = None, *, known_as=(), source: str | None = None) -> Event | None:
         """Add one photo; None when this photo (by hash, or by any hash in `known_as`) is already in the layer."""
         latent = np.asarray(latent, dtype="<f8").reshape(-1)
         if self.latent_dim is not None and latent.shape != (self.latent_dim,):
@@ -248,53 +255,49 @@ class PersonalLayer:
                 if self._holds(self._db, known_as):
                     raise _AlreadyThere
                 cursor = self._db.execute(
-                    "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown) "
-                    "values (?, ?, ?, ?, ?, ?)",
+                    "insert or ignore into events (time, photo_hash, latent, tags, suggested, shown, source) "
+                    "values (?, ?, ?, ?, ?, ?, ?)",
                     [stamp, photo_hash, latent.tobytes(), _text(tags),
                      None if suggested is None else _text(suggested),
-                     None if shown is None else json.dumps([None if x is None else round(float(x), 6) for x in shown])])
+                     None if shown is None else json.dumps([None if x is None else round(float(x), 6) for x in shown]),
+                     source])
                 if cursor.rowcount == 0:
                     raise _AlreadyThere
                 event_id = cursor.lastrowid
         except _AlreadyThere:
             return None
-        return Event(event_id, stamp, photo_hash, latent, tags, suggested, shown)
+        return Event(event_id, stamp, photo_hash, latent, tags, suggested, shown, source)
 
-    def missing_tags(self, photo_hashes, tags: list[str]) -> list[str] | None:
-        """Those of `tags` that the event of this photo (by any of its hashes) lacks; None if the photo is not
-        in the layer. Raises LablrError (422) if with them it would have more tags than a photo may."""
+    def event_of(self, photo_hashes) -> Event | None:
+        """The event of a photo (by any of its hashes), or None if it is not in the layer."""
         with self._read_lock:
-            event = self._event_of(self._reader, photo_hashes)
-        if event is None:
-            return None
-        missing = [tag for tag in tags if tag not in event.tags]
-        if len(event.tags) + len(missing) > defaults.PERSONAL_MAX_EVENT_TAGS:
-            raise LablrError(f"At most {defaults.PERSONAL_MAX_EVENT_TAGS} tags per photo; with the keywords "
-                             f"written since it was learned it has {len(event.tags) + len(missing)}.",
-                             code="bad_tags", status=422)
-        return missing
+            return self._event_of(self._reader, photo_hashes)
 
-    def add_tags(self, gains) -> int:
-        """Give photos in the layer the tags they lack: `gains` is [(photo_hashes, tags)], for keywords written
-        into photos since they were learned. Each photo still counts once. One write for all: a change to
-        learned photos is replayed, as an undo is, and so once, not once per photo. How many photos changed."""
-        if not gains:
-            return 0
+    def correct(self, readings) -> dict[str, "Change"]:
+        """Bring photos in the layer up to date with their keywords as read again (`readings`: Reading each, one
+        per photo): see `corrected_tags`; a photo left with no tag is forgotten. Each photo still counts once.
+        One write for all: a change to learned photos is replayed, as an undo is, and so once, not once per
+        photo. What changed, by the first hash of each reading."""
+        readings, changes = list(readings), {}
+        if not readings:
+            return changes
         try:
             with self._lock, self._write(removal=True):
-                changed = 0
-                for hashes, tags in gains:
-                    event = self._event_of(self._db, hashes)  # undone, or given them, meanwhile: nothing to do
-                    added = [] if event is None else [tag for tag in tags if tag not in event.tags]
-                    if added and len(event.tags) + len(added) <= defaults.PERSONAL_MAX_EVENT_TAGS:
-                        self._db.execute("update events set tags = ? where id = ?",
-                                         [_text(event.tags + added), event.id])
-                        changed += 1
-                if not changed:
+                for reading in readings:
+                    event = self._event_of(self._db, reading.hashes)  # undone meanwhile: nothing to do
+                    change = None if event is None else Change.of(event, corrected_tags(event, reading))
+                    if not change or len(change.tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
+                        continue
+                    if change.tags:
+                        self._db.execute("update events set tags = ? where id = ?", [_text(change.tags), event.id])
+                    else:
+                        self._db.execute("delete from events where id = ?", [event.id])
+                    changes[reading.hashes[0]] = change
+                if not changes:
                     raise _AlreadyThere
         except _AlreadyThere:
-            return 0
-        return changed
+            return {}
+        return changes
 
     def _event_of(self, db, photo_hashes) -> "Event | None":
         hashes = list(photo_hashes)
@@ -396,14 +399,14 @@ class PersonalLayer:
 
     def _event(self, row) -> Event:
         """An event as stored; a row that is not what `record` writes names the layer as damaged."""
-        event_id, stamp, digest, latent, tags, suggested, shown = row
+        event_id, stamp, digest, latent, tags, suggested, shown, source = row
         try:
             latent = np.frombuffer(latent, dtype="<f8")
             if self.latent_dim is not None and latent.shape != (self.latent_dim,):
                 raise ValueError(f"a latent of {latent.size * 8} bytes")
             event = Event(event_id, stamp, digest, latent, json.loads(tags),
                           None if suggested is None else json.loads(suggested),
-                          None if shown is None else json.loads(shown))
+                          None if shown is None else json.loads(shown), source)
             if not _strings(event.tags) or (event.suggested is not None and not _strings(event.suggested)):
                 raise ValueError("tags that are not a list of text")
         except (TypeError, ValueError) as error:
@@ -411,7 +414,45 @@ class PersonalLayer:
         return event
 
 
-COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown"
+COLUMNS = "id, time, photo_hash, latent, tags, suggested, shown, source"
+
+
+@dataclass
+class Reading:
+    """A photo's keywords as read again: `complete` if every source of them (the photo, each sidecar) was
+    read whole, so that a keyword it lacks was removed, not merely unread."""
+
+    hashes: list[str]
+    tags: list[str]
+    complete: bool
+
+    def merged(self, other: "Reading") -> "Reading":
+        """Two copies of one photo (the same pixels) read in one run: the keywords of either, so that one copy
+        lacking a keyword the other has does not take it away."""
+        return Reading(self.hashes, self.tags + [t for t in other.tags if t not in self.tags],
+                       self.complete and other.complete)
+
+
+@dataclass
+class Change:
+    tags: list[str]  # the event's tags now; none: the photo is forgotten
+    gained: list[str]
+    removed: list[str]
+
+    @classmethod
+    def of(cls, event: Event, tags: list[str]) -> "Change | None":
+        gained, removed = [t for t in tags if t not in event.tags], [t for t in event.tags if t not in tags]
+        return cls(tags, gained, removed) if gained or removed else None
+
+
+def corrected_tags(event: Event, reading: Reading) -> list[str]:
+    """The tags of a photo's event once its keywords were read again: those written since are added; those
+    removed since leave it only if its tags were its keywords (not what was published: the file may well
+    lack those) and every source of its keywords was read (never acting on what could not be read)."""
+    tags = event.tags + [t for t in reading.tags if t not in event.tags]
+    if reading.complete and event.source == KEYWORDS:
+        return [t for t in tags if t in reading.tags]
+    return tags
 
 
 def _text(tags: list[str]) -> str:
