@@ -641,7 +641,7 @@ def test_keywords_written_into_many_learned_photos_are_learned_in_one_write_that
     def stamps():
         layer = PersonalLayer(layer_file(tiny_bundle, env), latent_dim=None)
         try:
-            return layer.snapshot()[:2]
+            return layer.batches()[:2]
         finally:
             layer.close()
 
@@ -791,7 +791,7 @@ def layer_stamps(bundle, env):
 
     layer = PersonalLayer(layer_file(bundle, env), latent_dim=None)
     try:
-        return layer.snapshot()[:2]
+        return layer.batches()[:2]
     finally:
         layer.close()
 

@@ -367,11 +367,6 @@ class PersonalLayer:
         return bool(hashes) and db.execute(f"select 1 from events where photo_hash in ({', '.join('?' * len(hashes))})",
                                            hashes).fetchone() is not None
 
-    def snapshot(self, after: int = 0) -> tuple[int, int, list[Event]]:
-        """(version, removals, events after `after`) as they agree (see `batches`)."""
-        version, removals, batches = self.batches(after)
-        return version, removals, [event for batch in batches for event in batch]
-
     def batches(self, after: int = 0, size: int = EVENT_BATCH) -> tuple[int, int, Iterator[list[Event]]]:
         """(version, removals, the events after `after` that those stamps count, oldest first, in lists of at most
         `size`): a layer of many photos is never in memory whole, however long their tags. The stamps and the
