@@ -49,15 +49,8 @@ def nan_in(array):
 def zipped_zeros(path, tags: int, dim: int):
     """Tag statistics of `tags` tags that compress to almost nothing: only their headers say how big."""
     upper = dim * (dim + 1) // 2
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, shape, dtype in (("tags", (tags,), "<U8"), ("counts", (tags,), "<f8"), ("sums", (tags, dim), "<f8"),
-                                   ("outer_upper", (tags, upper), "<f8")):
-            with archive.open(name + ".npy", "w", force_zip64=True) as file:
-                np.lib.format.write_array_header_1_0(file, {"descr": dtype, "fortran_order": False, "shape": shape})
-                size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-                for _ in range(size // (1 << 24)):
-                    file.write(bytes(1 << 24))
-                file.write(bytes(size % (1 << 24)))
+    zipped_arrays(path, {}, tags=((tags,), "<U8"), counts=((tags,), "<f8"), sums=((tags, dim), "<f8"),
+                  outer_upper=((tags, upper), "<f8"))
 
 
 def zipped_arrays(path, arrays_by_name, **zeros):
