@@ -102,20 +102,27 @@ def fit_logistic(raw: np.ndarray, counts: np.ndarray, relevant: np.ndarray, *, u
     return Calibration(*map(float, weights))
 
 
-def cross_fitted_scores(latents, photo_tags, tags, make_tag_model, scorer, *, folds: int = FOLDS, seed: int = 0):
+def cross_fitted_scores(latents, photo_tags, tags, make_tag_model, scorer, *, folds: int = FOLDS, seed: int = 0,
+                        base=None):
     """(raw scores (n, K), tag counts (n, K), relevant (n, K)) of the training photos, each photo
-    scored by a tag model that never saw it: the model fitted on the other folds."""
+    scored by a tag model that never saw it: the model fitted on the other folds, or, with `base` (a
+    tag model the photos are added to: `lablr fit --add`), a copy of it given the other folds."""
     latents = np.asarray(latents, dtype=np.float64)
     order = np.random.default_rng(seed).permutation(len(latents))
     index = {tag: k for k, tag in enumerate(tags)}
     relevant = np.zeros((len(latents), len(tags)), dtype=bool)
     for row, own in enumerate(photo_tags):
         relevant[row, [index[t] for t in own if t in index]] = True
-    raw = np.zeros(relevant.shape)
+    raw = np.full(relevant.shape, RAW_FLOOR)  # a tag a fold's model lacks: the lowest score, of no photo
     counts = np.zeros(relevant.shape)
     for fold in np.array_split(order, min(folds, len(latents))):
         inside = np.setdiff1d(order, fold)
-        model = make_tag_model().fit(latents[inside], [photo_tags[i] for i in inside], tags)
-        raw[fold] = scorer.score(latents[fold], model).score
-        counts[fold] = model.counts
+        inside_tags = [photo_tags[i] for i in inside]
+        if base is None:
+            model = make_tag_model().fit(latents[inside], inside_tags, tags)
+        else:
+            model = base.copy().update(latents[inside], inside_tags)
+        columns = [index[tag] for tag in model.tags]  # a copy of `base` orders its tags its own way
+        raw[np.ix_(fold, columns)] = scorer.score(latents[fold], model).score
+        counts[np.ix_(fold, columns)] = model.counts
     return raw, counts, relevant

@@ -37,33 +37,49 @@ class Added:
     added: int  # photos added to the statistics
     skipped: int  # training photos of the catalog the statistics held already
     known: bool  # whether the bundle recorded which photos its statistics held
+    new_tags: int = 0  # tags the photos added brought
+    recalibrated: bool = False  # whether the calibration was fitted again, on the photos added
 
     def summary(self, model_name, catalog_path) -> str:
         """What a person is told, in one line."""
+        calibrated = (f" The probabilities are calibrated again on the photos added"
+                      f"{f' ({self.new_tags} new tags)' if self.new_tags else ''}." if self.recalibrated else "")
         if not self.known:
             return (f"{model_name} does not record which photos its statistics hold (it was written before Lablr "
                     f"recorded them): all {self.added} training photos of {catalog_path} were added, and any it "
-                    "was fitted on now count twice. Fit it anew without --add to start the record.")
+                    f"was fitted on now count twice. Fit it anew without --add to start the record.{calibrated}")
         return (f"Added {self.added} photo{'s' * (self.added != 1)} to the tag statistics; skipped {self.skipped} "
-                "the model already holds.")
+                f"the model already holds.{calibrated}")
 
 
 def add_photos(model_name, catalog_path, out, *, rules: Rules | None = None, source=None) -> Added:
     """Add the catalog's training photos that the bundle's statistics do not hold yet (exact: they are sums),
-    and record them; a bundle without a record gets every one of them."""
-    model, _recipe, selection = _base_and_selection(model_name, catalog_path, rules, source)
+    and record them; a bundle without a record gets every one of them. The calibration is fitted again on
+    them where it no longer holds (docs/bundle-format.md)."""
+    model, recipe, selection = _base_and_selection(model_name, catalog_path, rules, source)
     held = _held_photos(model)
     keys = [p["key"] for p in selection.train]
     new = selection.train if held is None else [p for p, known in zip(selection.train, held.holds(keys)) if not known]
     encoded = stages.nothing_encoded(model.encoder.latent_dim)
+    new_tags, recalibrate = 0, False
     if new:
         encoded = stages.encode(model.encoder, prepared_images(catalog_path, new, model.image_size), new)
+        before = model.tag_model.copy()
         model.tag_model.update(encoded.latents, encoded.tags)
+        new_tags = len(model.tag_model.tags) - len(before.tags)
+        # The calibration is fitted again, on the photos added, when it never saw some of the tags or saw fewer
+        # photos than are added; for the same tags and fewer new photos, the one fitted on more is the better.
+        # Without a record, the photos may be in the statistics already: scored by them, none would be unseen.
+        # A model without a calibration (the shipped `photos`: its tags against the encoder's background) has none.
+        recalibrate = bool(held is not None and model.calibrations and (new_tags > 0 or len(new) >= len(held)))
+        if recalibrate:
+            model.manifest.calibration = stages.calibrate(recipe, encoded, model.tag_model.tags, base=before)
         model.visualizer.fit(model.tag_model)
         model.manifest.evaluation = None  # the figures no longer describe the model
     model.fitted_photos = None if held is None else held.union(encoded.keys)
     model.save(out)
-    return Added(model, added=len(encoded.keys), skipped=len(selection.train) - len(new), known=held is not None)
+    return Added(model, added=len(encoded.keys), skipped=len(selection.train) - len(new), known=held is not None,
+                 new_tags=new_tags, recalibrated=recalibrate)
 
 
 def _held_photos(model: Model) -> FittedPhotos | None:

@@ -125,11 +125,13 @@ def fit_tags(recipe: Recipe, encoded: Encoded, tags) -> object:
     return new_tag_model(recipe).fit(encoded.latents, encoded.tags, tags)
 
 
-def calibrate(recipe: Recipe, encoded: Encoded, tags) -> dict:
+def calibrate(recipe: Recipe, encoded: Encoded, tags, *, base=None) -> dict:
     """{scorer: Calibration} for the recipe's scorer and the built-in ones that suit its tag model,
-    each cross-fitted on the training photos (never the held-out ones)."""
+    each cross-fitted on the training photos (never the held-out ones); with `base`, on photos added
+    to that tag model, each scored by it and the other photos added."""
     return {name: calibration.fit(*calibration.cross_fitted_scores(
-                encoded.latents, encoded.tags, tags, lambda: new_tag_model(recipe), get_part("scorer", name)()))
+                encoded.latents, encoded.tags, tags, lambda: new_tag_model(recipe), get_part("scorer", name)(),
+                base=base))
             for name in calibrated_scorers(recipe)}
 
 
