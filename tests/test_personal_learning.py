@@ -434,6 +434,18 @@ def test_a_photo_whose_keywords_could_not_be_read_is_said_unreadable_not_untagge
     assert show(tiny_bundle, env)["photos"] == 0
 
 
+def test_a_raw_file_named_is_said_not_a_format_lablr_reads_not_one_it_writes(tiny_bundle, env, tmp_path):
+    """Learning only reads: a camera's raw file named on the command line is refused for what Lablr reads,
+    not with `lablr tag`'s "writes keywords into"."""
+    raw = tmp_path / "IMG_1.CR2"
+    raw.write_bytes(b"\x00\x01raw sensor data" * 100)
+    result = lablr("personal", "learn", str(raw), "--model", str(tiny_bundle), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [f"{raw}: Lablr reads and writes keywords in JPEG, PNG, TIFF and WebP "
+                                          "photos, and this file is none of them."]
+    assert "0 without keywords of their own, 1 unreadable." in result.stdout
+
+
 def test_a_photo_with_more_keywords_than_a_photo_may_have_is_said_refused_not_unreadable(tiny_bundle, env, tmp_path):
     """Flickr takes 75 tags a photo, and so does the layer: a photo with 80 keywords was read, and is refused
     for them, in its own line and its own count; the others are learned."""

@@ -130,7 +130,7 @@ class Exiv2Store:
         with self._lock:
             image = self._open(data)
             if image.mimeType() not in WRITABLE:
-                raise _unsupported(image.mimeType())
+                raise _unsupported(image.mimeType(), "writes keywords into")
             refuse_unread(self._unread(image))
             before = self._keys(image)
             written = self._add_keywords(image, tags, stamp, iptc=image.mimeType() in WITH_IPTC)
@@ -169,7 +169,8 @@ class Exiv2Store:
             image.readMetadata()
         except self.exiv2.Exiv2Error as error:
             if error.code == self.exiv2.ErrorCode.kerMemoryContainsUnknownImageType:
-                raise _unsupported("this file") from None
+                # read to learn from (`personal learn`) or to write into (`lablr tag`): both verbs are true
+                raise _unsupported("this file", "reads and writes keywords in") from None
             raise ImageError(f"The photo is damaged or cut short ({error.message}).", code="truncated_image") from None
         return image
 
@@ -386,8 +387,8 @@ def refuse_unread(why: str):
                          status=422)
 
 
-def _unsupported(what) -> ImageError:
-    return ImageError(f"Lablr writes keywords into JPEG, PNG, TIFF and WebP photos, and {what} is none of them.",
+def _unsupported(what, does: str) -> ImageError:
+    return ImageError(f"Lablr {does} JPEG, PNG, TIFF and WebP photos, and {what} is none of them.",
                       code="unsupported_format", status=415)
 
 
