@@ -8,7 +8,7 @@ does), less those Lablr wrote itself (recorded in its own XMP namespace by `labl
 photo or a sidecar): learning its own guesses would only reinforce them. Each photo is one event,
 known by its pixels, so it counts once however often it is learned; learned again, it gains the
 keywords written into it since and loses those removed since (only if every source of its keywords
-could be read, and never the tags of a photo taught by feedback); one with none left is forgotten.
+could be read, and never the tags of a photo taught by feedback, nor those of a copy without keywords).
 `lablr personal undo`/`reset` take it back.
 """
 
@@ -22,8 +22,16 @@ from lablr.core import defaults
 from lablr.core.data.catalog import keyword_key
 from lablr.core.errors import LablrError
 from lablr.core.personal import photos
-from lablr.core.personal.layer import (KEYWORDS, Change, PersonalLayer, Reading, checked_tags, corrected_tags,
-                                        hash_as_decoded, photo_hash)
+from lablr.core.personal.layer import (
+    KEYWORDS,
+    Change,
+    PersonalLayer,
+    Reading,
+    checked_tags,
+    corrected_tags,
+    hash_as_decoded,
+    photo_hash,
+)
 from lablr.core.photometa.store import Embedded, Exiv2Store
 from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
 
@@ -34,8 +42,7 @@ class Outcome:
     status: str  # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed"
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
-    removed: tuple = ()  # of a known photo: its keywords removed since it was learned, forgotten now
-    forgotten: bool = False  # of a known photo: it has no keyword left, so the layer forgot it
+    removed: tuple = ()  # of a known photo: its keywords removed since it was learned, unlearned now
     kept: tuple = ()  # of a known photo: keywords it lacks now that stay learned, since not all of it was read
     reason: str = ""
     unread_sidecars: tuple = ()  # (path, why) of each sidecar beside it that could not be read
@@ -131,8 +138,7 @@ class _ReadAgain:
         changes = layer.correct(self.readings.values())
         for key, change in changes.items():
             outcome = self.outcomes[key]
-            outcome.gained, outcome.removed, outcome.forgotten = tuple(change.gained), tuple(change.removed), \
-                not change.tags
+            outcome.gained, outcome.removed = tuple(change.gained), tuple(change.removed)
 
 
 def _read(path: Path, store, model, listings: dict) -> _Photo:
@@ -166,8 +172,7 @@ def _settled(photo: _Photo, layer, outcomes, report, again: _ReadAgain) -> bool:
     in_layer = layer.has(photo.hashes[0], known_as=photo.hashes[1:])
     if photo.tags and not in_layer:
         return True
-    # learned before and without keywords now: all of them were removed since
-    outcomes.append(_known(photo, layer, again) if in_layer else _outcome(photo, "untagged"))
+    outcomes.append(_known(photo, layer, again) if photo.tags else _outcome(photo, "untagged"))
     report(outcomes[-1])
     return False
 
@@ -226,7 +231,6 @@ def summary_line(outcomes) -> str:
 def _changes(outcomes) -> str:
     """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything."""
     parts = [(sum(bool(o.gained) for o in outcomes), "with new keywords, now learned"),
-             (sum(bool(o.removed) and not o.forgotten for o in outcomes), "with keywords removed since, now forgotten"),
-             (sum(o.forgotten for o in outcomes), "with no keyword left, now forgotten")]
+             (sum(bool(o.removed) for o in outcomes), "with keywords removed since, now unlearned")]
     said = [f"{count} {'of them ' * (not i)}{what}" for i, (count, what) in enumerate(p for p in parts if p[0])]
     return f" ({'; '.join(said)})" if said else ""

@@ -25,10 +25,10 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 import numpy as np
@@ -275,7 +275,7 @@ class PersonalLayer:
 
     def correct(self, readings) -> dict[str, "Change"]:
         """Bring photos in the layer up to date with their keywords as read again (`readings`: Reading each, one
-        per photo): see `corrected_tags`; a photo left with no tag is forgotten. Each photo still counts once.
+        per photo): see `corrected_tags`. Each photo still counts once.
         One write for all: a change to learned photos is replayed, as an undo is, and so once, not once per
         photo. What changed, by the first hash of each reading."""
         readings, changes = list(readings), {}
@@ -288,10 +288,7 @@ class PersonalLayer:
                     change = None if event is None else Change.of(event, corrected_tags(event, reading))
                     if not change or len(change.tags) > defaults.PERSONAL_MAX_EVENT_TAGS:
                         continue
-                    if change.tags:
-                        self._db.execute("update events set tags = ? where id = ?", [_text(change.tags), event.id])
-                    else:
-                        self._db.execute("delete from events where id = ?", [event.id])
+                    self._db.execute("update events set tags = ? where id = ?", [_text(change.tags), event.id])
                     changes[reading.hashes[0]] = change
                 if not changes:
                     raise _AlreadyThere
@@ -430,7 +427,7 @@ class Reading:
 
 @dataclass
 class Change:
-    tags: list[str]  # the event's tags now; none: the photo is forgotten
+    tags: list[str]  # the event's tags now
     gained: list[str]
     removed: list[str]
 
@@ -443,9 +440,10 @@ class Change:
 def corrected_tags(event: Event, reading: Reading) -> list[str]:
     """The tags of a photo's event once its keywords were read again: those written since are added; those
     removed since leave it only if its tags were its keywords (not what was published: the file may well
-    lack those) and every source of its keywords was read (never acting on what could not be read)."""
+    lack those) and every source of its keywords was read (never acting on what could not be read). A photo
+    read with no keyword at all removes none: more likely a copy stripped of them than a photo untagged by hand."""
     tags = event.tags + [t for t in reading.tags if t not in event.tags]
-    if reading.complete and event.source == KEYWORDS:
+    if reading.complete and reading.tags and event.source == KEYWORDS:
         return [t for t in tags if t in reading.tags]
     return tags
 
