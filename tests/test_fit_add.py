@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,20 +68,31 @@ def test_the_same_catalog_added_again_changes_no_count_and_says_what_it_skipped(
     assert np.array_equal(Model.load(tmp_path / "again").fitted_photos.ids, Model.load(bundle).fitted_photos.ids)
 
 
-def test_a_grown_catalog_adds_only_its_new_photos_as_a_fresh_fit_on_all_of_them(tiny_bundle, shapes_csv, tmp_path):
+def fitted_then_grown(tiny_bundle, shapes_csv, tmp_path, first, *prepare_options) -> tuple[Path, str]:
+    """A catalog of the shape images that `first(image, tag)` keeps, prepared, and a bundle fitted on it
+    (tmp_path / "first"); then the catalog grown to every image, prepared again, and that bundle given it with
+    --add (tmp_path / "grown"). (The catalog, what --add said.)"""
     lines = shapes_csv.read_text().splitlines()[1:]
-    images = sorted({line.split(",")[0] for line in lines})
-    first_half = set(images[: len(images) // 2])
-    half_csv = tmp_path / "half.csv"
-    half_csv.write_text("".join(f"{shapes_csv.parent}/{line}\n" for line in lines if line.split(",")[0] in first_half))
+    kept = {line.split(",")[0] for line in lines if first(*line.split(","))}
+    first_csv = tmp_path / "first.csv"
+    first_csv.write_text("".join(f"{shapes_csv.parent}/{line}\n" for line in lines if line.split(",")[0] in kept))
     catalog = tmp_path / "c.db"
-    ok("import", "csv", half_csv, "--catalog", catalog)
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", *TINY_RULE_OPTIONS)
-    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "first")
 
-    ok("import", "csv", shapes_csv, "--catalog", catalog)  # the catalog grows: every photo of the first is kept
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", *TINY_RULE_OPTIONS)
-    output = ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "grown", "--add")
+    def import_and_prepare(csv):
+        ok("import", "csv", csv, "--catalog", catalog)
+        ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", *prepare_options, *TINY_RULE_OPTIONS)
+
+    import_and_prepare(first_csv)
+    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "first")
+    import_and_prepare(shapes_csv)  # the catalog grows: every photo of the first is kept
+    return catalog, ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "grown",
+                       "--add")
+
+
+def test_a_grown_catalog_adds_only_its_new_photos_as_a_fresh_fit_on_all_of_them(tiny_bundle, shapes_csv, tmp_path):
+    images = sorted({line.split(",")[0] for line in shapes_csv.read_text().splitlines()[1:]})
+    first_half = set(images[: len(images) // 2])
+    catalog, output = fitted_then_grown(tiny_bundle, shapes_csv, tmp_path, lambda image, tag: image in first_half)
     ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "fresh")
 
     held, everything = train_photos(tmp_path / "first"), train_photos(tmp_path / "fresh")
@@ -189,18 +201,8 @@ def ece(bundle, catalog) -> float:
 def test_photos_that_bring_new_tags_calibrate_the_probabilities_again(tiny_bundle, shapes_csv, tmp_path):
     """A calibration fitted on the first tags alone no longer tells probabilities once other tags join (a
     building scored "animal 0.94" after animals were added): it is fitted again, on the photos added."""
-    lines = shapes_csv.read_text().splitlines()[1:]
-    colour = lines[0].split(",")[1]
-    first = {line.split(",")[0] for line in lines if line.split(",")[1] == colour}  # photos of one colour
-    first_csv = tmp_path / "first.csv"
-    first_csv.write_text("".join(f"{shapes_csv.parent}/{line}\n" for line in lines if line.split(",")[0] in first))
-    catalog = tmp_path / "c.db"
-    ok("import", "csv", first_csv, "--catalog", catalog)
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", *TINY_RULE_OPTIONS)
-    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "first")
-    ok("import", "csv", shapes_csv, "--catalog", catalog)
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", *TINY_RULE_OPTIONS)
-    output = ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "grown", "--add")
+    colour = shapes_csv.read_text().splitlines()[1].split(",")[1]
+    catalog, output = fitted_then_grown(tiny_bundle, shapes_csv, tmp_path, lambda image, tag: tag == colour)
     new_tags = len(Model.load(tmp_path / "grown").tag_model.tags) - len(Model.load(tmp_path / "first").tag_model.tags)
     assert new_tags > 0 and f"The probabilities are calibrated again on the photos added ({new_tags} new tags)." \
         in output
@@ -215,16 +217,8 @@ def test_photos_that_bring_new_tags_calibrate_the_probabilities_again(tiny_bundl
 
 
 def test_a_few_photos_of_known_tags_keep_the_calibration_fitted_on_more(tiny_bundle, shapes_csv, tmp_path):
-    lines = shapes_csv.read_text().splitlines()[1:]
-    last = sorted({line.split(",")[0] for line in lines})[-3:]
-    most_csv = tmp_path / "most.csv"
-    most_csv.write_text("".join(f"{shapes_csv.parent}/{line}\n" for line in lines if line.split(",")[0] not in last))
-    catalog = tmp_path / "c.db"
-    ok("import", "csv", most_csv, "--catalog", catalog)
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", "--test-fraction", 0, *TINY_RULE_OPTIONS)
-    ok("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", tmp_path / "most")
-    ok("import", "csv", shapes_csv, "--catalog", catalog)
-    ok("prepare", "--catalog", catalog, "--size", 16, "--quiet", "--test-fraction", 0, *TINY_RULE_OPTIONS)
-    output = ok("fit", "--model", tmp_path / "most", "--catalog", catalog, "--out", tmp_path / "all", "--add")
+    last = sorted({line.split(",")[0] for line in shapes_csv.read_text().splitlines()[1:]})[-3:]
+    _, output = fitted_then_grown(tiny_bundle, shapes_csv, tmp_path, lambda image, tag: image not in last,
+                                  "--test-fraction", 0)
     assert "Added 3 photos to the tag statistics" in output and "calibrated again" not in output
-    assert Model.load(tmp_path / "all").calibrations == Model.load(tmp_path / "most").calibrations
+    assert Model.load(tmp_path / "grown").calibrations == Model.load(tmp_path / "first").calibrations
