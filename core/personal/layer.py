@@ -589,19 +589,14 @@ def vocabulary_tags(bundle_path) -> list[str]:
     return ConceptVocabulary.load(bundle_path).all_tags if (Path(bundle_path) / FILE).exists() else []
 
 
-def stored_events(model) -> tuple[Path | None, bundle.Manifest, list[Event]]:
-    """(the layer's file, None if the user has none yet; the bundle's manifest; every event in the layer)."""
-    layer, manifest = open_for_bundle(model)
-    if not layer:
-        return None, manifest, []
-    with closing(layer):
-        return layer.path, manifest, layer.events()
-
-
 def export(model, destination) -> int:
     """Write every event (with its latent) as JSON, atomically; the number written."""
-    where, manifest, events = stored_events(model)
-    document = {"model": manifest.name, "bundle_checksum": where.stem if where else None,
+    layer, manifest = open_for_bundle(model)
+    events = []
+    if layer:
+        with closing(layer):
+            events = layer.events()
+    document = {"model": manifest.name, "bundle_checksum": layer.path.stem if layer else None,
                 "events": [event.as_dict(latent=True) for event in events]}
     write_atomically(Path(destination), json.dumps(document, indent=1) + "\n")
     return len(events)
