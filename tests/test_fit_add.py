@@ -18,6 +18,9 @@ from lablr.core.cli import cli
 from lablr.core.fitted_photos import FILE, MAX_PHOTOS, FittedPhotos
 from lablr.core.model import Model
 from lablr.core.plugins import get_part
+from lablr.plugins import openclipart
+
+OPENCLIPART = Path(openclipart.installed_root())
 
 
 def lablr(*args):
@@ -198,11 +201,27 @@ def ece(bundle, catalog) -> float:
         Model.load(bundle).default_scorer]["ece"]
 
 
-def test_photos_that_bring_new_tags_calibrate_the_probabilities_again(tiny_bundle, shapes_csv, tmp_path):
+def openclipart_install(tmp_path, *categories) -> Path:
+    """An OpenClipart install of these categories alone (their SVGs copied: the source skips links, as
+    duplicates). Its photos' keys, and so their split, are the same on every machine."""
+    root = tmp_path / "+".join(categories)
+    (root / "png").mkdir(parents=True)
+    for category in categories:
+        (root / "png" / category).symlink_to(OPENCLIPART / "png" / category)
+        shutil.copytree(OPENCLIPART / "svg" / category, root / "svg" / category)
+    return root
+
+
+@pytest.mark.skipif(not (OPENCLIPART / "svg").is_dir(), reason="needs Debian's openclipart-png and openclipart-svg")
+def test_photos_that_bring_new_tags_calibrate_the_probabilities_again(tmp_path):
     """A calibration fitted on the first tags alone no longer tells probabilities once other tags join (a
-    building scored "animal 0.94" after animals were added): it is fitted again, on the photos added."""
-    colour = shapes_csv.read_text().splitlines()[1].split(",")[1]
-    catalog, output = fitted_then_grown(tiny_bundle, shapes_csv, tmp_path, lambda image, tag: tag == colour)
+    building scored "animal 0.94" after animals were added): it is fitted again, on the photos added.
+    OpenClipart's buildings, then its animals too, under the benchmark's encoder."""
+    catalog = tmp_path / "c.db"
+    ok("import", "openclipart", openclipart_install(tmp_path, "buildings"), "--catalog", catalog)
+    ok("fit", "--model", "openclipart-effnet", "--catalog", catalog, "--out", tmp_path / "first")
+    ok("import", "openclipart", openclipart_install(tmp_path, "buildings", "animals"), "--catalog", catalog)
+    output = ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "grown", "--add")
     new_tags = len(Model.load(tmp_path / "grown").tag_model.tags) - len(Model.load(tmp_path / "first").tag_model.tags)
     assert new_tags > 0 and f"The probabilities are calibrated again on the photos added ({new_tags} new tags)." \
         in output
@@ -213,7 +232,7 @@ def test_photos_that_bring_new_tags_calibrate_the_probabilities_again(tiny_bundl
     (stale / "manifest.json").write_text(json.dumps(manifest))
     ok("fit", "--model", tmp_path / "first", "--catalog", catalog, "--out", tmp_path / "fresh")
     grown, before, fresh = (ece(tmp_path / name, catalog) for name in ("grown", "stale", "fresh"))
-    assert grown < before - 0.1 and grown < fresh + 0.1  # measured: 0.24, 0.57 and 0.19
+    assert grown < before - 0.3 and grown < fresh + 0.05  # measured: 0.04, 0.64 and 0.03
 
 
 def test_a_few_photos_of_known_tags_keep_the_calibration_fitted_on_more(tiny_bundle, shapes_csv, tmp_path):
