@@ -1,5 +1,6 @@
 """Shared fixtures: a small tagged image set drawn here, and a tiny model trained on it."""
 
+import atexit
 import fcntl
 import io
 import os
@@ -18,6 +19,7 @@ from urllib.parse import urlsplit
 os.environ["LABLR_LOAD_PLUGINS"] = ""  # no third-party plugin unless a test installs one
 # Personal layers (and anything else of the user's) go to a directory of this run, never ~/.local/share.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="lablr-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
