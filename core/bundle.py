@@ -23,7 +23,7 @@ import numpy as np
 
 from lablr.core import __version__, defaults, fitted_photos
 from lablr.core.errors import BundleError
-from lablr.core.files import atomic_directory, sha256_file, write_atomically
+from lablr.core.files import atomic_directory, check_replaceable, sha256_file, write_atomically
 from lablr.core.part_settings import check_part_kinds, check_settings
 from lablr.core.plugins import check_pairing, get_part
 
@@ -190,11 +190,25 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
     return out
 
 
+def is_bundle(directory) -> bool:
+    """Whether the folder holds a bundle's manifest (a folder that `save` may replace)."""
+    try:
+        read_manifest(directory)
+    except BundleError:
+        return False
+    return True
+
+
+def check_out(directory):
+    """Before any long work: `directory` can take a bundle (absent, empty, or a bundle), or a one-line error."""
+    check_replaceable(directory, is_bundle, "a model bundle")
+
+
 def save(parts: dict, manifest: Manifest, directory) -> Path:
     """Write a bundle: the stateful parts' files and the record of the photos its tag statistics hold
     (parts[FITTED_PHOTOS], if known), then the manifest with their checksums."""
     directory = Path(directory)
-    with atomic_directory(directory) as partial:
+    with atomic_directory(directory, is_bundle, "a model bundle") as partial:
         for kind in STATEFUL_PARTS:
             parts[kind].save(partial)
         if parts.get(FITTED_PHOTOS) is not None:

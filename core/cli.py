@@ -132,7 +132,7 @@ PART_OPTIONS = ("encoder", "image_size", "latent_dim", "tag_model", "scorer", "v
 
 @cli.command(epilog=RULES_HELP)
 @CATALOG_OPTION
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle: a new folder, or a bundle to replace.")
 @click.option("--like", default=None, metavar="NAME_OR_PATH",
               help="Build a model with this bundle's parts and settings (its recipe) from this catalog's photos.")
 @click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
@@ -182,7 +182,7 @@ def _given(ctx, name) -> bool:
 @cli.command(epilog=RULES_HELP)
 @model_option()
 @CATALOG_OPTION
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle: a new folder, or a bundle to replace.")
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics (those it does "
               "not hold yet).")
 @click.option("--source", default=None, help="Only photos imported from this source.")
@@ -237,7 +237,7 @@ def _fit_sharded(model_name, catalog_path, out, *, add, source, shard, shards, s
 
 @cli.command()
 @click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle: a new folder, or a bundle to replace.")
 @click.option("--model", "-m", default=None, help="The bundle the parts were fitted with (default: as they record it).")
 def merge(parts, out, model):
     """Add the tag statistics of PARTS (from `lablr fit --shard`) into one bundle."""

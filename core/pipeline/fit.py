@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lablr.core import bundle
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules
 from lablr.core.fitted_photos import FittedPhotos
@@ -22,6 +23,7 @@ def refit(model_name, catalog_path, out, *, rules: Rules | None = None, source=N
     """Fit the tag models on the catalog's training photos with the bundle's encoder (`add_photos` adds them to
     its statistics instead). Without rules, those `lablr prepare` recorded apply, else the source's defaults.
     """
+    bundle.check_out(out)
     model, recipe, selection = _base_and_selection(model_name, catalog_path, rules, source)
     images = prepared_images(catalog_path, selection.train + selection.test, model.image_size)
     model = stages.fit_and_evaluate(recipe, model.encoder, selection, images, name=Path(out).name)
@@ -56,6 +58,7 @@ def add_photos(model_name, catalog_path, out, *, rules: Rules | None = None, sou
     """Add the catalog's training photos that the bundle's statistics do not hold yet (exact: they are sums),
     and record them; a bundle without a record gets every one of them. The calibration is fitted again on
     them where it no longer holds (docs/bundle-format.md)."""
+    bundle.check_out(out)
     model, recipe, selection = _base_and_selection(model_name, catalog_path, rules, source)
     held = _held_photos(model)
     keys = [p["key"] for p in selection.train]

@@ -11,14 +11,16 @@ merges them. Nothing is unpickled here that the cluster did not compute from our
 import tempfile
 from pathlib import Path
 
+from lablr.core.bundle import check_out
 from lablr.core.data.selection import Rules
 from lablr.core.errors import LablrError
 from lablr.core.files import atomic_directory
-from lablr.core.pipeline.shard import merge, model_reference
+from lablr.core.pipeline.shard import PART_IN_WORDS, is_part, merge, model_reference
 
 
 def fit_on_dask(scheduler, model_name, catalog_path, out, shards=None, *, rules: Rules | None = None, source=None):
     """Fit `shards` parts on the cluster (default: one per worker), write them under OUT.parts/, merge."""
+    check_out(out)
     parts = fit_parts_on_dask(scheduler, model_name, catalog_path, Path(f"{out}.parts"), shards, rules=rules,
                               source=source)
     return merge(parts, out)
@@ -55,7 +57,7 @@ def _fit_part(model, catalog_path, shard, rules, source):
 
 
 def _write_files(directory: Path, files: dict) -> Path:
-    with atomic_directory(directory) as partial:
+    with atomic_directory(directory, is_part, PART_IN_WORDS) as partial:
         for name, data in files.items():
             (partial / Path(name).name).write_bytes(data)
     return directory

@@ -24,17 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from lablr.core.bundle import PartSpec, TrainingData, latent_space
+from lablr.core.bundle import PartSpec, TrainingData, check_out, latent_space
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules, unit_hash
 from lablr.core.errors import LablrError
-from lablr.core.files import atomic_directory, sha256_file
+from lablr.core.files import atomic_directory, check_replaceable, sha256_file
 from lablr.core.model import Model
 from lablr.core.pipeline import stages
 from lablr.core.pipeline.recipe import Recipe
 from lablr.core.plugins import get_part
 
 PART_FILE = "part.json"
+PART_IN_WORDS = "a part of `lablr fit --shard`"
 LATENTS_FILE = "latents.npz"  # the shard's photos: keys, latents, and which of the tags each carries
 PART_KIND = "lablr-part"
 PART_FORMAT = 3  # 2: parts carry their latents, for the merged bundle's calibration; 3: bundle.latent_space
@@ -60,6 +61,7 @@ def fit_shard(model_name, catalog_path, out, shard: tuple[int, int], *, rules: R
               source=None) -> dict:
     """Encode this shard's training photos with the bundle's encoder and write their tag sums as a part."""
     index, count = shard
+    check_part_out(out)
     started = time.perf_counter()
     model = Model.load(model_name)
     loaded = time.perf_counter()
@@ -91,6 +93,7 @@ def merge(part_dirs, out, *, model_name=None) -> Model:
     """One bundle from the parts: their statistics added, its scores calibrated on their latents."""
     if not part_dirs:
         raise LablrError("Nothing to merge: give the part directories that `lablr fit --shard` wrote.")
+    check_out(out)
     parts = [(Path(d), read_part(d)) for d in part_dirs]
     _check_compatible(parts)
     first_dir, first = parts[0]
@@ -201,13 +204,20 @@ def _check_compatible(parts):
 
 def _write_part(tag_model, encoded: "stages.Encoded", record: dict, directory: Path):
     """Written beside its place and renamed into it: a part is whole or absent."""
-    if directory.exists() and not (directory / PART_FILE).exists():
-        raise LablrError(f"{directory} exists and is not a part: choose another --out.")
-    with atomic_directory(directory) as partial:
+    with atomic_directory(directory, is_part, PART_IN_WORDS) as partial:
         tag_model.save(partial)
         _save_latents(partial / LATENTS_FILE, encoded, tag_model.tags)
         record = {**record, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
         (partial / PART_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def is_part(directory) -> bool:
+    return (Path(directory) / PART_FILE).is_file()
+
+
+def check_part_out(directory):
+    """Before encoding: `directory` can take a part (absent, empty, or a part), or a one-line error."""
+    check_replaceable(directory, is_part, PART_IN_WORDS)
 
 
 def _save_latents(path: Path, encoded: "stages.Encoded", tags):

@@ -6,6 +6,7 @@ from a recipe: a command's options, or a bundle's recipe (`lablr train --like NA
 
 from pathlib import Path
 
+from lablr.core import bundle
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules
 from lablr.core.model import Model
@@ -28,6 +29,7 @@ def train(catalog_path, out, *, recipe: Recipe | None = None, encoder=None, enco
                                            visualizer=visualizer)
     recipe = recipe.but(source=source, rules=rules, epochs=epochs, seed=seed)
     recipe.check()  # now, not after hours of training
+    bundle.check_out(out)
     encoder = stages.new_encoder(recipe)  # a missing extra: said before any photo is read
     role = multiworker.role()
     recipe, selection = stages.select_photos(catalog_path, recipe)

@@ -57,6 +57,7 @@ def build(out, *, tags="default", user=None, base_model=None, catalog=None, rule
     False for none, or a display with phase() and close().
     """
     out = Path(out)
+    bundle.check_out(out)  # before hours of downloads
     catalog = Path(catalog or f"{out}.db")
     rules = rules or source_rules(defaults.SOURCE)
     base_path = bundle.resolve(base_model or _default_model())

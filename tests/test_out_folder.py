@@ -1,0 +1,99 @@
+"""A model bundle replaces its --out folder whole, so --out must be new, empty, or a bundle: a folder of the
+user's given by mistake (`--out ~/Pictures`) is refused before any work, and keeps every file."""
+
+import json
+import os
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+from conftest import LABLR, TINY_RULE_OPTIONS
+from fake_flickr import FakeFlickr, make_photos
+
+from lablr.core.cli import cli
+from lablr.core.model import Model
+
+
+def lablr(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def catalog(shapes_csv, tmp_path_factory):
+    path = tmp_path_factory.mktemp("out") / "c.db"
+    assert lablr("import", "csv", shapes_csv, "--catalog", path).exit_code == 0
+    return path
+
+
+def users_folder(tmp_path, name="Pictures"):
+    """A folder of the user's: a photo, a sub-folder, and a manifest.json that is not a bundle's (an
+    extension's, say)."""
+    folder = tmp_path / name
+    (folder / "2024").mkdir(parents=True)
+    (folder / "2024" / "IMG_0001.jpg").write_bytes(b"\xff\xd8 a photo")
+    (folder / "manifest.json").write_text(json.dumps({"manifest_version": 3, "name": "an extension"}))
+    return folder
+
+
+def files_in(folder) -> dict:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+def commands(tiny_bundle, catalog, out, part):
+    return {
+        "train": ["train", "--catalog", catalog, "--out", out, "--image-size", 16, "--latent-dim", 4, "--epochs", 1,
+                  *TINY_RULE_OPTIONS],
+        "fit": ["fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS],
+        "fit --add": ["fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, "--add", *TINY_RULE_OPTIONS],
+        "merge": ["merge", part, "--out", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "fit", "fit --add", "merge"])
+def test_a_folder_that_is_not_a_bundle_is_refused_before_any_work_and_keeps_its_files(
+        command, tiny_bundle, catalog, tmp_path):
+    part = tmp_path / "part-0"
+    if command == "merge":
+        assert lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", part, "--shard", "0/1",
+                     *TINY_RULE_OPTIONS).exit_code == 0
+    folder = users_folder(tmp_path)
+    before = files_in(folder)
+    result = lablr(*commands(tiny_bundle, catalog, folder, part)[command])
+    assert result.exit_code == 1, result.output
+    assert result.output == (f"Error: {folder} exists and is not a model bundle; Lablr replaces what it writes "
+                             "there whole. Choose a new folder.\n")
+    assert files_in(folder) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["Pictures", *(["part-0"] if part.exists() else [])])
+
+
+def test_a_folder_that_is_not_a_part_is_refused_by_fit_shard(tiny_bundle, catalog, tmp_path):
+    folder = users_folder(tmp_path)
+    before = files_in(folder)
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", folder, "--shard", "0/2",
+                   *TINY_RULE_OPTIONS)
+    assert result.exit_code == 1 and "exists and is not a part of `lablr fit --shard`" in result.output
+    assert files_in(folder) == before
+
+
+def test_a_new_folder_an_empty_one_and_a_bundle_are_written(tiny_bundle, catalog, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new", tmp_path / "empty", tmp_path / "new"):  # the last: a bundle, replaced
+        result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS)
+        assert result.exit_code == 0, result.output
+        assert Model.load(out).tag_model.tags
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "new"]  # no partial or old copy left beside
+
+
+def test_build_flickr_refuses_the_folder_before_it_downloads(tmp_path):
+    fake = FakeFlickr(photos=make_photos(per_kind=2)).start()
+    folder = users_folder(tmp_path)
+    before = files_in(folder)
+    try:
+        result = subprocess.run([*LABLR, "build", "flickr", "--tags", "red", "--out", str(folder)], text=True,
+                                capture_output=True, check=False, env={**os.environ, **fake.env(),
+                                                          "XDG_CONFIG_HOME": str(tmp_path / "config")}, timeout=120)
+    finally:
+        fake.stop()
+    assert result.returncode == 1 and "exists and is not a model bundle" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not fake.image_requests and files_in(folder) == before
+    assert not (tmp_path / "Pictures.db").exists()
