@@ -433,15 +433,18 @@ def plot(image, output, k, model, no_personal):
     from lablr.core.data import decoding as imaging
     from lablr.core.files import write_atomically
     from lablr.core.model import PICTURE_TYPES, Model
+    from lablr.core.outputs import check_replaceable, is_lablr_picture, mark_picture
     from lablr.core.personal.learning import personal_model
 
     picture_format = Path(output).suffix.lower().lstrip(".")
     if picture_format not in PICTURE_TYPES:
         raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
                          f"not {output!r}.")
+    check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # before the model loads: said at once
     loaded = personal_model(Model.load(model), not no_personal)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
-    write_atomically(output, data)
+    check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # and again: it may have come meanwhile
+    write_atomically(output, mark_picture(data, picture_format))
     click.echo(f"Wrote {output}")
 
 

@@ -22,6 +22,7 @@ import numpy as np
 from lablr.core.files import write_atomically
 from lablr.core.pipeline import multiworker
 
+from .vae import recorded_run, start_afresh
 from .vae_network import build_vae, import_keras
 
 CHECKPOINTS = "checkpoints"
@@ -113,8 +114,7 @@ def _checkpoints_for(work_dir: Path, run: dict, is_chief: bool) -> Path | None:
     marker, directory = work_dir / "multiworker-run.json", work_dir / CHECKPOINTS
     if is_chief:
         work_dir.mkdir(parents=True, exist_ok=True)
-        if directory.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
-            shutil.rmtree(directory)
+        start_afresh(directory, recorded_run(marker), run)
         write_atomically(marker, json.dumps(run))
         return directory
     try:

@@ -29,7 +29,7 @@ from lablr.core.files import sha256_file
 
 from . import defaults
 from .api import FetchSettings, FlickrClient, flickr_tag, image_choice, photo_record
-from .downloads import ExclusiveLock, Gone, Transient, remove_partials, write_whole
+from .downloads import PARTIAL, ExclusiveLock, Gone, Transient, remove_partials, write_whole
 from .progress import as_progress
 from .sizes import model_input_size, preference
 from .tables import create_tables
@@ -101,7 +101,7 @@ def fetch(catalog_path, tags="default", *, user=None, images_dir=None, settings:
     with ExclusiveLock(Path(f"{catalog_path}.fetch.lock"), f"fetching into {catalog_path}"):
         catalog = Catalog(catalog_path)
         create_tables(catalog.db)
-        remove_partials(images_dir)
+        remove_partials(_half_written(images_dir))
         try:
             queries = []
             if tags:
@@ -244,11 +244,23 @@ def _download(catalog, images_dir, settings, report, bars, on_retry):
                 raise
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif")
+# What _destination names a download while it is written: the only files a rerun removes, in a folder that
+# may be the user's own (--images), beside other programs' partial files (a browser's NAME.part).
+HALF_WRITTEN = re.compile(rf"\d\d/\d+({'|'.join(map(re.escape, IMAGE_SUFFIXES))}){re.escape(PARTIAL)}")
+
+
 def _destination(images_dir: Path, key: str, url: str) -> Path:
     photo_id = key.split(":", 1)[1]
     suffix = Path(urlsplit(url).path).suffix.lower()
-    suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".gif") else ".jpg"
+    suffix = suffix if suffix in IMAGE_SUFFIXES else ".jpg"
     return images_dir / photo_id[-2:].rjust(2, "0") / f"{photo_id}{suffix}"
+
+
+def _half_written(images_dir: Path) -> list[Path]:
+    """The downloads a killed run left half-written under the images folder."""
+    return [path for path in images_dir.glob(f"*/*{PARTIAL}")
+            if HALF_WRITTEN.fullmatch(path.relative_to(images_dir).as_posix())]
 
 
 def _record(db, photo_id, path, size, digest):
