@@ -423,7 +423,7 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file: a new name, or a picture Lablr drew before.")
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggested tags to highlight.")
 @model_option()
@@ -493,7 +493,7 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 @click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @CATALOG_OPTION
 def export(destination, catalog):
-    """Write the catalog as the original Lablr's path,label CSV to FILE."""
+    """Write the catalog as the original Lablr's path,label CSV to FILE (a new name, or such a CSV)."""
     require_catalog(catalog)
     from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
@@ -620,7 +620,8 @@ def personal_learn(paths, model, quiet):
 @click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @MODEL_OPTION
 def personal_export(destination, model):
-    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
+    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE (a new name, or an earlier
+    export)."""
     from lablr.core.personal.layer import export
 
     click.echo(f"Wrote {export(model, destination)} events to {destination}")
