@@ -98,6 +98,17 @@ def test_fetch_into_a_folder_of_the_users_removes_only_its_own_half_written_imag
     assert not killed_run.exists()
 
 
+def test_fetch_into_another_programs_database_changes_nothing_there(flickr, tmp_path):
+    theirs = tmp_path / "places.sqlite"
+    with sqlite3.connect(theirs) as db:
+        db.execute("create table moz_places (id integer primary key, url text)")
+    before = theirs.read_bytes()
+    with pytest.raises(LablrError, match="another program's database"):
+        fetch(theirs, ["red"], settings=FAST, progress=False)
+    assert theirs.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["places.sqlite"]
+    assert not flickr.image_requests
+
+
 def test_a_photo_whose_id_is_not_flickrs_digits_is_not_recorded():
     answer = {"url_q": "https://live.staticflickr.com/1/2_s_q.jpg", "width_q": "150", "height_q": "150"}
     assert photo_record({**answer, "id": "53000000045"}, ["url_q"]).key == "flickr:53000000045"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from lablr.core.data.catalog import Catalog
+from lablr.core.data.catalog import Catalog, check_is_catalog
 from lablr.core.errors import LablrError
 from lablr.core.files import sha256_file
 
@@ -98,6 +98,7 @@ def fetch(catalog_path, tags="default", *, user=None, images_dir=None, settings:
     client = client or FlickrClient.from_environment(settings, on_retry=on_retry)
     extras = settings.image_extras or preference(model_input_size())
     images_dir = Path(images_dir or default_images_dir(catalog_path)).absolute()
+    check_is_catalog(Path(catalog_path))  # before the lock file is made beside a file that is not one
     with ExclusiveLock(Path(f"{catalog_path}.fetch.lock"), f"fetching into {catalog_path}"):
         catalog = Catalog(catalog_path)
         create_tables(catalog.db)
