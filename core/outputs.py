@@ -9,8 +9,8 @@ command refuses in one line, naming it, and writes nothing.
 import os
 import stat
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from lablr.core.errors import LablrError
 

@@ -25,6 +25,7 @@ from lablr.core.files import write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.plugins.vae_network import DOWNSAMPLINGS, build_vae, import_keras
+from lablr.plugins.vae_work import recorded_run, start_afresh
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
@@ -159,27 +160,3 @@ def _backup_for(work_dir: Path, run: dict) -> Path:
     write_atomically(marker, json.dumps(run))
     return backup
 
-
-def recorded_run(marker: Path) -> dict | None:
-    """The settings a training run recorded in its work folder (None: none yet). A file of that name that
-    Lablr did not write is the user's, and so is the folder: training stops rather than write over it."""
-    try:
-        recorded = json.loads(marker.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):
-        recorded = None
-    if not (isinstance(recorded, dict) and {"seed", "images"} <= recorded.keys()):
-        raise LablrError(f"{marker} is not the record of a Lablr training run, so {marker.parent} is not Lablr's "
-                         "work folder: Lablr leaves it as it is. Move it away, or give --out another name.")
-    return recorded
-
-
-def start_afresh(checkpoints: Path, recorded: dict | None, run: dict):
-    """Remove the checkpoints of a run with other settings; never a folder no Lablr run recorded."""
-    if not checkpoints.exists() or recorded == run:
-        return
-    if recorded is None:
-        raise LablrError(f"{checkpoints} holds no checkpoints of a Lablr training run (its folder has no run "
-                         "record): Lablr leaves it as it is. Move it away, or give --out another name.")
-    shutil.rmtree(checkpoints)

@@ -22,8 +22,8 @@ import numpy as np
 from lablr.core.files import write_atomically
 from lablr.core.pipeline import multiworker
 
-from .vae import recorded_run, start_afresh
 from .vae_network import build_vae, import_keras
+from .vae_work import recorded_run, start_afresh
 
 CHECKPOINTS = "checkpoints"
 

@@ -99,7 +99,7 @@ def test_plot_draws_its_picture_again_over_the_one_it_drew(tiny_bundle, photo, t
             picture.load()  # every chunk's checksum is right
             assert picture.info["Comment"] == "Drawn by Lablr"
     else:
-        import xml.etree.ElementTree as ElementTree
+        from xml.etree import ElementTree
 
         assert ElementTree.parse(output).getroot().tag.endswith("svg")
 
