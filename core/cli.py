@@ -423,7 +423,7 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file: a new name, or a picture Lablr drew before.")
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggested tags to highlight.")
 @model_option()
@@ -433,15 +433,18 @@ def plot(image, output, k, model, no_personal):
     from lablr.core.data import decoding as imaging
     from lablr.core.files import write_atomically
     from lablr.core.model import PICTURE_TYPES, Model
+    from lablr.core.outputs import check_replaceable, is_lablr_picture, mark_picture
     from lablr.core.personal.learning import personal_model
 
     picture_format = Path(output).suffix.lower().lstrip(".")
     if picture_format not in PICTURE_TYPES:
         raise LablrError(f"The picture is drawn as PNG or SVG: give --output a name ending in .png or .svg, "
                          f"not {output!r}.")
+    check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # before the model loads: said at once
     loaded = personal_model(Model.load(model), not no_personal)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
-    write_atomically(output, data)
+    check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # and again: it may have come meanwhile
+    write_atomically(output, mark_picture(data, picture_format))
     click.echo(f"Wrote {output}")
 
 
@@ -490,7 +493,7 @@ def serve(host, port, model, workers, max_body, access_log, allowed_hosts, body_
 @click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @CATALOG_OPTION
 def export(destination, catalog):
-    """Write the catalog as the original Lablr's path,label CSV to FILE."""
+    """Write the catalog as the original Lablr's path,label CSV to FILE (a new name, or such a CSV)."""
     require_catalog(catalog)
     from lablr.core.data.catalog import Catalog
     from lablr.plugins.files import write_csv
@@ -617,7 +620,8 @@ def personal_learn(paths, model, quiet):
 @click.argument("destination", type=click.Path(dir_okay=False), metavar="FILE")
 @MODEL_OPTION
 def personal_export(destination, model):
-    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE."""
+    """Write every event (time, photo hash, latent, tags, suggested) to a JSON FILE (a new name, or an earlier
+    export)."""
     from lablr.core.personal.layer import export
 
     click.echo(f"Wrote {export(model, destination)} events to {destination}")

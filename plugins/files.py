@@ -6,11 +6,14 @@ csv:    the original Lablr's CSV of path,label rows (a path may repeat with othe
 """
 
 import csv
+import io
 from collections import defaultdict
 from pathlib import Path
 
 from lablr.core import hookimpl
 from lablr.core.errors import LablrError
+from lablr.core.files import write_atomically
+from lablr.core.outputs import check_replaceable
 from lablr.core.parts import PhotoRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -58,11 +61,22 @@ class CsvSource:
             yield PhotoRecord(key=f"file:{path}", path=str(path), tags=tags)
 
 
+HEADER = ["path", "label"]
+
+
 def write_csv(photos, destination):
-    """Write photos ({path, tags}) as the original's path,label CSV, one row per tag."""
-    with open(destination, "w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file)
-        writer.writerow(["path", "label"])
-        for photo in photos:
-            for tag in photo["tags"]:
-                writer.writerow([photo["path"], tag])
+    """Write photos ({path, tags}) as the original's path,label CSV, one row per tag: whole or not at all, and
+    only over such a CSV (never over the catalog it is read from, a photo, or another file of the user's)."""
+    check_replaceable(destination, "a path,label CSV", is_path_label_csv)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(HEADER)
+    for photo in photos:
+        for tag in photo["tags"]:
+            writer.writerow([photo["path"], tag])
+    write_atomically(destination, text.getvalue().encode("utf-8"))
+
+
+def is_path_label_csv(head: bytes) -> bool:
+    first = head.split(b"\n", 1)[0].strip().lower()
+    return first == ",".join(HEADER).encode()

@@ -25,6 +25,7 @@ from lablr.core.files import write_atomically
 from lablr.core.part_settings import Setting
 from lablr.core.parts import check_images
 from lablr.plugins.vae_network import DOWNSAMPLINGS, build_vae, import_keras
+from lablr.plugins.vae_work import recorded_run, start_afresh
 
 FILE = "encoder.keras"
 LITE_FILE = "encoder.tflite"
@@ -155,7 +156,7 @@ def _backup_for(work_dir: Path, run: dict) -> Path:
     """The checkpoint folder of this run; one left by a run with other settings is set aside."""
     work_dir.mkdir(parents=True, exist_ok=True)
     marker, backup = work_dir / "run.json", work_dir / "backup"
-    if backup.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
-        shutil.rmtree(backup)
+    start_afresh(backup, recorded_run(marker), run)
     write_atomically(marker, json.dumps(run))
     return backup
+

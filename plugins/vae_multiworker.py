@@ -23,6 +23,7 @@ from lablr.core.files import write_atomically
 from lablr.core.pipeline import multiworker
 
 from .vae_network import build_vae, import_keras
+from .vae_work import recorded_run, start_afresh
 
 CHECKPOINTS = "checkpoints"
 
@@ -113,8 +114,7 @@ def _checkpoints_for(work_dir: Path, run: dict, is_chief: bool) -> Path | None:
     marker, directory = work_dir / "multiworker-run.json", work_dir / CHECKPOINTS
     if is_chief:
         work_dir.mkdir(parents=True, exist_ok=True)
-        if directory.exists() and (not marker.exists() or json.loads(marker.read_text()) != run):
-            shutil.rmtree(directory)
+        start_afresh(directory, recorded_run(marker), run)
         write_atomically(marker, json.dumps(run))
         return directory
     try:

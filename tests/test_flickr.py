@@ -22,7 +22,7 @@ from lablr.core.cli import cli
 from lablr.core.data.catalog import Catalog
 from lablr.core.defaults import NON_VISUAL_TAGS
 from lablr.core.errors import LablrError
-from lablr.plugins.flickr.api import FetchSettings, flickr_tag
+from lablr.plugins.flickr.api import FetchSettings, flickr_tag, photo_record
 from lablr.plugins.flickr.downloads import Retry, TokenBucket
 from lablr.plugins.flickr.fetcher import fetch
 from lablr.plugins.flickr.sizes import preference
@@ -82,6 +82,38 @@ def test_fetch_pages_through_every_tag_and_records_each_photo_once_with_all_its_
     again = fetch(catalog, ["red", "circle", "blue"], settings=FAST, progress=False)
     assert (again.new, again.downloaded) == (0, 0)
     assert (sum(flickr.calls.values()), sum(flickr.image_requests.values())) == (calls, images)
+
+
+def test_fetch_into_a_folder_of_the_users_removes_only_its_own_half_written_images(flickr, tmp_path):
+    downloads = tmp_path / "Downloads"  # `lablr fetch --images ~/Downloads`
+    theirs = [downloads / "film.mkv.part", downloads / "12" / "notes.txt.part", downloads / "12" / "34.jpg.part.old"]
+    for path in theirs:  # a browser's and other programs' partial files
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("not Lablr's")
+    killed_run = downloads / "45" / "53000000045.jpg.part"
+    killed_run.parent.mkdir()
+    killed_run.write_bytes(b"half an image")
+    fetch(tmp_path / "flickr.db", ["red"], images_dir=downloads, settings=FAST, progress=False)
+    assert all(path.read_text() == "not Lablr's" for path in theirs)
+    assert not killed_run.exists()
+
+
+def test_fetch_into_another_programs_database_changes_nothing_there(flickr, tmp_path):
+    theirs = tmp_path / "places.sqlite"
+    with sqlite3.connect(theirs) as db:
+        db.execute("create table moz_places (id integer primary key, url text)")
+    before = theirs.read_bytes()
+    with pytest.raises(LablrError, match="another program's database"):
+        fetch(theirs, ["red"], settings=FAST, progress=False)
+    assert theirs.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["places.sqlite"]
+    assert not flickr.image_requests
+
+
+def test_a_photo_whose_id_is_not_flickrs_digits_is_not_recorded():
+    answer = {"url_q": "https://live.staticflickr.com/1/2_s_q.jpg", "width_q": "150", "height_q": "150"}
+    assert photo_record({**answer, "id": "53000000045"}, ["url_q"]).key == "flickr:53000000045"
+    for odd in ("../../../.bashrc", "12/../../x", ""):
+        assert photo_record({**answer, "id": odd}, ["url_q"]) is None  # its file would be named by it
 
 
 def test_per_tag_limit_and_licences(flickr, tmp_path):

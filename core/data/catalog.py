@@ -8,14 +8,17 @@ most the record in flight and a rerun continues where it stopped.
 
 import json
 import re
+import sqlite3
 import time
 import unicodedata
+from contextlib import closing
 from pathlib import Path
 from typing import Iterable
 
 import sqlite_utils
 
 from lablr.core import defaults
+from lablr.core.errors import LablrError
 from lablr.core.parts import PhotoRecord
 
 _SPACES = re.compile(r"\s+")
@@ -54,9 +57,44 @@ def compact_tag(tag: str) -> str:
     return "".join(ch for ch in unicodedata.normalize("NFKC", tag).lower() if ch.isalnum())
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+PHOTO_COLUMNS = {"key", "source", "path", "status"}  # what tells Lablr's photos table from another program's
+
+
+def check_is_catalog(path: Path):
+    """Raise unless `path` is free, empty, an empty SQLite database or a Lablr catalog: opening a catalog
+    writes to it (its tables, its journal mode), and a file of the user's own must stay as it was."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except IsADirectoryError:
+        raise LablrError(f"The catalog {path} is a folder: name a catalog file with --catalog.") from None
+    if header and header != SQLITE_HEADER:
+        raise LablrError(f"{path} is not a Lablr catalog (not an SQLite file): Lablr leaves it as it is. Name "
+                         "another file with --catalog.")
+    tables = _tables(path) if header else {}
+    if tables and not PHOTO_COLUMNS <= tables.get("photos", set()):
+        raise LablrError(f"{path} is another program's database (tables: {', '.join(sorted(tables)[:5])}), not a "
+                         "Lablr catalog: Lablr leaves it as it is. Name another file with --catalog.")
+
+
+def _tables(path: Path) -> dict[str, set[str]]:
+    """{table: its columns} of an SQLite file, read without writing to it."""
+    try:
+        with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+            names = [row[0] for row in db.execute("select name from sqlite_master where type = 'table'")]
+            return {name: {row[1] for row in db.execute("select * from pragma_table_info(?)", [name])}
+                    for name in names}
+    except sqlite3.DatabaseError as error:
+        raise LablrError(f"The catalog {path} cannot be read ({error}).") from None
+
+
 class Catalog:
     def __init__(self, path):
         self.path = Path(path)
+        check_is_catalog(self.path)
         self.db = sqlite_utils.Database(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self._create_tables()

@@ -37,6 +37,7 @@ from lablr.core import bundle, defaults
 from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag, normalize_tag
 from lablr.core.errors import LablrError
 from lablr.core.files import fsync_dir, partial_path, write_atomically
+from lablr.core.outputs import check_replaceable
 
 FILE_SUFFIX = ".sqlite"
 SCHEMA = """
@@ -589,8 +590,13 @@ def vocabulary_tags(bundle_path) -> list[str]:
     return ConceptVocabulary.load(bundle_path).all_tags if (Path(bundle_path) / FILE).exists() else []
 
 
+EXPORT_START = b'{\n "model": '  # how every export begins (json.dumps of the document below, indent=1)
+
+
 def export(model, destination) -> int:
-    """Write every event (with its latent) as JSON, atomically; the number written."""
+    """Write every event (with its latent) as JSON, atomically, at a free name or over an earlier export;
+    the number written."""
+    check_replaceable(destination, "an export of Lablr's personal layer", lambda head: head.startswith(EXPORT_START))
     layer, manifest = open_for_bundle(model)
     events = []
     if layer:

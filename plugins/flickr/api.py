@@ -233,9 +233,10 @@ def image_choice(photo: dict, extras) -> ImageChoice | None:
 
 
 def photo_record(photo: dict, extras) -> PhotoRecord | None:
-    """A catalog record from one <photo> of a search answer (None when it offers no image)."""
+    """A catalog record from one <photo> of a search answer (None when it offers no image, or has no id of
+    Flickr's digits: the id names the image's file, which must stay inside the images folder)."""
     choice = image_choice(photo, extras)
-    if not choice or not photo.get("id"):
+    if not choice or not str(photo.get("id", "")).isdigit():
         return None
     url = choice.url
     tags = [t for t in (flickr_tag(raw) for raw in photo.get("tags", "").split()) if t]

@@ -96,13 +96,12 @@ def write_whole(destination: Path, chunks) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def remove_partials(directory: Path) -> int:
+def remove_partials(paths) -> int:
     """Delete files a killed run left half-written (call while holding the folder's lock)."""
     removed = 0
-    if Path(directory).is_dir():
-        for path in Path(directory).rglob("*" + PARTIAL):
-            path.unlink(missing_ok=True)
-            removed += 1
+    for path in paths:
+        path.unlink(missing_ok=True)
+        removed += 1
     return removed
 
 

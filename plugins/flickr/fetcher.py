@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from lablr.core.data.catalog import Catalog
+from lablr.core.data.catalog import Catalog, check_is_catalog
 from lablr.core.errors import LablrError
 from lablr.core.files import sha256_file
 
 from . import defaults
 from .api import FetchSettings, FlickrClient, flickr_tag, image_choice, photo_record
-from .downloads import ExclusiveLock, Gone, Transient, remove_partials, write_whole
+from .downloads import PARTIAL, ExclusiveLock, Gone, Transient, remove_partials, write_whole
 from .progress import as_progress
 from .sizes import model_input_size, preference
 from .tables import create_tables
@@ -98,10 +98,11 @@ def fetch(catalog_path, tags="default", *, user=None, images_dir=None, settings:
     client = client or FlickrClient.from_environment(settings, on_retry=on_retry)
     extras = settings.image_extras or preference(model_input_size())
     images_dir = Path(images_dir or default_images_dir(catalog_path)).absolute()
+    check_is_catalog(Path(catalog_path))  # before the lock file is made beside a file that is not one
     with ExclusiveLock(Path(f"{catalog_path}.fetch.lock"), f"fetching into {catalog_path}"):
         catalog = Catalog(catalog_path)
         create_tables(catalog.db)
-        remove_partials(images_dir)
+        remove_partials(_half_written(images_dir))
         try:
             queries = []
             if tags:
@@ -244,11 +245,23 @@ def _download(catalog, images_dir, settings, report, bars, on_retry):
                 raise
 
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif")
+# What _destination names a download while it is written: the only files a rerun removes, in a folder that
+# may be the user's own (--images), beside other programs' partial files (a browser's NAME.part).
+HALF_WRITTEN = re.compile(rf"\d\d/\d+({'|'.join(map(re.escape, IMAGE_SUFFIXES))}){re.escape(PARTIAL)}")
+
+
 def _destination(images_dir: Path, key: str, url: str) -> Path:
     photo_id = key.split(":", 1)[1]
     suffix = Path(urlsplit(url).path).suffix.lower()
-    suffix = suffix if suffix in (".jpg", ".jpeg", ".png", ".gif") else ".jpg"
+    suffix = suffix if suffix in IMAGE_SUFFIXES else ".jpg"
     return images_dir / photo_id[-2:].rjust(2, "0") / f"{photo_id}{suffix}"
+
+
+def _half_written(images_dir: Path) -> list[Path]:
+    """The downloads a killed run left half-written under the images folder."""
+    return [path for path in images_dir.glob(f"*/*{PARTIAL}")
+            if HALF_WRITTEN.fullmatch(path.relative_to(images_dir).as_posix())]
 
 
 def _record(db, photo_id, path, size, digest):
