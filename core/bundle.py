@@ -23,12 +23,14 @@ import numpy as np
 
 from lablr.core import __version__, defaults, fitted_photos
 from lablr.core.errors import BundleError
-from lablr.core.files import atomic_directory, check_replaceable, sha256_file, write_atomically
+from lablr.core.files import atomic_directory, sha256_file, write_atomically
+from lablr.core.outputs import check_replaceable_folder
 from lablr.core.part_settings import check_part_kinds, check_settings
 from lablr.core.plugins import check_pairing, get_part
 
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
+BUNDLE_IN_WORDS = "a model bundle"
 STATEFUL_PARTS = ("encoder", "tag_model", "visualizer")
 # Beside the parts: which photos the tag statistics hold (lablr.core.fitted_photos), absent when not known
 FITTED_PHOTOS = "fitted_photos"
@@ -201,14 +203,14 @@ def is_bundle(directory) -> bool:
 
 def check_out(directory):
     """Before any long work: `directory` can take a bundle (absent, empty, or a bundle), or a one-line error."""
-    check_replaceable(directory, is_bundle, "a model bundle")
+    check_replaceable_folder(directory, BUNDLE_IN_WORDS, is_bundle)
 
 
 def save(parts: dict, manifest: Manifest, directory) -> Path:
     """Write a bundle: the stateful parts' files and the record of the photos its tag statistics hold
     (parts[FITTED_PHOTOS], if known), then the manifest with their checksums."""
     directory = Path(directory)
-    with atomic_directory(directory, is_bundle, "a model bundle") as partial:
+    with atomic_directory(directory, BUNDLE_IN_WORDS, is_bundle) as partial:
         for kind in STATEFUL_PARTS:
             parts[kind].save(partial)
         if parts.get(FITTED_PHOTOS) is not None:

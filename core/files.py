@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from lablr.core.errors import LablrError
+from lablr.core.outputs import check_replaceable_folder
 
 BLOCK = 1 << 20
 
@@ -74,26 +74,16 @@ def write_atomically(target, data: bytes | str):
         file.write(data)
 
 
-def check_replaceable(target, is_kind: Callable[[Path], bool], kind: str):
-    """`target` may be replaced whole by a directory of this kind: it is absent, an empty folder, or one of
-    that kind (`is_kind`). Any other folder (a user's photos, given as --out by mistake) is refused."""
-    target = Path(target)
-    if not os.path.lexists(target) or (target.is_dir() and (not any(target.iterdir()) or is_kind(target))):
-        return
-    raise LablrError(f"{target} exists and is not {kind}; Lablr replaces what it writes there whole. "
-                     "Choose a new folder.")
-
-
 @contextmanager
-def atomic_directory(target, is_kind: Callable[[Path], bool], kind: str):
+def atomic_directory(target, kind: str, is_ours: Callable[[Path], bool]):
     """Yield an empty directory beside `target`; when the block ends without error it replaces `target`,
-    which must be absent, empty or of this kind (check_replaceable).
+    which must be absent, empty or of this kind (outputs.check_replaceable_folder).
 
     A directory cannot be renamed over a non-empty one: the old one is moved aside first and
     removed after, so a reader sees the old directory or the new one, never a mix.
     """
     target = Path(target)
-    check_replaceable(target, is_kind, kind)
+    check_replaceable_folder(target, kind, is_ours)
     partial = partial_path(target)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -1,5 +1,5 @@
-"""Files written at a name the user gives (`lablr export FILE`, `plot -o FILE`, `personal export FILE`):
-never over a file of the user's own.
+"""Files and folders written at a name the user gives (`lablr export FILE`, `plot -o FILE`, `personal export
+FILE`, a bundle's `--out`): never over a file or a folder of the user's own.
 
 A file already there is replaced only when it is one the same command writes (run again, it writes it
 anew). Anything else at that name is the user's (a photo, the catalog, another program's data): the
@@ -31,6 +31,16 @@ def check_replaceable(path, kind: str, is_ours: Callable[[bytes], bool]):
         return
     raise LablrError(f"{path} is there already and is not {kind}: Lablr leaves it as it is. Give another name, "
                      "or move it away first.")
+
+
+def check_replaceable_folder(path, kind: str, is_ours: Callable[[Path], bool]):
+    """Raise unless nothing is at `path`, or an empty folder, or a folder of `kind` (told by `is_ours`): a folder
+    is replaced whole, so a folder of the user's given by mistake (`--out ~/Pictures`) would be lost."""
+    path = Path(path)
+    if not os.path.lexists(path) or (path.is_dir() and (not any(path.iterdir()) or is_ours(path))):
+        return
+    raise LablrError(f"{path} is there already and is not {kind}: Lablr leaves it as it is (it would replace the "
+                     "whole folder). Give a new folder.")
 
 
 def _head(path: Path) -> bytes | None:

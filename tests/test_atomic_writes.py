@@ -25,7 +25,7 @@ def test_no_module_renames_files_into_place_itself():
 def test_a_failed_write_leaves_the_old_file_and_no_partial(tmp_path):
     target = tmp_path / "settings.json"
     write_atomically(target, "old")
-    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "bundle", lambda directory: True, "a test folder") as partial:
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "bundle", "a test folder", lambda directory: True) as partial:
         (partial / "a").write_text("half")
         raise RuntimeError("killed")
     write_atomically(target, "new")

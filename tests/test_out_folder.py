@@ -60,8 +60,8 @@ def test_a_folder_that_is_not_a_bundle_is_refused_before_any_work_and_keeps_its_
     before = files_in(folder)
     result = lablr(*commands(tiny_bundle, catalog, folder, part)[command])
     assert result.exit_code == 1, result.output
-    assert result.output == (f"Error: {folder} exists and is not a model bundle; Lablr replaces what it writes "
-                             "there whole. Choose a new folder.\n")
+    assert result.output == (f"Error: {folder} is there already and is not a model bundle: Lablr leaves it as it "
+                             "is (it would replace the whole folder). Give a new folder.\n")
     assert files_in(folder) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["Pictures", *(["part-0"] if part.exists() else [])])
 
@@ -71,7 +71,7 @@ def test_a_folder_that_is_not_a_part_is_refused_by_fit_shard(tiny_bundle, catalo
     before = files_in(folder)
     result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", folder, "--shard", "0/2",
                    *TINY_RULE_OPTIONS)
-    assert result.exit_code == 1 and "exists and is not a part of `lablr fit --shard`" in result.output
+    assert result.exit_code == 1 and "is there already and is not a part of `lablr fit --shard`" in result.output
     assert files_in(folder) == before
 
 
@@ -94,6 +94,6 @@ def test_build_flickr_refuses_the_folder_before_it_downloads(tmp_path):
                                                           "XDG_CONFIG_HOME": str(tmp_path / "config")}, timeout=120)
     finally:
         fake.stop()
-    assert result.returncode == 1 and "exists and is not a model bundle" in result.stderr, result.stderr
+    assert result.returncode == 1 and "is there already and is not a model bundle" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not fake.image_requests and files_in(folder) == before
     assert not (tmp_path / "Pictures.db").exists()

@@ -41,7 +41,7 @@ def prepare(photos, directory, size, *, workers=None, progress=True) -> "ImageSe
     The set is written beside its final place and renamed into it, so it is whole or absent.
     """
     directory = Path(directory)
-    with atomic_directory(directory, lambda d: (d / INDEX).is_file(), "a set of prepared images") as partial:
+    with atomic_directory(directory, "a set of prepared images", lambda d: (d / INDEX).is_file()) as partial:
         keys, shards, broken = _decode_into(partial, photos, size, workers=workers, progress=progress)
         (partial / INDEX).write_text(json.dumps({"image_size": size, "keys": keys, "shards": shards,
                                                  "broken": broken}))

@@ -57,7 +57,7 @@ def _fit_part(model, catalog_path, shard, rules, source):
 
 
 def _write_files(directory: Path, files: dict) -> Path:
-    with atomic_directory(directory, is_part, PART_IN_WORDS) as partial:
+    with atomic_directory(directory, PART_IN_WORDS, is_part) as partial:
         for name, data in files.items():
             (partial / Path(name).name).write_bytes(data)
     return directory

@@ -28,8 +28,9 @@ from lablr.core.bundle import PartSpec, TrainingData, check_out, latent_space
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules, unit_hash
 from lablr.core.errors import LablrError
-from lablr.core.files import atomic_directory, check_replaceable, sha256_file
+from lablr.core.files import atomic_directory, sha256_file
 from lablr.core.model import Model
+from lablr.core.outputs import check_replaceable_folder
 from lablr.core.pipeline import stages
 from lablr.core.pipeline.recipe import Recipe
 from lablr.core.plugins import get_part
@@ -204,7 +205,7 @@ def _check_compatible(parts):
 
 def _write_part(tag_model, encoded: "stages.Encoded", record: dict, directory: Path):
     """Written beside its place and renamed into it: a part is whole or absent."""
-    with atomic_directory(directory, is_part, PART_IN_WORDS) as partial:
+    with atomic_directory(directory, PART_IN_WORDS, is_part) as partial:
         tag_model.save(partial)
         _save_latents(partial / LATENTS_FILE, encoded, tag_model.tags)
         record = {**record, "files": {p.name: sha256_file(p) for p in sorted(partial.iterdir())}}
@@ -217,7 +218,7 @@ def is_part(directory) -> bool:
 
 def check_part_out(directory):
     """Before encoding: `directory` can take a part (absent, empty, or a part), or a one-line error."""
-    check_replaceable(directory, is_part, PART_IN_WORDS)
+    check_replaceable_folder(directory, PART_IN_WORDS, is_part)
 
 
 def _save_latents(path: Path, encoded: "stages.Encoded", tags):
