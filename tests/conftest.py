@@ -124,14 +124,20 @@ TINY_RULE_OPTIONS = [text for name, value in TINY_RULES.items() for text in (f"-
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, shapes_csv):
-    """A real model bundle trained for a few seconds: 16x16 images, a 4-d latent space."""
-    from lablr.core.data.importing import import_source
+    """A real model bundle trained for a few seconds: 16x16 images, a 4-d latent space. The same model
+    every run: its photos are keyed by file name (the csv source keys them by absolute path, under
+    pytest's tmp directory, and the split hashes the key), and the seeded training repeats on a CPU."""
+    from dataclasses import replace
+
+    from lablr.core.data.catalog import Catalog
     from lablr.core.data.selection import Rules
     from lablr.core.pipeline.train import train
+    from lablr.plugins.files import CsvSource
 
     root = tmp_path_factory.mktemp("tiny")
     catalog = root / "catalog.db"
-    import_source("csv", str(shapes_csv), catalog, progress=False)
+    Catalog(catalog).add([replace(record, key=f"shapes:{Path(record.path).name}")
+                          for record in CsvSource().records(str(shapes_csv))], "csv")
     train(catalog, root / "tiny-model", encoder_settings={"image_size": 16, "latent_dim": 4, "filters": 8},
           rules=Rules(**TINY_RULES), epochs=3, progress=False)
     return root / "tiny-model"
@@ -188,3 +194,4 @@ def screenshot_file(name: str, tmp_path: Path) -> Path:
     if os.environ.get("LABLR_SCREENSHOTS") == "1":
         return Path(__file__).resolve().parent.parent / "docs" / name
     return tmp_path / name
+

@@ -215,7 +215,7 @@ def test_a_tag_given_to_five_photos_is_in_the_top_three_for_the_sixth_with_the_d
 
 
 def test_a_suggestion_removed_three_times_fades_below_the_display_threshold(server):
-    """The tiny model is trained anew each run, so which tags it shows, and how sure it is, vary: its
+    """Which tags the tiny model shows, and how sure it is, are whatever its training made them: its
     most probable tag is the one the user removes. (The default model's case, with the page's
     threshold, is the next test.)"""
     photos = [photo("red", "square", 700 + seed) for seed in range(4)]
