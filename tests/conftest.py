@@ -194,4 +194,3 @@ def screenshot_file(name: str, tmp_path: Path) -> Path:
     if os.environ.get("LABLR_SCREENSHOTS") == "1":
         return Path(__file__).resolve().parent.parent / "docs" / name
     return tmp_path / name
-
