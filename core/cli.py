@@ -357,10 +357,11 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
         summary_line,
         tag_photos,
     )
+    from lablr.core.progress import progress_bar
 
     loaded = personal_model(Model.load(model), not no_personal)
     done = []
-    with tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(unit="photo", shown=not quiet) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)
@@ -591,13 +592,14 @@ def personal_learn(paths, model, quiet):
     from tqdm import tqdm
 
     from lablr.core.model import Model
-    from lablr.core.personal.layer import PersonalLayer
     from lablr.core.personal.from_photos import learn_photos, problem_lines, summary_line
+    from lablr.core.personal.layer import PersonalLayer
+    from lablr.core.progress import progress_bar
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
     done = []
-    with closing(layer), tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
+    with closing(layer), progress_bar(unit="photo", shown=not quiet) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)

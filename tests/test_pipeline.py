@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import TINY_RULE_OPTIONS, draw_shape
+from conftest import LABLR, TINY_RULE_OPTIONS, draw_shape, on_a_terminal
 from PIL import Image
 
 from lablr.core.cli import cli
@@ -124,6 +124,20 @@ def test_fit_refits_and_add_counts_no_photo_twice(tiny_bundle, tmp_path, shapes_
     before = json.loads((tmp_path / "refit" / "manifest.json").read_text())["tags"]
     after = json.loads((tmp_path / "added" / "manifest.json").read_text())["tags"]
     assert before == after
+
+
+def test_import_and_fit_draw_bars_on_a_terminal_and_none_in_a_log(tiny_bundle, tmp_path, shapes_csv):
+    """A bar redraws itself with carriage returns: in a log file or a CI log each redraw would stay."""
+    _, shown = on_a_terminal([*LABLR, "import", "csv", str(shapes_csv), "--catalog", str(tmp_path / "shown.db")])
+    assert b"Importing csv" in shown and b"108img" in shown, shown
+    catalog = str(tmp_path / "c.db")
+    commands = [["import", "csv", str(shapes_csv), "--catalog", catalog],
+                ["fit", "--model", str(tiny_bundle), "--catalog", catalog, "--out", str(tmp_path / "refit"),
+                 *TINY_RULE_OPTIONS]]
+    for command in commands:
+        logged = subprocess.run([*LABLR, *command], capture_output=True, text=True, timeout=300)
+        assert logged.returncode == 0, logged.stderr
+        assert "\r" not in logged.stderr and "%|" not in logged.stderr and "img/s" not in logged.stderr, logged.stderr
 
 
 def test_console_script_prints_errors_without_traceback(tmp_path):

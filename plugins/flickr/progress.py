@@ -18,9 +18,9 @@ class PhaseBars:
 
     @contextmanager
     def phase(self, name, total, unit="step"):
-        from tqdm import tqdm
+        from lablr.core.progress import progress_bar
 
-        with tqdm(total=total, desc=name, unit=unit) as bar:
+        with progress_bar(total=total, desc=name, unit=unit) as bar:
             yield bar
 
 
@@ -28,11 +28,11 @@ class Overall:
     """One bar for a run of phases; `weights` are each phase's share of the whole (any scale)."""
 
     def __init__(self, weights: dict, *, enabled=True):
-        from tqdm import tqdm
+        from lablr.core.progress import progress_bar
 
         self.weights = dict(weights)
-        self.bar = tqdm(total=100.0, unit="%", bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-                        disable=not enabled)
+        self.bar = progress_bar(total=100.0, unit="%", bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                                shown=enabled)
         self._base = 0.0
 
     def _share(self, name):
