@@ -592,7 +592,7 @@ def personal_learn(paths, model, quiet):
     from tqdm import tqdm
 
     from lablr.core.model import Model
-    from lablr.core.personal.from_photos import learn_photos, problem_lines, summary_line
+    from lablr.core.personal.from_photos import learn_photos, problem_lines, skipped_line, summary_line
     from lablr.core.personal.layer import PersonalLayer
     from lablr.core.progress import progress_bar
 
@@ -611,6 +611,8 @@ def personal_learn(paths, model, quiet):
         with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
     click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
+    if skipped_line(outcomes):
+        click.echo(skipped_line(outcomes))
     if any(problem_lines(o) for o in outcomes):
         sys.exit(1)
 

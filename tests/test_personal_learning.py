@@ -446,6 +446,25 @@ def test_a_raw_file_named_is_said_not_a_format_lablr_reads_not_one_it_writes(tin
     assert "0 without keywords of their own, 1 unreadable." in result.stdout
 
 
+def test_raw_files_in_a_folder_are_said_left_out_with_the_formats_lablr_reads(tiny_bundle, env, tmp_path):
+    """A folder of a camera's raw files and their sidecars (Lightroom's NAME.xmp, darktable's NAME.EXT.xmp)
+    teaches nothing: one line says which files were left out, why, and what to learn from instead."""
+    folder = tmp_path / "raws"
+    folder.mkdir()
+    for name in ("IMG_1.CR2", "IMG_2.CR2", "DSC_3.NEF"):
+        (folder / name).write_bytes(b"\x00\x01raw sensor data" * 100)
+    exiftool(folder / "IMG_1.xmp", "-XMP-dc:Subject=heron")
+    exiftool(folder / "IMG_2.CR2.xmp", "-XMP-dc:Subject=heron")
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stdout + result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        f"3 other files left out (2 .cr2, 1 .nef): Lablr reads photos in {', '.join(defaults.TAG_SUFFIXES)} files; "
+        "for a camera's raw files, learn from the JPEG, TIFF or PNG files exported from them."]
+    make_photo(folder / "IMG_1.jpg")  # exported beside its raw file: learned, and only the raw files left out
+    again = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
+    assert "Learned from 1 photo;" in again.stdout and "3 other files left out (2 .cr2, 1 .nef)" in again.stdout
+
+
 def test_a_photo_with_more_keywords_than_a_photo_may_have_is_said_refused_not_unreadable(tiny_bundle, env, tmp_path):
     """Flickr takes 75 tags a photo, and so does the layer: a photo with 80 keywords was read, and is refused
     for them, in its own line and its own count; the others are learned."""

@@ -12,6 +12,7 @@ could be read, and never the tags of a photo taught by feedback, nor those of a 
 `lablr personal undo`/`reset` take it back.
 """
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -39,7 +40,9 @@ from lablr.core.photometa.tagging import find_photos, printable, read_regular, r
 @dataclass
 class Outcome:
     path: Path
-    status: str  # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed"
+    # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed", "skipped" (a file
+    # in a folder that is not a photo Lablr reads: a camera's raw file, say)
+    status: str
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
     removed: tuple = ()  # of a known photo: its keywords removed since it was learned, unlearned now
@@ -81,12 +84,13 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     """Teach the layer every photo found; `start(count)` once they are found, `report(outcome)` per photo."""
     store, listings = Exiv2Store(), {}
     report = report or (lambda outcome: None)
-    photos, problems = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay as they are
-    if start:
+    photos, problems, others = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay
+    if start:  # as they are
         start(len(photos) + len(problems))
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:
         report(outcome)
+    outcomes += [Outcome(path, "skipped") for path in others]  # not photos: said together, in the summary
     again = _ReadAgain()
     try:
         for first in range(0, len(photos), defaults.TAG_BATCH):
@@ -226,6 +230,20 @@ def summary_line(outcomes) -> str:
             f"{counts['untagged']} without keywords of their own, {counts['failed']} unreadable"
             + (f", {counts['refused']} refused for their keywords" if counts["refused"] else "")
             + (f"; {sidecars} sidecar{'s' * (sidecars != 1)} could not be read." if sidecars else "."))
+
+
+def skipped_line(outcomes) -> str | None:
+    """One line for the files in the folders that are not photos Lablr reads (None if there are none): how
+    many of each suffix, and what to do about a camera's raw files."""
+    suffixes = Counter(o.path.suffix.lower() or "without a suffix" for o in outcomes if o.status == "skipped")
+    if not suffixes:
+        return None
+    found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(5))
+    more = f" and {len(suffixes) - 5} more kinds" if len(suffixes) > 5 else ""
+    count = sum(suffixes.values())
+    return printable(f"{count} other file{'s' * (count != 1)} left out ({found}{more}): Lablr reads photos in "
+                     f"{', '.join(defaults.TAG_SUFFIXES)} files; for a camera's raw files, learn from the JPEG, "
+                     "TIFF or PNG files exported from them.")
 
 
 def _changes(outcomes) -> str:

@@ -86,20 +86,23 @@ class Skip(LablrError):
     """A photo left as it was, for the reason given."""
 
 
-def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome]]:
-    """The photos named or found in the folders named (recursively, hidden files left out), each once.
+def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome], list[Path]]:
+    """(The photos named or found in the folders named, each once; the problems; the other files found in
+    those folders, which Lablr does not read: a camera's raw files, say). Folders are searched recursively,
+    hidden files left out, sidecars are not "other files".
 
     Only regular files are taken: a symbolic link (to a file, or to a folder) is reported and
     left alone, so that nothing outside the folders and files named is ever written. `tidy`
     removes the partial files a killed run left behind (not in a dry run: it changes nothing).
     """
-    found, problems, seen = [], [], set()
+    found, problems, others, seen, seen_others = [], [], [], set(), set()
     for given in map(Path, paths):
         if given.is_dir():  # a folder named may be a link to one: the user chose it
             if tidy:
                 remove_leftovers(given)
-            candidates, links = _photos_in(given)
+            candidates, links, unread = _photos_in(given)
             problems += [Outcome(link, "failed", reason=SYMLINK) for link in links]
+            others += _once(unread, seen_others)
         elif given.is_symlink():
             problems.append(Outcome(given, "failed", reason=SYMLINK))
             continue
@@ -111,32 +114,44 @@ def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome]]
         else:
             problems.append(Outcome(given, "failed", reason="no such file or folder"))
             continue
-        for path in candidates:
-            real = path.resolve()
-            if real not in seen:
-                seen.add(real)
-                found.append(path)
-    return found, problems
+        found += _once(candidates, seen)
+    return found, problems, others
+
+
+def _once(paths, seen: set) -> list[Path]:
+    """The paths to files not in `seen` (which they join), each once: a file named twice, or through
+    two names for its folder, is one file."""
+    new = []
+    for path in paths:
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            new.append(path)
+    return new
 
 
 SYMLINK = "it is a symbolic link, which Lablr does not follow (name the file it points to)"
 
 
-def _photos_in(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(the regular photo files under folder, the links among the photo names), sorted; links to
-    folders are not entered and hidden names are left out."""
-    photos, links = [], []
+def _photos_in(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(the regular photo files under folder, the links among the photo names, the other regular files but
+    sidecars), sorted; links to folders are not entered and hidden names are left out."""
+    photos, links, others = [], [], []
     for top, folders, names in os.walk(folder):  # followlinks=False: a linked folder is not entered
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in names:
             path = Path(top) / name
-            if name.startswith(".") or path.suffix.lower() not in defaults.TAG_SUFFIXES:
+            suffix = path.suffix.lower()
+            if name.startswith(".") or suffix == defaults.SIDECAR_SUFFIX:
                 continue
-            if path.is_symlink():
+            if suffix not in defaults.TAG_SUFFIXES:
+                if not path.is_symlink() and path.is_file():
+                    others.append(path)
+            elif path.is_symlink():
                 links.append(path)
             elif path.is_file():
                 photos.append(path)
-    return sorted(photos), sorted(links)
+    return sorted(photos), sorted(links), sorted(others)
 
 
 def remove_leftovers(folder: Path) -> int:
@@ -165,7 +180,7 @@ def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = N
     `report(outcome)` as each is done."""
     store = store or Exiv2Store()
     report = report or (lambda outcome: None)
-    photos, outcomes = find_photos(paths, tidy=not options.dry_run)
+    photos, outcomes, _ = find_photos(paths, tidy=not options.dry_run)
     if start:
         start(len(photos) + len(outcomes))
     for outcome in outcomes:
