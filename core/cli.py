@@ -610,7 +610,8 @@ def personal_learn(paths, model, quiet):
         finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
         with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
-    click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
+    photo_outcomes = [o for o in outcomes if o.status != "skipped"]
+    click.echo(summary_line(photo_outcomes) if photo_outcomes else NO_PHOTOS)
     if skipped_line(outcomes):
         click.echo(skipped_line(outcomes))
     if any(problem_lines(o) for o in outcomes):
