@@ -856,6 +856,23 @@ def test_a_keyword_removed_from_a_learned_photo_is_unlearned_in_one_write_a_runn
     assert show(tiny_bundle, env)["photos"] == 2
 
 
+def test_a_photo_that_gained_keywords_and_lost_others_is_counted_once_in_the_summary(tiny_bundle, env, tmp_path):
+    """Four photos learned again: one gained a keyword, one lost one, one both, one neither. The parts of the
+    summary add up to the photos that changed, 3, not 4."""
+    folder = tmp_path / "library"
+    photos = two_keywords(folder, 4, seed=230)
+    assert learned(folder, tiny_bundle, env).returncode == 0
+    exiftool(photos[0], "-XMP-dc:Subject+=pier")
+    exiftool(photos[1], "-XMP-dc:Subject-=boat")
+    exiftool(photos[2], "-XMP-dc:Subject-=boat", "-XMP-dc:Subject+=pier")
+    again = learned(folder, tiny_bundle, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ("Learned from 0 photos; 4 already known (1 of them with new keywords, now learned; 1 with "
+                            "keywords removed since, now unlearned; 1 with new keywords and others removed since, now "
+                            "learned and unlearned), 0 without keywords of their own, 0 unreadable.\n")
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 4, "boat": 2, "pier": 2}
+
+
 def test_a_photo_taught_by_feedback_keeps_the_tags_it_was_published_with_when_its_file_is_learned(
         server, tiny_bundle, env, tmp_path):
     """What was published is the user's answer; the file on disk may well never have had those tags."""

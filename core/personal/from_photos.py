@@ -247,8 +247,11 @@ def skipped_line(outcomes) -> str | None:
 
 
 def _changes(outcomes) -> str:
-    """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything."""
-    parts = [(sum(bool(o.gained) for o in outcomes), "with new keywords, now learned"),
-             (sum(bool(o.removed) for o in outcomes), "with keywords removed since, now unlearned")]
+    """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything. Each photo
+    is counted once: one that gained keywords and lost others is in the third part alone."""
+    parts = [(sum(bool(o.gained) and not o.removed for o in outcomes), "with new keywords, now learned"),
+             (sum(bool(o.removed) and not o.gained for o in outcomes), "with keywords removed since, now unlearned"),
+             (sum(bool(o.gained) and bool(o.removed) for o in outcomes),
+              "with new keywords and others removed since, now learned and unlearned")]
     said = [f"{count} {'of them ' * (not i)}{what}" for i, (count, what) in enumerate(p for p in parts if p[0])]
     return f" ({'; '.join(said)})" if said else ""
