@@ -697,7 +697,12 @@ def personal_reset(model, yes):
 
     if not yes:
         click.confirm(f"Forget every photo learned for {model}?", abort=True)
-    click.echo(f"{photos(reset(model))} forgotten.")
+    count, carried_from = reset(model)
+    if carried_from and count:
+        click.echo(f"{model} had learned nothing itself: it now starts empty, instead of from the layer of "
+                   f"{carried_from}, which keeps its {photos(count)}.")
+    else:
+        click.echo(f"{photos(count)} forgotten.")
 
 
 def main():
