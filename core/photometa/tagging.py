@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -467,24 +468,32 @@ def summarize(outcomes) -> dict:
 
 def sidecars_of(photo: Path, listings: dict) -> list[Path]:
     """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
-    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
-    each folder's sidecars, so that a folder is listed once."""
+    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). NAME.xmp is the photo's
+    only if no other photo in its folder is called NAME: beside IMG_1.jpg and IMG_1.png, IMG_1.xmp could
+    describe either, so it is taken as neither's (as `lablr tag --sidecar` will not write it), and each has
+    only its NAME.EXT.xmp. `listings` keeps each folder's names, so that a folder is listed once."""
     if photo.parent not in listings:
-        listings[photo.parent] = _sidecars_in(photo.parent)
-    names = listings[photo.parent]
-    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
-    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
+        listings[photo.parent] = _listing(photo.parent)
+    sidecars, photo_stems = listings[photo.parent]
+    own_name = [sidecar_path(photo).stem] if photo_stems[photo.stem] <= 1 else []
+    stems = dict.fromkeys([*own_name, photo.name])
+    return [photo.parent / name for stem in stems for name in sidecars.get(stem, [])]
 
 
-def _sidecars_in(folder: Path) -> dict[str, list[str]]:
-    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
+def _listing(folder: Path) -> tuple[dict[str, list[str]], Counter]:
+    """({stem: [names]} of the files in folder whose suffix is .xmp in any case, how many photos have each stem),
+    hidden files left out."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
-        return {}
-    found = {}
+        return {}, Counter()
+    sidecars, photo_stems = {}, Counter()
     for name in names:
         stem, suffix = os.path.splitext(name)
-        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
-            found.setdefault(stem, []).append(name)
-    return found
+        if name.startswith("."):
+            continue
+        if suffix.lower() == defaults.SIDECAR_SUFFIX:
+            sidecars.setdefault(stem, []).append(name)
+        elif suffix.lower() in defaults.TAG_SUFFIXES:
+            photo_stems[stem] += 1
+    return sidecars, photo_stems
