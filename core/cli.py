@@ -637,7 +637,7 @@ def personal_learn(paths, model, quiet):
     from tqdm import tqdm
 
     from lablr.core.model import Model
-    from lablr.core.personal.from_photos import learn_photos, problem_lines, skipped_line, summary_line
+    from lablr.core.personal.from_photos import learn_photos, problem_lines, skipped_lines, summary_line
     from lablr.core.personal.layer import PersonalLayer
     from lablr.core.progress import progress_bar
 
@@ -657,8 +657,8 @@ def personal_learn(paths, model, quiet):
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
     photo_outcomes = [o for o in outcomes if o.status != "skipped"]
     click.echo(summary_line(photo_outcomes) if photo_outcomes else NO_PHOTOS)
-    if skipped_line(outcomes):
-        click.echo(skipped_line(outcomes))
+    for line in skipped_lines(outcomes):
+        click.echo(line)
     if any(problem_lines(o) for o in outcomes):
         sys.exit(1)
 

@@ -638,16 +638,21 @@ def test_a_sidecar_named_for_two_photos_belongs_to_neither_in_learning_and_in_ta
     """same.jpg and same.png share same.xmp's name: it could describe either (`lablr tag --sidecar` will not write
     it), so it is neither's. It was learned for both; now each is learned from its own same.EXT.xmp, and `lablr
     tag` does not take a keyword in same.xmp for one already given to same.jpg."""
-    photo = make_photo(tmp_path / "same.jpg", "blue", "square", seed=7, keywords=False)
-    make_photo(tmp_path / "same.png", "red", "circle", seed=8, keywords=False)
+    folder = tmp_path / "album"
+    folder.mkdir()
+    photo = make_photo(folder / "same.jpg", "blue", "square", seed=7, keywords=False)
+    make_photo(folder / "same.png", "red", "circle", seed=8, keywords=False)
     dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
     suggested = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
-    exiftool(tmp_path / "same.xmp", f"-XMP-dc:Subject={suggested}", "-XMP-dc:Subject=harbour")
-    exiftool(tmp_path / "same.png.xmp", "-XMP-dc:Subject=pier")
+    exiftool(folder / "same.xmp", f"-XMP-dc:Subject={suggested}", "-XMP-dc:Subject=harbour")
+    exiftool(folder / "same.png.xmp", "-XMP-dc:Subject=pier")
     again = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
     assert [s["tag"] for s in json.loads(again.stdout)["photos"][0]["added"]] == [suggested]
-    result = learned(tmp_path, tiny_bundle, env)
+    result = learned(folder, tiny_bundle, env)
     assert result.returncode == 0 and "Learned from 1 photo; 0 already known, 1 without keywords" in result.stdout
+    assert result.stdout.splitlines()[1:] == [f"{folder / 'same.xmp'}: not learned: 2 photos here are called same, "
+                                              "and it could describe any of them; rename it same.EXT.xmp after the "
+                                              "one it describes."]
     assert show(tiny_bundle, env)["tag_photos"] == {"pier": 1}
 
 

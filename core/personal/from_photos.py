@@ -34,14 +34,22 @@ from lablr.core.personal.layer import (
     photo_hash,
 )
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
+from lablr.core.photometa.tagging import (
+    find_photos,
+    printable,
+    read_regular,
+    read_sidecar,
+    shared_sidecars,
+    sidecars_of,
+)
 
 
 @dataclass
 class Outcome:
     path: Path
     # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed", "skipped" (a file
-    # in a folder that is not a photo Lablr reads: a camera's raw file, say)
+    # in a folder that is not a photo Lablr reads: a camera's raw file, say; or, with a reason, a sidecar that
+    # several photos share)
     status: str
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
@@ -114,7 +122,9 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                     report(outcomes[-1])
     finally:  # interrupted too: what was found is kept
         again.correct(layer)  # in one write, which a running server replays once
-    return outcomes
+    return outcomes + [Outcome(path, "skipped", reason=f"not learned: {count} photos here are called {path.stem}, and "
+                               f"it could describe any of them; rename it {path.stem}.EXT.xmp after the one it "
+                               "describes.") for path, count in shared_sidecars(listings)]
 
 
 class _ReadAgain:
@@ -232,18 +242,20 @@ def summary_line(outcomes) -> str:
             + (f"; {sidecars} sidecar{'s' * (sidecars != 1)} could not be read." if sidecars else "."))
 
 
-def skipped_line(outcomes) -> str | None:
-    """One line for the files in the folders that are not photos Lablr reads (None if there are none): how
-    many of each suffix, and what to do about a camera's raw files."""
-    suffixes = Counter(o.path.suffix.lower() or "without a suffix" for o in outcomes if o.status == "skipped")
-    if not suffixes:
-        return None
-    found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(5))
-    more = f" and {len(suffixes) - 5} more kinds" if len(suffixes) > 5 else ""
-    count = sum(suffixes.values())
-    return printable(f"{count} other file{'s' * (count != 1)} left out ({found}{more}): Lablr reads photos in "
-                     f"{', '.join(defaults.TAG_SUFFIXES)} files; for a camera's raw files, learn from the JPEG, "
-                     "TIFF or PNG files exported from them.")
+def skipped_lines(outcomes) -> list[str]:
+    """What was left out: one line for the files in the folders that are not photos Lablr reads (how many of each
+    suffix, and what to do about a camera's raw files), one for each sidecar that several photos share."""
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    suffixes = Counter(o.path.suffix.lower() or "without a suffix" for o in skipped if not o.reason)
+    lines = [f"{o.path}: {o.reason}" for o in skipped if o.reason]
+    if suffixes:
+        found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(5))
+        more = f" and {len(suffixes) - 5} more kinds" if len(suffixes) > 5 else ""
+        count = sum(suffixes.values())
+        lines.insert(0, f"{count} other file{'s' * (count != 1)} left out ({found}{more}): Lablr reads photos in "
+                        f"{', '.join(defaults.TAG_SUFFIXES)} files; for a camera's raw files, learn from the JPEG, "
+                        "TIFF or PNG files exported from them.")
+    return [printable(line) for line in lines]
 
 
 def _changes(outcomes) -> str:

@@ -480,6 +480,13 @@ def sidecars_of(photo: Path, listings: dict) -> list[Path]:
     return [photo.parent / name for stem in stems for name in sidecars.get(stem, [])]
 
 
+def shared_sidecars(listings: dict) -> list[tuple[Path, int]]:
+    """(NAME.xmp, how many photos are called NAME) for each sidecar in the folders listed that is no photo's,
+    as several photos share its name (sidecars_of)."""
+    return [(folder / name, photo_stems[stem]) for folder, (sidecars, photo_stems) in listings.items()
+            for stem, names in sidecars.items() if photo_stems[stem] > 1 for name in names]
+
+
 def _listing(folder: Path) -> tuple[dict[str, list[str]], Counter]:
     """({stem: [names]} of the files in folder whose suffix is .xmp in any case, how many photos have each stem),
     hidden files left out."""
