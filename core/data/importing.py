@@ -3,6 +3,7 @@
 import warnings
 
 from PIL import Image, UnidentifiedImageError
+
 from lablr.core.data.catalog import Catalog, normalize_tag
 from lablr.core.plugins import get_part
 from lablr.core.progress import progress_bar

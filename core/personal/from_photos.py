@@ -92,8 +92,9 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     """Teach the layer every photo found; `start(count)` once they are found, `report(outcome)` per photo."""
     store, listings = Exiv2Store(), {}
     report = report or (lambda outcome: None)
-    photos, problems, others = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay
-    if start:  # as they are
+    # learning reads the photos: their folders stay as they are
+    photos, problems, others = find_photos(paths, tidy=False)
+    if start:
         start(len(photos) + len(problems))
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:

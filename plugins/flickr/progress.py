@@ -31,8 +31,8 @@ class Overall:
         from lablr.core.progress import progress_bar
 
         self.weights = dict(weights)
-        self.bar = progress_bar(total=100.0, unit="%", bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
-                                shown=enabled)
+        self.bar = progress_bar(total=100.0, unit="%", shown=enabled,
+                                bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
         self._base = 0.0
 
     def _share(self, name):
