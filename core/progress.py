@@ -12,3 +12,11 @@ def progress_bar(iterable=None, *, shown=True, **options):
     from tqdm import tqdm
 
     return tqdm(iterable, disable=None if shown else True, file=sys.stderr, dynamic_ncols=True, **options)
+
+
+def keras_verbose(shown=True):
+    """Keras's `verbose` for training, the same way: its bar on a terminal (Keras writes to stdout); off one,
+    a line an epoch (2), as its bar there writes a line every 50 ms."""
+    if not shown:
+        return 0
+    return "auto" if sys.stdout.isatty() else 2
