@@ -1,5 +1,6 @@
 """The `lablr` command."""
 
+import atexit
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import threading
 import warnings
 from contextlib import closing, contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 # Before numpy loads (plugins load below, to add their commands): Lablr's numpy work is many small
 # matrix products, and a multi-threaded BLAS on busy cores spins instead (preparing the default
@@ -43,11 +45,54 @@ class LablrGroup(click.Group):
             return super().invoke(ctx)
         except LablrError as error:
             raise click.ClickException(_shown(error.message)) from None
+        except KeyboardInterrupt:  # Ctrl-C where the command has no more to say (tag and learn say what was done)
+            _interrupted()
         except BrokenPipeError:
             raise  # `lablr ... | head`: click leaves quietly
         except OSError as error:  # a folder that is not there, no permission, a full disk
             raise click.ClickException(_shown(f"{error.filename}: {error.strerror}." if error.filename
                                               else f"{error.strerror or error}.")) from None
+        finally:
+            RUN.done = True  # no eval-loop check before this store: a Ctrl-C lands above, or _on_interrupt ends it
+
+
+INTERRUPTED = "Interrupted."
+RUN = SimpleNamespace(done=False)  # the command has returned or failed: what is left is Python ending
+
+
+def _interrupted():
+    """Exit as interrupted (status 130, as a shell reports Ctrl-C), saying so in one line, not a traceback."""
+    click.echo(INTERRUPTED, err=True)
+    sys.exit(130)
+
+
+def _on_interrupt(signum, frame):
+    """Ctrl-C while `lablr` runs (main() sets this handler): KeyboardInterrupt, as Python's own handler raises it,
+    for the command to stop and say so. Once the command is done, and in a __del__ (deleting a model or a progress
+    bar), where Python would print it as "Exception ignored" and go on, it ends the run at once instead: else
+    Python's end (joining threads, deleting objects) would print a traceback, or click "Aborted!"."""
+    if RUN.done or _in_a_destructor(frame):
+        _end_interrupted()
+    raise KeyboardInterrupt
+
+
+def _in_a_destructor(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _end_interrupted():
+    """What was printed is flushed, then one line, and status 130. What Lablr writes is written beside and then
+    renamed, and the layer and the catalog are SQLite, so ending here leaves nothing half-written."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError, RuntimeError):  # a closed pipe, or a write this interrupted: no more to show
+        pass
+    os.write(sys.stderr.fileno(), f"{INTERRUPTED}\n".encode())
+    os._exit(130)
 
 
 def _shown(message: str) -> str:
@@ -357,10 +402,11 @@ def tag(paths, model, as_json, quiet, no_personal, **options):
         summary_line,
         tag_photos,
     )
+    from lablr.core.progress import progress_bar
 
     loaded = personal_model(Model.load(model), not no_personal)
     done = []
-    with tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
+    with progress_bar(unit="photo", shown=not quiet) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)
@@ -594,13 +640,14 @@ def personal_learn(paths, model, quiet):
     from tqdm import tqdm
 
     from lablr.core.model import Model
+    from lablr.core.personal.from_photos import learn_photos, problem_lines, skipped_lines, summary_line
     from lablr.core.personal.layer import PersonalLayer
-    from lablr.core.personal.from_photos import learn_photos, problem_lines, summary_line
+    from lablr.core.progress import progress_bar
 
     loaded = Model.load(model)
     layer = PersonalLayer.for_bundle(loaded)
     done = []
-    with closing(layer), tqdm(unit="photo", disable=quiet or None, file=sys.stderr, dynamic_ncols=True) as bar:
+    with closing(layer), progress_bar(unit="photo", shown=not quiet) as bar:
         def report(outcome):
             done.append(outcome)
             bar.update(1)
@@ -611,7 +658,10 @@ def personal_learn(paths, model, quiet):
         finish = "What was learned is kept: run it again to learn the rest (a photo counts once)."
         with _stop_between_photos(bar, done, lambda: summary_line(done), finish) as checkpoint:
             outcomes = learn_photos(paths, loaded, layer, report=report, start=bar.reset)
-    click.echo(summary_line(outcomes) if outcomes else NO_PHOTOS)
+    photo_outcomes = [o for o in outcomes if o.status != "skipped"]
+    click.echo(summary_line(photo_outcomes) if photo_outcomes else NO_PHOTOS)
+    for line in skipped_lines(outcomes):
+        click.echo(line)
     if any(problem_lines(o) for o in outcomes):
         sys.exit(1)
 
@@ -651,11 +701,23 @@ def personal_reset(model, yes):
 
     if not yes:
         click.confirm(f"Forget every photo learned for {model}?", abort=True)
-    click.echo(f"{photos(reset(model))} forgotten.")
+    count, carried_from = reset(model)
+    if carried_from and count:
+        click.echo(f"{model} had learned nothing itself: it now starts empty, instead of from the layer of "
+                   f"{carried_from}, which keeps its {photos(count)}.")
+    else:
+        click.echo(f"{photos(count)} forgotten.")
 
 
 def main():
-    cli(prog_name="lablr")
+    signal.signal(signal.SIGINT, _on_interrupt)
+    # Python's last steps, after the atexit functions, put SIGINT back to the system's default, which would end
+    # the process as killed (status -2): by then all is written and printed, and a Ctrl-C is let pass.
+    atexit.register(signal.signal, signal.SIGINT, signal.SIG_IGN)  # registered first, so it runs last
+    try:
+        cli(prog_name="lablr")
+    finally:  # also when click stopped it before any command ran (a mistyped option)
+        RUN.done = True
 
 
 if __name__ == "__main__":

@@ -382,11 +382,11 @@ class EffNetLite0Encoder:
         The features stream through as sums (count, sum, sum of outer products), so memory does
         not grow with the number of photos.
         """
-        from tqdm import tqdm
+        from lablr.core.progress import progress_bar
 
         count, total, outer = 0, np.zeros(FEATURES), np.zeros((FEATURES, FEATURES))
-        batches = tqdm(images.batches(self.batch_size), total=-(-images.count // self.batch_size),
-                       desc=f"{NAME} features", unit="batch", disable=verbose == 0)
+        batches = progress_bar(images.batches(self.batch_size), total=-(-images.count // self.batch_size),
+                               desc=f"{NAME} features", unit="batch", shown=verbose != 0)
         for batch in batches:
             features = self.features(batch).astype(np.float64)
             count, total, outer = count + len(features), total + features.sum(axis=0), outer + features.T @ features

@@ -7,11 +7,13 @@ import os
 import pty
 import select
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import termios
+import time
 import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -106,6 +108,22 @@ def on_a_terminal(command, env=None) -> tuple[str, bytes]:
         run.wait(timeout=60)
     os.close(primary)
     return stdout, shown
+
+
+def interrupted(command, *, once_printed: str, after: float, env=None) -> subprocess.CompletedProcess:
+    """Run a command, and press Ctrl-C (SIGINT) `after` seconds once its stdout shows `once_printed`."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env={**os.environ, **(env or {})}) as run:
+        shown = b""
+        while once_printed.encode() not in shown:
+            chunk = os.read(run.stdout.fileno(), 65536)
+            if not chunk:  # it ended first
+                break
+            shown += chunk
+        time.sleep(after)
+        run.send_signal(signal.SIGINT)  # nothing if it has ended
+        stdout, stderr = run.communicate(timeout=120)
+    return subprocess.CompletedProcess(command, run.returncode, (shown + stdout).decode(), stderr.decode())
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import draw_shape
+from conftest import draw_shape, interrupted
 from photo_files import exiftool, make_photo, needs_exiftool
 
 from lablr.core.cli import cli
@@ -105,6 +105,61 @@ def test_ctrl_c_in_personal_learn_says_what_was_learned_and_a_rerun_learns_the_r
     assert rerun.stdout.startswith(f"Learned from {160 - learned} photos; {learned} already known")
 
 
+@needs_exiftool
+@pytest.mark.parametrize("command", ["personal learn", "tag --dry-run"])
+def test_ctrl_c_once_the_summary_is_printed_ends_in_one_line_or_none(tiny_bundle, tmp_path, command):
+    """The work is done and Python is ending (threads joined, the model's interpreters deleted): a Ctrl-C then
+    ended it as killed by SIGINT (status -2), or with a traceback or click's "Aborted!"."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    for i in range(3):
+        make_photo(folder / f"p{i}.jpg", seed=i)
+    env = {"XDG_DATA_HOME": str(tmp_path / "data")}
+    summary = "Learned from" if command.startswith("personal") else "Would tag"
+    for after in (0, 0.01, 0.03):
+        result = interrupted([sys.executable, "-m", "lablr.core.cli", *command.split(), str(folder), "-q", "--model",
+                              str(tiny_bundle)], once_printed=summary, after=after, env=env)
+        assert summary in result.stdout and "Traceback" not in result.stderr, result.stderr
+        if result.returncode == 130:
+            assert result.stderr == "Interrupted.\n", result.stderr
+        else:  # in Python's last steps: let pass
+            assert (result.returncode, result.stderr) == (0, ""), (after, result.returncode, result.stderr)
+
+
+def test_ctrl_c_in_import_says_so_in_one_line_and_a_rerun_imports_it_all(tmp_path):
+    """Held reading a photo (a named pipe stands in for a slow disk), `lablr import` is interrupted: one line,
+    status 130, and the catalog holds whole batches only, so a rerun imports the rest."""
+    draw_shape("red", "circle").save(tmp_path / "red.png")
+    os.mkfifo(tmp_path / "slow.png")
+    (tmp_path / "labels.csv").write_text("path,label\nred.png,red\nslow.png,blue\n")
+    command = [sys.executable, "-m", "lablr.core.cli", "import", "csv", str(tmp_path / "labels.csv"), "--catalog",
+               str(tmp_path / "c.db")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        writer = wait_for_a_reader(tmp_path / "slow.png", process)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+        os.close(writer)
+    finally:
+        process.kill()
+    assert (process.returncode, out, err) == (130, "", "Interrupted.\n")
+    (tmp_path / "slow.png").unlink()
+    draw_shape("blue", "square").save(tmp_path / "slow.png")
+    rerun = run("import", "csv", tmp_path / "labels.csv", "--catalog", tmp_path / "c.db")
+    assert rerun.returncode == 0 and rerun.stdout.startswith("2 new photos"), rerun.stdout + rerun.stderr
+
+
+def wait_for_a_reader(fifo: Path, process, timeout=120) -> int:
+    """Until the process opens the named pipe to read it; then the open end for writing, written nothing."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            time.sleep(0.02)
+    raise AssertionError("lablr import finished or failed before it read the pipe")
+
+
 def wait_for_an_event(data: Path, process, timeout=120):
     """Until the layer holds its first event (the first batch is learned), while the command goes on."""
     deadline = time.monotonic() + timeout
@@ -181,8 +236,15 @@ def test_a_folder_without_photos_says_what_lablr_looks_for(tiny_bundle, tmp_path
     result = CliRunner().invoke(cli, [*command, str(tmp_path / "phone"), str(tmp_path / "empty"), "-q", "--model",
                                       str(tiny_bundle)])
     assert result.exit_code == 0
-    assert result.output == ("No photos found: in folders Lablr looks for .jpg, .jpeg, .jpe, .png, .tif, .tiff, "
-                             ".webp files (any case; hidden ones left out).\n")
+    lines = result.output.splitlines()
+    assert lines[0] == ("No photos found: in folders Lablr looks for .jpg, .jpeg, .jpe, .png, .tif, .tiff, .webp files "
+                        "(any case; hidden ones left out).")
+    if command[0] == "personal":  # learning says what it left out
+        assert lines[1:] == ["1 other file left out (1 .heic): Lablr reads photos in .jpg, .jpeg, .jpe, .png, .tif, "
+                             ".tiff, .webp files; for a camera's raw files, learn from the JPEG, TIFF or PNG files "
+                             "exported from them."]
+    else:
+        assert lines[1:] == []
 
 
 def test_a_file_name_with_escape_sequences_reaches_the_terminal_escaped(photo, tmp_path):

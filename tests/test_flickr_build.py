@@ -65,7 +65,9 @@ def test_build_killed_while_downloading_and_while_training_continues_to_a_served
         # The figures against the popularity baseline, and the command that serves the model
         assert "popularity" in output and "mahalanobis" in output and "loglik" in output
         assert f"lablr serve --model {out}" in output
-        assert "Training the encoder" in errors and "Images downloaded" in errors  # the one overall display
+        # the one overall display: off a terminal, a plain line as each phase ends, and no bar redrawn in the log
+        assert "\nTraining the encoder: done in " in errors and "\nImages downloaded: done in " in errors, errors
+        assert "\r" not in errors and "%|" not in errors
         model = Model.load(out)
         figures = model.manifest.evaluation
         assert figures["mahalanobis"]["photos"] == model.manifest.data.test_photos > 0

@@ -446,6 +446,25 @@ def test_a_raw_file_named_is_said_not_a_format_lablr_reads_not_one_it_writes(tin
     assert "0 without keywords of their own, 1 unreadable." in result.stdout
 
 
+def test_raw_files_in_a_folder_are_said_left_out_with_the_formats_lablr_reads(tiny_bundle, env, tmp_path):
+    """A folder of a camera's raw files and their sidecars (Lightroom's NAME.xmp, darktable's NAME.EXT.xmp)
+    teaches nothing: one line says which files were left out, why, and what to learn from instead."""
+    folder = tmp_path / "raws"
+    folder.mkdir()
+    for name in ("IMG_1.CR2", "IMG_2.CR2", "DSC_3.NEF"):
+        (folder / name).write_bytes(b"\x00\x01raw sensor data" * 100)
+    exiftool(folder / "IMG_1.xmp", "-XMP-dc:Subject=heron")
+    exiftool(folder / "IMG_2.CR2.xmp", "-XMP-dc:Subject=heron")
+    result = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
+    assert result.returncode == 0 and result.stderr == "", result.stdout + result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        f"3 other files left out (2 .cr2, 1 .nef): Lablr reads photos in {', '.join(defaults.TAG_SUFFIXES)} files; "
+        "for a camera's raw files, learn from the JPEG, TIFF or PNG files exported from them."]
+    make_photo(folder / "IMG_1.jpg")  # exported beside its raw file: learned, and only the raw files left out
+    again = lablr("personal", "learn", str(folder), "--model", str(tiny_bundle), env=env)
+    assert "Learned from 1 photo;" in again.stdout and "3 other files left out (2 .cr2, 1 .nef)" in again.stdout
+
+
 def test_a_photo_with_more_keywords_than_a_photo_may_have_is_said_refused_not_unreadable(tiny_bundle, env, tmp_path):
     """Flickr takes 75 tags a photo, and so does the layer: a photo with 80 keywords was read, and is refused
     for them, in its own line and its own count; the others are learned."""
@@ -613,6 +632,28 @@ def test_a_keyword_the_photographer_keeps_in_a_sidecar_is_not_added_by_tag_and_i
     result = learned(tmp_path, tiny_bundle, env)
     assert result.returncode == 0 and "Learned from 1 photo" in result.stdout, result.stderr
     assert show(tiny_bundle, env)["tag_photos"] == {theirs: 1, "harbour": 1}
+
+
+def test_a_sidecar_named_for_two_photos_belongs_to_neither_in_learning_and_in_tag(tiny_bundle, env, tmp_path):
+    """same.jpg and same.png share same.xmp's name: it could describe either (`lablr tag --sidecar` will not write
+    it), so it is neither's. It was learned for both; now each is learned from its own same.EXT.xmp, and `lablr
+    tag` does not take a keyword in same.xmp for one already given to same.jpg."""
+    folder = tmp_path / "album"
+    folder.mkdir()
+    photo = make_photo(folder / "same.jpg", "blue", "square", seed=7, keywords=False)
+    make_photo(folder / "same.png", "red", "circle", seed=8, keywords=False)
+    dry = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    suggested = json.loads(dry.stdout)["photos"][0]["added"][0]["tag"]
+    exiftool(folder / "same.xmp", f"-XMP-dc:Subject={suggested}", "-XMP-dc:Subject=harbour")
+    exiftool(folder / "same.png.xmp", "-XMP-dc:Subject=pier")
+    again = lablr("tag", str(photo), "--dry-run", "--json", "-k", "1", "--model", str(tiny_bundle), env=env)
+    assert [s["tag"] for s in json.loads(again.stdout)["photos"][0]["added"]] == [suggested]
+    result = learned(folder, tiny_bundle, env)
+    assert result.returncode == 0 and "Learned from 1 photo; 0 already known, 1 without keywords" in result.stdout
+    assert result.stdout.splitlines()[1:] == [f"{folder / 'same.xmp'}: not learned: 2 photos here are called same, "
+                                              "and it could describe any of them; rename it same.EXT.xmp after the "
+                                              "one it describes."]
+    assert show(tiny_bundle, env)["tag_photos"] == {"pier": 1}
 
 
 def test_a_keyword_added_by_hand_to_a_learned_photo_is_learned_again_lablrs_are_not_and_the_server_sees_it(
@@ -835,6 +876,23 @@ def test_a_keyword_removed_from_a_learned_photo_is_unlearned_in_one_write_a_runn
     assert layer_stamps(tiny_bundle, env) == (version + 1, removals + 1)  # nothing removed: nothing written
     assert lablr("personal", "undo", "1", "--model", str(tiny_bundle), env=env).returncode == 0
     assert show(tiny_bundle, env)["photos"] == 2
+
+
+def test_a_photo_that_gained_keywords_and_lost_others_is_counted_once_in_the_summary(tiny_bundle, env, tmp_path):
+    """Four photos learned again: one gained a keyword, one lost one, one both, one neither. The parts of the
+    summary add up to the photos that changed, 3, not 4."""
+    folder = tmp_path / "library"
+    photos = two_keywords(folder, 4, seed=230)
+    assert learned(folder, tiny_bundle, env).returncode == 0
+    exiftool(photos[0], "-XMP-dc:Subject+=pier")
+    exiftool(photos[1], "-XMP-dc:Subject-=boat")
+    exiftool(photos[2], "-XMP-dc:Subject-=boat", "-XMP-dc:Subject+=pier")
+    again = learned(folder, tiny_bundle, env)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == ("Learned from 0 photos; 4 already known (1 of them with new keywords, now learned; 1 with "
+                            "keywords removed since, now unlearned; 1 with new keywords and others removed since, now "
+                            "learned and unlearned), 0 without keywords of their own, 0 unreadable.\n")
+    assert show(tiny_bundle, env)["tag_photos"] == {"harbour": 4, "boat": 2, "pier": 2}
 
 
 def test_a_photo_taught_by_feedback_keeps_the_tags_it_was_published_with_when_its_file_is_learned(

@@ -251,6 +251,25 @@ def test_a_layer_of_a_shipped_model_before_it_was_rebuilt_carries_over(tmp_path,
     carried.close()
 
 
+def test_reset_of_a_model_that_learned_nothing_itself_says_the_layer_it_would_have_carried_over_keeps_its_photos(
+        tmp_path, monkeypatch):
+    """The default model has no layer yet; the benchmark's, over the same latent space, holds a photo. Reset
+    leaves that layer as it is and gives the default an empty one: it said "1 photo forgotten"."""
+    from lablr.core.personal.layer import PersonalLayer
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    benchmark = Model.load(defaults.BENCHMARK_MODEL)
+    old = PersonalLayer.for_bundle(benchmark)
+    old.record("a" * 64, np.zeros(benchmark.encoder.latent_dim), ["chelsea"], None)
+    old.close()
+    said = lablr_cli("personal", "reset", "--model", defaults.DEFAULT_MODEL, "--yes")
+    assert said == (f"{defaults.DEFAULT_MODEL} had learned nothing itself: it now starts empty, instead of from the "
+                    f"layer of {defaults.BENCHMARK_MODEL} ({old.path}), which keeps its 1 photo.\n")
+    assert "learned from 1 of your photos" in lablr_cli("personal", "show", "--model", defaults.BENCHMARK_MODEL)
+    assert "learned from 0 of your photos" in lablr_cli("personal", "show", "--model", defaults.DEFAULT_MODEL)
+    assert lablr_cli("personal", "reset", "--model", defaults.DEFAULT_MODEL, "--yes") == "0 photos forgotten.\n"
+
+
 def lablr_cli(*args):
     from click.testing import CliRunner
 

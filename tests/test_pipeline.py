@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 from click.testing import CliRunner
-from conftest import TINY_RULE_OPTIONS, draw_shape
+from conftest import LABLR, TINY_RULE_OPTIONS, draw_shape, on_a_terminal
 from PIL import Image
 
 from lablr.core.cli import cli
@@ -124,6 +124,25 @@ def test_fit_refits_and_add_counts_no_photo_twice(tiny_bundle, tmp_path, shapes_
     before = json.loads((tmp_path / "refit" / "manifest.json").read_text())["tags"]
     after = json.loads((tmp_path / "added" / "manifest.json").read_text())["tags"]
     assert before == after
+
+
+def test_import_fit_and_train_draw_bars_on_a_terminal_and_none_in_a_log(tiny_bundle, tmp_path, shapes_csv):
+    """A bar redraws itself with carriage returns: in a log file or a CI log each redraw would stay (Keras's,
+    on stdout, writes a new line every 50 ms there instead: training says a line an epoch)."""
+    _, shown = on_a_terminal([*LABLR, "import", "csv", str(shapes_csv), "--catalog", str(tmp_path / "shown.db")])
+    assert b"Importing csv" in shown and b"108img" in shown, shown
+    catalog = str(tmp_path / "c.db")
+    commands = [["import", "csv", str(shapes_csv), "--catalog", catalog],
+                ["fit", "--model", str(tiny_bundle), "--catalog", catalog, "--out", str(tmp_path / "refit"),
+                 *TINY_RULE_OPTIONS],
+                ["train", "--catalog", catalog, "--out", str(tmp_path / "trained"), "--encoder", "vae", "--image-size",
+                 "16", "--latent-dim", "4", "--epochs", "2", *TINY_RULE_OPTIONS]]
+    for command in commands:
+        logged = subprocess.run([*LABLR, *command], capture_output=True, text=True, timeout=300)
+        assert logged.returncode == 0, logged.stderr
+        both = logged.stdout + logged.stderr
+        assert "\r" not in both and "%|" not in both and "img/s" not in both and "\x1b[" not in both, both
+    assert len([line for line in logged.stdout.splitlines() if "/step" in line]) == 2, logged.stdout  # an epoch each
 
 
 def test_console_script_prints_errors_without_traceback(tmp_path):

@@ -15,11 +15,11 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from lablr.core.data import decoding as imaging
 from lablr.core.errors import ImageError, LablrError
 from lablr.core.files import atomic_directory
+from lablr.core.progress import progress_bar
 
 SHARD_SIZE = 1024
 INDEX = "index.json"
@@ -64,8 +64,8 @@ def _decode_into(partial: Path, photos, size, *, workers, progress) -> tuple[lis
     daemon = multiprocessing.current_process().daemon  # e.g. a Dask worker: it may not start processes
     with (ThreadPoolExecutor if daemon else ProcessPoolExecutor)(workers) as pool:
         results = pool.map(_decode_one, jobs, chunksize=32)
-        for key, array, error in tqdm(results, total=len(jobs), desc="Decoding images", unit="img",
-                                      disable=not progress):
+        for key, array, error in progress_bar(results, total=len(jobs), desc="Decoding images", unit="img",
+                                              shown=progress):
             if array is None:
                 broken[key] = error
                 continue

@@ -3,10 +3,10 @@
 import warnings
 
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from lablr.core.data.catalog import Catalog, normalize_tag
 from lablr.core.plugins import get_part
+from lablr.core.progress import progress_bar
 
 
 def readable(path) -> bool:
@@ -36,7 +36,7 @@ def import_source(source_name, location, catalog_path, *, progress=True) -> dict
         report["known"] += len(batch) - added
         batch.clear()
 
-    for record in tqdm(source.records(location), desc=f"Importing {source_name}", unit="img", disable=not progress):
+    for record in progress_bar(source.records(location), desc=f"Importing {source_name}", unit="img", shown=progress):
         if not record.path or not readable(record.path):
             report["skipped"] += 1
             continue

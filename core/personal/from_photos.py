@@ -12,6 +12,7 @@ could be read, and never the tags of a photo taught by feedback, nor those of a 
 `lablr personal undo`/`reset` take it back.
 """
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -33,13 +34,23 @@ from lablr.core.personal.layer import (
     photo_hash,
 )
 from lablr.core.photometa.store import Embedded, Exiv2Store
-from lablr.core.photometa.tagging import find_photos, printable, read_regular, read_sidecar, sidecars_of
+from lablr.core.photometa.tagging import (
+    find_photos,
+    printable,
+    read_regular,
+    read_sidecar,
+    shared_sidecars,
+    sidecars_of,
+)
 
 
 @dataclass
 class Outcome:
     path: Path
-    status: str  # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed"
+    # "learned", "known" (learned before), "untagged", "refused" (its keywords), "failed", "skipped" (a file
+    # in a folder that is not a photo Lablr reads: a camera's raw file, say; or, with a reason, a sidecar that
+    # several photos share)
+    status: str
     tags: tuple = ()
     gained: tuple = ()  # of a known photo: its keywords written since it was learned, learned now
     removed: tuple = ()  # of a known photo: its keywords removed since it was learned, unlearned now
@@ -81,12 +92,14 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
     """Teach the layer every photo found; `start(count)` once they are found, `report(outcome)` per photo."""
     store, listings = Exiv2Store(), {}
     report = report or (lambda outcome: None)
-    photos, problems = find_photos(paths, tidy=False)  # learning reads the photos: their folders stay as they are
+    # learning reads the photos: their folders stay as they are
+    photos, problems, others = find_photos(paths, tidy=False)
     if start:
         start(len(photos) + len(problems))
     outcomes = [Outcome(p.path, "failed", reason=p.reason) for p in problems]
     for outcome in outcomes:
         report(outcome)
+    outcomes += [Outcome(path, "skipped") for path in others]  # not photos: said together, in the summary
     again = _ReadAgain()
     try:
         for first in range(0, len(photos), defaults.TAG_BATCH):
@@ -110,7 +123,9 @@ def learn_photos(paths, model, layer: PersonalLayer, *, report=None, start=None)
                     report(outcomes[-1])
     finally:  # interrupted too: what was found is kept
         again.correct(layer)  # in one write, which a running server replays once
-    return outcomes
+    return outcomes + [Outcome(path, "skipped", reason=f"not learned: {count} photos here are called {path.stem}, and "
+                               f"it could describe any of them; rename it {path.stem}.EXT.xmp after the one it "
+                               "describes.") for path, count in shared_sidecars(listings)]
 
 
 class _ReadAgain:
@@ -228,9 +243,28 @@ def summary_line(outcomes) -> str:
             + (f"; {sidecars} sidecar{'s' * (sidecars != 1)} could not be read." if sidecars else "."))
 
 
+def skipped_lines(outcomes) -> list[str]:
+    """What was left out: one line for the files in the folders that are not photos Lablr reads (how many of each
+    suffix, and what to do about a camera's raw files), one for each sidecar that several photos share."""
+    skipped = [o for o in outcomes if o.status == "skipped"]
+    suffixes = Counter(o.path.suffix.lower() or "without a suffix" for o in skipped if not o.reason)
+    lines = [f"{o.path}: {o.reason}" for o in skipped if o.reason]
+    if suffixes:
+        found = ", ".join(f"{count} {suffix}" for suffix, count in suffixes.most_common(5))
+        more = f" and {len(suffixes) - 5} more kinds" if len(suffixes) > 5 else ""
+        count = sum(suffixes.values())
+        lines.insert(0, f"{count} other file{'s' * (count != 1)} left out ({found}{more}): Lablr reads photos in "
+                        f"{', '.join(defaults.TAG_SUFFIXES)} files; for a camera's raw files, learn from the JPEG, "
+                        "TIFF or PNG files exported from them.")
+    return [printable(line) for line in lines]
+
+
 def _changes(outcomes) -> str:
-    """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything."""
-    parts = [(sum(bool(o.gained) for o in outcomes), "with new keywords, now learned"),
-             (sum(bool(o.removed) for o in outcomes), "with keywords removed since, now unlearned")]
+    """" (1 of them with new keywords, now learned; ...)": what learning again changed, if anything. Each photo
+    is counted once: one that gained keywords and lost others is in the third part alone."""
+    parts = [(sum(bool(o.gained) and not o.removed for o in outcomes), "with new keywords, now learned"),
+             (sum(bool(o.removed) and not o.gained for o in outcomes), "with keywords removed since, now unlearned"),
+             (sum(bool(o.gained) and bool(o.removed) for o in outcomes),
+              "with new keywords and others removed since, now learned and unlearned")]
     said = [f"{count} {'of them ' * (not i)}{what}" for i, (count, what) in enumerate(p for p in parts if p[0])]
     return f" ({'; '.join(said)})" if said else ""

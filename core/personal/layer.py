@@ -471,10 +471,7 @@ def carry_over(bundle_path, destination: Path) -> bool:
     """Copy to `destination` the user's newest layer of a shipped model with the same latent space:
     another one (the default changed), or this one before a newer Lablr rebuilt it (its checksum, and
     so its layer's name, changed). Such a layer's latents mean the same here."""
-    models = {name for name in bundle.bundled_names()
-              if same_latent_space(bundle_path, bundle.bundled_root() / name)}
-    layers = sorted(destination.parent.glob("*" + FILE_SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True)
-    source = next((p for p in layers if p != destination and _recorded_model(p) in models), None)
+    source = layer_to_carry_over(bundle_path, destination)
     if source is None:
         return False
 
@@ -484,6 +481,14 @@ def carry_over(bundle_path, destination: Path) -> bool:
 
     _put_in_place(destination, copy)
     return True
+
+
+def layer_to_carry_over(bundle_path, destination: Path) -> Path | None:
+    """The layer that carry_over would copy to `destination`, if any."""
+    models = {name for name in bundle.bundled_names()
+              if same_latent_space(bundle_path, bundle.bundled_root() / name)}
+    layers = sorted(destination.parent.glob("*" + FILE_SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True)
+    return next((p for p in layers if p != destination and _recorded_model(p) in models), None)
 
 
 def _recorded_model(path: Path) -> str | None:
@@ -616,9 +621,15 @@ def undo(model, count: int) -> list[Event]:
         return layer.undo(count)
 
 
-def reset(model) -> int:
+def reset(model) -> tuple[int, str | None]:
+    """(photos forgotten, None); or, for a model that had no layer of its own and so would have carried one over,
+    (the photos of that layer, which keeps them, "the model it was made for (its path)"): the model gets an
+    empty layer, so it starts from nothing instead."""
+    path = bundle.resolve(model)
+    where = layer_path(path)
+    source = None if where.exists() else layer_to_carry_over(path, where)
     layer, _ = open_for_bundle(model)
     if not layer:
-        return 0
+        return 0, None
     with closing(layer):
-        return layer.reset()
+        return layer.reset(), source and f"{_recorded_model(source)} ({source})"

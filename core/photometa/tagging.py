@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 import stat
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,20 +87,23 @@ class Skip(LablrError):
     """A photo left as it was, for the reason given."""
 
 
-def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome]]:
-    """The photos named or found in the folders named (recursively, hidden files left out), each once.
+def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome], list[Path]]:
+    """(The photos named or found in the folders named, each once; the problems; the other files found in
+    those folders, which Lablr does not read: a camera's raw files, say). Folders are searched recursively,
+    hidden files left out, sidecars are not "other files".
 
     Only regular files are taken: a symbolic link (to a file, or to a folder) is reported and
     left alone, so that nothing outside the folders and files named is ever written. `tidy`
     removes the partial files a killed run left behind (not in a dry run: it changes nothing).
     """
-    found, problems, seen = [], [], set()
+    found, problems, others, seen, seen_others = [], [], [], set(), set()
     for given in map(Path, paths):
         if given.is_dir():  # a folder named may be a link to one: the user chose it
             if tidy:
                 remove_leftovers(given)
-            candidates, links = _photos_in(given)
+            candidates, links, unread = _photos_in(given)
             problems += [Outcome(link, "failed", reason=SYMLINK) for link in links]
+            others += _once(unread, seen_others)
         elif given.is_symlink():
             problems.append(Outcome(given, "failed", reason=SYMLINK))
             continue
@@ -111,32 +115,44 @@ def find_photos(paths, *, tidy: bool = True) -> tuple[list[Path], list[Outcome]]
         else:
             problems.append(Outcome(given, "failed", reason="no such file or folder"))
             continue
-        for path in candidates:
-            real = path.resolve()
-            if real not in seen:
-                seen.add(real)
-                found.append(path)
-    return found, problems
+        found += _once(candidates, seen)
+    return found, problems, others
+
+
+def _once(paths, seen: set) -> list[Path]:
+    """The paths to files not in `seen` (which they join), each once: a file named twice, or through
+    two names for its folder, is one file."""
+    new = []
+    for path in paths:
+        real = path.resolve()
+        if real not in seen:
+            seen.add(real)
+            new.append(path)
+    return new
 
 
 SYMLINK = "it is a symbolic link, which Lablr does not follow (name the file it points to)"
 
 
-def _photos_in(folder: Path) -> tuple[list[Path], list[Path]]:
-    """(the regular photo files under folder, the links among the photo names), sorted; links to
-    folders are not entered and hidden names are left out."""
-    photos, links = [], []
+def _photos_in(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(the regular photo files under folder, the links among the photo names, the other regular files but
+    sidecars), sorted; links to folders are not entered and hidden names are left out."""
+    photos, links, others = [], [], []
     for top, folders, names in os.walk(folder):  # followlinks=False: a linked folder is not entered
         folders[:] = sorted(name for name in folders if not name.startswith("."))
         for name in names:
             path = Path(top) / name
-            if name.startswith(".") or path.suffix.lower() not in defaults.TAG_SUFFIXES:
+            suffix = path.suffix.lower()
+            if name.startswith(".") or suffix == defaults.SIDECAR_SUFFIX:
                 continue
-            if path.is_symlink():
+            if suffix not in defaults.TAG_SUFFIXES:
+                if not path.is_symlink() and path.is_file():
+                    others.append(path)
+            elif path.is_symlink():
                 links.append(path)
             elif path.is_file():
                 photos.append(path)
-    return sorted(photos), sorted(links)
+    return sorted(photos), sorted(links), sorted(others)
 
 
 def remove_leftovers(folder: Path) -> int:
@@ -165,7 +181,7 @@ def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = N
     `report(outcome)` as each is done."""
     store = store or Exiv2Store()
     report = report or (lambda outcome: None)
-    photos, outcomes = find_photos(paths, tidy=not options.dry_run)
+    photos, outcomes, _ = find_photos(paths, tidy=not options.dry_run)
     if start:
         start(len(photos) + len(outcomes))
     for outcome in outcomes:
@@ -452,24 +468,39 @@ def summarize(outcomes) -> dict:
 
 def sidecars_of(photo: Path, listings: dict) -> list[Path]:
     """The photo's XMP sidecars that are there, the suffix in any case: NAME.xmp (the name `lablr tag
-    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). `listings` keeps
-    each folder's sidecars, so that a folder is listed once."""
+    --sidecar` writes, Lightroom's and digiKam's), then NAME.EXT.xmp (darktable's). NAME.xmp is the photo's
+    only if no other photo in its folder is called NAME: beside IMG_1.jpg and IMG_1.png, IMG_1.xmp could
+    describe either, so it is taken as neither's (as `lablr tag --sidecar` will not write it), and each has
+    only its NAME.EXT.xmp. `listings` keeps each folder's names, so that a folder is listed once."""
     if photo.parent not in listings:
-        listings[photo.parent] = _sidecars_in(photo.parent)
-    names = listings[photo.parent]
-    stems = dict.fromkeys([sidecar_path(photo).stem, photo.name])
-    return [photo.parent / name for stem in stems for name in names.get(stem, [])]
+        listings[photo.parent] = _listing(photo.parent)
+    sidecars, photo_stems = listings[photo.parent]
+    own_name = [sidecar_path(photo).stem] if photo_stems[photo.stem] <= 1 else []
+    stems = dict.fromkeys([*own_name, photo.name])
+    return [photo.parent / name for stem in stems for name in sidecars.get(stem, [])]
 
 
-def _sidecars_in(folder: Path) -> dict[str, list[str]]:
-    """{stem: [names]} of the files in folder whose suffix is .xmp in any case (hidden ones left out)."""
+def shared_sidecars(listings: dict) -> list[tuple[Path, int]]:
+    """(NAME.xmp, how many photos are called NAME) for each sidecar in the folders listed that is no photo's,
+    as several photos share its name (sidecars_of)."""
+    return [(folder / name, photo_stems[stem]) for folder, (sidecars, photo_stems) in listings.items()
+            for stem, names in sidecars.items() if photo_stems[stem] > 1 for name in names]
+
+
+def _listing(folder: Path) -> tuple[dict[str, list[str]], Counter]:
+    """({stem: [names]} of the files in folder whose suffix is .xmp in any case, how many photos have each stem),
+    hidden files left out."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:  # a folder that cannot be listed has no sidecars Lablr can find
-        return {}
-    found = {}
+        return {}, Counter()
+    sidecars, photo_stems = {}, Counter()
     for name in names:
         stem, suffix = os.path.splitext(name)
-        if suffix.lower() == defaults.SIDECAR_SUFFIX and not name.startswith("."):
-            found.setdefault(stem, []).append(name)
-    return found
+        if name.startswith("."):
+            continue
+        if suffix.lower() == defaults.SIDECAR_SUFFIX:
+            sidecars.setdefault(stem, []).append(name)
+        elif suffix.lower() in defaults.TAG_SUFFIXES:
+            photo_stems[stem] += 1
+    return sidecars, photo_stems

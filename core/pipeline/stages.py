@@ -31,6 +31,7 @@ from lablr.core.pipeline import calibrate as calibration
 from lablr.core.pipeline.metrics import evaluate as figures
 from lablr.core.pipeline.recipe import Recipe
 from lablr.core.plugins import get_part, pairing_problem
+from lablr.core.progress import keras_verbose
 
 EVALUATED_SCORERS = ("mahalanobis", "loglik")  # built in, and calibrated and evaluated beside a bundle's own
 
@@ -204,5 +205,5 @@ def train_encoder(encoder, recipe: Recipe, images: ImageSet, selection: Selectio
     """The encoder trained on the training photos for the recipe's epochs (resumable from the checkpoints
     in work_dir)."""
     encoder.fit(images.subset(p["key"] for p in selection.train), work_dir=Path(work_dir), epochs=recipe.epochs,
-                seed=recipe.seed, verbose="auto" if progress else 0)
+                seed=recipe.seed, verbose=keras_verbose(progress))
     return encoder
