@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from lablr.core.outputs import check_replaceable_folder
+from lablr.core.outputs import check_replaceable, check_replaceable_folder, is_stream
 
 BLOCK = 1 << 20
 
@@ -72,6 +72,22 @@ def write_atomically(target, data: bytes | str):
     """`target` holds exactly `data`, or (after a crash) what it held before."""
     with atomic_file(target, "w" if isinstance(data, str) else "wb") as file:
         file.write(data)
+
+
+def write_output(target, data: bytes | str, kind: str, is_ours: Callable[[bytes], bool]):
+    """Write a file at a name the user gave (`lablr export FILE`): into a pipe or a terminal as it is (`lablr
+    export /dev/stdout`); else whole (write_atomically), at a free name or over an empty file or one of `kind`
+    (outputs.check_replaceable), and through a symbolic link into the file it names, never over the link."""
+    check_replaceable(target, kind, is_ours)
+    try:
+        streaming = is_stream(os.stat(target).st_mode)
+    except FileNotFoundError:
+        streaming = False
+    if streaming:
+        with open(target, "w" if isinstance(data, str) else "wb") as stream:
+            stream.write(data)
+    else:
+        write_atomically(os.path.realpath(target), data)
 
 
 @contextmanager
