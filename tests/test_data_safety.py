@@ -174,3 +174,19 @@ def test_export_writes_to_dev_stdout(catalog, tmp_path, stdout):
     assert written.decode().splitlines()[0] == "path,label" and len(written.splitlines()) > 100
     assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")
     assert not list(Path("/dev").glob(".stdout.*"))
+
+
+def test_plot_draws_again_over_a_picture_saved_from_the_api(tiny_bundle, photo, tmp_path):
+    """`curl -F image=@photo.png .../api/v1/plot -o where.png`, then `lablr plot photo.png -o where.png`."""
+    import httpx
+    from lablr_server import running_server
+
+    with running_server(tiny_bundle, "--no-personal") as (base, _):
+        for suffix in ("png", "svg"):
+            answer = httpx.post(f"{base}/api/v1/plot", params={"format": suffix}, timeout=60,
+                                files={"image": (photo.name, photo.read_bytes(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            (tmp_path / f"where.{suffix}").write_bytes(answer.content)
+    for suffix in ("png", "svg"):
+        result = lablr("plot", photo, "-o", tmp_path / f"where.{suffix}", "--model", tiny_bundle, "--no-personal")
+        assert result.exit_code == 0, result.output
