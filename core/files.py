@@ -92,14 +92,14 @@ def write_output(target, data: bytes | str, kind: str, is_ours: Callable[[bytes]
 
 @contextmanager
 def atomic_directory(target, kind: str, is_ours: Callable[[Path], bool]):
-    """Yield an empty directory beside `target`; when the block ends without error it replaces `target`,
-    which must be absent, empty or of this kind (outputs.check_replaceable_folder).
+    """Yield an empty directory beside `target`; when the block ends without error it replaces `target` (or the
+    folder it links to), which must be absent, empty or of this kind (outputs.check_replaceable_folder).
 
     A directory cannot be renamed over a non-empty one: the old one is moved aside first and
     removed after, so a reader sees the old directory or the new one, never a mix.
     """
-    target = Path(target)
     check_replaceable_folder(target, kind, is_ours)
+    target = Path(os.path.realpath(target))  # through a link (models/current -> v3): v3 is replaced, the link kept
     partial = partial_path(target)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

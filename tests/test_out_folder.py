@@ -127,3 +127,16 @@ def test_out_naming_the_folder_one_is_in_is_refused_in_one_line_before_any_work(
     assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
     assert result.output == f"Error: {out} names no folder of its own: give the new folder a name, such as my-model.\n"
     assert not any(here.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_a_symbolic_link_to_a_bundle_stays_and_its_bundle_is_written(tiny_bundle, catalog, tmp_path):
+    """models/current -> v3: `--out models/current` writes v3 anew, and current still names it."""
+    real, link = tmp_path / "v3", tmp_path / "current"
+    shutil.copytree(tiny_bundle, real)
+    (real / "from-before").write_text("a file the old bundle held, gone once it is written anew")
+    link.symlink_to(real.name)
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", link, *TINY_RULE_OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == "v3"
+    assert not (real / "from-before").exists() and Model.load(real).tag_model.tags
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v3"]
