@@ -190,3 +190,9 @@ def test_plot_draws_again_over_a_picture_saved_from_the_api(tiny_bundle, photo, 
     for suffix in ("png", "svg"):
         result = lablr("plot", photo, "-o", tmp_path / f"where.{suffix}", "--model", tiny_bundle, "--no-personal")
         assert result.exit_code == 0, result.output
+
+
+def test_a_catalog_in_a_folder_that_is_not_there_is_said_in_one_line(shapes_csv, tmp_path):
+    path = tmp_path / "no such folder" / "lablr.db"
+    line = refused(lablr("import", "csv", shapes_csv, "--catalog", path), path)
+    assert "its folder must be there" in line and not path.parent.exists()
