@@ -93,6 +93,16 @@ UPGRADES = {1: _upgrade_1_to_2}  # format -> a function from that format's manif
 
 def read_manifest(directory) -> Manifest:
     directory = Path(directory)
+    raw = _manifest_json(directory)
+    try:
+        return _from_json(upgrade(raw, directory))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise BundleError(f"The manifest {directory / MANIFEST} is damaged ({type(error).__name__}: {error}).") \
+            from None
+
+
+def _manifest_json(directory: Path):
+    """The manifest's JSON, as it is (any format)."""
     path = directory / MANIFEST
     if path.is_symlink() or not path.is_file():  # a FIFO would hang the read
         raise BundleError(f"{path} is not a regular file: the bundle is damaged.")
@@ -102,14 +112,9 @@ def read_manifest(directory) -> Manifest:
         if len(text) > defaults.MAX_MANIFEST_BYTES:
             raise BundleError(f"{path} is larger than {defaults.MAX_MANIFEST_BYTES:,} bytes, more than any "
                               "manifest Lablr writes: the bundle is damaged or crafted.")
-        raw = json.loads(text)
+        return json.loads(text)
     except (OSError, ValueError) as error:
         raise BundleError(f"Cannot read {directory / MANIFEST}: {error}") from None
-    try:
-        return _from_json(upgrade(raw, directory))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise BundleError(f"The manifest {directory / MANIFEST} is damaged ({type(error).__name__}: {error}).") \
-            from None
 
 
 def upgrade(manifest: dict, directory) -> dict:
@@ -193,12 +198,13 @@ def _to_json(manifest: Manifest, parts: dict, files: dict) -> dict:
 
 
 def is_bundle(directory) -> bool:
-    """Whether the folder holds a bundle's manifest (a folder that `save` may replace)."""
+    """Whether the folder holds a bundle's manifest (a folder that `save` may replace): one that any Lablr wrote,
+    of a format this one cannot read or damaged since (Lablr then says to rebuild it, at the same place)."""
     try:
-        read_manifest(directory)
+        raw = _manifest_json(Path(directory))
     except BundleError:
         return False
-    return True
+    return isinstance(raw, dict) and isinstance(raw.get("format"), int) and "lablr_version" in raw
 
 
 def check_out(directory):

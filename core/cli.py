@@ -477,9 +477,9 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 def plot(image, output, k, model, no_personal):
     """Draw where IMAGE falls among the tags (those you taught too, as the web page does)."""
     from lablr.core.data import decoding as imaging
-    from lablr.core.files import write_atomically
+    from lablr.core.files import write_output
     from lablr.core.model import PICTURE_TYPES, Model
-    from lablr.core.outputs import check_replaceable, is_lablr_picture, mark_picture
+    from lablr.core.outputs import check_replaceable, is_lablr_picture
     from lablr.core.personal.learning import personal_model
 
     picture_format = Path(output).suffix.lower().lstrip(".")
@@ -489,8 +489,7 @@ def plot(image, output, k, model, no_personal):
     check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # before the model loads: said at once
     loaded = personal_model(Model.load(model), not no_personal)
     data = loaded.plot(imaging.load(image, loaded.image_size), k, format=picture_format)
-    check_replaceable(output, "a picture Lablr drew", is_lablr_picture)  # and again: it may have come meanwhile
-    write_atomically(output, mark_picture(data, picture_format))
+    write_output(output, data, "a picture Lablr drew", is_lablr_picture)
     click.echo(f"Wrote {output}")
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from lablr.core.outputs import check_replaceable_folder
+from lablr.core.outputs import check_replaceable, check_replaceable_folder, is_stream
 
 BLOCK = 1 << 20
 
@@ -74,16 +74,32 @@ def write_atomically(target, data: bytes | str):
         file.write(data)
 
 
+def write_output(target, data: bytes | str, kind: str, is_ours: Callable[[bytes], bool]):
+    """Write a file at a name the user gave (`lablr export FILE`): into a pipe or a terminal as it is (`lablr
+    export /dev/stdout`); else whole (write_atomically), at a free name or over an empty file or one of `kind`
+    (outputs.check_replaceable), and through a symbolic link into the file it names, never over the link."""
+    check_replaceable(target, kind, is_ours)
+    try:
+        streaming = is_stream(os.stat(target).st_mode)
+    except FileNotFoundError:
+        streaming = False
+    if streaming:
+        with open(target, "w" if isinstance(data, str) else "wb") as stream:
+            stream.write(data)
+    else:
+        write_atomically(os.path.realpath(target), data)
+
+
 @contextmanager
 def atomic_directory(target, kind: str, is_ours: Callable[[Path], bool]):
-    """Yield an empty directory beside `target`; when the block ends without error it replaces `target`,
-    which must be absent, empty or of this kind (outputs.check_replaceable_folder).
+    """Yield an empty directory beside `target`; when the block ends without error it replaces `target` (or the
+    folder it links to), which must be absent, empty or of this kind (outputs.check_replaceable_folder).
 
     A directory cannot be renamed over a non-empty one: the old one is moved aside first and
     removed after, so a reader sees the old directory or the new one, never a mix.
     """
-    target = Path(target)
     check_replaceable_folder(target, kind, is_ours)
+    target = Path(os.path.realpath(target))  # through a link (models/current -> v3): v3 is replaced, the link kept
     partial = partial_path(target)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -12,6 +12,7 @@ from lablr.core.bundle import Manifest
 from lablr.core.data import decoding as imaging
 from lablr.core.data.catalog import normalize_tag
 from lablr.core.errors import LablrError
+from lablr.core.outputs import mark_picture
 from lablr.core.parts import Scores
 from lablr.core.personal import prior as personal_prior
 from lablr.core.pipeline.calibrate import sigmoid
@@ -208,7 +209,8 @@ class Model:
         check_picture_format(format)
         latent, concepts = self.encode_with_concepts(image[None])
         top = self._top(self.score(latent, scorer, concepts=concepts), 0, k, ())
-        return self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
+        picture = self.visualizer.draw(latent[0], self.tag_model, [s.tag for s in top], format=format)
+        return mark_picture(picture, format)  # the API's too: `lablr plot -o` may draw again over a saved one
 
     def summary(self) -> dict:
         return {"name": self.name, "tags": len(self.tags), "encoder": self.part_names["encoder"],

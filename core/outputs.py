@@ -18,7 +18,8 @@ HEAD_BYTES = 4096  # what is read of a file there to tell whether it is one Labl
 
 
 def check_replaceable(path, kind: str, is_ours: Callable[[bytes], bool]):
-    """Raise unless nothing is at `path` or it is `kind` (told by `is_ours` from its first bytes)."""
+    """Raise unless nothing is at `path`, or an empty file (`mktemp` makes one), or a file of `kind` (told by
+    `is_ours` from its first bytes), or a stream (files.write_output writes into it, replacing nothing)."""
     path = Path(path)
     try:
         found = path.stat()
@@ -26,17 +27,27 @@ def check_replaceable(path, kind: str, is_ours: Callable[[bytes], bool]):
         return
     except OSError as error:
         raise LablrError(f"{path} cannot be looked at ({error.strerror}), so Lablr does not write there.") from None
+    if is_stream(found.st_mode):
+        return
     head = _head(path) if stat.S_ISREG(found.st_mode) else None
-    if head is not None and is_ours(head):
+    if head is not None and (not head or is_ours(head)):
         return
     raise LablrError(f"{path} is there already and is not {kind}: Lablr leaves it as it is. Give another name, "
                      "or move it away first.")
+
+
+def is_stream(mode: int) -> bool:
+    """A pipe or a character device (a terminal, /dev/null; `/dev/stdout` is one of these or a file): written
+    into as it is, never replaced."""
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def check_replaceable_folder(path, kind: str, is_ours: Callable[[Path], bool]):
     """Raise unless nothing is at `path`, or an empty folder, or a folder of `kind` (told by `is_ours`): a folder
     is replaced whole, so a folder of the user's given by mistake (`--out ~/Pictures`) would be lost."""
     path = Path(path)
+    if path.name in ("", ".."):  # `.`, `..`, `/`: a folder is written beside its place, under its name
+        raise LablrError(f"{path} names no folder of its own: give the new folder a name, such as my-model.")
     if not os.path.lexists(path) or (path.is_dir() and (not any(path.iterdir()) or is_ours(path))):
         return
     raise LablrError(f"{path} is there already and is not {kind}: Lablr leaves it as it is (it would replace the "

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from lablr.core import hookimpl
 from lablr.core.errors import LablrError
-from lablr.core.files import write_atomically
-from lablr.core.outputs import check_replaceable
+from lablr.core.files import write_output
 from lablr.core.parts import PhotoRecord
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
@@ -67,14 +66,13 @@ HEADER = ["path", "label"]
 def write_csv(photos, destination):
     """Write photos ({path, tags}) as the original's path,label CSV, one row per tag: whole or not at all, and
     only over such a CSV (never over the catalog it is read from, a photo, or another file of the user's)."""
-    check_replaceable(destination, "a path,label CSV", is_path_label_csv)
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(HEADER)
     for photo in photos:
         for tag in photo["tags"]:
             writer.writerow([photo["path"], tag])
-    write_atomically(destination, text.getvalue().encode("utf-8"))
+    write_output(destination, text.getvalue().encode("utf-8"), "a path,label CSV", is_path_label_csv)
 
 
 def is_path_label_csv(head: bytes) -> bool:

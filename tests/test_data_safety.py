@@ -2,7 +2,9 @@
 another program's database or a photo, an output named like a photo or the catalog itself, a work folder
 Lablr did not make) refuses in one line naming it, and leaves it byte for byte as it was."""
 
+import os
 import sqlite3
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -124,3 +126,73 @@ def test_train_leaves_a_work_folder_it_did_not_make_as_it_was(catalog, tmp_path,
     line = refused(result, tmp_path / "model.work")
     assert "Lablr leaves it as it is" in line
     assert mine.read_text() == "my notes" and not (tmp_path / "model").exists()
+
+
+def written_by(command, tiny_bundle, catalog, photo, destination):
+    return {"export": ["export", destination, "--catalog", catalog],
+            "plot": ["plot", photo, "-o", destination, "--model", tiny_bundle, "--no-personal"],
+            "personal export": ["personal", "export", destination, "--model", tiny_bundle]}[command]
+
+
+@pytest.mark.parametrize("command, suffix", [("export", ".csv"), ("plot", ".png"), ("personal export", ".json")])
+def test_an_empty_file_such_as_mktemp_makes_is_written(command, suffix, tiny_bundle, catalog, photo, tmp_path):
+    destination = tmp_path / f"tmp.Xy12{suffix}"
+    destination.touch()  # `out=$(mktemp --suffix .csv); lablr export "$out"`: nothing of the user's in it
+    result = lablr(*written_by(command, tiny_bundle, catalog, photo, destination))
+    assert result.exit_code == 0, result.output
+    assert destination.stat().st_size > 0
+
+
+@pytest.mark.parametrize("command, suffix", [("export", ".csv"), ("plot", ".png"), ("personal export", ".json")])
+def test_a_symbolic_link_to_an_earlier_output_stays_and_its_file_is_written(
+        command, suffix, tiny_bundle, catalog, photo, tmp_path):
+    real, link = tmp_path / "kept" / f"real{suffix}", tmp_path / f"link{suffix}"
+    real.parent.mkdir()
+    assert lablr(*written_by(command, tiny_bundle, catalog, photo, real)).exit_code == 0
+    real.write_bytes(real.read_bytes()[:-1])  # changed a little, to see it written anew
+    before = real.read_bytes()
+    link.symlink_to(real)
+    result = lablr(*written_by(command, tiny_bundle, catalog, photo, link))
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and real.read_bytes() != before
+
+
+@pytest.mark.parametrize("stdout", ["a pipe", "a file"])
+def test_export_writes_to_dev_stdout(catalog, tmp_path, stdout):
+    """`lablr export /dev/stdout | head`, as it did before outputs were checked: a pipe is written into, and a
+    file that stdout was sent to (`> labels.csv`) gets the CSV, with /dev/stdout left as it was."""
+    import subprocess
+
+    from conftest import LABLR
+
+    target = tmp_path / "labels.csv"
+    with open(target, "wb") as file:
+        result = subprocess.run([*LABLR, "export", "/dev/stdout", "--catalog", str(catalog)], check=False,
+                                stdout=subprocess.PIPE if stdout == "a pipe" else file, stderr=subprocess.PIPE)
+    assert result.returncode == 0, result.stderr.decode()
+    written = result.stdout if stdout == "a pipe" else target.read_bytes()
+    assert written.decode().splitlines()[0] == "path,label" and len(written.splitlines()) > 100
+    assert os.path.islink("/dev/stdout") or os.path.exists("/dev/stdout")
+    assert not list(Path("/dev").glob(".stdout.*"))
+
+
+def test_plot_draws_again_over_a_picture_saved_from_the_api(tiny_bundle, photo, tmp_path):
+    """`curl -F image=@photo.png .../api/v1/plot -o where.png`, then `lablr plot photo.png -o where.png`."""
+    import httpx
+    from lablr_server import running_server
+
+    with running_server(tiny_bundle, "--no-personal") as (base, _):
+        for suffix in ("png", "svg"):
+            answer = httpx.post(f"{base}/api/v1/plot", params={"format": suffix}, timeout=60,
+                                files={"image": (photo.name, photo.read_bytes(), "image/png")})
+            assert answer.status_code == 200, answer.text
+            (tmp_path / f"where.{suffix}").write_bytes(answer.content)
+    for suffix in ("png", "svg"):
+        result = lablr("plot", photo, "-o", tmp_path / f"where.{suffix}", "--model", tiny_bundle, "--no-personal")
+        assert result.exit_code == 0, result.output
+
+
+def test_a_catalog_in_a_folder_that_is_not_there_is_said_in_one_line(shapes_csv, tmp_path):
+    path = tmp_path / "no such folder" / "lablr.db"
+    line = refused(lablr("import", "csv", shapes_csv, "--catalog", path), path)
+    assert "its folder must be there" in line and not path.parent.exists()

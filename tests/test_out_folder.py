@@ -3,6 +3,7 @@ user's given by mistake (`--out ~/Pictures`) is refused before any work, and kee
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -97,3 +98,45 @@ def test_build_flickr_refuses_the_folder_before_it_downloads(tmp_path):
     assert result.returncode == 1 and "is there already and is not a model bundle" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not fake.image_requests and files_in(folder) == before
     assert not (tmp_path / "Pictures.db").exists()
+
+
+@pytest.mark.parametrize("change", ["format 0", "format 3", "damaged"])
+def test_a_bundle_lablr_cannot_read_is_rebuilt_at_its_place(tiny_bundle, catalog, tmp_path, change):
+    """Lablr says of a bundle of another format, or a damaged one, to rebuild it: at the same --out too."""
+    out = tmp_path / "my-model"
+    shutil.copytree(tiny_bundle, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    if change == "damaged":
+        del manifest["parts"]
+    else:
+        manifest["format"] = int(change.split()[1])
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert Model.load(out).tag_model.tags
+
+
+@pytest.mark.parametrize("out", [".", ".."])
+def test_out_naming_the_folder_one_is_in_is_refused_in_one_line_before_any_work(
+        tiny_bundle, catalog, tmp_path, monkeypatch, out):
+    here = tmp_path / "empty"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = CliRunner().invoke(cli, ["fit", "--model", str(tiny_bundle), "--catalog", str(catalog), "--out", out,
+                                      *TINY_RULE_OPTIONS])
+    assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+    assert result.output == f"Error: {out} names no folder of its own: give the new folder a name, such as my-model.\n"
+    assert not any(here.iterdir()) and sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_a_symbolic_link_to_a_bundle_stays_and_its_bundle_is_written(tiny_bundle, catalog, tmp_path):
+    """models/current -> v3: `--out models/current` writes v3 anew, and current still names it."""
+    real, link = tmp_path / "v3", tmp_path / "current"
+    shutil.copytree(tiny_bundle, real)
+    (real / "from-before").write_text("a file the old bundle held, gone once it is written anew")
+    link.symlink_to(real.name)
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", link, *TINY_RULE_OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == "v3"
+    assert not (real / "from-before").exists() and Model.load(real).tag_model.tags
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v3"]

@@ -95,7 +95,11 @@ class Catalog:
     def __init__(self, path):
         self.path = Path(path)
         check_is_catalog(self.path)
-        self.db = sqlite_utils.Database(self.path)
+        try:
+            self.db = sqlite_utils.Database(self.path)
+        except sqlite3.OperationalError as error:
+            raise LablrError(f"The catalog {self.path} cannot be opened ({error}): its folder must be there, and "
+                             "writable.") from None
         self.db.execute("PRAGMA journal_mode=WAL")
         self._create_tables()
 

@@ -36,7 +36,7 @@ import numpy as np
 from lablr.core import bundle, defaults
 from lablr.core.data.catalog import TAG_RULE, is_acceptable_tag, normalize_tag
 from lablr.core.errors import LablrError
-from lablr.core.files import fsync_dir, partial_path, write_atomically
+from lablr.core.files import fsync_dir, partial_path, write_output
 from lablr.core.outputs import check_replaceable
 
 FILE_SUFFIX = ".sqlite"
@@ -596,12 +596,17 @@ def vocabulary_tags(bundle_path) -> list[str]:
 
 
 EXPORT_START = b'{\n "model": '  # how every export begins (json.dumps of the document below, indent=1)
+EXPORT_IN_WORDS = "an export of Lablr's personal layer"
+
+
+def is_export(head: bytes) -> bool:
+    return head.startswith(EXPORT_START)
 
 
 def export(model, destination) -> int:
     """Write every event (with its latent) as JSON, atomically, at a free name or over an earlier export;
     the number written."""
-    check_replaceable(destination, "an export of Lablr's personal layer", lambda head: head.startswith(EXPORT_START))
+    check_replaceable(destination, EXPORT_IN_WORDS, is_export)  # before reading the layer: said at once
     layer, manifest = open_for_bundle(model)
     events = []
     if layer:
@@ -609,7 +614,7 @@ def export(model, destination) -> int:
             events = layer.events()
     document = {"model": manifest.name, "bundle_checksum": layer.path.stem if layer else None,
                 "events": [event.as_dict(latent=True) for event in events]}
-    write_atomically(Path(destination), json.dumps(document, indent=1) + "\n")
+    write_output(destination, json.dumps(document, indent=1) + "\n", EXPORT_IN_WORDS, is_export)
     return len(events)
 
 
