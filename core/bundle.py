@@ -23,8 +23,7 @@ import numpy as np
 
 from lablr.core import __version__, defaults, fitted_photos
 from lablr.core.errors import BundleError
-from lablr.core.files import atomic_directory, sha256_file, write_atomically
-from lablr.core.outputs import check_replaceable_folder
+from lablr.core.files import atomic_directory, ready_to_replace, sha256_file, write_atomically
 from lablr.core.part_settings import check_part_kinds, check_settings
 from lablr.core.plugins import check_pairing, get_part
 
@@ -209,7 +208,7 @@ def is_bundle(directory) -> bool:
 
 def check_out(directory):
     """Before any long work: `directory` can take a bundle (absent, empty, or a bundle), or a one-line error."""
-    check_replaceable_folder(directory, BUNDLE_IN_WORDS, is_bundle)
+    ready_to_replace(directory, BUNDLE_IN_WORDS, is_bundle)
 
 
 def save(parts: dict, manifest: Manifest, directory) -> Path:

@@ -6,6 +6,7 @@ then fsync the directory so that the rename itself survives a power cut. A failu
 partial and leaves the target as it was.
 """
 
+import glob
 import hashlib
 import os
 import shutil
@@ -36,6 +37,37 @@ def partial_path(target: Path, kind: str = "partial") -> Path:
     """The hidden name beside `target` that a write uses until it is complete (one per process)."""
     target = Path(target)
     return target.with_name(f".{target.name}.{kind}-{os.getpid()}")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process of this id runs (on this machine)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
+def ready_to_replace(target, kind: str, is_ours: Callable[[Path], bool]):
+    """Before writing the folder `target`: what killed writes of it left beside it is removed, and `target` must
+    be absent, empty or of this kind (outputs.check_replaceable_folder)."""
+    remove_leftovers(Path(target))
+    check_replaceable_folder(target, kind, is_ours)
+
+
+def remove_leftovers(target: Path):
+    """Remove what writes of the folder `target` that were killed left beside it (a half-written copy can be
+    gigabytes: a prepared image set). A folder moved aside by one killed between its two renames is put back."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*-*"):
+        kind, _, pid = leftover.name[len(target.name) + 2:].rpartition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or alive(int(pid)):
+            continue
+        if kind == "old" and not os.path.lexists(target):
+            leftover.rename(target)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 @contextmanager
@@ -98,7 +130,7 @@ def atomic_directory(target, kind: str, is_ours: Callable[[Path], bool]):
     A directory cannot be renamed over a non-empty one: the old one is moved aside first and
     removed after, so a reader sees the old directory or the new one, never a mix.
     """
-    check_replaceable_folder(target, kind, is_ours)
+    ready_to_replace(target, kind, is_ours)
     target = Path(os.path.realpath(target))  # through a link (models/current -> v3): v3 is replaced, the link kept
     partial = partial_path(target)
     shutil.rmtree(partial, ignore_errors=True)

@@ -140,3 +140,30 @@ def test_a_symbolic_link_to_a_bundle_stays_and_its_bundle_is_written(tiny_bundle
     assert link.is_symlink() and os.readlink(link) == "v3"
     assert not (real / "from-before").exists() and Model.load(real).tag_model.tags
     assert sorted(p.name for p in tmp_path.iterdir()) == ["current", "v3"]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def test_what_a_killed_write_left_beside_the_bundle_is_removed_and_a_live_ones_kept(tiny_bundle, catalog, tmp_path):
+    out, dead, live = tmp_path / "model", dead_pid(), os.getppid()  # the parent: another writer, alive
+    assert lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS).exit_code == 0
+    for leftover in (f".model.partial-{dead}", f".model.old-{dead}", f".model.partial-{live}"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "tag_stats.npz").write_bytes(b"\0" * 1000)
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.partial-{live}", "model"]  # another writer's
+
+
+def test_a_bundle_moved_aside_by_a_write_killed_between_its_renames_is_put_back(tiny_bundle, catalog, tmp_path):
+    out = tmp_path / "model"
+    assert lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, *TINY_RULE_OPTIONS).exit_code == 0
+    tags = Model.load(out).tag_model.tags
+    out.rename(tmp_path / f".model.old-{dead_pid()}")  # where the killed write had moved it, the new one not yet there
+    result = lablr("fit", "--model", tiny_bundle, "--catalog", catalog, "--out", out, "--min-tag-photos", 1000)
+    assert result.exit_code == 1 and "No photo" in result.output  # this write fails too, after its check
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"] and Model.load(out).tag_model.tags == tags

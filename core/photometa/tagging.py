@@ -23,7 +23,7 @@ from lablr.core import defaults
 from lablr.core.data import decoding as imaging
 from lablr.core.data.catalog import JOINERS, keyword_key
 from lablr.core.errors import ImageError, LablrError
-from lablr.core.files import fsync_dir
+from lablr.core.files import alive, fsync_dir
 from lablr.core.photometa.store import (
     WRITABLE,
     XMP_SIDECAR,
@@ -160,20 +160,10 @@ def remove_leftovers(folder: Path) -> int:
     removed = 0
     for partial in folder.rglob(f".*{PARTIAL}"):
         pid = partial.name[: -len(PARTIAL)].rsplit(".", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             partial.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def tag_photos(paths, model, options: Options, *, store: KeywordStore | None = None, report=None, start=None):

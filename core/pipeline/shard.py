@@ -28,9 +28,8 @@ from lablr.core.bundle import PartSpec, TrainingData, check_out, latent_space
 from lablr.core.data.image_cache import prepared_images
 from lablr.core.data.selection import Rules, unit_hash
 from lablr.core.errors import LablrError
-from lablr.core.files import atomic_directory, sha256_file
+from lablr.core.files import atomic_directory, ready_to_replace, sha256_file
 from lablr.core.model import Model
-from lablr.core.outputs import check_replaceable_folder
 from lablr.core.pipeline import stages
 from lablr.core.pipeline.recipe import Recipe
 from lablr.core.plugins import get_part
@@ -218,7 +217,7 @@ def is_part(directory) -> bool:
 
 def check_part_out(directory):
     """Before encoding: `directory` can take a part (absent, empty, or a part), or a one-line error."""
-    check_replaceable_folder(directory, PART_IN_WORDS, is_part)
+    ready_to_replace(directory, PART_IN_WORDS, is_part)
 
 
 def _save_latents(path: Path, encoded: "stages.Encoded", tags):
