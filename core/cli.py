@@ -23,6 +23,8 @@ from lablr.core.errors import LablrError  # noqa: E402
 
 CATALOG_OPTION = click.option("--catalog", default=defaults.CATALOG, show_default=True,
                               help="The SQLite catalog of photos and tags.")
+OUT_OPTION = click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+                          help="Where to write the model bundle: a new folder, or a bundle to replace.")
 SCORER_OPTION = click.option("--scorer", default=None, help="A registered scorer (default: the model's own).")
 
 
@@ -177,7 +179,7 @@ PART_OPTIONS = ("encoder", "image_size", "latent_dim", "tag_model", "scorer", "v
 
 @cli.command(epilog=RULES_HELP)
 @CATALOG_OPTION
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle: a new folder, or a bundle to replace.")
+@OUT_OPTION
 @click.option("--like", default=None, metavar="NAME_OR_PATH",
               help="Build a model with this bundle's parts and settings (its recipe) from this catalog's photos.")
 @click.option("--encoder", default=defaults.DEFAULT_PARTS["encoder"], show_default=True)
@@ -227,7 +229,7 @@ def _given(ctx, name) -> bool:
 @cli.command(epilog=RULES_HELP)
 @model_option()
 @CATALOG_OPTION
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the new bundle: a new folder, or a bundle to replace.")
+@OUT_OPTION
 @click.option("--add", is_flag=True, help="Add the catalog's photos to the model's tag statistics (those it does "
               "not hold yet).")
 @click.option("--source", default=None, help="Only photos imported from this source.")
@@ -282,7 +284,7 @@ def _fit_sharded(model_name, catalog_path, out, *, add, source, shard, shards, s
 
 @cli.command()
 @click.argument("parts", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle: a new folder, or a bundle to replace.")
+@OUT_OPTION
 @click.option("--model", "-m", default=None, help="The bundle the parts were fitted with (default: as they record it).")
 def merge(parts, out, model):
     """Add the tag statistics of PARTS (from `lablr fit --shard`) into one bundle."""
@@ -469,7 +471,8 @@ def _stop_between_photos(bar, done: list, summary, then: str):
 
 @cli.command()
 @click.argument("image", type=click.Path(exists=True, dir_okay=False))
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="A .png or .svg file: a new name, or a picture Lablr drew before.")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="A .png or .svg file: a new name, or a picture Lablr drew before.")
 @click.option("--k", "-k", default=defaults.DEFAULT_K, show_default=True, type=click.IntRange(1, defaults.MAX_K),
               help="Suggested tags to highlight.")
 @model_option()

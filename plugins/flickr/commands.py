@@ -86,7 +86,8 @@ def summary(report, catalog, images, input_size, source) -> str:
 
 
 @click.command("flickr")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Where to write the model bundle: a new folder, or a bundle to replace.")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
+              help="Where to write the model bundle: a new folder, or a bundle to replace.")
 @click.option("--tags", default="default", show_default=True, metavar="TAG,...|default|hot[:N]|none",
               help="Tags to search, as for `lablr fetch`.")
 @click.option("--user", default=None, metavar="NSID|URL|NAME",
